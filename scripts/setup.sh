@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine (or CI) for omnisep: system tools, then
+# the package with its test extras. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+need=()
+command -v ffmpeg >/dev/null || need+=(ffmpeg)             # museval imports need the binary
+command -v espeak-ng >/dev/null || need+=(espeak-ng)       # corpus: speech
+command -v fluidsynth >/dev/null || need+=(fluidsynth)     # corpus: instruments
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
+if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null; then
+  $SUDO apt-get update -qq
+  # --no-install-recommends: fluidsynth would otherwise pull a soundfont that
+  # is reserved for an independent benchmark.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+# The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
+$PY -m pip install -q "torch==2.13.0" 2>/dev/null || $PY -m pip install -q "torch>=2.2"
+$PY -m pip install -q -e ".[test]"
+# aisfx pins ancient numpy/librosa; its model code needs neither, so skip its deps.
+$PY -m pip install -q --no-deps "aisfx==0.1.2"

@@ -1,0 +1,5 @@
+import sys
+
+from omnisep.cli import main
+
+sys.exit(main())
