@@ -1,0 +1,413 @@
+"""Audio in and out: any common file in, float32 ``[C, T]`` arrays out, and back.
+
+Reading goes through :class:`AudioReader`, which yields blocks, so that a
+one-hour file can be separated with flat memory (``omnisep.apply``) and
+:func:`load_audio` is the same decoder with the blocks joined: both paths see
+exactly the same samples. libsndfile (soundfile) is tried first because it is
+exact and fast for wav/flac/ogg/mp3; FFmpeg (PyAV) takes over for what it
+cannot open (the audio track of videos, m4a/aac, opus, ...).
+
+Writing is atomic (a temporary file in the target's folder, then
+``os.replace``), so an interrupted run never leaves a half-written file under
+the final name, and never clips silently.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from omnisep.errors import OmniSepError, describe
+
+AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi"}
+SUPPORTED_SUFFIXES = AUDIO_SUFFIXES | VIDEO_SUFFIXES
+
+WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+WRITE_SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
+
+# Below -80 dBFS a file is silence for every practical purpose: worth a
+# warning (the user probably picked the wrong file), not a refusal.
+NEAR_SILENT_PEAK = 1e-4
+
+DEFAULT_BLOCK_FRAMES = 1 << 16
+
+# PyAV sample formats -> the factor that maps their integers onto [-1, 1).
+_INTEGER_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
+
+
+def peak_dbfs(peak: float) -> float:
+    return 20.0 * math.log10(peak) if peak > 0 else -math.inf
+
+
+def _format_list() -> str:
+    return ", ".join(sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES))
+
+
+def check_input_file(path: str | os.PathLike) -> Path:
+    """The checks that need no decoding: exists, is a file, is not empty."""
+    path = Path(path)
+    if not path.exists():
+        raise OmniSepError(f"{describe(path)} does not exist.")
+    if path.is_dir():
+        raise OmniSepError(f"{describe(path)} is a folder, not an audio or video file.")
+    if path.stat().st_size == 0:
+        raise OmniSepError(f"{describe(path)} is empty (0 bytes).")
+    return path
+
+
+class AudioReader:
+    """Decodes a file block by block into float32 ``[C, n]`` arrays.
+
+    Raises :class:`OmniSepError` for every way a file can be unusable,
+    including NaN/Inf samples and truncation, which only show while decoding;
+    iterate once (a reader is not rewindable).
+    """
+
+    def __init__(self, path: str | os.PathLike, block_frames: int = DEFAULT_BLOCK_FRAMES):
+        self.path = check_input_file(path)
+        self.block_frames = int(block_frames)
+        self.frames_read = 0
+        self.peak = 0.0
+        self._soundfile: sf.SoundFile | None = None
+        self._container = None
+        self._promised_frames: int | None = None
+        try:
+            self._soundfile = sf.SoundFile(str(self.path))
+        except (sf.LibsndfileError, RuntimeError):
+            self._open_with_pyav()
+        else:
+            self.sample_rate = int(self._soundfile.samplerate)
+            self.channels = int(self._soundfile.channels)
+            self._promised_frames = int(self._soundfile.frames)
+            self._check_soundfile_header()
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def _check_soundfile_header(self) -> None:
+        info = self._soundfile.extra_info
+        # libsndfile reads a cut-off WAV without complaint but notes the
+        # shortfall ("data : 352800 (should be 176378)"); a cut-off Ogg reads
+        # as empty with "ended unexpectedly". Both are truncation.
+        for promised, present in re.findall(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)", info):
+            if int(promised) > int(present):
+                self.close()
+                raise OmniSepError(
+                    f"{describe(self.path)} is truncated: its header promises {int(promised)} bytes "
+                    f"of audio but the file holds {int(present)}."
+                )
+        if "ended unexpectedly" in info:
+            self.close()
+            raise OmniSepError(f"{describe(self.path)} is truncated: the stream ends before its end marker.")
+
+    def _open_with_pyav(self) -> None:
+        import av
+
+        try:
+            self._container = av.open(str(self.path))
+        except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError):
+            if self.path.suffix.lower() in SUPPORTED_SUFFIXES:
+                raise OmniSepError(
+                    f"{describe(self.path)} is corrupt or not really a {self.path.suffix.lstrip('.')} file "
+                    "and could not be decoded."
+                ) from None
+            raise OmniSepError(
+                f"{describe(self.path)} is not in a supported audio or video format ({_format_list()})."
+            ) from None
+        if not self._container.streams.audio:
+            self.close()
+            if self.path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                # FFmpeg opens nearly anything (text, images) as some stream.
+                raise OmniSepError(
+                    f"{describe(self.path)} is not in a supported audio or video format ({_format_list()})."
+                )
+            raise OmniSepError(f"{describe(self.path)} has no audio stream.")
+        stream = self._container.streams.audio[0]
+        codec = stream.codec_context
+        self._stream = stream
+        self.sample_rate = int(codec.sample_rate or stream.rate or 0)
+        self.channels = int(codec.layout.nb_channels if codec.layout else codec.channels)
+        if self.sample_rate <= 0 or self.channels <= 0:
+            self.close()
+            raise OmniSepError(f"{describe(self.path)} has an audio stream without a sample rate or channels.")
+
+    @property
+    def duration_estimate(self) -> float | None:
+        """Seconds, from the header; for progress bars only (may be approximate or unknown)."""
+        if self._promised_frames is not None:
+            return self._promised_frames / self.sample_rate
+        if self._container is not None and self._container.duration:
+            return float(self._container.duration) / 1_000_000
+        return None
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            blocks = self._soundfile_blocks() if self._soundfile is not None else self._pyav_blocks()
+            for block in blocks:
+                if block.shape[1] == 0:
+                    continue
+                if not np.isfinite(block).all():
+                    raise OmniSepError(f"{describe(self.path)} contains NaN or infinite sample values.")
+                self.frames_read += block.shape[1]
+                self.peak = max(self.peak, float(np.abs(block).max()))
+                yield block
+            self._check_complete()
+        finally:
+            self.close()
+
+    def _soundfile_blocks(self) -> Iterator[np.ndarray]:
+        while True:
+            try:
+                block = self._soundfile.read(self.block_frames, dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError):
+                raise OmniSepError(
+                    f"{describe(self.path)} is corrupt or truncated and could not be decoded."
+                ) from None
+            if block.shape[0] == 0:
+                return
+            yield np.ascontiguousarray(block.T)
+
+    def _pyav_blocks(self) -> Iterator[np.ndarray]:
+        import av
+
+        pending: list[np.ndarray] = []
+        pending_frames = 0
+        try:
+            for frame in self._container.decode(self._stream):
+                samples = _frame_to_float(frame)
+                if samples.shape[0] != self.channels:
+                    raise OmniSepError(f"{describe(self.path)} changes its channel count midway, which is not supported.")
+                pending.append(samples)
+                pending_frames += samples.shape[1]
+                if pending_frames >= self.block_frames:
+                    yield np.concatenate(pending, axis=1)
+                    pending, pending_frames = [], 0
+        except av.FFmpegError:
+            raise OmniSepError(f"{describe(self.path)} is corrupt or truncated and could not be decoded.") from None
+        if pending:
+            yield np.concatenate(pending, axis=1)
+
+    def _check_complete(self) -> None:
+        if self.frames_read == 0:
+            raise OmniSepError(f"{describe(self.path)} contains no audio samples (zero length).")
+        # mp3 and others announce their length up front; fewer samples means a cut-off file.
+        if self._promised_frames is not None and self.frames_read < self._promised_frames:
+            raise OmniSepError(
+                f"{describe(self.path)} is truncated: its header promises {self._promised_frames} samples "
+                f"but only {self.frames_read} could be decoded."
+            )
+        if self.peak < NEAR_SILENT_PEAK:
+            warnings.warn(
+                f"{describe(self.path)} is near-silent (peak {peak_dbfs(self.peak):.1f} dBFS); "
+                "its separated outputs will be near-silent too.",
+                stacklevel=3,
+            )
+
+    def close(self) -> None:
+        if self._soundfile is not None:
+            self._soundfile.close()
+            self._soundfile = None
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _frame_to_float(frame) -> np.ndarray:
+    """One decoded PyAV frame -> float32 [C, n], whatever its sample format."""
+    array = frame.to_ndarray()
+    if not frame.format.is_planar:
+        array = array.reshape(-1, frame.layout.nb_channels).T  # packed: [1, n * C] interleaved
+    name = frame.format.name.rstrip("p")
+    if name in _INTEGER_SCALE:
+        offset = 128.0 if name == "u8" else 0.0
+        array = (array.astype(np.float64) - offset) / _INTEGER_SCALE[name]
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def load_audio(
+    path: str | os.PathLike, sample_rate: int | None = None, mono: bool = False
+) -> tuple[np.ndarray, int]:
+    """Decode a whole file to float32 ``[C, T]`` (``C = 1`` with ``mono``), resampled when asked."""
+    reader = AudioReader(path)
+    audio = np.concatenate(list(reader), axis=1)
+    rate = reader.sample_rate
+    if mono:
+        audio = downmix(audio)
+    if sample_rate is not None and sample_rate != rate:
+        audio = resample(audio, rate, sample_rate)
+        rate = int(sample_rate)
+    return audio, rate
+
+
+def downmix(audio: np.ndarray) -> np.ndarray:
+    """Mean over channels, kept as one channel ``[1, T]``."""
+    return audio.mean(axis=0, keepdims=True, dtype=np.float64).astype(np.float32)
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """soxr 'VHQ' resampling of ``[C, T]`` or ``[T]``; the layout is kept."""
+    orig_sr, target_sr = int(orig_sr), int(target_sr)
+    if orig_sr <= 0 or target_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {orig_sr} and {target_sr}")
+    audio = np.asarray(audio, dtype=np.float32)
+    if orig_sr == target_sr:
+        return audio.copy()
+    if audio.ndim == 1:
+        return soxr.resample(audio, orig_sr, target_sr, quality="VHQ").astype(np.float32, copy=False)
+    # soxr wants channels last.
+    out = soxr.resample(np.ascontiguousarray(audio.T), orig_sr, target_sr, quality="VHQ")
+    return np.ascontiguousarray(out.T, dtype=np.float32)
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def _check_output(path: Path, subtype: str, overwrite: bool) -> str:
+    """Validate an output path before any work is done; returns the libsndfile format."""
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise OmniSepError(f"{describe(path)} must end in .wav or .flac to choose the output format.")
+    if subtype not in WRITE_SUBTYPES:
+        raise OmniSepError(f"{describe(path)}: sample format {subtype!r} is not one of {', '.join(WRITE_SUBTYPES)}.")
+    if fmt == "FLAC" and subtype == "FLOAT":
+        raise OmniSepError(f"{describe(path)}: FLAC cannot store float samples; choose 16 or 24 bits, or a .wav file.")
+    if path.exists() and not overwrite:
+        raise OmniSepError(f"{describe(path)} already exists; pass --overwrite (overwrite=True) to replace it.")
+    if path.is_dir():
+        raise OmniSepError(f"{describe(path)} is a folder, so no audio file can be written there.")
+    return fmt
+
+
+def _warn_clipping(path: Path, peak: float, subtype: str) -> None:
+    warnings.warn(
+        f"{describe(path)}: peak {peak:.3f} ({peak_dbfs(peak):+.1f} dBFS) is above full scale and was clipped "
+        f"to [-1, 1] in the {subtype} file; write float samples to keep it.",
+        stacklevel=3,
+    )
+
+
+def _as_channels_first(audio) -> np.ndarray:
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2:
+        raise ValueError(f"audio must be [C, T] or [T], got shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise ValueError("refusing to write NaN or infinite samples")
+    return audio
+
+
+def save_audio(
+    path: str | os.PathLike,
+    audio: np.ndarray,
+    sample_rate: int,
+    subtype: str = "PCM_16",
+    overwrite: bool = False,
+) -> float:
+    """Write ``[C, T]`` (or ``[T]``) to .wav/.flac atomically; returns the peak before any clipping."""
+    path = Path(path)
+    fmt = _check_output(path, subtype, overwrite)
+    audio = _as_channels_first(audio)
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if subtype != "FLOAT" and peak > 1.0:
+        _warn_clipping(path, peak, subtype)
+        audio = np.clip(audio, -1.0, 1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(handle)
+    try:
+        sf.write(temp_name, audio.T, int(sample_rate), subtype=subtype, format=fmt)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return peak
+
+
+class AudioWriter:
+    """Streaming counterpart of :func:`save_audio`: blocks in, one atomic file out.
+
+    The file appears under its name only on a clean :meth:`close` (or a clean
+    ``with`` exit); on error the temporary file is removed. Clipping is
+    reported once, at the end, with the overall peak.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sample_rate: int,
+        channels: int,
+        subtype: str = "PCM_16",
+        overwrite: bool = False,
+    ):
+        self.path = Path(path)
+        self.subtype = subtype
+        self.overwrite = overwrite
+        fmt = _check_output(self.path, subtype, overwrite)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, self._temp_name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+        os.close(handle)
+        self._file = sf.SoundFile(
+            self._temp_name, "w", samplerate=int(sample_rate), channels=int(channels), subtype=subtype, format=fmt
+        )
+        self.peak = 0.0
+        self.frames_written = 0
+
+    def write(self, block: np.ndarray) -> None:
+        block = _as_channels_first(block)
+        if block.shape[1] == 0:
+            return
+        peak = float(np.abs(block).max())
+        self.peak = max(self.peak, peak)
+        if self.subtype != "FLOAT" and peak > 1.0:
+            block = np.clip(block, -1.0, 1.0)
+        self._file.write(block.T)
+        self.frames_written += block.shape[1]
+
+    def close(self) -> float:
+        """Finish the file and move it into place; returns the peak before clipping."""
+        if self._file is None:
+            return self.peak
+        self._file.close()
+        self._file = None
+        if self.path.exists() and not self.overwrite:
+            # Someone else wrote it while we worked: do not clobber their file.
+            Path(self._temp_name).unlink(missing_ok=True)
+            raise OmniSepError(f"{describe(self.path)} appeared while separating; it was left untouched.")
+        os.replace(self._temp_name, self.path)
+        if self.subtype != "FLOAT" and self.peak > 1.0:
+            _warn_clipping(self.path, self.peak, self.subtype)
+        return self.peak
+
+    def abort(self) -> None:
+        """Drop the partial file; the final name is never touched."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        Path(self._temp_name).unlink(missing_ok=True)
+
+    def __enter__(self) -> "AudioWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,292 @@
+"""The local web demo: a mixture and one or more queries in, target and residual out.
+
+It runs offline: analytics are off before Gradio is imported, the theme uses
+system fonts (Gradio's own would fetch web fonts), there is no share link and
+the server binds to localhost unless the user names another host. Uploads and
+results live under the omnisep cache folder and are deleted after an hour.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when Gradio is imported
+
+import numpy as np
+
+from omnisep.audio import load_audio, save_audio
+from omnisep.errors import OmniSepError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+DEFAULT_MAX_UPLOAD_MB = 50
+DEFAULT_MAX_SECONDS = 600.0  # ten minutes: a CPU separates that in well under a minute
+CACHE_MAX_AGE_SECONDS = 3600
+SPECTROGRAM_MAX_FRAMES = 2000  # enough columns for a picture, cheap for long files
+SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
+SYSTEM_MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
+
+
+def cache_folder() -> Path:
+    """The documented cache folder: uploads and results stay inside it."""
+    root = os.environ.get("OMNISEP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "omnisep")
+    return Path(root) / "demo"
+
+
+@dataclass
+class DemoResult:
+    target_path: Path
+    residual_path: Path
+    spectrogram_path: Path
+    status: str
+
+
+def _display_name(path: str | os.PathLike) -> str:
+    """Gradio stores uploads under random folders; users know only the file name."""
+    return Path(path).name
+
+
+def _friendly(exc: OmniSepError, path: str | os.PathLike | None) -> str:
+    message = str(exc)
+    if path:
+        message = message.replace(os.fspath(path), _display_name(path))
+    return message
+
+
+def _safe_stem(path: str | os.PathLike) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "mixture"
+    return stem[:60]
+
+
+def spectrogram_png(panels: list[tuple[str, np.ndarray]], sample_rate: int, path: Path) -> Path:
+    """Stacked log spectrograms on one shared dB scale (the first panel's), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.signal import stft
+
+    n_fft = 1024 if sample_rate <= 24000 else 2048
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.1 * len(panels)), dpi=100, sharex=True, squeeze=False)
+    top = None
+    for ax, (title, audio) in zip(axes[:, 0], panels):
+        mono = np.asarray(audio, dtype=np.float32).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
+        hop = max(n_fft // 4, -(-mono.size // SPECTROGRAM_MAX_FRAMES))
+        freqs, times, spec = stft(mono, fs=sample_rate, nperseg=n_fft, noverlap=max(0, n_fft - hop), boundary=None)
+        db = 20 * np.log10(np.abs(spec) + 1e-9)
+        if top is None:
+            top = float(db.max()) if db.size else 0.0
+        ax.pcolormesh(times, freqs / 1000, db, shading="auto", cmap="magma", vmin=top - 80, vmax=top)
+        ax.set_ylabel("kHz")
+        ax.set_title(title, fontsize=10, loc="left")
+    axes[-1, 0].set_xlabel("time (s)")
+    fig.tight_layout()
+    temp = path.with_name(f".{path.name}.part.png")
+    try:
+        fig.savefig(temp, format="png")
+        os.replace(temp, path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+class DemoSession:
+    """What one press of "Separate" does, without any web framework (so tests can call it)."""
+
+    def __init__(self, separator, max_seconds: float = DEFAULT_MAX_SECONDS, work_dir: Path | None = None):
+        self.separator = separator
+        self.max_seconds = float(max_seconds)
+        self.work_dir = Path(work_dir) if work_dir is not None else cache_folder() / "results"
+
+    def _load(self, path, role: str) -> tuple[np.ndarray, int]:
+        try:
+            audio, rate = load_audio(path)
+        except OmniSepError as exc:
+            raise OmniSepError(f"{role}: {_friendly(exc, path)}") from None
+        seconds = audio.shape[-1] / rate
+        if seconds > self.max_seconds:
+            raise OmniSepError(
+                f"{role}: '{_display_name(path)}' lasts {seconds / 60:.1f} min, the demo takes at most "
+                f"{self.max_seconds / 60:.1f} min; use `omnisep separate` for long files."
+            )
+        return audio, rate
+
+    def run(
+        self,
+        mixture: str | None,
+        text: str = "",
+        text_weight: float = 1.0,
+        image: str | None = None,
+        image_weight: float = 1.0,
+        audio_query: str | None = None,
+        audio_weight: float = 1.0,
+        negative_text: str = "",
+        negative_image: str | None = None,
+        negative_audio: str | None = None,
+        alpha: float = 0.5,
+        query_aug: bool = False,
+    ) -> DemoResult:
+        if not mixture:
+            raise OmniSepError("Upload or record a mixture first.")
+        text = (text or "").strip()
+        negative_text = (negative_text or "").strip()
+        if not (text or image or audio_query):
+            raise OmniSepError("Give at least one query: a text, an image or an audio clip of the sound to keep.")
+        weights = [w for w, given in ((text_weight, text), (image_weight, image), (audio_weight, audio_query)) if given]
+        if not any(w > 0 for w in weights):
+            raise OmniSepError("At least one query needs a weight above 0.")
+
+        audio, rate = self._load(mixture, "Mixture")
+        query_audio = self._load(audio_query, "Audio query") if audio_query else None
+        negative_query_audio = self._load(negative_audio, "Negative audio") if negative_audio else None
+
+        started = time.perf_counter()
+        result = self.separator.separate(
+            audio,
+            rate,
+            text=text or None,
+            image=image or None,
+            audio_query=query_audio,
+            weights=weights,
+            negative_text=negative_text or None,
+            negative_image=negative_image or None,
+            negative_audio=negative_query_audio,
+            alpha=float(alpha),
+            query_aug=bool(query_aug),
+        )
+        elapsed = time.perf_counter() - started
+
+        folder = self.work_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = _safe_stem(mixture)
+        target_path = folder / f"{stem}_target.wav"
+        residual_path = folder / f"{stem}_residual.wav"
+        # Float samples: the residual may exceed full scale, and nothing is lost.
+        save_audio(target_path, result.target, result.sample_rate, subtype="FLOAT")
+        save_audio(residual_path, result.residual, result.sample_rate, subtype="FLOAT")
+        spectrogram = spectrogram_png(
+            [("mixture", audio), ("target", result.target), ("residual", result.residual)],
+            result.sample_rate,
+            folder / f"{stem}_spectrograms.png",
+        )
+        described = [part for part in (f"text '{text}'" if text else "", "image" if image else "",
+                                       "audio clip" if audio_query else "") if part]
+        status = f"Separated **{' + '.join(described)}** from '{_display_name(mixture)}' ({audio.shape[-1] / rate:.1f} s) in {elapsed:.1f} s."
+        negatives = [part for part in (f"'{negative_text}'" if negative_text else "", "image" if negative_image else "",
+                                       "audio clip" if negative_audio else "") if part]
+        if negatives:
+            status += f" Negative query: {' + '.join(negatives)}, alpha {alpha:g}."
+        matched = getattr(result, "query_aug_label", None) or getattr(result, "retrieved_label", None)
+        if query_aug and matched:
+            status += f" Query-Aug snapped the query to '{matched}'."
+        return DemoResult(target_path, residual_path, spectrogram, status)
+
+
+def _theme():
+    import gradio as gr
+
+    return gr.themes.Base(font=list(SYSTEM_FONTS), font_mono=list(SYSTEM_MONO_FONTS))
+
+
+def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_SECONDS, work_dir: Path | None = None):
+    """The Gradio Blocks page around a :class:`DemoSession`."""
+    import gradio as gr
+
+    session = DemoSession(separator, max_seconds=max_seconds, work_dir=work_dir)
+
+    def on_separate(*values):
+        try:
+            result = session.run(*values)
+        except OmniSepError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception:
+            # A bug, not the user's fault: full traceback in the terminal, one line in the page.
+            log.exception("separation failed")
+            raise gr.Error("Separation failed unexpectedly; the terminal running `omnisep demo` shows why.",
+                           print_exception=False) from None
+        return str(result.target_path), str(result.residual_path), str(result.spectrogram_path), result.status
+
+    with gr.Blocks(title="omnisep demo", analytics_enabled=False, delete_cache=(CACHE_MAX_AGE_SECONDS, CACHE_MAX_AGE_SECONDS)) as app:
+        gr.Markdown(
+            "## omnisep: separate a sound by describing it\n"
+            "Upload or record a mixture, describe the sound to keep with a text, an image or an audio clip "
+            "(several at once are mixed by their weights), optionally say what to remove, and press **Separate**."
+            + (f" Model: `{model_name}`." if model_name else "")
+        )
+        with gr.Row():
+            with gr.Column():
+                mixture = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Mixture", elem_id="mixture")
+                with gr.Group():
+                    text = gr.Textbox(label="Text query", placeholder="e.g. dog barking", elem_id="text-query")
+                    text_weight = gr.Slider(0, 2, value=1, step=0.05, label="Text weight", elem_id="text-weight")
+                with gr.Accordion("Image and audio queries", open=False):
+                    image = gr.Image(type="filepath", label="Image query", sources=["upload", "clipboard"], elem_id="image-query")
+                    image_weight = gr.Slider(0, 2, value=1, step=0.05, label="Image weight")
+                    audio_query = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio query", elem_id="audio-query")
+                    audio_weight = gr.Slider(0, 2, value=1, step=0.05, label="Audio weight")
+                with gr.Accordion("Negative query (what to remove)", open=False):
+                    negative_text = gr.Textbox(label="Negative text", placeholder="e.g. speech", elem_id="negative-text")
+                    negative_image = gr.Image(type="filepath", label="Negative image", sources=["upload", "clipboard"])
+                    negative_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Negative audio")
+                    alpha = gr.Slider(0, 2, value=0.5, step=0.05, label="Alpha (strength of the negative query)", elem_id="alpha")
+                query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")
+                run = gr.Button("Separate", variant="primary", elem_id="separate-button")
+            with gr.Column():
+                status = gr.Markdown("Results appear here.", elem_id="status")
+                target = gr.Audio(label="Target (the sound you asked for)", type="filepath", interactive=False,
+                                  buttons=["download"], elem_id="target-audio")
+                residual = gr.Audio(label="Residual (everything else)", type="filepath", interactive=False,
+                                    buttons=["download"], elem_id="residual-audio")
+                spectrograms = gr.Image(label="Spectrograms: mixture, target, residual", type="filepath",
+                                        interactive=False, elem_id="spectrograms")
+        run.click(
+            on_separate,
+            inputs=[mixture, text, text_weight, image, image_weight, audio_query, audio_weight,
+                    negative_text, negative_image, negative_audio, alpha, query_aug],
+            outputs=[target, residual, spectrograms, status],
+            concurrency_limit=1,
+        )
+    return app
+
+
+def launch(
+    separator,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+    max_seconds: float = DEFAULT_MAX_SECONDS,
+    model_name: str = "",
+):
+    """Start serving in a background thread and return the app (``block_thread()`` waits, ``close()`` stops)."""
+    folder = cache_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    # Gradio's own uploads go to the cache folder too, not to /tmp.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(folder / "uploads"))
+    app = build_app(separator, model_name=model_name, max_seconds=max_seconds, work_dir=folder / "results")
+    try:
+        app.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            inbrowser=False,
+            show_error=False,
+            max_file_size=f"{int(max_upload_mb)}mb",
+            ssr_mode=False,
+            pwa=False,
+            mcp_server=False,
+            enable_monitoring=False,
+            theme=_theme(),
+            prevent_thread_lock=True,
+            quiet=True,
+            allowed_paths=[str(folder)],
+        )
+    except OSError as exc:
+        raise OmniSepError(f"cannot serve the demo on {host}:{port} ({exc}); choose another --port.") from None
+    return app

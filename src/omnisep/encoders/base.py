@@ -1,0 +1,194 @@
+"""The contract every query encoder keeps (see docs/ARCHITECTURE.md).
+
+Subclasses implement only the three ``_embed_*`` methods on clean, validated,
+batched input; this base class owns what must be identical across encoders:
+input checks with one-sentence errors, path decoding, resampling, batching,
+``no_grad``, L2 normalisation, float32 on CPU, and the identity a checkpoint
+records so that embeddings from another encoder are refused.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import os
+import warnings
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omnisep.errors import OmniSepError, describe
+
+
+def sha256_of_tensors(tensors: dict[str, torch.Tensor], digest=None) -> "hashlib._Hash":
+    """Hash names, dtypes, shapes and values in sorted-name order.
+
+    Independent of the file format and of key order, so a ``.pth`` and its
+    ``.safetensors`` conversion hash the same.
+    """
+    digest = digest or hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest
+
+
+class QueryEncoder(abc.ABC):
+    """A frozen encoder of text, image and audio queries into one shared space.
+
+    Attributes set by subclasses: ``name``, ``version``, ``dim``,
+    ``audio_sample_rate`` (what ``_embed_audio`` receives), and the audio
+    length policy: clips shorter than ``min_audio_seconds`` are refused,
+    clips shorter than ``full_audio_seconds`` are padded by the encoder's own
+    front end with a warning (their embedding is less reliable).
+    """
+
+    name: str
+    version: str
+    dim: int
+    audio_sample_rate: int = 16000
+    min_audio_seconds: float = 0.1
+    full_audio_seconds: float = 1.0
+    batch_size: int = 32
+    device: torch.device = torch.device("cpu")
+
+    # -- what subclasses implement ------------------------------------------------------
+
+    @abc.abstractmethod
+    def weights_hash(self) -> str:
+        """sha256 (hex) over everything that determines the embeddings."""
+
+    @abc.abstractmethod
+    def _embed_text(self, texts: list[str]) -> torch.Tensor:
+        """Raw (unnormalised) embeddings ``[N, dim]`` of cleaned, non-empty texts."""
+
+    @abc.abstractmethod
+    def _embed_image(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Raw embeddings of ``H x W x 3`` uint8 RGB arrays."""
+
+    @abc.abstractmethod
+    def _embed_audio(self, clips: list[np.ndarray]) -> torch.Tensor:
+        """Raw embeddings of mono float32 clips at ``audio_sample_rate``."""
+
+    # -- public API ----------------------------------------------------------------------
+
+    def identity(self) -> dict:
+        return {"name": self.name, "version": self.version, "weights_hash": self.weights_hash(), "dim": int(self.dim)}
+
+    def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = _as_list(texts, str)
+        cleaned = []
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise OmniSepError(f"Text query #{index + 1} must be a string, got {type(text).__name__}.")
+            text = " ".join(text.split())
+            if not text:
+                raise OmniSepError(f"Text query #{index + 1} is empty: describe the sound to separate.")
+            cleaned.append(text)
+        return self._batched(self._embed_text, cleaned)
+
+    def embed_image(self, images: Sequence) -> torch.Tensor:
+        from omnisep.images import load_image
+
+        images = _as_list(images, (str, os.PathLike, np.ndarray))
+        arrays = [load_image(image, source=f"Image query #{i + 1}") for i, image in enumerate(images)]
+        return self._batched(self._embed_image, arrays)
+
+    def embed_audio(self, clips: Sequence, sample_rate: int | None = None) -> torch.Tensor:
+        """Embed mono clips given at ``sample_rate`` (or paths, decoded and downmixed)."""
+        from omnisep.audio import load_audio, resample
+
+        clips = _as_list(clips, (str, os.PathLike, np.ndarray, torch.Tensor))
+        prepared = []
+        for index, clip in enumerate(clips):
+            if isinstance(clip, (str, os.PathLike)):
+                audio, _ = load_audio(clip, sample_rate=self.audio_sample_rate, mono=True)
+                source = f"Audio query {describe(clip)}"
+                audio = audio[0]
+            else:
+                source = f"Audio query #{index + 1}"
+                if sample_rate is None:
+                    raise OmniSepError(f"{source} is an array: pass its sample_rate too.")
+                audio = _mono_array(clip, source)
+                if int(sample_rate) != self.audio_sample_rate:
+                    audio = resample(audio, int(sample_rate), self.audio_sample_rate)
+            prepared.append(self._check_audio_length(audio, source))
+        return self._batched(self._embed_audio, prepared)
+
+    def check_embedding(self, vector, source: str) -> torch.Tensor:
+        """Validate a precomputed embedding from elsewhere (a file, a cache) against this encoder."""
+        tensor = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(-1) if not isinstance(
+            vector, torch.Tensor
+        ) else vector.detach().to("cpu", torch.float32).reshape(-1)
+        if tensor.numel() != self.dim:
+            raise OmniSepError(
+                f"{source} has {tensor.numel()} values but the '{self.name}' encoder makes {self.dim}-d embeddings."
+            )
+        if not torch.isfinite(tensor).all() or float(tensor.norm()) == 0.0:
+            raise OmniSepError(f"{source} is not a usable embedding (zero, NaN or infinite values).")
+        return F.normalize(tensor, dim=0)
+
+    # -- shared machinery ----------------------------------------------------------------
+
+    def _check_audio_length(self, audio: np.ndarray, source: str) -> np.ndarray:
+        if not np.isfinite(audio).all():
+            raise OmniSepError(f"{source} contains NaN or infinite samples.")
+        seconds = audio.shape[-1] / self.audio_sample_rate
+        if seconds < self.min_audio_seconds:
+            raise OmniSepError(
+                f"{source} is {seconds:.3f} s long; audio queries need at least {self.min_audio_seconds:g} s."
+            )
+        if seconds < self.full_audio_seconds:
+            warnings.warn(
+                f"{source} is only {seconds:.2f} s long (under {self.full_audio_seconds:g} s): "
+                "it is padded, and its embedding is less reliable.",
+                stacklevel=3,
+            )
+        return audio
+
+    def _batched(self, function, items: list) -> torch.Tensor:
+        if not items:
+            return torch.zeros(0, self.dim, dtype=torch.float32)
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(items), self.batch_size):
+                out = function(items[start : start + self.batch_size])
+                outputs.append(out.detach().to("cpu", torch.float32))
+        embeddings = torch.cat(outputs)
+        if embeddings.shape != (len(items), self.dim):
+            raise RuntimeError(f"{self.name} encoder returned {tuple(embeddings.shape)}, expected ({len(items)}, {self.dim})")
+        return F.normalize(embeddings, dim=-1)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, dim={self.dim})"
+
+
+def _as_list(items, kinds) -> list:
+    # A lone string or array is one query, not a sequence of characters/rows.
+    if isinstance(items, kinds) and not isinstance(items, (list, tuple)):
+        return [items]
+    if isinstance(items, Iterable):
+        return list(items)
+    return [items]
+
+
+def _mono_array(clip, source: str) -> np.ndarray:
+    audio = clip.detach().cpu().numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip)
+    if audio.ndim == 2 and 1 in audio.shape:
+        audio = audio.reshape(-1)
+    if audio.ndim != 1:
+        raise OmniSepError(f"{source} must be a mono 1-D array, got shape {tuple(audio.shape)}.")
+    if not np.issubdtype(audio.dtype, np.floating):
+        raise OmniSepError(f"{source} must hold float samples in [-1, 1], got {audio.dtype}.")
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def freeze(module: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode and no gradients: encoders are never trained through."""
+    module.eval()
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    return module

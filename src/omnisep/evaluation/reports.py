@@ -1,0 +1,282 @@
+"""Tables shaped like the paper's (Markdown for reading, CSV for tools).
+
+Reports are written only when a run is complete, each file atomically (temp
+file in the same folder, then ``os.replace``), so a table on disk is never a
+half-finished one. While a run is in progress its per-item scores go to a file
+clearly named ``*.partial.jsonl``; it becomes ``scores.jsonl`` only at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from omnisep.evaluation.metrics import ItemScore, Summary, summarize
+
+METRIC_TITLES = {
+    "sdr": "SDR",
+    "sir": "SIR",
+    "sar": "SAR",
+    "sdri": "SDRi",
+    "si_sdr": "SI-SDR",
+    "si_sdri": "SI-SDRi",
+}
+TABLE1_METRICS = ("sdr", "sir", "sar", "sdri")
+CSV_METRICS = ("sdr", "sir", "sar", "sdri", "si_sdr", "si_sdri")
+
+
+@dataclasses.dataclass
+class ConditionResult:
+    """All scores of one table row (a query mode, with or without a negative query, ...)."""
+
+    name: str
+    group: str
+    scores: list[ItemScore]
+    skipped: int = 0
+
+    def summary(self, metric: str) -> Summary:
+        return summarize([score.to_dict()[metric] for score in self.scores])
+
+    @classmethod
+    def for_mixture(cls, name: str, group: str, mixture_scores: Sequence[ItemScore], skipped: int) -> "ConditionResult":
+        """The unprocessed mixture as a row: its own metrics in the estimate's place, SDRi = 0."""
+        rows = [
+            ItemScore(
+                sdr=s.sdr_mix, sir=s.sir_mix, sar=s.sar_mix, si_sdr=s.si_sdr_mix,
+                sdr_mix=s.sdr_mix, sir_mix=s.sir_mix, sar_mix=s.sar_mix, si_sdr_mix=s.si_sdr_mix,
+            )
+            for s in mixture_scores
+        ]
+        return cls(name=name, group=group, scores=rows, skipped=skipped)
+
+
+def format_mean_sem(summary: Summary) -> str:
+    if summary.count == 0:
+        return "–"
+    if math.isnan(summary.sem):
+        return f"{summary.mean:.2f}"
+    return f"{summary.mean:.2f} ± {summary.sem:.2f}"
+
+
+def format_number(value: float) -> str:
+    return "–" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def markdown_table(
+    title: str,
+    results: Sequence[ConditionResult],
+    metrics: Sequence[str] = TABLE1_METRICS,
+    notes: Sequence[str] = (),
+) -> str:
+    """One table: a row per condition, grouped; per metric 'mean ± SEM' and median."""
+    header = ["Method"]
+    for metric in metrics:
+        header += [f"Mean {METRIC_TITLES[metric]}", f"Med {METRIC_TITLES[metric]}"]
+    header += ["scored", "skipped"]
+    lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    current_group = None
+    for result in results:
+        if result.group != current_group:
+            current_group = result.group
+            lines.append(f"| *{current_group}* |" + " |" * (len(header) - 1))
+        cells = [result.name]
+        for metric in metrics:
+            summary = result.summary(metric)
+            cells += [format_mean_sem(summary), format_number(summary.median)]
+        cells += [str(len(result.scores)), str(result.skipped)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Mean ± standard error of the mean (scipy.stats.sem) and median, in dB, over the scored items.")
+    lines.extend(notes)
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(results: Sequence[ConditionResult], metrics: Sequence[str] = CSV_METRICS) -> str:
+    """Machine-readable twin of a table: full precision, one column per statistic."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    header = ["group", "method", "scored", "skipped"]
+    for metric in metrics:
+        header += [f"{metric}_mean", f"{metric}_sem", f"{metric}_median"]
+    writer.writerow(header)
+    for result in results:
+        row = [result.group, result.name, len(result.scores), result.skipped]
+        for metric in metrics:
+            summary = result.summary(metric)
+            row += [repr(summary.mean), repr(summary.sem), repr(summary.median)]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationRun:
+    """One row of Table 2: which modalities/mixup a model was trained with, and its scores."""
+
+    name: str
+    text: bool
+    image: bool
+    audio: bool
+    mixup: bool
+    tqss: Summary
+    iqss: Summary
+
+    @property
+    def average(self) -> tuple[float, float]:
+        """AVG SDR as the paper reports it: mean of the two means, ± mean of the two SEMs."""
+        return (self.tqss.mean + self.iqss.mean) / 2, (self.tqss.sem + self.iqss.sem) / 2
+
+
+def table2_markdown(runs: Sequence[AblationRun], notes: Sequence[str] = ()) -> str:
+    header = ["ID", "Text", "Image", "Audio", "MixUP", "TQSS Mean SDR", "TQSS Med SDR", "IQSS Mean SDR", "IQSS Med SDR", "AVG SDR"]
+    lines = ["## Table 2: training modalities and Query-Mixup", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    tick = {True: "✓", False: ""}
+    for run in runs:
+        average, average_sem = run.average
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    run.name, tick[run.text], tick[run.image], tick[run.audio], tick[run.mixup],
+                    format_mean_sem(run.tqss), format_number(run.tqss.median),
+                    format_mean_sem(run.iqss), format_number(run.iqss.median),
+                    format_mean_sem(Summary(average, average_sem, float("nan"), 1)),
+                ]
+            )
+            + " |"
+        )
+    lines.append("")
+    lines.append("AVG SDR: mean of the TQSS and IQSS mean SDRs ± mean of their SEMs (as in the paper).")
+    lines.extend(notes)
+    return "\n".join(lines) + "\n"
+
+
+def table2_csv(runs: Sequence[AblationRun]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["id", "text", "image", "audio", "mixup", "tqss_mean", "tqss_sem", "tqss_median", "tqss_count",
+                     "iqss_mean", "iqss_sem", "iqss_median", "iqss_count", "avg_mean", "avg_sem"])
+    for run in runs:
+        writer.writerow([run.name, int(run.text), int(run.image), int(run.audio), int(run.mixup),
+                         repr(run.tqss.mean), repr(run.tqss.sem), repr(run.tqss.median), run.tqss.count,
+                         repr(run.iqss.mean), repr(run.iqss.sem), repr(run.iqss.median), run.iqss.count,
+                         *(repr(v) for v in run.average)])
+    return buffer.getvalue()
+
+
+def sweep_csv(sweep: Mapping[tuple[str, str], Sequence[tuple[float, Summary]]]) -> str:
+    """Alpha sweep: one row per (query modality, negative mode, alpha)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["modality", "negative_mode", "alpha", "sdr_mean", "sdr_sem", "sdr_median", "count"])
+    for (modality, mode), points in sweep.items():
+        for alpha, summary in points:
+            writer.writerow([modality, mode, repr(float(alpha)), repr(summary.mean), repr(summary.sem), repr(summary.median), summary.count])
+    return buffer.getvalue()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a whole file or nothing: a reader never sees a half-written report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
+
+
+class ScoreLog:
+    """Per-item scores of a run in progress, in a file that says it is partial.
+
+    Every line is flushed as it is written, so an interrupted run leaves a
+    readable ``scores.partial.jsonl`` and no final file; ``finish()`` turns it
+    into ``scores.jsonl`` in one rename.
+    """
+
+    PARTIAL_NAME = "scores.partial.jsonl"
+    FINAL_NAME = "scores.jsonl"
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.partial_path = self.out_dir / self.PARTIAL_NAME
+        self.final_path = self.out_dir / self.FINAL_NAME
+        self._handle = open(self.partial_path, "w", encoding="utf-8")
+
+    def write(self, record: Mapping) -> None:
+        self._handle.write(json.dumps(record, sort_keys=True, allow_nan=True) + "\n")
+        self._handle.flush()
+
+    def finish(self) -> Path:
+        self._handle.close()
+        os.replace(self.partial_path, self.final_path)
+        return self.final_path
+
+    def close(self) -> None:
+        """Stop writing without declaring the run complete (the partial file stays)."""
+        if not self._handle.closed:
+            self._handle.close()
+
+
+def write_tables(out_dir: str | os.PathLike, stem: str, title: str, results: Sequence[ConditionResult],
+                 metrics: Sequence[str] = TABLE1_METRICS, notes: Iterable[str] = ()) -> tuple[Path, Path]:
+    """Write ``{stem}.md`` and ``{stem}.csv`` (each atomically)."""
+    out_dir = Path(out_dir)
+    markdown_path, csv_path = out_dir / f"{stem}.md", out_dir / f"{stem}.csv"
+    atomic_write_text(markdown_path, markdown_table(title, results, metrics, list(notes)))
+    atomic_write_text(csv_path, csv_table(results))
+    return markdown_path, csv_path
+
+
+def write_evaluation_reports(out_dir: str | os.PathLike, result, run_info: Mapping) -> list[Path]:
+    """Every final file of a completed run: Table 1 (and 3), the sweep CSV and Fig. 2, summary.json.
+
+    ``result`` is a finished :class:`omnisep.evaluation.protocol.EvaluationResult`.
+    """
+    from omnisep.evaluation.plots import plot_alpha_sweep
+
+    out_dir = Path(out_dir)
+    notes = [
+        "",
+        f"Checkpoint: `{run_info.get('checkpoint')}`; test set: `{run_info.get('test_set')}` "
+        f"({result.items} mixtures, {result.skipped_items} skipped as near-silent); metrics backend: {run_info.get('backend')}.",
+        "SDR/SIR/SAR: BSSEval v4 (museval), one window over the first 65,280 samples, target vs [target, interferer]; "
+        "SDRi = SDR − SDR of the unprocessed mixture.",
+    ]
+    written = list(write_tables(out_dir, "table1", "Table 1: separation by query mode", result.table1, TABLE1_METRICS, notes))
+    if result.table3:
+        written += write_tables(out_dir, "table3", "Table 3: class labels vs free-form descriptions, with and without Query-Aug",
+                                result.table3, ("sdr", "sdri"), notes)
+    if result.sweep:
+        sweep_path = out_dir / "alpha_sweep.csv"
+        atomic_write_text(sweep_path, sweep_csv(result.sweep))
+        written.append(sweep_path)
+        written.append(plot_alpha_sweep(result.sweep, out_dir / "fig2_alpha_sweep.png"))
+    summary = {
+        "run": dict(run_info),
+        "items": result.items,
+        "skipped_items": result.skipped_items,
+        "seconds": result.seconds,
+        "table1": {r.name: {m: r.summary(m).to_dict() for m in CSV_METRICS} | {"skipped": r.skipped} for r in result.table1},
+        "table3": {r.name: {m: r.summary(m).to_dict() for m in CSV_METRICS} | {"skipped": r.skipped} for r in result.table3},
+        "alpha_sweep": {f"{modality}/{mode}": [[alpha, s.to_dict()] for alpha, s in points]
+                        for (modality, mode), points in result.sweep.items()},
+    }
+    summary_path = out_dir / "summary.json"
+    atomic_write_text(summary_path, json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+    written.append(summary_path)
+    return written

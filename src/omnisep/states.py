@@ -1,0 +1,353 @@
+"""Checkpoints and training states as safetensors + JSON: nothing is ever unpickled.
+
+A checkpoint is a directory holding ``config.json`` (model config, the
+encoder that produced the query embeddings, the Query-Aug labels, training
+notes) and ``model.safetensors`` (the Separate-Net weights, the Query-Aug
+bank, optional extra tensors under ``extra.``). Directories are written
+beside the target and renamed into place, so a crash never leaves a
+half-written checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from omnisep.errors import OmniSepError, describe
+from omnisep.models import SeparateNet, SeparateNetConfig
+from omnisep.queries import QueryBank
+
+FORMAT = "omnisep-checkpoint"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+EXTRA_PREFIX = "extra."
+ENCODER_FIELDS = ("name", "version", "weights_hash", "dim")
+
+STATE_FORMAT = "omnisep-state"
+_STATE_META_KEY = "omnisep_state"
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: SeparateNet
+    config: dict[str, Any]
+    bank: QueryBank | None
+    extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _check_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    missing = [key for key in ENCODER_FIELDS if key not in identity]
+    if missing:
+        raise ValueError(f"encoder identity lacks {', '.join(missing)}: {identity!r}")
+    return {key: identity[key] for key in ENCODER_FIELDS}
+
+
+def _is_checkpoint_dir(path: Path) -> bool:
+    try:
+        with open(path / CONFIG_NAME, encoding="utf-8") as handle:
+            return json.load(handle).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    model: SeparateNet,
+    encoder_identity: dict[str, Any],
+    bank: QueryBank | None = None,
+    training: dict[str, Any] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write a checkpoint directory atomically; an existing checkpoint there is replaced.
+
+    Linux cannot swap two directories in one step: the old checkpoint is first
+    renamed to ``.NAME.old-*`` beside it and deleted only after the new one is
+    in place, so a crash at that instant leaves it there, not lost.
+
+    Refuses to replace a non-empty directory that is not an omnisep
+    checkpoint, so a mistyped path cannot wipe unrelated files.
+    """
+    target = Path(directory)
+    identity = _check_identity(encoder_identity)
+    if int(identity["dim"]) != model.config.emb_dim:
+        raise ValueError(f"encoder dim {identity['dim']} differs from the model's emb_dim {model.config.emb_dim}")
+    if bank is not None and bank.dim != model.config.emb_dim:
+        raise ValueError(f"query bank dim {bank.dim} differs from the model's emb_dim {model.config.emb_dim}")
+    if target.exists() and not target.is_dir():
+        raise OmniSepError(f"{describe(target)} exists and is not a directory; choose another checkpoint path.")
+    if target.is_dir() and any(target.iterdir()) and not _is_checkpoint_dir(target):
+        raise OmniSepError(
+            f"{describe(target)} is a non-empty directory that is not an omnisep checkpoint; refusing to replace it."
+        )
+
+    config = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": model.config.to_dict(),
+        "encoder": identity,
+        "query_bank": {"labels": list(bank.labels)} if bank is not None else None,
+        "training": training or {},
+    }
+    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    if bank is not None:
+        tensors.update({name: value.cpu() for name, value in bank.to_tensors().items()})
+    for name, value in (extra_tensors or {}).items():
+        tensors[EXTRA_PREFIX + name] = value.detach().cpu().contiguous().clone()
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": FORMAT})
+        with open(staging / CONFIG_NAME, "w", encoding="utf-8") as handle:
+            json.dump(config, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        for name in (WEIGHTS_NAME, CONFIG_NAME):
+            _fsync(staging / name)
+        _swap_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def _swap_into_place(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; an old ``target`` moves aside first and is deleted last."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    retired.rmdir()
+    os.replace(target, retired)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(retired, target)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """The validated ``config.json`` of a checkpoint directory (no weights are read)."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise OmniSepError(f"{describe(path)} is not a checkpoint directory (it does not exist or is a file).")
+    config_path = path / CONFIG_NAME
+    if not config_path.is_file():
+        raise OmniSepError(f"{describe(config_path)} is missing; {describe(path)} is not an omnisep checkpoint.")
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise OmniSepError(f"{describe(config_path)} is not readable JSON ({error}).") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise OmniSepError(
+            f"{describe(config_path)} is not an omnisep checkpoint config (no \"format\": \"{FORMAT}\")."
+        )
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise OmniSepError(
+            f"{describe(config_path)} has checkpoint format version {version!r}; this omnisep reads up to {FORMAT_VERSION}."
+        )
+    for key in ("model", "encoder"):
+        if not isinstance(config.get(key), dict):
+            raise OmniSepError(f"{describe(config_path)} lacks the \"{key}\" section.")
+    missing = [key for key in ENCODER_FIELDS if key not in config["encoder"]]
+    if missing:
+        raise OmniSepError(f"{describe(config_path)}: the \"encoder\" section lacks {', '.join(missing)}.")
+    return config
+
+
+def _read_safetensors(path: Path, device: str | torch.device) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise OmniSepError(f"{describe(path)} is missing.")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as handle:
+            metadata = handle.metadata() or {}
+            return {name: handle.get_tensor(name) for name in handle.keys()}, metadata
+    except OmniSepError:
+        raise
+    except Exception as error:  # safetensors raises several types for damaged files
+        raise OmniSepError(f"{describe(path)} is damaged or not a safetensors file ({error}).") from None
+
+
+def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model (in eval mode), its Query-Aug bank and extra tensors from a checkpoint directory."""
+    path = Path(directory)
+    config = read_config(path)
+    weights_path = path / WEIGHTS_NAME
+    try:
+        model_config = SeparateNetConfig.from_dict(config["model"])
+    except OmniSepError as error:
+        raise OmniSepError(f"{describe(path / CONFIG_NAME)}: {error}") from None
+    tensors, _ = _read_safetensors(weights_path, map_location)
+
+    bank = None
+    bank_section = config.get("query_bank")
+    if bank_section is not None:
+        labels = bank_section.get("labels") if isinstance(bank_section, dict) else None
+        if not isinstance(labels, list):
+            raise OmniSepError(f"{describe(path / CONFIG_NAME)}: \"query_bank\" has no label list.")
+        if QueryBank.EMBEDDINGS_KEY not in tensors:
+            raise OmniSepError(
+                f"{describe(weights_path)} lacks the tensor {QueryBank.EMBEDDINGS_KEY!r} that config.json announces."
+            )
+        try:
+            bank = QueryBank(labels, tensors[QueryBank.EMBEDDINGS_KEY])
+        except OmniSepError as error:
+            raise OmniSepError(f"{describe(weights_path)}: {error}") from None
+        if bank.dim != model_config.emb_dim:
+            raise OmniSepError(
+                f"{describe(weights_path)}: the query bank has {bank.dim} dimensions, the model {model_config.emb_dim}."
+            )
+    tensors.pop(QueryBank.EMBEDDINGS_KEY, None)
+    extra = {name[len(EXTRA_PREFIX):]: tensors.pop(name) for name in list(tensors) if name.startswith(EXTRA_PREFIX)}
+
+    model = SeparateNet(model_config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {_preview(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {_preview(unexpected)}")
+        raise OmniSepError(f"{describe(weights_path)} does not match its model config: {'; '.join(parts)}.")
+    for name, value in tensors.items():
+        if value.shape != expected[name].shape:
+            raise OmniSepError(
+                f"{describe(weights_path)}: tensor {name!r} has shape {tuple(value.shape)}, "
+                f"the model config needs {tuple(expected[name].shape)}."
+            )
+    model.load_state_dict(tensors)
+    model.to(map_location)
+    model.eval()
+    return LoadedCheckpoint(model=model, config=config, bank=bank, extra_tensors=extra)
+
+
+def _preview(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def check_encoder(config: dict[str, Any], encoder_identity: dict[str, Any]) -> None:
+    """Refuse query embeddings from an encoder other than the one the checkpoint was trained with."""
+    recorded = config.get("encoder", {})
+    differing = [key for key in ENCODER_FIELDS if str(recorded.get(key)) != str(encoder_identity.get(key))]
+    if differing:
+        details = ", ".join(f"{key} {encoder_identity.get(key)!r} vs {recorded.get(key)!r}" for key in differing)
+        raise OmniSepError(
+            f"the query encoder does not match the one the checkpoint was trained with ({details}); "
+            f"use encoder {recorded.get('name')!r} version {recorded.get('version')!r}."
+        )
+
+
+# ------------------------------------------------------- training states
+
+
+def flatten_state(state: Any) -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a nested state (e.g. ``optimizer.state_dict()``) into tensors and a JSON-able skeleton.
+
+    Containers are tagged so that int dict keys, tuples and numpy arrays come
+    back as they went in.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            name = f"t{len(tensors)}"
+            tensors[name] = value.detach().cpu().contiguous().clone()
+            return {"tensor": name}
+        if isinstance(value, np.ndarray):
+            name = f"t{len(tensors)}"
+            tensors[name] = torch.from_numpy(np.ascontiguousarray(value).copy())
+            return {"ndarray": name}
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    raise TypeError(f"flatten_state: unsupported dict key {key!r}")
+            return {"dict": [[key, encode(item)] for key, item in value.items()]}
+        if isinstance(value, tuple):
+            return {"tuple": [encode(item) for item in value]}
+        if isinstance(value, list):
+            return {"list": [encode(item) for item in value]}
+        if isinstance(value, np.generic):
+            return {"scalar": value.item()}
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise TypeError(f"flatten_state: unsupported value of type {type(value).__name__}")
+
+    return tensors, encode(state)
+
+
+def unflatten_state(tensors: dict[str, torch.Tensor], meta: Any) -> Any:
+    """Inverse of :func:`flatten_state`."""
+
+    def decode(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        ((tag, payload),) = node.items()
+        if tag == "tensor":
+            return tensors[payload]
+        if tag == "ndarray":
+            return tensors[payload].cpu().numpy()
+        if tag == "dict":
+            return {key: decode(item) for key, item in payload}
+        if tag == "tuple":
+            return tuple(decode(item) for item in payload)
+        if tag == "list":
+            return [decode(item) for item in payload]
+        if tag == "scalar":
+            return payload
+        raise ValueError(f"unflatten_state: unknown tag {tag!r}")
+
+    return decode(meta)
+
+
+def save_state_file(path: str | os.PathLike, state: Any) -> Path:
+    """Write a nested training state to one safetensors file (skeleton in its metadata), atomically."""
+    target = Path(path)
+    tensors, meta = flatten_state(state)
+    metadata = {"format": STATE_FORMAT, _STATE_META_KEY: json.dumps(meta)}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
+    os.close(handle)
+    try:
+        save_file(tensors, temp_name, metadata=metadata)
+        _fsync(Path(temp_name))
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def load_state_file(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """Read a state written by :func:`save_state_file`."""
+    path = Path(path)
+    tensors, metadata = _read_safetensors(path, map_location)
+    if metadata.get("format") != STATE_FORMAT or _STATE_META_KEY not in metadata:
+        raise OmniSepError(f"{describe(path)} is a safetensors file but not an omnisep training state.")
+    try:
+        return unflatten_state(tensors, json.loads(metadata[_STATE_META_KEY]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise OmniSepError(f"{describe(path)} has a damaged training-state description ({error}).") from None

@@ -1,0 +1,205 @@
+"""Training configuration: a TOML or JSON file, defaults = the paper's settings.
+
+Every field can be overridden on the command line with ``--set
+section.key=value`` (the value is read as TOML, so ``optim.lr=3e-4``,
+``queries.modalities=["text","audio"]`` and ``data.cache="runs/cache"`` all
+work). Paths are taken as given, relative to the working directory, like any
+other command-line path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omnisep.data.mixing import MODALITIES, MODALITY_MODES
+from omnisep.errors import OmniSepError, describe
+from omnisep.spectral import HOP, SEGMENT
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class ModelSection:
+    ngf: int = 64
+    depth: int = 7
+    k: int = 32
+    binary_mask: bool = False
+
+
+@dataclass
+class EncoderSection:
+    name: str = "bundled"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataSection:
+    train_manifest: str = ""
+    # Without a validation manifest, items of the training manifest whose split
+    # is val/valid/validation are held out for validation.
+    val_manifest: str | None = None
+    val_mixtures: str | None = None  # JSONL {"target", "interferers"}: fixed validation mixtures
+    cache: str | None = None  # embedding cache from `omnisep embed`; None = embed here with the encoder
+    num_sources: int = 2
+    segment_samples: int = SEGMENT
+    num_workers: int = 4
+    clip_cache_items: int = 256
+    val_batch_size: int = 32
+
+
+@dataclass
+class OptimSection:
+    lr: float = 1e-3
+    betas: list = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_steps: int = 5000
+    decay_steps: int = 100_000  # linear decay ends here ...
+    final_lr_scale: float = 0.1  # ... at this fraction of lr, then stays
+    grad_clip: float = 1.0
+    batch_size: int = 128  # global: across processes and accumulation steps
+    accumulate_steps: int = 1
+
+
+@dataclass
+class QuerySection:
+    modality_mode: str = "mixup"
+    modalities: list = field(default_factory=lambda: list(MODALITIES))
+
+
+@dataclass
+class TrainConfig:
+    out_dir: str = "runs/omnisep"
+    seed: int = 1234
+    steps: int = 200_000
+    log_every: int = 100
+    val_every: int = 10_000
+    checkpoint_every: int = 1_000
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
+    model: ModelSection = field(default_factory=ModelSection)
+    encoder: EncoderSection = field(default_factory=EncoderSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    queries: QuerySection = field(default_factory=QuerySection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "the configuration") -> "TrainConfig":
+        config = _build(cls, values, source, "")
+        config.validate(source)
+        return config
+
+    def validate(self, source: str = "the configuration") -> None:
+        def fail(problem: str):
+            raise OmniSepError(f"Config {source}: {problem}")
+
+        if not self.data.train_manifest:
+            fail("data.train_manifest is required.")
+        if self.precision not in PRECISIONS:
+            fail(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'.")
+        if self.queries.modality_mode not in MODALITY_MODES:
+            fail(f"queries.modality_mode must be one of {', '.join(MODALITY_MODES)}, got '{self.queries.modality_mode}'.")
+        unknown = [m for m in self.queries.modalities if m not in MODALITIES]
+        if unknown or not self.queries.modalities:
+            fail(f"queries.modalities must be a non-empty subset of {', '.join(MODALITIES)}.")
+        frames = 1 + self.data.segment_samples // HOP
+        if frames % (2**self.model.depth):
+            fail(
+                f"data.segment_samples = {self.data.segment_samples} gives {frames} STFT frames, "
+                f"which a depth-{self.model.depth} U-Net cannot halve {self.model.depth} times "
+                f"(use (m * {2**self.model.depth} - 1) * {HOP} + r samples, 0 <= r < {HOP})."
+            )
+        for name in ("steps", "log_every", "val_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                fail(f"{name} must be at least 1.")
+        if self.data.num_sources < 2:
+            fail("data.num_sources must be at least 2.")
+        if self.optim.batch_size < 1 or self.optim.accumulate_steps < 1:
+            fail("optim.batch_size and optim.accumulate_steps must be at least 1.")
+        if self.optim.decay_steps < self.optim.warmup_steps:
+            fail("optim.decay_steps must not be smaller than optim.warmup_steps.")
+
+
+def _check_type(value, annotation, where: str, source: str):
+    """Accept ints for floats; reject everything else that does not match."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(annotation):
+            return None
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        origin = typing.get_origin(annotation)
+    expected = origin or annotation
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, bool):
+        expected_ok = False
+    else:
+        expected_ok = isinstance(value, expected)
+    if not expected_ok:
+        raise OmniSepError(
+            f"Config {source}: {where} must be {expected.__name__}, got {type(value).__name__} ({value!r})."
+        )
+    return value
+
+
+def _build(cls, values: dict, source: str, prefix: str):
+    if not isinstance(values, dict):
+        raise OmniSepError(f"Config {source}: section '{prefix.rstrip('.')}' must be a table.")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise OmniSepError(f"Config {source}: unknown key {', '.join(prefix + u for u in unknown)}.")
+    kwargs = {}
+    for name, value in values.items():
+        annotation = hints[name]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[name] = _build(annotation, value, source, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_type(value, annotation, prefix + name, source)
+    return cls(**kwargs)
+
+
+def _parse_override(text: str) -> tuple[list[str], object]:
+    if "=" not in text:
+        raise OmniSepError(f"--set '{text}' must look like section.key=value.")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: take it as a string
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> TrainConfig:
+    """Read a .toml or .json config and apply ``key=value`` overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise OmniSepError(f"Config {describe(path)} does not exist.")
+    try:
+        if path.suffix.lower() == ".toml":
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+        elif path.suffix.lower() == ".json":
+            values = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            raise OmniSepError(f"Config {describe(path)} must be a .toml or .json file.")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OmniSepError(f"Config {describe(path)} cannot be parsed ({exc}).") from None
+    for text in overrides:
+        keys, value = _parse_override(text)
+        table = values
+        for key in keys[:-1]:
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise OmniSepError(f"--set '{text}': '{key}' is not a section.")
+        table[keys[-1]] = value
+    return TrainConfig.from_dict(values, describe(path))

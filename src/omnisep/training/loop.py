@@ -1,0 +1,378 @@
+"""The training loop: Query-Mixup, weighted BCE, Adam with warm-up/decay, validation, checkpoints, resume.
+
+A run is a pure function of its config: batches come from (seed, step,
+position), the learning rate from the step, and the resume state holds the
+model, the optimizer, the RNG states and the step. So a run killed at any
+point and resumed reaches the same weights as one that never stopped.
+
+Files under ``out_dir``: ``resume/state.safetensors`` (everything needed to
+continue), ``last/`` and ``best/`` (inference checkpoints, best by the mean
+validation loss over the query modalities), ``metrics.jsonl`` (one row per
+log interval and per validation, for loss curves).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from omnisep.data.manifest import ManifestItem, read_manifest
+from omnisep.data.mixing import MODALITIES, MixtureDataset, QueryTable, read_mixture_list
+from omnisep.encoders import get_encoder
+from omnisep.errors import OmniSepError, describe
+from omnisep.models import SeparateNet, SeparateNetConfig
+from omnisep.queries import QueryBank
+from omnisep.states import load_state_file, save_checkpoint, save_state_file
+from omnisep.training import distributed
+from omnisep.training.config import TrainConfig
+from omnisep.training.loss import separation_targets, weighted_bce
+from omnisep.training.schedule import WarmupLinearDecay
+
+VALIDATION_SPLITS = ("val", "valid", "validation")
+TRAINING_SPLITS = (None, "train")
+VALIDATION_KEYS = (*MODALITIES, "mixup")
+RESUME_FORMAT = "omnisep-resume"
+RESUME_FILE = Path("resume") / "state.safetensors"
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    train_loss: float | None
+    val_losses: dict[str, float]
+    best_metric: float | None
+
+
+def _split_items(config: TrainConfig) -> tuple[list[ManifestItem], list[ManifestItem]]:
+    items = read_manifest(config.data.train_manifest)
+    train_items = [item for item in items if item.split in TRAINING_SPLITS]
+    if config.data.val_manifest:
+        val_items = [
+            item for item in read_manifest(config.data.val_manifest) if item.split in (None, *VALIDATION_SPLITS)
+        ]
+    else:
+        val_items = [item for item in items if item.split in VALIDATION_SPLITS]
+    if not train_items:
+        raise OmniSepError(
+            f"Manifest {describe(config.data.train_manifest)} has no training items (split empty or 'train')."
+        )
+    return train_items, val_items
+
+
+def _query_tables(config: TrainConfig, encoder, train_items, val_items) -> tuple[QueryTable, QueryTable | None]:
+    if config.data.cache:
+        from omnisep.data.cache import EmbeddingCache
+
+        cache = EmbeddingCache(config.data.cache)
+        train_table = QueryTable(train_items, cache=cache, dim=encoder.dim)
+        val_table = QueryTable(val_items, cache=cache, dim=encoder.dim) if val_items else None
+    else:
+        train_table = QueryTable(train_items, encoder=encoder)
+        val_table = QueryTable(val_items, encoder=encoder) if val_items else None
+    return train_table, val_table
+
+
+def _label_bank(encoder, items: list[ManifestItem]) -> QueryBank:
+    """Query-Aug bank of the training classes: the text embedding of each label."""
+    labels = sorted({item.label for item in items})
+    return QueryBank(labels, encoder.embed_text(labels))
+
+
+def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precision: str) -> torch.Tensor:
+    device = runtime.device
+    mixture = batch["mixture"].to(device, non_blocking=True)
+    sources = batch["sources"].to(device, non_blocking=True)
+    queries = batch["queries"].to(device, non_blocking=True)
+    mag_mix, ground_truth, weight = separation_targets(mixture, sources)
+    with distributed.autocast(runtime, precision):
+        logits = model(mag_mix, queries)
+    return weighted_bce(logits, ground_truth, weight)
+
+
+@torch.no_grad()
+def validate(net: SeparateNet, dataset: MixtureDataset, config: TrainConfig, runtime: distributed.Runtime) -> dict:
+    """Mean validation loss per query modality (text, image, audio) and for the Query-Mixup query.
+
+    One U-Net pass per batch serves all four queries. Each modality averages
+    over the sources that have it; the processes share the items and sum.
+    """
+    was_training = net.training
+    net.eval()
+    totals = torch.zeros(2, len(VALIDATION_KEYS), dtype=torch.float64, device=runtime.device)
+    indices = list(range(runtime.rank, len(dataset), runtime.world_size))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.data.val_batch_size, sampler=indices, num_workers=config.data.num_workers
+    )
+    for batch in loader:
+        mixture = batch["mixture"].to(runtime.device)
+        sources = batch["sources"].to(runtime.device)
+        mag_mix, ground_truth, weight = separation_targets(mixture, sources)
+        with distributed.autocast(runtime, config.precision):
+            features = net.features(mag_mix)
+        embeddings = batch["embeddings"].to(runtime.device)
+        available = batch["available"].to(runtime.device)
+        for m in range(len(MODALITIES)):
+            present = available[:, :, m]
+            if present.any():
+                with distributed.autocast(runtime, config.precision):
+                    logits = net.mask_logits(features, F.normalize(embeddings[:, :, m], dim=-1))
+                losses = weighted_bce(logits, ground_truth, weight)
+                totals[0, m] += (losses * present).sum()
+                totals[1, m] += present.sum()
+        with distributed.autocast(runtime, config.precision):
+            logits = net.mask_logits(features, batch["queries"].to(runtime.device))
+        losses = weighted_bce(logits, ground_truth, weight)
+        totals[0, -1] += losses.sum()
+        totals[1, -1] += losses.numel()
+    distributed.all_reduce_sum(totals, runtime)
+    net.train(was_training)
+    return {key: float(totals[0, i] / totals[1, i]) for i, key in enumerate(VALIDATION_KEYS) if totals[1, i] > 0}
+
+
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_metrics(path: Path, row: dict) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows a killed run logged after its last resume state, so curves have no repeated steps."""
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as handle:
+        rows = [line for line in handle if line.strip() and json.loads(line)["step"] <= step]
+    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".metrics.", delete=False, encoding="utf-8")
+    with handle:
+        handle.writelines(rows)
+    os.replace(handle.name, path)
+
+
+class _Trainer:
+    def __init__(self, config: TrainConfig, runtime: distributed.Runtime, log: Callable[[str], None]):
+        self.config = config
+        self.runtime = runtime
+        self.log = log if runtime.is_main else (lambda message: None)
+        self.out_dir = Path(config.out_dir)
+        distributed.autocast(runtime, config.precision)  # refuse a bad precision before any work
+
+        self.encoder = get_encoder(config.encoder.name, **config.encoder.options)
+        self.encoder_identity = self.encoder.identity()
+        train_items, val_items = _split_items(config)
+        train_table, val_table = _query_tables(config, self.encoder, train_items, val_items)
+        data = config.data
+        self.train_set = MixtureDataset(
+            train_items,
+            train_table,
+            training=True,
+            num_sources=data.num_sources,
+            segment_samples=data.segment_samples,
+            seed=config.seed,
+            modality_mode=config.queries.modality_mode,
+            modalities=config.queries.modalities,
+            clip_cache_items=data.clip_cache_items,
+        )
+        self.val_set = None
+        if val_items:
+            mixtures = read_mixture_list(data.val_mixtures, val_items, data.num_sources) if data.val_mixtures else None
+            self.val_set = MixtureDataset(
+                val_items,
+                val_table,
+                training=False,
+                num_sources=data.num_sources,
+                segment_samples=data.segment_samples,
+                seed=config.seed,
+                mixtures=mixtures,
+                clip_cache_items=data.clip_cache_items,
+            )
+        else:
+            self.log("note: no validation items (split val/valid/validation); best/ is not written")
+        self.bank = _label_bank(self.encoder, train_items) if runtime.is_main else None
+
+        torch.manual_seed(config.seed)  # same initial weights in every process and every run
+        model_config = SeparateNetConfig(
+            ngf=config.model.ngf,
+            depth=config.model.depth,
+            k=config.model.k,
+            emb_dim=self.encoder.dim,
+            binary_mask=config.model.binary_mask,
+        )
+        self.net = SeparateNet(model_config).to(runtime.device)
+        optim = config.optim
+        self.optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay
+        )
+        self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        self.schedule = WarmupLinearDecay(optim.warmup_steps, optim.decay_steps, optim.final_lr_scale)
+        self.step = 0
+        self.best_metric: float | None = None
+        self.wall_s = 0.0
+
+    # ------------------------------------------------------------------ state
+
+    def load_resume_state(self) -> bool:
+        path = self.out_dir / RESUME_FILE
+        if not path.is_file():
+            return False
+        state = load_state_file(path)
+        if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
+            raise OmniSepError(f"{describe(path)} is not an omnisep resume state.")
+        if state["config"]["model"] != self.config.to_dict()["model"]:
+            raise OmniSepError(
+                f"{describe(path)} was written for model {state['config']['model']}, but the config asks for "
+                f"{self.config.to_dict()['model']}; use another out_dir or --no-resume."
+            )
+        if state["encoder"] != self.encoder_identity:
+            raise OmniSepError(
+                f"{describe(path)} was trained with encoder {state['encoder']['name']} "
+                f"{state['encoder']['version']}, not {self.encoder_identity['name']} {self.encoder_identity['version']}."
+            )
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        _restore_rng(state["rng"])
+        self.step = int(state["step"])
+        self.best_metric = state["best_metric"]
+        self.wall_s = float(state["wall_s"])
+        return True
+
+    def save_resume_state(self) -> None:
+        state = {
+            "format": RESUME_FORMAT,
+            "step": self.step,
+            "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "schedule": {"warmup_steps": self.schedule.warmup_steps, "decay_steps": self.schedule.decay_steps,
+                         "final_scale": self.schedule.final_scale},
+            "rng": _rng_state(),
+            "best_metric": self.best_metric,
+            "wall_s": self.wall_s,
+            "config": self.config.to_dict(),
+            "encoder": self.encoder_identity,
+        }
+        save_state_file(self.out_dir / RESUME_FILE, state)
+
+    def save_checkpoint(self, name: str, val_losses: dict | None) -> None:
+        training = {"step": self.step, "config": self.config.to_dict(), "val_losses": val_losses or {}}
+        save_checkpoint(self.out_dir / name, self.net, self.encoder_identity, self.bank, training)
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> TrainResult:
+        config, runtime = self.config, self.runtime
+        model = distributed.wrap_model(self.net, runtime)
+        self.net.train()
+        accumulate = config.optim.accumulate_steps
+        chunks = distributed.chunk_positions(config.optim.batch_size, runtime.world_size, accumulate, runtime.rank)
+        loader = torch.utils.data.DataLoader(
+            self.train_set,
+            batch_sampler=distributed.StepBatchSampler(self.step, config.steps, chunks),
+            num_workers=config.data.num_workers,
+            pin_memory=runtime.device.type == "cuda",
+        )
+        batches = iter(loader)
+        metrics_path = self.out_dir / "metrics.jsonl"
+        interval_loss = torch.zeros((), dtype=torch.float64, device=runtime.device)
+        interval_steps, interval_start = 0, time.perf_counter()
+        last_loss, val_losses = None, {}
+        while self.step < config.steps:
+            lr = config.optim.lr * self.schedule.scale(self.step)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.zero_grad(set_to_none=True)
+            for micro in range(accumulate):
+                batch = next(batches)
+                with distributed.gradient_sync(model, micro == accumulate - 1):
+                    loss = _micro_batch_losses(model, batch, runtime, config.precision).mean() / accumulate
+                    (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+                interval_loss += loss.detach()
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), config.optim.grad_clip)
+            if self.scaler is not None:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                self.optimizer.step()
+            self.step += 1
+            interval_steps += 1
+
+            finished = self.step == config.steps
+            if self.step % config.log_every == 0 or finished:
+                distributed.all_reduce_sum(interval_loss, runtime)
+                last_loss = float(interval_loss) / (interval_steps * runtime.world_size)
+                elapsed = time.perf_counter() - interval_start
+                self.wall_s += elapsed
+                samples_per_s = interval_steps * config.optim.batch_size / max(elapsed, 1e-9)
+                if runtime.is_main:
+                    _write_metrics(metrics_path, {"step": self.step, "loss": last_loss, "lr": lr,
+                                                  "samples_per_s": samples_per_s, "wall_s": self.wall_s})
+                self.log(f"step {self.step}/{config.steps}  loss {last_loss:.4f}  lr {lr:.2e}  "
+                         f"{samples_per_s:.1f} samples/s")
+                interval_loss.zero_()
+                interval_steps, interval_start = 0, time.perf_counter()
+            if self.val_set is not None and (self.step % config.val_every == 0 or finished):
+                val_losses = self._validate_and_keep_best(metrics_path)
+            if self.step % config.checkpoint_every == 0 or finished:
+                if runtime.is_main:
+                    self.save_checkpoint("last", val_losses)
+                    self.save_resume_state()
+                distributed.barrier(runtime)
+        return TrainResult(self.out_dir, self.step, last_loss, val_losses, self.best_metric)
+
+    def _validate_and_keep_best(self, metrics_path: Path) -> dict:
+        losses = validate(self.net, self.val_set, self.config, self.runtime)
+        mean = sum(losses.values()) / len(losses)
+        improved = self.best_metric is None or mean < self.best_metric
+        if improved:
+            self.best_metric = mean
+        if self.runtime.is_main:
+            _write_metrics(metrics_path, {"step": self.step, **{f"val_{k}": v for k, v in losses.items()},
+                                          "val_mean": mean})
+            if improved:
+                self.save_checkpoint("best", losses)
+        shown = "  ".join(f"{key} {value:.4f}" for key, value in losses.items())
+        self.log(f"validation at step {self.step}: {shown}  mean {mean:.4f}{'  (best)' if improved else ''}")
+        return losses
+
+
+def train(config: TrainConfig, *, resume: bool = True, log: Callable[[str], None] = print) -> TrainResult:
+    """Train (or continue training) as the config says; under torchrun every process calls this."""
+    runtime = distributed.start(config.device)
+    try:
+        trainer = _Trainer(config, runtime, log)
+        out_dir = Path(config.out_dir)
+        if runtime.is_main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        if resume and trainer.load_resume_state():
+            trainer.log(f"resuming from {describe(out_dir / RESUME_FILE)} at step {trainer.step}")
+        if runtime.is_main:
+            _truncate_metrics(out_dir / "metrics.jsonl", trainer.step)
+        if trainer.step >= config.steps:
+            trainer.log(f"nothing to do: the run is already at step {trainer.step} of {config.steps}")
+            return TrainResult(out_dir, trainer.step, None, {}, trainer.best_metric)
+        return trainer.run()
+    finally:
+        distributed.stop(runtime)

@@ -1,0 +1,142 @@
+"""`omnisep.scan` against a model whose masks are known by construction.
+
+The gated model's U-Net outputs a constant map, so each bank query gets one
+mask value everywhere: ~1 ("pass"), ~0 ("block") and exactly 0.5 ("half",
+whose separated energy is therefore 0.5**2 = 0.25 of the mixture's).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from omnisep.errors import OmniSepError
+from omnisep.models import SeparateNet, SeparateNetConfig
+from omnisep.queries import QueryBank
+from omnisep.scan import plot_scan, scan
+
+EMB_DIM = 8
+SR = 16000
+
+
+def gated_model(emb_dim: int = EMB_DIM) -> SeparateNet:
+    """Masks: sigmoid(40 * sigmoid(50 q_0 - 25) - 20), whatever the audio."""
+    torch.manual_seed(0)
+    model = SeparateNet(SeparateNetConfig(ngf=4, depth=3, k=2, emb_dim=emb_dim))
+    with torch.no_grad():
+        last = model.unet.body.up[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([1.0, 0.0]))
+        model.query_proj.weight.zero_()
+        model.query_proj.weight[0, 0] = 50.0
+        model.query_proj.bias.copy_(torch.tensor([-25.0, 0.0]))
+        model.scale.copy_(torch.tensor([40.0, 0.0]))
+        model.bias.fill_(-20.0)
+    return model.eval()
+
+
+def gated_bank(emb_dim: int = EMB_DIM) -> QueryBank:
+    rows = torch.zeros(3, emb_dim)
+    rows[0, 0] = 1.0  # q_0 = 1: mask sigmoid(20)
+    rows[1, 1] = 1.0  # q_0 = 0: mask sigmoid(-20)
+    rows[2, 0], rows[2, 2] = 0.5, math.sqrt(0.75)  # q_0 = 0.5: logit exactly 0, mask 0.5
+    return QueryBank(["pass", "block", "half"], rows)
+
+
+@pytest.fixture(scope="module")
+def gated():
+    return SimpleNamespace(model=gated_model(), bank=gated_bank())
+
+
+def noise_with_gap(seconds: float = 3.0, gap=(1.0, 2.0), rate: int = SR) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    wave = (0.2 * rng.standard_normal(int(seconds * rate))).astype(np.float32)
+    wave[int(gap[0] * rate) : int(gap[1] * rate)] = 0.0
+    return wave
+
+
+def test_energy_ratios_match_the_constructed_masks(gated):
+    result = scan(gated, noise_with_gap(), SR, frame_seconds=0.5)
+    assert result.labels == ["pass", "block", "half"]
+    assert result.energy_ratio.shape == (3, 6)
+    np.testing.assert_allclose(result.times, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5])
+    # Frames 2 and 3 are digital silence: no evidence, ratio left at 0.
+    assert result.audible.tolist() == [True, True, False, False, True, True]
+    audible = result.energy_ratio[:, result.audible]
+    np.testing.assert_allclose(audible[0], 1.0, atol=2e-3)
+    np.testing.assert_allclose(audible[1], 0.0, atol=1e-6)
+    np.testing.assert_allclose(audible[2], 0.25, atol=2e-3)
+    assert (result.energy_ratio[:, ~result.audible] == 0).all()
+    np.testing.assert_allclose(result.presence, [1.0, 0.0, 0.25], atol=2e-3)
+    assert result.ranking() == [0, 2, 1]
+    # Present while there is sound, absent during the gap.
+    assert result.segments(0, threshold=0.5) == [(0.0, 1.0), (2.0, 3.0)]
+    assert result.segments(2, threshold=0.5) == []
+
+
+def test_stereo_and_other_rates_are_downmixed_and_resampled(gated):
+    mono = noise_with_gap(seconds=2.0, gap=(0.5, 1.5), rate=22050)
+    stereo = np.stack([mono, mono])
+    result = scan(gated, stereo, 22050, frame_seconds=0.25)
+    assert result.energy_ratio.shape == (3, 8)
+    assert result.duration == pytest.approx(2.0, abs=1e-3)
+    # The resampler rings a little into the frames at the gap's edges; the inner ones stay silent.
+    assert result.audible[[0, 1, 6, 7]].all() and not result.audible[[3, 4]].any()
+    np.testing.assert_allclose(result.presence, [1.0, 0.0, 0.25], atol=5e-3)
+
+
+def test_blocks_give_the_same_answer_as_one_pass(gated, monkeypatch):
+    wave = noise_with_gap(seconds=4.0, gap=(3.0, 3.5))
+    whole = scan(gated, wave, SR, frame_seconds=0.5)
+    # Force blocks of one frame each, each separated with a second of context.
+    monkeypatch.setattr("omnisep.scan.MAX_SAMPLES_IN_FLIGHT", 3 * 8000)
+    blocked = scan(gated, wave, SR, frame_seconds=0.5)
+    np.testing.assert_allclose(blocked.energy_ratio, whole.energy_ratio, atol=2e-3)
+
+
+def test_silence_scores_nothing(gated):
+    result = scan(gated, np.zeros(SR, dtype=np.float32), SR)
+    assert not result.audible.any()
+    assert (result.presence == 0).all()
+    assert all(result.segments(i) == [] for i in range(3))
+
+
+def test_json_summary_schema(gated):
+    result = scan(gated, noise_with_gap(), SR, frame_seconds=0.5)
+    summary = json.loads(json.dumps(result.to_dict(threshold=0.5)))
+    assert summary["format"] == "omnisep-scan"
+    assert summary["frame_seconds"] == 0.5
+    assert summary["threshold"] == 0.5
+    assert summary["duration_seconds"] == 3.0
+    assert summary["times"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    assert [entry["label"] for entry in summary["labels"]] == ["pass", "half", "block"]
+    first = summary["labels"][0]
+    assert set(first) == {"label", "presence", "present", "segments", "energy_ratio"}
+    assert first["present"] is True and summary["labels"][1]["present"] is False
+    assert first["segments"] == [[0.0, 1.0], [2.0, 3.0]]
+    assert len(first["energy_ratio"]) == 6
+
+
+def test_plot_is_written_atomically_and_checks_its_path(gated, tmp_path):
+    result = scan(gated, noise_with_gap(), SR)
+    path = tmp_path / "scan.png"
+    plot_scan(result, path, threshold=0.5)
+    with Image.open(path) as image:
+        assert image.format == "PNG" and image.width > 400
+    assert [p.name for p in tmp_path.iterdir()] == ["scan.png"]
+    with pytest.raises(OmniSepError, match="must be a .png"):
+        plot_scan(result, tmp_path / "scan.jpg")
+    with pytest.raises(OmniSepError, match="folder does not exist"):
+        plot_scan(result, tmp_path / "missing" / "scan.png")
+
+
+def test_a_model_without_bank_is_a_user_error():
+    with pytest.raises(OmniSepError, match="no query bank"):
+        scan(SimpleNamespace(model=gated_model(), bank=None), np.zeros(SR, np.float32), SR)
+
