@@ -11,6 +11,9 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)             # museval imports nee
 command -v espeak-ng >/dev/null || need+=(espeak-ng)       # corpus: speech
 command -v fluidsynth >/dev/null || need+=(fluidsynth)     # corpus: instruments
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
+# The demo's browser test drives Debian's chromium through Playwright (never
+# `playwright install`, which downloads a browser build).
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ] && command -v apt-get >/dev/null; then
   $SUDO apt-get update -qq
   # --no-install-recommends: fluidsynth would otherwise pull a soundfont that

@@ -38,6 +38,7 @@ format has to clip.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -109,8 +110,9 @@ class ChunkedSeparator:
         self._buffer = np.zeros((self.signals, 0), np.float32)
         self._buffer_start = 0  # global index of the buffer's first sample
         self._next_chunk = 0
-        self._emitted = 0  # output samples handed out so far
+        self._emitted = 0  # output samples final so far
         self._pending = np.zeros((len(self.queries), self.signals, 0), np.float32)  # from _emitted on
+        self._finished: list[np.ndarray] = []  # final, not yet handed out
         self.total: int | None = None
 
     # -- geometry (frames are global STFT frame indices) ---------------------------------------
@@ -147,7 +149,7 @@ class ChunkedSeparator:
                 self._run(ready, None)
                 ready = []
         # Chunks that could not fill a batch wait for more input (run again later).
-        return self._take_finished(None)
+        return self._hand_out()
 
     def finish(self) -> np.ndarray:
         """Flush: separates the remaining chunks and returns the last output samples."""
@@ -158,7 +160,8 @@ class ChunkedSeparator:
         chunks = list(range(self._next_chunk, math.ceil(n_frames / self.core))) if self.total else []
         for start in range(0, len(chunks), self.batch_size):
             self._run(chunks[start : start + self.batch_size], n_frames)
-        return self._take_finished(n_frames)
+        self._collect(self.total)
+        return self._hand_out()
 
     # -- separation ----------------------------------------------------------------------------
 
@@ -184,6 +187,8 @@ class ChunkedSeparator:
         for group in groups:
             self._separate_group(group, n_frames)
         self._next_chunk = chunks[-1] + 1
+        # Samples before the next chunk's fade-in are final.
+        self._collect(max(0, self._next_chunk * self.core - self.fade) * HOP)
         # Keep only the audio the next chunk's window reaches.
         first, _ = self._window(self._next_chunk, None)
         keep_from = max(self._buffer_start, first * HOP - _REACH)
@@ -223,20 +228,28 @@ class ChunkedSeparator:
             self._add(chunk, estimate[index], n_frames)
 
     def _add(self, chunk: int, estimate: np.ndarray, n_frames: int | None) -> None:
-        """Fade one chunk's output into the pending output."""
+        """Fade one chunk's output into the pending output.
+
+        Ramps are functions of the global sample index, so the fade-out of
+        one chunk and the fade-in of the next sum to one even where the end
+        of the signal cuts them.
+        """
         first, _ = self._window(chunk, n_frames)
         core_lo, core_hi = chunk * self.core, (chunk + 1) * self.core
+        last = self._is_last(chunk, n_frames)
         lo = max(0, core_lo - self.fade) * HOP
-        hi = (core_hi + self.fade) * HOP
-        if self._is_last(chunk, n_frames):
-            hi = self.total
+        hi = self.total if last else (core_hi + self.fade) * HOP
+        if self.total is not None:
+            hi = min(hi, self.total)
         piece = estimate[..., lo - first * HOP : hi - first * HOP].copy()
+        index = np.arange(lo, hi, dtype=np.float64) + 0.5
         ramp_length = 2 * self.fade * HOP
-        ramp = ((np.arange(ramp_length) + 0.5) / ramp_length).astype(np.float32)
+        weight = np.ones(hi - lo)
         if chunk > 0:
-            piece[..., :ramp_length] *= ramp
-        if not self._is_last(chunk, n_frames):
-            piece[..., -ramp_length:] *= ramp[::-1]
+            weight *= np.clip((index - (core_lo - self.fade) * HOP) / ramp_length, 0.0, 1.0)
+        if not last:
+            weight *= np.clip(((core_hi + self.fade) * HOP - index) / ramp_length, 0.0, 1.0)
+        piece *= weight.astype(np.float32)
         end = hi - self._emitted
         if end > self._pending.shape[-1]:
             grown = np.zeros(self._pending.shape[:-1] + (end,), np.float32)
@@ -244,16 +257,19 @@ class ChunkedSeparator:
             self._pending = grown
         self._pending[..., lo - self._emitted : end] += piece
 
-    def _take_finished(self, n_frames: int | None) -> np.ndarray:
-        if n_frames is not None:
-            upto = self.total
-        else:
-            # The next chunk fades in from here on.
-            upto = max(0, self._next_chunk * self.core - self.fade) * HOP if self._next_chunk else 0
+    def _collect(self, upto: int) -> None:
+        """Move output samples before ``upto`` (no later chunk touches them) to the finished list."""
         count = max(0, upto - self._emitted)
-        out = self._pending[..., :count]
-        self._pending = self._pending[..., count:]
-        self._emitted += count
+        if count:
+            self._finished.append(self._pending[..., :count])
+            self._pending = self._pending[..., count:]
+            self._emitted += count
+
+    def _hand_out(self) -> np.ndarray:
+        if not self._finished:
+            return np.zeros((len(self.queries), self.signals, 0), np.float32)
+        out = np.concatenate(self._finished, axis=-1)
+        self._finished = []
         return out
 
 
@@ -269,24 +285,22 @@ def separate_tensor(
     wave = torch.as_tensor(wave, dtype=torch.float32)
     single = wave.dim() == 1
     signals = wave.reshape(1, -1) if single else wave
-    with _eval_mode(model):
+    with eval_mode(model):
         engine = ChunkedSeparator(model, queries, signals.shape[0], chunk_seconds, overlap, batch_size)
         parts = [engine.push(signals.cpu().numpy()), engine.finish()]
     out = torch.from_numpy(np.concatenate(parts, axis=-1))
     return out[:, 0] if single else out
 
 
-class _eval_mode:
+@contextlib.contextmanager
+def eval_mode(model):
     """BatchNorm must use its running statistics, or chunks would see different normalisations."""
-
-    def __init__(self, model):
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self):
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        self.model.train(self.was_training)
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 # -- any rate, any channels ---------------------------------------------------------------------
@@ -328,15 +342,16 @@ class StreamSeparator:
         return self._emit(self.engine.push(self._to_16k(block, last=False)), last=False)
 
     def finish(self) -> np.ndarray:
+        """The remaining targets; in all, exactly as many samples as were pushed."""
         tail = self.engine.push(self._to_16k(np.zeros((self.channels, 0), np.float32), last=True))
         out = np.concatenate([self._emit(tail, last=False), self._emit(self.engine.finish(), last=True)], axis=-1)
         # Resampling there and back can end a sample or two off: pad or trim to the input's length.
-        missing = self.received - (self.emitted - out.shape[-1]) - out.shape[-1]
-        if missing > 0:
-            out = np.concatenate([out, np.zeros(out.shape[:-1] + (missing,), np.float32)], axis=-1)
-        elif missing < 0:
-            out = out[..., : out.shape[-1] + missing]
-        self.emitted += missing
+        wanted = self.received - (self.emitted - out.shape[-1])
+        if out.shape[-1] > wanted:
+            out = out[..., :wanted]
+        elif out.shape[-1] < wanted:
+            out = np.concatenate([out, np.zeros(out.shape[:-1] + (wanted - out.shape[-1],), np.float32)], axis=-1)
+        self.emitted = self.received
         return out
 
     def _to_16k(self, block: np.ndarray, last: bool) -> np.ndarray:
@@ -349,9 +364,6 @@ class StreamSeparator:
             flat = separated.reshape(self.n_queries * self.channels, -1)
             flat = self._up.resample_chunk(np.ascontiguousarray(flat.T), last=last).T
             separated = np.ascontiguousarray(flat).reshape(self.n_queries, self.channels, -1)
-        # Never hand out more samples than the input has (the last ones may be resampling overshoot).
-        room = max(0, self.received - self.emitted) if last else separated.shape[-1]
-        separated = separated[..., :room] if last else separated
         self.emitted += separated.shape[-1]
         return separated
 
@@ -367,7 +379,7 @@ def separate_array(
 ) -> np.ndarray:
     """Targets ``[Q, C, T]`` for audio ``[C, T]`` at any rate (resampled to 16 kHz and back)."""
     audio = np.asarray(audio, dtype=np.float32)
-    with _eval_mode(model):
+    with eval_mode(model):
         stream = StreamSeparator(model, queries, sample_rate, audio.shape[0], chunk_seconds, overlap, batch_size)
         return np.concatenate([stream.push(audio), stream.finish()], axis=-1)
 
@@ -417,7 +429,7 @@ def separate_stream(
             if residuals is not None:
                 residuals[index].write(mix - separated[index])
 
-    with _eval_mode(model):
+    with eval_mode(model):
         stream = StreamSeparator(model, queries, sample_rate, channels, chunk_seconds, overlap, batch_size)
         for block in blocks:
             block = np.asarray(block, dtype=np.float32)

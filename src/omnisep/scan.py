@@ -10,7 +10,6 @@ that label; a ratio near 1 means "this is all that sounds", near 0 "absent".
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tempfile
 
@@ -24,10 +23,9 @@ DEFAULT_FRAME_SECONDS = 0.5
 DEFAULT_THRESHOLD = 0.3  # two equally loud sources each explain about half the energy
 PRESENCE_QUANTILE = 0.9  # a label heard in a tenth of the audible frames still counts
 SILENCE_DB = -60.0  # frames this far below the loudest one carry no evidence
-# Separated samples held at once (queries x samples); bounds memory for big banks.
-MAX_SAMPLES_IN_FLIGHT = 2**26
-# Audio added on each side of a block so that its edges are separated with context.
-CONTEXT_SECONDS = 1.0
+# Audio is streamed through the separator in blocks, so memory stays bounded by
+# the separator's chunk size times the bank size, not by the file's length.
+STREAM_BLOCK_SECONDS = 10.0
 
 
 @dataclasses.dataclass
@@ -113,12 +111,27 @@ def _mono_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-def _frame_energy(wave: np.ndarray, frame: int) -> np.ndarray:
-    """Sum of squares per frame over the last axis; the last frame may be short."""
-    n_frames = math.ceil(wave.shape[-1] / frame)
-    padded = np.zeros(wave.shape[:-1] + (n_frames * frame,), dtype=np.float64)
-    padded[..., : wave.shape[-1]] = wave
-    return np.square(padded).reshape(wave.shape[:-1] + (n_frames, frame)).sum(axis=-1)
+class _FrameMeter:
+    """Sums of squares per frame for [Q, n] blocks arriving in order."""
+
+    def __init__(self, rows: int, frame: int):
+        self.frame = frame
+        self.leftover = np.zeros((rows, 0), dtype=np.float32)
+        self.energies: list[np.ndarray] = []
+
+    def add(self, block: np.ndarray) -> None:
+        samples = np.concatenate([self.leftover, block], axis=1)
+        whole = samples.shape[1] // self.frame * self.frame
+        if whole:
+            framed = samples[:, :whole].astype(np.float64).reshape(samples.shape[0], -1, self.frame)
+            self.energies.append(np.square(framed).sum(axis=-1))
+        self.leftover = samples[:, whole:]
+
+    def close(self) -> np.ndarray:
+        """``[Q, frames]``; a short last frame counts the samples it has."""
+        if self.leftover.shape[1]:
+            self.energies.append(np.square(self.leftover.astype(np.float64)).sum(axis=-1, keepdims=True))
+        return np.concatenate(self.energies, axis=1) if self.energies else np.zeros((self.leftover.shape[0], 0))
 
 
 def scan(
@@ -128,7 +141,7 @@ def scan(
     frame_seconds: float = DEFAULT_FRAME_SECONDS,
 ) -> ScanResult:
     """Separate every bank label from ``audio`` and score its presence per frame."""
-    from omnisep.apply import separate_tensor
+    from omnisep.apply import ChunkedSeparator
     from omnisep.queries import normalize
 
     if not frame_seconds > 0:
@@ -137,25 +150,27 @@ def scan(
     wave = _mono_16k(audio, sample_rate)
     frame = max(1, round(frame_seconds * SAMPLE_RATE))
     n_samples = wave.shape[-1]
-    n_frames = math.ceil(n_samples / frame)
     queries = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
-    n_labels = queries.shape[0]
 
-    # Whole frames per block, so that no frame straddles two separations.
-    block_frames = max(1, MAX_SAMPLES_IN_FLIGHT // (n_labels * frame))
-    context = round(CONTEXT_SECONDS * SAMPLE_RATE)
-    target_energy = np.zeros((n_labels, n_frames), dtype=np.float64)
-    for first in range(0, n_frames, block_frames):
-        start = first * frame
-        stop = min(n_samples, (first + block_frames) * frame)
-        lo, hi = max(0, start - context), min(n_samples, stop + context)
-        with torch.inference_mode():
-            separated = separate_tensor(model, torch.from_numpy(wave[lo:hi]), queries)
-        block = separated[:, start - lo : stop - lo].cpu().numpy()
-        energy = _frame_energy(block, frame)
-        target_energy[:, first : first + energy.shape[1]] = energy
+    # ChunkedSeparator is separate_tensor's engine: one U-Net pass per chunk for
+    # the whole bank; fed block by block, it never holds [Q, T] for the file.
+    was_training = model.training
+    model.eval()  # BatchNorm must use its running statistics
+    try:
+        engine = ChunkedSeparator(model, queries, signals=1)
+        targets = _FrameMeter(len(bank.labels), frame)
+        step = max(1, round(STREAM_BLOCK_SECONDS * SAMPLE_RATE))
+        for start in range(0, n_samples, step):
+            targets.add(engine.push(wave[None, start : start + step])[:, 0])
+        targets.add(engine.finish()[:, 0])
+    finally:
+        model.train(was_training)
+    target_energy = targets.close()
+    mixture = _FrameMeter(1, frame)
+    mixture.add(wave[None])
+    mixture_energy = mixture.close()[0]
+    n_frames = mixture_energy.size
 
-    mixture_energy = _frame_energy(wave, frame)
     loudest = float(mixture_energy.max()) if n_frames else 0.0
     audible = (mixture_energy > loudest * 10 ** (SILENCE_DB / 10)) & (mixture_energy > 1e-12)
     ratio = np.zeros_like(target_energy)
@@ -164,7 +179,7 @@ def scan(
     if audible.any():
         presence = np.quantile(ratio[:, audible], PRESENCE_QUANTILE, axis=1)
     else:
-        presence = np.zeros(n_labels)
+        presence = np.zeros(len(bank.labels))
     return ScanResult(
         labels=list(bank.labels),
         times=np.arange(n_frames) * frame / SAMPLE_RATE,
@@ -174,6 +189,16 @@ def scan(
         audible=audible,
         presence=presence.astype(np.float32),
     )
+
+
+def check_plot_path(path: str | os.PathLike) -> str:
+    """Refuse a bad plot path before minutes of separation, not after."""
+    path = os.fspath(path)
+    if not path.lower().endswith(".png"):
+        raise OmniSepError(f"the plot {describe(path)} must be a .png file")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise OmniSepError(f"cannot write the plot {describe(path)}: its folder does not exist")
+    return path
 
 
 def plot_scan(
@@ -189,19 +214,14 @@ def plot_scan(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = os.fspath(path)
-    if not path.lower().endswith(".png"):
-        raise OmniSepError(f"the plot {describe(path)} must be a .png file")
+    path = check_plot_path(path)
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise OmniSepError(f"cannot write the plot {describe(path)}: its folder does not exist")
 
     rows = result.ranking()[:max_labels]
     heat = np.ma.masked_array(
         result.energy_ratio[rows], mask=np.broadcast_to(~result.audible, (len(rows), result.audible.size))
     )
-    cmap = matplotlib.colormaps["magma"].copy()
-    cmap.set_bad("#d0d0d0")  # silent frames: no evidence either way
+    cmap = matplotlib.colormaps["magma"].with_extremes(bad="#d0d0d0")  # silent frames: no evidence either way
     fig, ax = plt.subplots(figsize=(10, 1.2 + 0.32 * max(len(rows), 1)), dpi=110)
     image = ax.imshow(
         heat,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from pathlib import Path
 
 import click
 
@@ -46,7 +47,7 @@ def demo(model, host, port, max_upload_mb, max_minutes):
         click.echo(f"omnisep: warning: listening on {host}, so other machines can reach the demo.", err=True)
     separator = Separator(model=model)
     app = launch(separator, host=host, port=port, max_upload_mb=max_upload_mb, max_seconds=max_minutes * 60,
-                 model_name=model)
+                 model_name=Path(model).name)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     click.echo(f"omnisep demo: ready in {time.perf_counter() - started:.1f} s at http://{shown}:{port} "
                "(Ctrl-C stops it)", err=True)

@@ -69,7 +69,8 @@ def _item_from_row(row: dict, folder: Path, manifest: Path, line: int) -> Manife
             )
         value = value.strip()
         values[name] = (folder / value) if name in PATH_FIELDS else value
-    extra = {key: value for key, value in row.items() if key not in KNOWN_FIELDS and key is not None}
+    # An empty CSV cell means "no value", as for the known fields.
+    extra = {key: value for key, value in row.items() if key not in KNOWN_FIELDS and value not in (None, "")}
     return ManifestItem(extra=extra, **values)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ import numpy as np
 
 from omnisep.audio import load_audio, save_audio
 from omnisep.errors import OmniSepError
+from omnisep.pretrained import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +38,8 @@ SYSTEM_MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Lib
 
 
 def cache_folder() -> Path:
-    """The documented cache folder: uploads and results stay inside it."""
-    root = os.environ.get("OMNISEP_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "omnisep")
-    return Path(root) / "demo"
+    """Uploads and results stay inside the documented cache folder."""
+    return cache_dir() / "demo"
 
 
 @dataclass
@@ -74,7 +76,7 @@ def spectrogram_png(panels: list[tuple[str, np.ndarray]], sample_rate: int, path
     from scipy.signal import stft
 
     n_fft = 1024 if sample_rate <= 24000 else 2048
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.1 * len(panels)), dpi=100, sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.6 * len(panels)), dpi=100, sharex=True, squeeze=False)
     top = None
     for ax, (title, audio) in zip(axes[:, 0], panels):
         mono = np.asarray(audio, dtype=np.float32).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
@@ -105,6 +107,15 @@ class DemoSession:
         self.max_seconds = float(max_seconds)
         self.work_dir = Path(work_dir) if work_dir is not None else cache_folder() / "results"
 
+    def _prune_old_results(self) -> None:
+        """Gradio serves copies of the results, so ours are only needed briefly."""
+        if not self.work_dir.is_dir():
+            return
+        cutoff = time.time() - CACHE_MAX_AGE_SECONDS
+        for folder in self.work_dir.iterdir():
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+
     def _load(self, path, role: str) -> tuple[np.ndarray, int]:
         try:
             audio, rate = load_audio(path)
@@ -117,6 +128,11 @@ class DemoSession:
                 f"{self.max_seconds / 60:.1f} min; use `omnisep separate` for long files."
             )
         return audio, rate
+
+    def _load_clip(self, path, role: str) -> tuple[np.ndarray, int]:
+        """An audio query as the (mono samples, rate) pair the encoders take."""
+        audio, rate = self._load(path, role)
+        return audio.mean(axis=0), rate
 
     def run(
         self,
@@ -144,8 +160,8 @@ class DemoSession:
             raise OmniSepError("At least one query needs a weight above 0.")
 
         audio, rate = self._load(mixture, "Mixture")
-        query_audio = self._load(audio_query, "Audio query") if audio_query else None
-        negative_query_audio = self._load(negative_audio, "Negative audio") if negative_audio else None
+        query_audio = self._load_clip(audio_query, "Audio query") if audio_query else None
+        negative_query_audio = self._load_clip(negative_audio, "Negative audio") if negative_audio else None
 
         started = time.perf_counter()
         result = self.separator.separate(
@@ -163,6 +179,7 @@ class DemoSession:
         )
         elapsed = time.perf_counter() - started
 
+        self._prune_old_results()
         folder = self.work_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
         folder.mkdir(parents=True, exist_ok=True)
         stem = _safe_stem(mixture)
@@ -176,16 +193,14 @@ class DemoSession:
             result.sample_rate,
             folder / f"{stem}_spectrograms.png",
         )
-        described = [part for part in (f"text '{text}'" if text else "", "image" if image else "",
-                                       "audio clip" if audio_query else "") if part]
-        status = f"Separated **{' + '.join(described)}** from '{_display_name(mixture)}' ({audio.shape[-1] / rate:.1f} s) in {elapsed:.1f} s."
-        negatives = [part for part in (f"'{negative_text}'" if negative_text else "", "image" if negative_image else "",
-                                       "audio clip" if negative_audio else "") if part]
-        if negatives:
-            status += f" Negative query: {' + '.join(negatives)}, alpha {alpha:g}."
-        matched = getattr(result, "query_aug_label", None) or getattr(result, "retrieved_label", None)
-        if query_aug and matched:
-            status += f" Query-Aug snapped the query to '{matched}'."
+        status = (
+            f"Separated **{result.query_label}** from '{_display_name(mixture)}' "
+            f"({audio.shape[-1] / rate:.1f} s) in {elapsed:.1f} s."
+        )
+        if negative_text or negative_image or negative_audio:
+            status += f" Negative query strength alpha = {alpha:g}."
+        if query_aug and result.query_aug_score is not None:
+            status += f" Query-Aug picked the model's label '{result.query_label}' (cosine {result.query_aug_score:.2f})."
         return DemoResult(target_path, residual_path, spectrogram, status)
 
 
@@ -245,7 +260,7 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
                 residual = gr.Audio(label="Residual (everything else)", type="filepath", interactive=False,
                                     buttons=["download"], elem_id="residual-audio")
                 spectrograms = gr.Image(label="Spectrograms: mixture, target, residual", type="filepath",
-                                        interactive=False, elem_id="spectrograms")
+                                        show_label=False, interactive=False, height=340, elem_id="spectrograms")
         run.click(
             on_separate,
             inputs=[mixture, text, text_weight, image, image_weight, audio_query, audio_weight,
@@ -254,6 +269,15 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
             concurrency_limit=1,
         )
     return app
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail in a second, before Gradio is even imported, when the address is taken."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise OmniSepError(f"cannot serve the demo on {host}:{port} ({exc.strerror or exc}); choose another --port.") from None
 
 
 def launch(
@@ -265,6 +289,7 @@ def launch(
     model_name: str = "",
 ):
     """Start serving in a background thread and return the app (``block_thread()`` waits, ``close()`` stops)."""
+    _check_port(host, port)
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
     # Gradio's own uploads go to the cache folder too, not to /tmp.

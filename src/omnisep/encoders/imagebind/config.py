@@ -28,6 +28,7 @@ class BranchConfig:
 
 @dataclass(frozen=True)
 class ImageBindConfig:
+    name: str = "huge"  # recorded as the encoder version
     out_embed_dim: int = 1024
     # vision: an image repeated to 2 frames, Conv3d (2, 14, 14) patches
     image_size: int = 224
@@ -93,6 +94,7 @@ HUGE = ImageBindConfig()
 # 128 x 204 fbank), tiny widths and depths so a CPU forward takes milliseconds.
 TINY = replace(
     HUGE,
+    name="tiny",
     out_embed_dim=16,
     image_size=28,
     depth_image_size=32,

@@ -98,8 +98,8 @@ def clip_bounds(num_samples: int, sample_rate: int = SAMPLE_RATE, clip_seconds: 
     fractions, truncated to samples. A file shorter than a clip gives the same
     (short) clip ``clips`` times.
     """
-    duration = Fraction(num_samples / sample_rate)  # the float the reference computes, exactly
-    latest_start = max(duration - clip_seconds, Fraction(0))
+    # Float duration minus the clip length, then exact fractions: the reference's order of operations.
+    latest_start = Fraction(max(num_samples / sample_rate - clip_seconds, 0))
     spacing = latest_start / max(clips - 1, 1)
     bounds = []
     for index in range(clips):

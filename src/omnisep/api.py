@@ -1,0 +1,368 @@
+"""The Python API: ``Separator(model).separate(audio, sample_rate, text=...)``.
+
+A :class:`Separator` holds one checkpoint and the query encoder it was
+trained with (refusing any other, since embeddings of another encoder would
+silently mean something else). Queries are text, images (or the frames of a
+video), audio clips, or a weighted mix of them, optionally with a negative
+query and Query-Aug; several queries share one U-Net pass.
+
+Example::
+
+    from omnisep import Separator
+    from omnisep.audio import load_audio
+
+    separator = Separator()                      # the bundled model
+    audio, rate = load_audio("street.wav")
+    result = separator.separate(audio, rate, text="dog barking", negative_text="speech")
+    result.target, result.residual               # [C, T] each; target + residual == audio
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from omnisep import apply, queries as query_math
+from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, downmix as downmix_channels
+from omnisep.errors import OmniSepError, describe
+
+MediaItem = Any  # a path, or an array (image H x W x 3 uint8; audio mono float32, or (array, sample_rate))
+
+
+def _as_items(value) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)) and not _is_audio_pair(value):
+        return list(value)
+    return [value]
+
+
+def _is_audio_pair(value) -> bool:
+    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], (int, np.integer))
+
+
+def _short_name(kind: str, item) -> str:
+    """Texts as written, files by name, arrays by kind."""
+    if kind == "text":
+        return " ".join(str(item).split())
+    if isinstance(item, (str, os.PathLike)):
+        return Path(item).name
+    return f"{kind} array"
+
+
+@dataclass
+class Query:
+    """One query: text, images (or videos) and audio clips, weighted, with an optional negative.
+
+    Each of ``text``/``image``/``audio`` is one item or a list. The parts are
+    combined with paper eq. 1, ``sum w_i normalize(e_i)``, in the order texts,
+    images, audios; ``weights`` (default: all equal) follow that order. Audio
+    arrays come as ``(samples, sample_rate)``; a bare array is taken to be at
+    the mixture's rate. A video given as an image is embedded from its frames
+    at the centre second +- 1 s (OmniSep's training image query).
+    """
+
+    text: str | Sequence[str] | None = None
+    image: MediaItem | Sequence[MediaItem] | None = None
+    audio: MediaItem | Sequence[MediaItem] | None = None
+    weights: Sequence[float] | None = None
+    negative_text: str | Sequence[str] | None = None
+    negative_image: MediaItem | Sequence[MediaItem] | None = None
+    negative_audio: MediaItem | Sequence[MediaItem] | None = None
+    alpha: float = 0.5
+    negative_mode: str = "proportional"
+    query_aug: bool = False
+
+    def parts(self) -> list[tuple[str, Any]]:
+        return (
+            [("text", t) for t in _as_items(self.text)]
+            + [("image", i) for i in _as_items(self.image)]
+            + [("audio", a) for a in _as_items(self.audio)]
+        )
+
+    def negative_parts(self) -> list[tuple[str, Any]]:
+        return (
+            [("text", t) for t in _as_items(self.negative_text)]
+            + [("image", i) for i in _as_items(self.negative_image)]
+            + [("audio", a) for a in _as_items(self.negative_audio)]
+        )
+
+    def describe(self) -> str:
+        """A short human-readable label, e.g. ``dog barking + violin.png - speech``."""
+        positive = " + ".join(_short_name(kind, item) for kind, item in self.parts())
+        return f"{positive} {self.describe_negative()}".strip()
+
+    def describe_negative(self) -> str:
+        return " ".join(f"- {_short_name(kind, item)}" for kind, item in self.negative_parts())
+
+
+@dataclass
+class EmbeddedQuery:
+    """A query turned into the vector the Separate-Net receives (see :meth:`Separator.prepare`)."""
+
+    vector: torch.Tensor
+    label: str
+    query_aug_score: float | None
+    query: Query
+
+
+@dataclass
+class SeparationResult:
+    """``target`` and ``residual`` have the input's layout and rate; ``target + residual`` is the input.
+
+    ``query_label`` describes what was separated: the bank label Query-Aug
+    chose, or the query's own description.
+    """
+
+    target: np.ndarray
+    residual: np.ndarray
+    sample_rate: int
+    query_label: str
+    query_aug_score: float | None = None
+    query: Query | None = field(default=None, repr=False)
+
+
+def _check_device(device: str | torch.device) -> torch.device:
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise OmniSepError("device 'cuda' was requested but PyTorch sees no CUDA GPU here; use --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise OmniSepError("device 'mps' was requested but Apple's Metal backend is not available here; use --device cpu.")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise OmniSepError(f"device {str(device)!r} is not supported; use cpu, cuda or mps.")
+    return device
+
+
+class Separator:
+    """A loaded model plus its query encoder; reuse one instance for many files."""
+
+    def __init__(self, model: str | os.PathLike = "default", encoder=None, device: str | torch.device = "cpu"):
+        from omnisep.pretrained import resolve_model
+        from omnisep.states import check_encoder, load_checkpoint
+
+        self.device = _check_device(device)
+        self.path = resolve_model(model)
+        checkpoint = load_checkpoint(self.path, map_location=self.device)
+        self.model = checkpoint.model.eval()
+        self.config = checkpoint.config
+        self.bank = checkpoint.bank
+        if encoder is None:
+            from omnisep.encoders import get_encoder
+
+            encoder = get_encoder(self.config["encoder"]["name"])
+        check_encoder(self.config, encoder.identity())
+        self.encoder = encoder
+
+    def __repr__(self) -> str:
+        return f"Separator(model={str(self.path)!r}, encoder={self.encoder.name!r}, device={str(self.device)!r})"
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def _embed_parts(self, parts: list[tuple[str, Any]], mixture_rate: int | None) -> list[torch.Tensor]:
+        from omnisep.images import centre_frames, video_frames
+
+        vectors = []
+        for kind, item in parts:
+            if kind == "text":
+                vectors.append(self.encoder.embed_text([item])[0])
+            elif kind == "image":
+                if isinstance(item, (str, os.PathLike)) and Path(item).suffix.lower() in VIDEO_SUFFIXES:
+                    frames = centre_frames(video_frames(item, fps=1.0))
+                    vectors.append(query_math.normalize(self.encoder.embed_image(frames).mean(dim=0)))
+                else:
+                    vectors.append(self.encoder.embed_image([item])[0])
+            else:
+                if _is_audio_pair(item):
+                    vectors.append(self.encoder.embed_audio([item[0]], sample_rate=int(item[1]))[0])
+                elif isinstance(item, (str, os.PathLike)):
+                    vectors.append(self.encoder.embed_audio([item])[0])
+                else:
+                    vectors.append(self.encoder.embed_audio([item], sample_rate=mixture_rate)[0])
+        return vectors
+
+    def embed_query(self, query: Query | None = None, mixture_rate: int | None = None, **fields) -> torch.Tensor:
+        """The vector the Separate-Net receives for a query: eq. 1, then Query-Aug (eq. 5), then eq. 4."""
+        return self.prepare([query or Query(**fields)], mixture_rate)[0].vector
+
+    def prepare(self, queries: Sequence[Query | EmbeddedQuery], mixture_rate: int | None = None) -> list[EmbeddedQuery]:
+        """Embed queries once, to reuse them over many files (already embedded ones pass through).
+
+        ``mixture_rate`` is the rate of bare audio-array query parts.
+        """
+        if not queries:
+            raise OmniSepError("at least one query is needed.")
+        prepared = []
+        for query in queries:
+            if isinstance(query, EmbeddedQuery):
+                prepared.append(query)
+            else:
+                vector, label, score = self._embed(query, mixture_rate)
+                prepared.append(EmbeddedQuery(vector, label, score, query))
+        return prepared
+
+    def _embed(self, query: Query, mixture_rate: int | None) -> tuple[torch.Tensor, str, float | None]:
+        parts = query.parts()
+        if not parts:
+            raise OmniSepError("a query needs at least one text, image or audio part.")
+        weights = list(query.weights) if query.weights is not None else [1.0] * len(parts)
+        vector = query_math.compose(self._embed_parts(parts, mixture_rate), weights)
+        label, score = query.describe(), None  # Query-Aug replaces the positive part of the label
+        if query.query_aug:
+            if self.bank is None:
+                raise OmniSepError(f"model {describe(self.path)} has no query bank, so Query-Aug is not available.")
+            vector, label, scores = self.bank.retrieve(vector)
+            score = float(scores)
+        negatives = query.negative_parts()
+        if negatives:
+            negative = query_math.compose(self._embed_parts(negatives, mixture_rate), [1.0] * len(negatives))
+            vector = query_math.negative(vector, negative, alpha=query.alpha, mode=query.negative_mode)
+            if query.query_aug:
+                label += " " + query.describe_negative()
+        return vector, label, score
+
+    # -- separation --------------------------------------------------------------------------
+
+    def separate(
+        self,
+        audio,
+        sample_rate: int,
+        text=None,
+        image=None,
+        audio_query=None,
+        weights=None,
+        negative_text=None,
+        negative_image=None,
+        negative_audio=None,
+        alpha: float = 0.5,
+        negative_mode: str = "proportional",
+        query_aug: bool = False,
+        downmix: bool = False,
+        **options,
+    ) -> SeparationResult:
+        """Separate what one query describes; ``options`` go to :meth:`separate_many` (chunking)."""
+        query = Query(
+            text=text,
+            image=image,
+            audio=audio_query,
+            weights=weights,
+            negative_text=negative_text,
+            negative_image=negative_image,
+            negative_audio=negative_audio,
+            alpha=alpha,
+            negative_mode=negative_mode,
+            query_aug=query_aug,
+        )
+        return self.separate_many(audio, sample_rate, [query], downmix=downmix, **options)[0]
+
+    def separate_many(
+        self,
+        audio,
+        sample_rate: int,
+        queries: Sequence[Query | EmbeddedQuery],
+        downmix: bool = False,
+        chunk_seconds: float = apply.DEFAULT_CHUNK_SECONDS,
+        overlap: float = apply.DEFAULT_OVERLAP_SECONDS,
+        batch_size: int = apply.DEFAULT_BATCH_SIZE,
+    ) -> list[SeparationResult]:
+        """Several queries, one U-Net pass; audio ``[C, T]`` or ``[T]``, results in the same layout."""
+        mixture, single = _check_mixture(audio, sample_rate)
+        if downmix:
+            mixture = downmix_channels(mixture)
+        embedded = self.prepare(queries, sample_rate)
+        vectors = torch.stack([item.vector for item in embedded])
+        targets = apply.separate_array(self.model, mixture, sample_rate, vectors, chunk_seconds, overlap, batch_size)
+        results = []
+        for item, target in zip(embedded, targets):
+            residual = mixture - target
+            if single:
+                target, residual = target[0], residual[0]
+            results.append(SeparationResult(target, residual, int(sample_rate), item.label, item.query_aug_score, item.query))
+        return results
+
+    def separate_file(
+        self,
+        path: str | os.PathLike,
+        queries: Sequence[Query | EmbeddedQuery],
+        targets: Sequence[str | os.PathLike],
+        residuals: Sequence[str | os.PathLike] | None = None,
+        subtype: str = "PCM_16",
+        overwrite: bool = False,
+        downmix: bool = False,
+        chunk_seconds: float = apply.DEFAULT_CHUNK_SECONDS,
+        overlap: float = apply.DEFAULT_OVERLAP_SECONDS,
+        batch_size: int = apply.DEFAULT_BATCH_SIZE,
+        on_input: Callable[[int], None] | None = None,
+    ) -> list[dict]:
+        """Stream a file of any length through the model into .wav/.flac files, with flat memory.
+
+        The result equals :meth:`separate_many` on the loaded file. Outputs
+        appear only once complete. Returns one dict per query: label,
+        Query-Aug score, output paths and peaks.
+        """
+        if len(targets) != len(queries) or (residuals is not None and len(residuals) != len(queries)):
+            raise ValueError("one target path (and one residual path) per query is needed")
+        reader = AudioReader(path)
+        writers: list[AudioWriter] = []
+        try:
+            channels = 1 if downmix else reader.channels
+            embedded = self.prepare(queries, reader.sample_rate)
+            vectors = torch.stack([item.vector for item in embedded])
+            # Opening the writers refuses existing outputs before any work is done.
+            for output in list(targets) + list(residuals or []):
+                writers.append(AudioWriter(output, reader.sample_rate, channels, subtype=subtype, overwrite=overwrite))
+            blocks = (downmix_channels(block) for block in reader) if downmix else iter(reader)
+            apply.separate_stream(
+                self.model,
+                blocks,
+                reader.sample_rate,
+                channels,
+                vectors,
+                writers[: len(queries)],
+                writers[len(queries) :] or None,
+                chunk_seconds,
+                overlap,
+                batch_size,
+                on_input,
+            )
+        except BaseException:
+            reader.close()
+            for writer in writers:
+                writer.abort()
+            raise
+        peaks = [writer.close() for writer in writers]
+        rows = []
+        for index, item in enumerate(embedded):
+            row = {
+                "query": item.label,
+                "query_aug_score": item.query_aug_score,
+                "target": str(targets[index]),
+                "target_peak": peaks[index],
+            }
+            if residuals is not None:
+                row["residual"] = str(residuals[index])
+                row["residual_peak"] = peaks[len(queries) + index]
+            rows.append(row)
+        return rows
+
+
+def _check_mixture(audio, sample_rate) -> tuple[np.ndarray, bool]:
+    """The mixture as float32 ``[C, T]`` and whether it came as ``[T]``."""
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().cpu().numpy()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim not in (1, 2):
+        raise OmniSepError(f"the audio must be an array [channels, samples] or [samples], got shape {audio.shape}.")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise OmniSepError(f"the sample rate must be a positive integer, got {sample_rate!r}.")
+    if audio.shape[-1] == 0:
+        raise OmniSepError("the audio contains no samples (zero length).")
+    if not np.isfinite(audio).all():
+        raise OmniSepError("the audio contains NaN or infinite sample values.")
+    single = audio.ndim == 1
+    return (audio[None] if single else audio), single

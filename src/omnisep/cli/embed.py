@@ -1,0 +1,55 @@
+"""`omnisep embed`: precompute the query embeddings of a manifest into a cache folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from omnisep.errors import OmniSepError
+
+
+@click.command(
+    help="Precompute query embeddings for a manifest into a cache.\n\n"
+    "\b\nExamples:\n"
+    "  omnisep embed corpus/manifest.jsonl -o corpus/embeddings\n"
+    "  omnisep embed train.csv --encoder imagebind --imagebind-weights imagebind_huge.pth -o cache/ib\n\n"
+    "Finished shards are kept: run the same command again to resume after an interruption."
+)
+@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Cache folder (created).")
+@click.option("--encoder", "encoder_name", default="bundled", show_default=True, help="bundled, imagebind or toy.")
+@click.option("--modalities", default="text,image,audio", show_default=True, help="Comma-separated subset of text,image,audio.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Queries per encoder call.")
+@click.option("--shard-size", default=256, show_default=True, type=click.IntRange(min=1), help="Items per shard file.")
+@click.option("--imagebind-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, help="imagebind_huge.pth or .safetensors.")
+@click.option("--heads", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Heads file for the bundled encoder.")
+@click.option("--device", default="cpu", show_default=True, help="torch device for the encoder.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def embed(manifest, output, encoder_name, modalities, batch_size, shard_size, imagebind_weights, heads, device, quiet):
+    from omnisep.data.cache import build_cache
+    from omnisep.data.manifest import read_manifest
+    from omnisep.encoders import get_encoder
+
+    wanted = [m.strip() for m in modalities.split(",") if m.strip()]
+    items = read_manifest(manifest)
+    options = {"device": device}
+    if encoder_name == "imagebind":
+        options["weights"] = imagebind_weights
+    elif imagebind_weights is not None:
+        raise OmniSepError(f"--imagebind-weights is for --encoder imagebind, not '{encoder_name}'.")
+    if encoder_name == "bundled":
+        options["heads"] = heads
+    elif heads is not None:
+        raise OmniSepError(f"--heads is for --encoder bundled, not '{encoder_name}'.")
+    if encoder_name == "toy":
+        options.pop("device")
+    encoder = get_encoder(encoder_name, **options)
+    counts = build_cache(
+        items, encoder, output, modalities=wanted, batch_size=batch_size, shard_size=shard_size,
+        progress=not quiet, total=len(items),
+    )
+    click.echo(
+        f"{counts['done']} items embedded, {counts['skipped']} already cached, "
+        f"{counts['shards']} new shards in {output} (encoder {encoder.name}, {encoder.dim}-d)"
+    )

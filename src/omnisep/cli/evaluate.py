@@ -1,0 +1,131 @@
+"""`omnisep evaluate CHECKPOINT TESTSET --out DIR`: the paper's tables for one checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from omnisep.errors import OmniSepError
+
+
+def _csv_list(value: str, option: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not items:
+        raise OmniSepError(f"{option} needs at least one value.")
+    return items
+
+
+def parse_alphas(text: str) -> tuple[float, ...]:
+    """'0:2:0.25' (start:stop:step, stop included) or '0,0.5,1'."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(part) for part in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(round((stop - start) / step)) + 1
+            return tuple(round(start + i * step, 10) for i in range(count))
+        return tuple(float(part) for part in _csv_list(text, "--alpha-sweep"))
+    except ValueError:
+        raise OmniSepError(f"--alpha-sweep {text!r} is neither start:stop:step (e.g. 0:2:0.25) nor a list (e.g. 0,0.5,1).") from None
+
+
+def _weights(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(part) for part in _csv_list(text, "--omni-weights"))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise OmniSepError(f"--omni-weights {text!r} must be three numbers: image,text,audio (e.g. 2,2,1).")
+    return values
+
+
+def _default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(file_okay=False))
+@click.argument("testset", metavar="TESTSET", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder for the tables, figure and per-item scores.")
+@click.option("--manifest", type=click.Path(dir_okay=False), help="Manifest of the items (default: manifest.jsonl beside TESTSET).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Embedding cache from `omnisep embed` (default: embed here with the checkpoint's encoder).")
+@click.option("--encoder", "encoder_name", help="Encoder for queries (default: the one the checkpoint records).")
+@click.option("--modes", default="text,image,audio,composed", show_default=True, help="Query modes (Table 1 rows).")
+@click.option("--negative/--no-negative", default=True, show_default=True, help="Also score every mode with a negative query.")
+@click.option("--negative-source", type=click.Choice(["text", "image", "audio", "same"]), default="text", show_default=True,
+              help="Which modality of the interferer gives the negative query ('same': the query's own).")
+@click.option("--alpha", type=float, default=0.5, show_default=True, help="Negative-query weight (paper: 0.5).")
+@click.option("--negative-mode", type=click.Choice(["proportional", "naive"]), default="proportional", show_default=True,
+              help="(1+a) q - a q_neg (paper eq. 4) or the naive q - a q_neg.")
+@click.option("--audio-clips", type=int, default=5, show_default=True, help="S: training clips averaged into a class's audio query (paper: 5 VGGSound, 1 MUSIC).")
+@click.option("--omni-weights", default="2,2,1", show_default=True, help="image,text,audio weights of the composed query.")
+@click.option("--oracles/--no-oracles", default=True, show_default=True, help="Include ideal binary/ratio mask rows.")
+@click.option("--backend", type=click.Choice(["museval", "fast"]), default="museval", show_default=True,
+              help="museval (reference) or fast-bss-eval (same numbers, faster).")
+@click.option("--workers", type=int, default=None, help="Processes computing metrics (default: all cores; 0 = in this process).")
+@click.option("--binary-mask", is_flag=True, help="Threshold the masks at 0.5 instead of the soft mask.")
+@click.option("--alpha-sweep", "alpha_sweep", default=None, metavar="START:STOP:STEP",
+              help="Fig. 2: sweep alpha for proportional and naive negatives, e.g. 0:2:0.25.")
+@click.option("--sweep-modes", default="text,image,audio", show_default=True, help="Query modes of the alpha sweep.")
+@click.option("--descriptions", type=click.Path(dir_okay=False), help="Table 3: JSON {label: [free-form descriptions]} for the Query-Aug comparison.")
+@click.option("--limit", type=int, default=None, help="Score only the first N mixtures (a quick look; not a result).")
+@click.option("--batch-size", type=int, default=1, show_default=True, help="Mixtures per U-Net pass.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N for the Separate-Net.")
+@click.option("--seed", type=int, default=1234, show_default=True, help="Seed for audio-query clips and description choices.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, modes, negative, negative_source, alpha,
+             negative_mode, audio_clips, omni_weights, oracles, backend, workers, binary_mask, alpha_sweep, sweep_modes,
+             descriptions, limit, batch_size, device, seed, quiet):
+    """Score CHECKPOINT on TESTSET (a mixture list such as mixtures_test.jsonl).
+
+    Writes table1.md/.csv (query mode x negative query, with the unprocessed
+    mixture and oracle masks), table3.md/.csv with --descriptions,
+    alpha_sweep.csv and fig2_alpha_sweep.png with --alpha-sweep,
+    summary.json and scores.jsonl. Until the run completes the only file is
+    scores.partial.jsonl.
+
+    \b
+    Examples:
+      omnisep evaluate runs/tiny/best corpus/mixtures_test.jsonl --out eval/tiny
+      omnisep evaluate ckpt data/vggsound/mixtures_clean_plus.jsonl --cache data/vggsound/cache \\
+          --out eval/vgg --alpha-sweep 0:2:0.25 --descriptions descriptions.json --backend fast
+    """
+    from omnisep.evaluation.protocol import EvaluationConfig, evaluate as run_protocol, load_test_set, read_descriptions
+    from omnisep.evaluation.reports import write_evaluation_reports
+
+    config = EvaluationConfig(
+        modes=_csv_list(modes, "--modes"),
+        with_negative=negative,
+        negative_source=negative_source,
+        alpha=alpha,
+        negative_mode=negative_mode,
+        audio_clips=audio_clips,
+        omni_weights=_weights(omni_weights),
+        oracles=oracles,
+        backend=backend,
+        workers=_default_workers() if workers is None else workers,
+        binary_mask=binary_mask,
+        alpha_sweep=parse_alphas(alpha_sweep) if alpha_sweep else (),
+        sweep_modes=_csv_list(sweep_modes, "--sweep-modes"),
+        descriptions=read_descriptions(descriptions) if descriptions else None,
+        seed=seed,
+        limit=limit,
+        batch_size=batch_size,
+        device=device,
+    )
+    config.validate()
+    test_set = load_test_set(testset, manifest)
+    result = run_protocol(checkpoint, test_set, out_dir, config, cache=cache, encoder_name=encoder_name,
+                          descriptions_path=descriptions, progress=not quiet)
+    run_info = {
+        "checkpoint": str(checkpoint),
+        "test_set": str(testset),
+        "manifest": str(test_set.manifest_path),
+        "backend": backend,
+        "config": config.to_dict(),
+    }
+    written = write_evaluation_reports(out_dir, result, run_info)
+    click.echo(Path(written[0]).read_text(encoding="utf-8").rstrip())
+    click.echo(f"{result.items} mixtures in {result.seconds:.1f} s; wrote {', '.join(str(p) for p in written)}", err=True)

@@ -1,0 +1,49 @@
+"""`omnisep models`: the bundled models and those installed in the local cache."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def models(as_json):
+    """List bundled and local models with their query encoder and vocabulary size.
+
+    Local models are checkpoint folders under $OMNISEP_CACHE/models/ (default
+    ~/.cache/omnisep/models/); any checkpoint folder also works directly with
+    `omnisep separate --model PATH`.
+
+    \b
+    Examples:
+      omnisep models
+      omnisep models --json
+    """
+    from omnisep.pretrained import BUNDLED_DIR, list_models, local_models_dir
+
+    rows = list_models()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not rows:
+        console.print(f"No models found in {BUNDLED_DIR} or {local_models_dir()}.")
+        return
+    table = Table()
+    for column, justify in [("name", "left"), ("source", "left"), ("encoder", "left"), ("labels", "right"),
+                            ("ngf", "right"), ("path", "left")]:
+        table.add_column(column, justify=justify)
+    for row in rows:
+        if row["error"]:
+            table.add_row(row["name"], row["source"], "[red]unreadable[/]", "", "", row["path"])
+            continue
+        table.add_row(row["name"], row["source"], row["encoder"], str(row["labels"]), str(row["ngf"]), row["path"])
+    console.print(table)
+    for row in rows:
+        if row["error"]:
+            console.print(f"[red]{row['name']}[/]: {row['error']}", markup=True, highlight=False)

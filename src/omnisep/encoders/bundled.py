@@ -1,0 +1,134 @@
+"""The default encoder: small open backbones from PyPI packages, joined by trained heads.
+
+Text goes through MiniLM unchanged (384-d, the anchor space); images
+(EfficientNet-Lite0, 1280-d) and sounds (aisfx CNN, 512-d) go through their
+frozen backbone and a small projection head trained onto MiniLM embeddings of
+label texts (:mod:`omnisep.encoders.heads`). Unlike ImageBind it needs no
+manual download and its licences allow commercial use (see docs/encoders.md).
+Each backbone is loaded on first use of its modality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from omnisep.encoders import backbones
+from omnisep.encoders.base import QueryEncoder, freeze, sha256_of_tensors
+from omnisep.encoders.heads import HeadConfig, build_heads, load_heads
+from omnisep.encoders.weights import cached_file_hash
+from omnisep.errors import OmniSepError, describe
+
+DEFAULT_HEADS = Path(__file__).resolve().parent.parent / "pretrained" / "encoder-heads" / "heads.safetensors"
+TEXT_DIM = 384
+BACKBONE_DIMS = {"image": 1280, "audio": 512}
+
+
+class BundledEncoder(QueryEncoder):
+    name = "bundled"
+    version = "1"
+    dim = TEXT_DIM
+    audio_sample_rate = backbones.SFX_SAMPLE_RATE
+
+    def __init__(
+        self,
+        heads: str | os.PathLike | None = DEFAULT_HEADS,
+        allow_untrained_heads: bool = False,
+        device: str | torch.device = "cpu",
+        batch_size: int = 32,
+        backbones_dir: str | os.PathLike | None = None,
+    ):
+        """``heads=None`` with ``allow_untrained_heads=True`` gives seeded random heads (tests, head training)."""
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        self._backbones_dir = backbones_dir
+        if heads is None:
+            if not allow_untrained_heads:
+                raise OmniSepError("The bundled encoder needs trained heads: pass a heads file, or allow untrained heads for tests.")
+            self.heads = build_heads({m: HeadConfig(d, TEXT_DIM, 512) for m, d in BACKBONE_DIMS.items()}).eval()
+            self.heads_info = {"untrained": True}
+        else:
+            heads = Path(heads)
+            if not heads.is_file():
+                raise OmniSepError(
+                    f"The bundled encoder's trained heads {describe(heads)} are missing: train them "
+                    "(docs/encoders.md, 'Training the heads') or use --encoder imagebind."
+                )
+            self.heads, self.heads_info = load_heads(heads)
+            missing = set(BACKBONE_DIMS) - set(self.heads)
+            if missing:
+                raise OmniSepError(f"Encoder heads {describe(heads)} have no head for {', '.join(sorted(missing))}.")
+        freeze(self.heads.to(self.device))
+        self._text_model = None
+        self._image_model = None
+        self._audio_model = None
+        self._hash = None
+
+    # -- lazily loaded backbones -----------------------------------------------------------
+
+    def _converted(self):
+        return backbones.backbones_index(self._backbones_dir)
+
+    @property
+    def text_model(self):
+        if self._text_model is None:
+            self._text_model = backbones.load_minilm(self.device)
+        return self._text_model
+
+    @property
+    def image_model(self):
+        if self._image_model is None:
+            self._image_model = backbones.load_efficientnet(*self._converted()).to(self.device)
+        return self._image_model
+
+    @property
+    def audio_model(self):
+        if self._audio_model is None:
+            self._audio_model = backbones.load_sfx_cnn(*self._converted()).to(self.device)
+        return self._audio_model
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def weights_hash(self) -> str:
+        """sha256 over MiniLM's, both converted backbones' and the heads' tensors."""
+        if self._hash is None:
+            from safetensors.torch import load_file
+
+            minilm = backbones.minilm_path() / "model.safetensors"
+            parts = [
+                cached_file_hash(minilm, lambda: sha256_of_tensors(load_file(str(minilm))).hexdigest(), tag="tensors"),
+                *(entry["sha256"] for _, entry in sorted(self._converted()[1]["backbones"].items())),
+                sha256_of_tensors({f"{m}.{k}": v for m, h in self.heads.items() for k, v in h.state_dict().items()}).hexdigest(),
+            ]
+            self._hash = hashlib.sha256("|".join(parts).encode()).hexdigest()
+        return self._hash
+
+    # -- backbone features (what the heads are trained on) ------------------------------------
+
+    def image_backbone_features(self, images: list[np.ndarray]) -> torch.Tensor:
+        """``[N, 1280]`` EfficientNet-Lite0 features of RGB uint8 arrays (no head, not normalised)."""
+        pixels = torch.stack([backbones.image_to_pixels(image) for image in images]).to(self.device)
+        with torch.no_grad():
+            return backbones.image_features(self.image_model, pixels)
+
+    def audio_backbone_features(self, clips: list[np.ndarray]) -> torch.Tensor:
+        """``[N, 512]`` aisfx features of mono 44.1 kHz clips (no head, not normalised)."""
+        with torch.no_grad():
+            return torch.stack([backbones.sfx_embedding(self.audio_model, clip) for clip in clips])
+
+    # -- QueryEncoder ------------------------------------------------------------------------
+
+    def _embed_text(self, texts: list[str]) -> torch.Tensor:
+        return self.text_model.encode(
+            texts, batch_size=self.batch_size, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
+        )
+
+    def _embed_image(self, images: list[np.ndarray]) -> torch.Tensor:
+        return self.heads["image"](self.image_backbone_features(images))
+
+    def _embed_audio(self, clips: list[np.ndarray]) -> torch.Tensor:
+        return self.heads["audio"](self.audio_backbone_features(clips).to(self.device))

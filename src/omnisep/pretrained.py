@@ -1,0 +1,90 @@
+"""Where models come from: bundled with the package, the local cache, or any checkpoint folder.
+
+A model is a checkpoint directory (``config.json`` + ``model.safetensors``,
+see :mod:`omnisep.states`). Bundled models ship inside the package under
+``omnisep/pretrained/<name>/``; models a user installs live in
+``$OMNISEP_CACHE/models/<name>/`` (default ``~/.cache/omnisep``). Nothing is
+ever downloaded: a name that is not found is an error that says where we looked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omnisep.errors import OmniSepError, describe
+
+DEFAULT_MODEL = "default"
+BUNDLED_DIR = Path(__file__).with_name("pretrained")
+
+
+def cache_dir() -> Path:
+    """The one folder omnisep writes to on its own (``$OMNISEP_CACHE``, default ``~/.cache/omnisep``)."""
+    return Path(os.environ.get("OMNISEP_CACHE") or Path.home() / ".cache" / "omnisep").expanduser()
+
+
+def local_models_dir() -> Path:
+    return cache_dir() / "models"
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.sep in name or "/" in name or name.startswith((".", "~"))
+
+
+def _candidates(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> Path:
+    """The checkpoint directory for a model name (bundled first, then local) or a path."""
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    if _looks_like_path(text) or isinstance(name_or_path, Path):
+        raise OmniSepError(f"model {describe(path)} does not exist.")
+    for folder in (BUNDLED_DIR, local_models_dir()):
+        if (folder / text).is_dir():
+            return folder / text
+    if text == DEFAULT_MODEL:
+        raise OmniSepError(
+            f"the bundled model {DEFAULT_MODEL!r} is missing from this installation ({describe(BUNDLED_DIR / text)} "
+            "does not exist); pass a checkpoint folder with --model PATH (model=PATH) or train one with `omnisep train`."
+        )
+    known = [entry["name"] for entry in list_models()]
+    hint = f"known models: {', '.join(known)}" if known else "no models are installed"
+    raise OmniSepError(f"model {text!r} is neither a checkpoint folder nor an installed model name ({hint}).")
+
+
+def describe_model(path: Path, name: str | None = None, source: str = "path") -> dict[str, Any]:
+    """One registry row from a checkpoint's config.json (weights are not read)."""
+    from omnisep.states import read_config
+
+    row: dict[str, Any] = {"name": name or path.name, "source": source, "path": str(path)}
+    try:
+        config = read_config(path)
+    except OmniSepError as error:
+        return {**row, "encoder": None, "labels": None, "ngf": None, "error": str(error)}
+    bank = config.get("query_bank") or {}
+    training = config.get("training") or {}
+    return {
+        **row,
+        "encoder": config["encoder"].get("name"),
+        "encoder_version": config["encoder"].get("version"),
+        "labels": len(bank.get("labels") or []),
+        "ngf": config["model"].get("ngf"),
+        "depth": config["model"].get("depth"),
+        "emb_dim": config["model"].get("emb_dim"),
+        "trained_steps": training.get("step"),
+        "error": None,
+    }
+
+
+def list_models() -> list[dict[str, Any]]:
+    """Bundled, then local models: name, source, path, encoder, labels (count), ngf; broken ones with an error."""
+    rows = [describe_model(path, source="bundled") for path in _candidates(BUNDLED_DIR)]
+    rows += [describe_model(path, source="local") for path in _candidates(local_models_dir())]
+    return rows

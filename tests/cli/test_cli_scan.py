@@ -1,0 +1,79 @@
+"""`omnisep scan` end to end on the tiny checkpoint: table, JSON, plot, user errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from omnisep.cli import main
+from omnisep.scan import scan
+from omnisep.states import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory):
+    """1.5 s of noise at 22.05 kHz, stereo, with a silent last quarter second."""
+    rng = np.random.default_rng(5)
+    wave = 0.2 * rng.standard_normal((33075, 2))
+    wave[-5512:] = 0.0
+    path = tmp_path_factory.mktemp("scan") / "street.wav"
+    sf.write(path, wave, 22050, subtype="FLOAT")
+    return path
+
+
+def test_json_output_is_the_scan_of_the_file(tiny_checkpoint, recording, capsys):
+    assert main(["scan", str(recording), "--model", str(tiny_checkpoint), "--json", "--threshold", "0.2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+
+    audio, rate = sf.read(recording, dtype="float32", always_2d=True)
+    expected = scan(load_checkpoint(tiny_checkpoint), audio.T, rate)
+    assert summary["input"] == str(recording)
+    assert summary["threshold"] == 0.2 and summary["frame_seconds"] == 0.5
+    assert summary["duration_seconds"] == 1.5
+    assert summary["times"] == [0.0, 0.5, 1.0]
+    labels = {entry["label"]: entry for entry in summary["labels"]}
+    assert set(labels) == {"dog barking", "violin", "speech"}
+    for index, label in enumerate(expected.labels):
+        assert labels[label]["presence"] == pytest.approx(float(expected.presence[index]), abs=1e-4)
+        assert labels[label]["energy_ratio"] == pytest.approx(expected.energy_ratio[index].tolist(), abs=1e-4)
+        assert labels[label]["present"] == bool(expected.presence[index] >= 0.2)
+    presences = [entry["presence"] for entry in summary["labels"]]
+    assert presences == sorted(presences, reverse=True)
+
+
+def test_table_and_plot(tiny_checkpoint, recording, tmp_path, capsys):
+    plot = tmp_path / "scan.png"
+    args = ["scan", str(recording), "--model", str(tiny_checkpoint), "--plot", str(plot), "--top", "2"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "street.wav: 1.5 s, 3 labels scanned" in captured.out
+    assert sum(label in captured.out for label in ("dog barking", "violin", "speech")) == 2  # --top 2
+    assert f"wrote {plot}" in captured.err
+    with Image.open(plot) as image:
+        assert image.format == "PNG"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--plot", "scan.jpg"], "must be a .png file"),
+        (["--plot", "no/such/folder/scan.png"], "its folder does not exist"),
+        (["--model", "no/such/model"], "does not exist"),
+    ],
+)
+def test_user_errors_exit_2_with_one_sentence(tiny_checkpoint, recording, capsys, extra, message):
+    args = ["scan", str(recording), "--model", str(tiny_checkpoint), *extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_a_file_that_is_not_audio_exits_2(tiny_checkpoint, tmp_path, capsys):
+    bogus = tmp_path / "notes.wav"
+    bogus.write_text("not audio")
+    assert main(["scan", str(bogus), "--model", str(tiny_checkpoint)]) == 2
+    assert "notes.wav" in capsys.readouterr().err

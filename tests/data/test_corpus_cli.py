@@ -1,0 +1,45 @@
+import pytest
+
+from omnisep.cli import main
+from omnisep.data.corpus import VOCABULARY
+from omnisep.data.corpus.packages import SourceCache
+from omnisep.errors import OmniSepError
+
+
+def test_sources_lists_every_class_and_licence(capsys):
+    assert main(["corpus", "sources"]) == 0
+    out = capsys.readouterr().out
+    for spec in VOCABULARY:
+        assert f"  {spec.label}: " in out
+    assert "debian:fluid-soundfont-gm: MIT" in out
+    assert "CC0-1.0" in out
+
+
+def test_build_refuses_a_folder_that_is_not_a_corpus(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["corpus", "build", str(tmp_path), "--only", "speech", "--offline"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "not empty" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_build_rejects_unknown_class(tmp_path, capsys):
+    assert main(["corpus", "build", str(tmp_path / "out"), "--only", "unicorn singing"]) == 2
+    assert "unknown class 'unicorn singing'" in capsys.readouterr().err
+
+
+def test_examples_need_a_built_corpus(tmp_path, capsys):
+    assert main(["corpus", "examples", str(tmp_path), str(tmp_path / "ex")]) == 2
+    assert "manifest.jsonl" in capsys.readouterr().err
+
+
+def test_reserved_packages_are_refused(tmp_path):
+    cache = SourceCache(tmp_path, offline=True)
+    for name in ("timgm6mb-soundfont", "0ad-data", "musescore-general-soundfont-small"):
+        with pytest.raises(OmniSepError, match="reserved"):
+            cache.get("debian", name)
+
+
+def test_offline_cache_miss_names_the_package(tmp_path):
+    with pytest.raises(OmniSepError, match="gcompris-qt-data"):
+        SourceCache(tmp_path, offline=True).get("debian", "gcompris-qt-data")

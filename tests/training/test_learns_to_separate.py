@@ -1,0 +1,50 @@
+"""End to end: a tiny model trained for a short while on synthetic two-source mixtures
+separates held-out mixtures far better than doing nothing."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omnisep.data.manifest import read_manifest
+from omnisep.data.mixing import MixtureDataset, QueryTable
+from omnisep.encoders import get_encoder
+from omnisep.states import load_checkpoint
+from omnisep.training.config import TrainConfig
+from omnisep.training.loop import train
+from omnisep.training.synthetic import make_corpus
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    return 10 * np.log10(np.sum(reference**2) / np.sum((reference - estimate) ** 2))
+
+
+def test_tiny_model_improves_sdr_on_held_out_mixtures(tmp_path):
+    manifest = make_corpus(tmp_path / "corpus", train_per_class=6, val_per_class=1, test_per_class=3)
+    config = TrainConfig.from_dict({
+        "out_dir": str(tmp_path / "run"), "steps": 150, "log_every": 50, "val_every": 150, "checkpoint_every": 150,
+        "device": "cpu",
+        "model": {"ngf": 8, "depth": 4, "k": 8},
+        "encoder": {"name": "toy"},
+        "data": {"train_manifest": str(manifest), "segment_samples": 8191, "num_workers": 0},
+        "optim": {"batch_size": 16, "warmup_steps": 10, "lr": 3e-3},
+        "queries": {"modality_mode": "mixup", "modalities": ["text", "audio"]},
+    })
+    result = train(config, log=lambda m: None)
+    assert result.step == 150
+
+    checkpoint = load_checkpoint(tmp_path / "run" / "best")
+    encoder = get_encoder("toy")
+    test_items = [item for item in read_manifest(manifest) if item.split == "test"]
+    # held-out clips, longer than the training segments: 64 frames
+    dataset = MixtureDataset(test_items, QueryTable(test_items, encoder=encoder), training=False, segment_samples=16383)
+    improvements = []
+    for index in range(len(dataset)):
+        example = dataset[index]
+        text_queries = F.normalize(example["embeddings"][:, 0], dim=-1)
+        with torch.no_grad():
+            estimates = checkpoint.model.separate(example["mixture"][None], text_queries[None])[0]
+        for reference, estimate in zip(example["sources"].numpy(), estimates.numpy()):
+            improvements.append(sdr(reference, estimate) - sdr(reference, example["mixture"].numpy()))
+    # measured: about 10-15 dB after 150 steps; doing nothing scores 0 dB
+    assert np.mean(improvements) > 6.0, improvements
+    assert np.median(improvements) > 4.0, improvements

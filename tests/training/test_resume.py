@@ -1,0 +1,92 @@
+"""A run stopped and resumed in a new process ends with exactly the weights of an uninterrupted run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from omnisep.training.config import load_config
+from omnisep.training.loop import train
+from omnisep.training.synthetic import make_corpus
+
+TINY = """
+steps = 6
+log_every = 1
+val_every = 3
+checkpoint_every = 3
+seed = 5
+[model]
+ngf = 4
+depth = 3
+k = 4
+[encoder]
+name = "toy"
+options = {{dim = 16}}
+[data]
+train_manifest = "{manifest}"
+segment_samples = 2047
+num_workers = 0
+val_batch_size = 8
+[optim]
+batch_size = 4
+warmup_steps = 2
+decay_steps = 5
+lr = 1e-2
+"""
+
+
+@pytest.fixture(scope="module")
+def config_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("resume")
+    manifest = make_corpus(folder / "corpus", train_per_class=2, val_per_class=1)
+    path = folder / "tiny.toml"
+    path.write_text(TINY.format(manifest=manifest))
+    return path
+
+
+def metric_losses(out_dir):
+    rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    return {row["step"]: row["loss"] for row in rows if "loss" in row}
+
+
+def test_resumed_run_reaches_the_same_weights(config_file, tmp_path):
+    straight = train(load_config(config_file, [f'out_dir="{tmp_path / "straight"}"']), log=lambda m: None)
+    assert straight.step == 6
+
+    stopped = tmp_path / "stopped"
+    subprocess.run(
+        [sys.executable, "-m", "omnisep", "train", str(config_file), "--set", f'out_dir="{stopped}"', "--set", "steps=3"],
+        check=True, capture_output=True, text=True,
+    )
+    assert json.loads((stopped / "last" / "config.json").read_text())["training"]["step"] == 3
+    # a killed run may have logged steps after its last resume state: they must not survive
+    with open(stopped / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"step": 4, "loss": 123.0}) + "\n")
+
+    resumed = train(load_config(config_file, [f'out_dir="{stopped}"']), log=lambda m: None)  # fresh objects
+    assert resumed.step == 6
+
+    weights_a = load_file(tmp_path / "straight" / "last" / "model.safetensors")
+    weights_b = load_file(stopped / "last" / "model.safetensors")
+    assert weights_a.keys() == weights_b.keys()
+    for name in weights_a:
+        assert torch.equal(weights_a[name], weights_b[name]), name
+    assert metric_losses(stopped) == metric_losses(tmp_path / "straight")
+    assert sorted(metric_losses(stopped)) == [1, 2, 3, 4, 5, 6]
+    assert resumed.best_metric == straight.best_metric
+
+
+def test_finished_run_is_not_trained_further_and_no_resume_restarts(config_file, tmp_path):
+    out = tmp_path / "run"
+    config = load_config(config_file, [f'out_dir="{out}"', "steps=2", "checkpoint_every=1", "val_every=10"])
+    first = train(config, log=lambda m: None)
+    messages = []
+    again = train(config, log=messages.append)
+    assert again.step == 2 and any("nothing to do" in m for m in messages)
+    restarted = train(config, resume=False, log=lambda m: None)
+    assert restarted.step == 2 and restarted.train_loss == first.train_loss  # same seed, same run
+    for name in ("best", "last"):
+        assert (out / name / "model.safetensors").is_file()
