@@ -106,3 +106,12 @@ def test_centre_frames_picks_centre_and_neighbours():
     assert [int(f[0, 0, 0]) for f in centre_frames(frames)] == [4, 5, 6]
     assert [int(f[0, 0, 0]) for f in centre_frames(frames[:1])] == [0]
     assert [int(f[0, 0, 0]) for f in centre_frames(frames[:2])] == [0, 1]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    stored = np.zeros((2, 4, 3), np.uint8)  # stored 4 wide, 2 high
+    stored[:, :2] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    assert load_image(tmp_path / "phone.jpg").shape == (4, 2, 3)

@@ -12,7 +12,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from omnisep.errors import OmniSepError, describe
 
@@ -65,7 +65,8 @@ def load_image(path_or_array, source: str | None = None) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            return _flatten(image)
+            # Phone photos are stored sideways with an EXIF note: show them the way viewers do.
+            return _flatten(ImageOps.exif_transpose(image))
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise OmniSepError(f"Image {describe(path)} cannot be read as an image ({type(exc).__name__}: {exc}).") from None
 

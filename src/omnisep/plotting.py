@@ -93,9 +93,7 @@ def file_spectrogram(
 
 def spectrogram_figure(panels: Sequence[tuple[str, Spectrogram]], title: str | None = None):
     """A matplotlib Figure with one panel per (name, spectrogram), on one shared dB scale."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # The object API needs no pyplot and no GUI backend, and leaves the caller's backend alone.
     from matplotlib.figure import Figure
 
     top = max(float(s.db.max()) for _, s in panels)

@@ -33,10 +33,10 @@ def _fake_package(cache: Path, registry: str, name: str, files: dict[str, bytes]
 
 
 def _bark(seed: int) -> bytes:
-    """A 1.5 s 'bark': decaying noise bursts, different for each seed (distinct recordings)."""
+    """A 'bark': decaying noise bursts whose length and rhythm differ per seed (distinct recordings)."""
     rng = np.random.default_rng(seed)
-    t = np.arange(int(1.5 * 22050)) / 22050
-    audio = rng.standard_normal(t.size) * np.exp(-8 * (t % 0.5)) * 0.3
+    t = np.arange(int((1.0 + 0.4 * seed) * 22050)) / 22050
+    audio = rng.standard_normal(t.size) * np.exp(-8 * (t % (0.3 + 0.1 * seed))) * 0.3
     buffer = io.BytesIO()
     sf.write(buffer, audio.astype(np.float32), 22050, format="WAV")
     return buffer.getvalue()
@@ -83,6 +83,9 @@ def test_manifest_rows_are_complete(tiny_corpus):
     counts = {label: {s: sum(r["label"] == label and r["split"] == s for r in rows) for s in ("train", "val", "test")}
               for label in LABELS}
     assert counts["dog barking"] == {"train": 6, "val": 1, "test": 1}  # split_sizes(8)
+    # 4 distinct recordings: round(0.8) = 1 test group, round(0.6) = 1 validation group, 2 train
+    assert report.recording_groups == {"dog barking": {"train": 2, "val": 1, "test": 1}}
+    assert json.loads((out / "corpus.json").read_text())["recording_groups"] == report.recording_groups
 
 
 def test_sources_and_licences_per_family(tiny_corpus):

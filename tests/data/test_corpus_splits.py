@@ -87,3 +87,17 @@ def test_vocabulary_covers_the_required_classes():
     text = " ".join(spec.label for spec in VOCABULARY)
     assert all(word in text for word in required)
     assert len({spec.label for spec in VOCABULARY}) == len(VOCABULARY)
+
+
+def test_same_take_finds_a_band_limited_copy_but_not_another_recording():
+    from scipy import signal
+
+    from omnisep.data.corpus.recordings import same_take
+
+    rng = np.random.default_rng(3)
+    gusts = np.repeat(rng.uniform(0.05, 1.0, 40), 800)  # a 2 s level pattern
+    wind = (rng.standard_normal(gusts.size) * gusts).astype(np.float32)
+    copy_8khz = signal.sosfilt(signal.butter(8, 3800, fs=16000, output="sos"), wind).astype(np.float32)
+    other = (rng.standard_normal(gusts.size) * np.repeat(rng.uniform(0.05, 1.0, 40), 800)).astype(np.float32)
+    assert same_take(wind, copy_8khz)
+    assert not same_take(wind, other)

@@ -25,6 +25,7 @@ class DictCache:
 
     def __init__(self, rows):
         self.rows = rows
+        self.dim = DIM
 
     def get(self, item_id):
         return self.rows[item_id]

@@ -200,3 +200,19 @@ def test_draws_are_seeded_per_item():
     # the draw of item k does not depend on how many items come before it
     assert draw_mixtures(pool[:4], pool, seed=7)[3]["interferers"] == first[3]["interferers"]
     assert all(row["seed"] == index for index, row in enumerate(first))
+
+
+def test_vggsound_csv_layout_and_split_precedence(tmp_path):
+    official = tmp_path / "vggsound.csv"
+    official.write_text("aaaaaaaaaa1,30,dog barking,train\nbbbbbbbbbb1,0,playing violin,test\naaaaaaaaaa2,10,dog barking,train\n")
+    assert read_split_list(official, split="train") == [ListedItem("aaaaaaaaaa1", "dog barking"), ListedItem("aaaaaaaaaa2", "dog barking")]
+    assert read_split_list(official, split="test") == [ListedItem("bbbbbbbbbb1", "playing violin")]
+    videos = tmp_path / "video"
+    write_video(videos / "aaaaaaaaaa1_000030.mp4", 300.0, (250, 0, 0), seconds=1.0)
+    write_video(videos / "aaaaaaaaaa2_000010.mp4", 320.0, (250, 0, 0), seconds=1.0)
+    write_video(videos / "bbbbbbbbbb1_000000.mp4", 600.0, (0, 250, 0), seconds=1.0)
+    val = tmp_path / "val.csv"
+    val.write_text("id,label\naaaaaaaaaa2,dog barking\n")  # carved out of the training split
+    result = prepare_vggsound(videos, tmp_path / "out", {"train": official, "val": val, "test": official}, progress=False)
+    splits = {item.id: item.split for item in read_manifest(result.manifest)}
+    assert splits == {"aaaaaaaaaa1": "train", "aaaaaaaaaa2": "val", "bbbbbbbbbb1": "test"}

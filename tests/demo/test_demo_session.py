@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import numpy as np
@@ -31,6 +32,7 @@ def files(tmp_path_factory):
     sf.write(folder / "bark.wav", 0.3 * rng.standard_normal(20000), 16000)
     Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(folder / "violin.png")
     (folder / "broken.wav").write_bytes(b"RIFF but not really a wave file")
+    (folder / "broken.png").write_bytes(b"not a picture")
     return folder
 
 
@@ -109,11 +111,12 @@ def test_query_aug_reports_the_bank_label(session, files):
         ({"text": "dog", "text_weight": 0.0}, "weight above 0"),
         ({"mixture": "broken.wav", "text": "dog"}, "Mixture: 'broken.wav'"),
         ({"text": "dog", "audio_query": "broken.wav"}, "Audio query: 'broken.wav'"),
+        ({"image": "broken.png"}, "'broken.png' cannot be read"),
     ],
 )
 def test_bad_input_is_one_clear_sentence(session, files, kwargs, message):
     kwargs = {"mixture": "dog & violin.wav", **kwargs}
-    for key in ("mixture", "audio_query"):
+    for key in ("mixture", "audio_query", "image"):
         if kwargs.get(key):
             kwargs[key] = str(files / kwargs[key])
     with pytest.raises(OmniSepError) as caught:
@@ -124,7 +127,8 @@ def test_bad_input_is_one_clear_sentence(session, files, kwargs, message):
 
 def test_too_long_mixture_is_refused(separator, files, tmp_path):
     session = DemoSession(separator, max_seconds=1.0, work_dir=tmp_path)
-    with pytest.raises(OmniSepError, match=r"lasts 0\.0 min, the demo takes at most 0\.0 min|omnisep separate"):
+    expected = "Mixture: 'dog & violin.wav' lasts 1.5 s, the demo takes at most 1.0 s; use `omnisep separate`"
+    with pytest.raises(OmniSepError, match=re.escape(expected)):
         session.run(str(files / "dog & violin.wav"), text="dog")
 
 
@@ -139,3 +143,14 @@ def test_demo_command_reports_a_busy_port(tiny_checkpoint, capsys, tmp_path, mon
         assert main(["demo", "--model", str(tiny_checkpoint), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port}" in err and "choose another --port" in err and "Traceback" not in err
+
+
+def test_demo_command_without_gradio_says_how_to_install(tiny_checkpoint, capsys, monkeypatch):
+    import importlib.util
+
+    from omnisep.cli import main
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real_find_spec(name, *a))
+    assert main(["demo", "--model", str(tiny_checkpoint)]) == 2
+    assert "pip install 'omnisep[demo]'" in capsys.readouterr().err

@@ -146,3 +146,36 @@ def test_sfx_front_end_shapes_and_blocks():
     assert torch.equal(blocks[1], spectrogram[50:150])
     assert torch.equal(blocks[2, :73], spectrogram[100:]) and blocks[2, 73:].eq(0).all()
     assert backbones.sfx_blocks(spectrogram[:30]).shape == (1, 100, 96)
+
+
+def test_heads_trained_from_a_manifest_load_and_retrieve(encoder, tmp_path):
+    import json
+
+    import soundfile as sf
+
+    from omnisep.encoders.train_heads import train_from_manifest
+
+    rate, rng = 16000, np.random.default_rng(0)
+    t = np.arange(rate) / rate
+    sounds = {
+        "low hum": lambda: 0.3 * np.sin(2 * np.pi * rng.uniform(100, 140) * t),
+        "high whistle": lambda: 0.3 * np.sin(2 * np.pi * rng.uniform(3000, 3500) * t),
+        "white noise": lambda: 0.1 * rng.standard_normal(t.size),
+    }
+    rows = []
+    for label, make in sounds.items():
+        for k, split in enumerate(["train", "train", "train", "test"]):
+            name = f"{label.replace(' ', '_')}{k}.wav"
+            sf.write(tmp_path / name, make().astype(np.float32), rate)
+            rows.append({"id": name, "audio": name, "label": label, "split": split})
+    picture = np.zeros((32, 32, 3), np.uint8)
+    Image.fromarray(picture).save(tmp_path / "black.png")
+    rows[0]["image"] = "black.png"
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    record = train_from_manifest(
+        tmp_path / "m.jsonl", tmp_path / "heads.safetensors", encoder=encoder, hidden=32, epochs=30, augment_copies=1, log=lambda _: None
+    )
+    assert record["train_items"] == 9 and record["test_items"] == 3 and record["image_head_trained"]
+    assert record["held_out_retrieval"]["audio->text"]["top1"] >= 2 / 3
+    trained = BundledEncoder(heads=tmp_path / "heads.safetensors")
+    assert trained.embed_audio([tmp_path / "low_hum3.wav"]).shape == (1, 384)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import time
 from pathlib import Path
@@ -35,14 +36,12 @@ def demo(model, host, port, max_upload_mb, max_minutes):
       omnisep demo --port 7860      then open http://127.0.0.1:7860
     """
     started = time.perf_counter()
-    try:
-        from omnisep.demo.app import launch
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] == "gradio":
-            raise OmniSepError("the demo needs Gradio, which is not installed; run: pip install 'omnisep[demo]'") from None
-        raise
+    if importlib.util.find_spec("gradio") is None:
+        raise OmniSepError("the demo needs Gradio, which is not installed; run: pip install 'omnisep[demo]'")
     from omnisep.api import Separator
+    from omnisep.demo.app import check_port, launch
 
+    check_port(host, port)  # before the model loads, so a busy port fails at once
     if not _is_loopback(host):
         click.echo(f"omnisep: warning: listening on {host}, so other machines can reach the demo.", err=True)
     separator = Separator(model=model)

@@ -45,6 +45,17 @@ def _default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict:
+    from omnisep.states import read_config
+
+    name = encoder_name or read_config(checkpoint)["encoder"]["name"]
+    if imagebind_weights is not None and name != "imagebind":
+        raise OmniSepError(f"--imagebind-weights is for the imagebind encoder, not '{name}'.")
+    if heads is not None and name != "bundled":
+        raise OmniSepError(f"--heads is for the bundled encoder, not '{name}'.")
+    return {"weights": imagebind_weights} if imagebind_weights else {"heads": heads} if heads else {}
+
+
 @click.command()
 @click.argument("checkpoint", type=click.Path(file_okay=False))
 @click.argument("testset", metavar="TESTSET", type=click.Path(dir_okay=False))
@@ -52,6 +63,8 @@ def _default_workers() -> int:
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Manifest of the items (default: manifest.jsonl beside TESTSET).")
 @click.option("--cache", type=click.Path(file_okay=False), help="Embedding cache from `omnisep embed` (default: embed here with the checkpoint's encoder).")
 @click.option("--encoder", "encoder_name", help="Encoder for queries (default: the one the checkpoint records).")
+@click.option("--imagebind-weights", type=click.Path(dir_okay=False), help="imagebind_huge.pth or .safetensors (imagebind encoder).")
+@click.option("--heads", type=click.Path(dir_okay=False), help="Heads file (bundled encoder).")
 @click.option("--modes", default="text,image,audio,composed", show_default=True, help="Query modes (Table 1 rows).")
 @click.option("--negative/--no-negative", default=True, show_default=True, help="Also score every mode with a negative query.")
 @click.option("--negative-source", type=click.Choice(["text", "image", "audio", "same"]), default="text", show_default=True,
@@ -75,7 +88,7 @@ def _default_workers() -> int:
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N for the Separate-Net.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Seed for audio-query clips and description choices.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, modes, negative, negative_source, alpha,
+def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imagebind_weights, heads, modes, negative, negative_source, alpha,
              negative_mode, audio_clips, omni_weights, oracles, backend, workers, binary_mask, alpha_sweep, sweep_modes,
              descriptions, limit, batch_size, device, seed, quiet):
     """Score CHECKPOINT on TESTSET (a mixture list such as mixtures_test.jsonl).
@@ -116,9 +129,10 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, modes,
         device=device,
     )
     config.validate()
+    encoder_options = _encoder_options(checkpoint, encoder_name, imagebind_weights, heads)
     test_set = load_test_set(testset, manifest)
     result = run_protocol(checkpoint, test_set, out_dir, config, cache=cache, encoder_name=encoder_name,
-                          descriptions_path=descriptions, progress=not quiet)
+                          encoder_options=encoder_options, descriptions_path=descriptions, progress=not quiet)
     run_info = {
         "checkpoint": str(checkpoint),
         "test_set": str(testset),

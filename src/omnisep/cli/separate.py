@@ -214,8 +214,11 @@ def _run(inputs, queries, slugs, output_dir, model, device, file_format, subtype
                 on_input=(lambda n, task=task: progress.advance(task, n)) if task is not None else None,
             )
             if plot:
+                from omnisep.plotting import file_spectrogram
+
+                mixture = file_spectrogram(path)
                 for row, plot_path in zip(rows, outputs["plots"]):
-                    _plot(path, row, plot_path)
+                    _plot(path.name, mixture, row, plot_path)
                     row["plot"] = str(plot_path)
             if task is not None:
                 progress.remove_task(task)
@@ -246,12 +249,12 @@ def _progress_bar():
     return progress
 
 
-def _plot(input_path, row, plot_path):
+def _plot(title, mixture, row, plot_path):
     from omnisep.plotting import file_spectrogram, plot_separation
 
     panels = [
-        ("mixture", file_spectrogram(input_path)),
+        ("mixture", mixture),
         (f"target: {row['query']}", file_spectrogram(row["target"])),
         ("residual", file_spectrogram(row["residual"])),
     ]
-    plot_separation(plot_path, panels, title=input_path.name)
+    plot_separation(plot_path, panels, title=title)

@@ -144,7 +144,7 @@ class EmbeddingCache:
 # -- building --------------------------------------------------------------------------------
 
 
-def _image_inputs(item):
+def image_inputs(item):
     """The arrays whose embeddings average into the item's image query, or None."""
     from omnisep.images import centre_frames, load_image, video_frames
 
@@ -173,7 +173,7 @@ def _embed_chunk(encoder, items: list, modalities: Sequence[str], batch_size: in
         if "image" in modalities:
             owners, arrays = [], []
             for row, item in zip(range(start, end), batch):
-                inputs = _image_inputs(item)
+                inputs = image_inputs(item)
                 if inputs:
                     owners.extend([row] * len(inputs))
                     arrays.extend(inputs)

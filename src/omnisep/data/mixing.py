@@ -60,7 +60,7 @@ class QueryTable:
     small corpora and tests. Missing modalities are zero rows marked unavailable.
     """
 
-    def __init__(self, items: Sequence[ManifestItem], *, cache=None, encoder=None, dim: int | None = None):
+    def __init__(self, items: Sequence[ManifestItem], *, cache=None, encoder=None):
         if (cache is None) == (encoder is None):
             raise ValueError("QueryTable needs exactly one of cache or encoder")
         self._cache = cache
@@ -69,24 +69,16 @@ class QueryTable:
             self.dim = encoder.dim
             self._embed_all(items, encoder)
         else:
-            self.dim = dim if dim is not None else self._dim_from_cache(items)
-
-    def _dim_from_cache(self, items: Sequence[ManifestItem]) -> int:
-        for vector in self._cache.get(items[0].id).values():
-            if vector is not None:
-                return int(vector.shape[-1])
-        raise OmniSepError(f"The embedding cache has no embedding for item '{items[0].id}'.")
+            self.dim = cache.dim
 
     def _embed_all(self, items: Sequence[ManifestItem], encoder) -> None:
+        from omnisep.data.cache import image_inputs
+
         labels = sorted({item.label for item in items})
         text = dict(zip(labels, encoder.embed_text(labels)))
         for item in items:
-            if item.video is not None and item.image is None:
-                raise OmniSepError(
-                    f"Item '{item.id}' has only a video ({describe(item.video)}); "
-                    "run `omnisep embed` to cache its image embedding before training."
-                )
-            image = encoder.embed_image([str(item.image)])[0] if item.image is not None else None
+            frames = image_inputs(item)  # the image, or frames around a video's centre, averaged
+            image = F.normalize(encoder.embed_image(frames).mean(0), dim=0) if frames else None
             audio = encoder.embed_audio([load_clip(item.audio)], SAMPLE_RATE)[0]
             self._rows[item.id] = self._stack({"text": text[item.label], "image": image, "audio": audio})
 

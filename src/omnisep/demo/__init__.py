@@ -1,1 +1,1 @@
-
+"""The local web demo (`omnisep demo`); Gradio is imported only when it starts."""

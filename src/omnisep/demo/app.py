@@ -55,11 +55,16 @@ def _display_name(path: str | os.PathLike) -> str:
     return Path(path).name
 
 
-def _friendly(exc: OmniSepError, path: str | os.PathLike | None) -> str:
+def _friendly(exc: OmniSepError, *paths: str | os.PathLike | None) -> str:
     message = str(exc)
-    if path:
-        message = message.replace(os.fspath(path), _display_name(path))
+    for path in paths:
+        if path:
+            message = message.replace(os.fspath(path), _display_name(path))
     return message
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _safe_stem(path: str | os.PathLike) -> str:
@@ -124,8 +129,8 @@ class DemoSession:
         seconds = audio.shape[-1] / rate
         if seconds > self.max_seconds:
             raise OmniSepError(
-                f"{role}: '{_display_name(path)}' lasts {seconds / 60:.1f} min, the demo takes at most "
-                f"{self.max_seconds / 60:.1f} min; use `omnisep separate` for long files."
+                f"{role}: '{_display_name(path)}' lasts {_duration(seconds)}, the demo takes at most "
+                f"{_duration(self.max_seconds)}; use `omnisep separate` for long files."
             )
         return audio, rate
 
@@ -164,19 +169,22 @@ class DemoSession:
         negative_query_audio = self._load_clip(negative_audio, "Negative audio") if negative_audio else None
 
         started = time.perf_counter()
-        result = self.separator.separate(
-            audio,
-            rate,
-            text=text or None,
-            image=image or None,
-            audio_query=query_audio,
-            weights=weights,
-            negative_text=negative_text or None,
-            negative_image=negative_image or None,
-            negative_audio=negative_query_audio,
-            alpha=float(alpha),
-            query_aug=bool(query_aug),
-        )
+        try:
+            result = self.separator.separate(
+                audio,
+                rate,
+                text=text or None,
+                image=image or None,
+                audio_query=query_audio,
+                weights=weights,
+                negative_text=negative_text or None,
+                negative_image=negative_image or None,
+                negative_audio=negative_query_audio,
+                alpha=float(alpha),
+                query_aug=bool(query_aug),
+            )
+        except OmniSepError as exc:
+            raise OmniSepError(_friendly(exc, image, negative_image)) from None
         elapsed = time.perf_counter() - started
 
         self._prune_old_results()
@@ -271,7 +279,7 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
     return app
 
 
-def _check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int) -> None:
     """Fail in a second, before Gradio is even imported, when the address is taken."""
     try:
         with socket.create_server((host, port)):
@@ -289,7 +297,7 @@ def launch(
     model_name: str = "",
 ):
     """Start serving in a background thread and return the app (``block_thread()`` waits, ``close()`` stops)."""
-    _check_port(host, port)
+    check_port(host, port)
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
     # Gradio's own uploads go to the cache folder too, not to /tmp.

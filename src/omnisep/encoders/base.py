@@ -120,9 +120,10 @@ class QueryEncoder(abc.ABC):
 
     def check_embedding(self, vector, source: str) -> torch.Tensor:
         """Validate a precomputed embedding from elsewhere (a file, a cache) against this encoder."""
-        tensor = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(-1) if not isinstance(
-            vector, torch.Tensor
-        ) else vector.detach().to("cpu", torch.float32).reshape(-1)
+        if isinstance(vector, torch.Tensor):
+            tensor = vector.detach().to("cpu", torch.float32).reshape(-1)
+        else:
+            tensor = torch.from_numpy(np.asarray(vector, dtype=np.float32).reshape(-1))
         if tensor.numel() != self.dim:
             raise OmniSepError(
                 f"{source} has {tensor.numel()} values but the '{self.name}' encoder makes {self.dim}-d embeddings."

@@ -15,7 +15,8 @@ divided by the number of sources):
 
 Only the first row (the target) is kept: SDR, SIR, SAR. The unprocessed
 mixture is scored the same way with ``estimated_sources = [mixture, mixture]``;
-SDRi = SDR - SDR(mixture). Everything is cut to the first ``SCORED_LENGTH``
+SDRi = SDR - SDR(mixture). Every ratio is capped at ``CEILING_DB`` (100 dB),
+above which it is numerical noise. Everything is cut to the first ``SCORED_LENGTH``
 samples (the iSTFT output length of a 65,535-sample item). An item is skipped
 (and counted) when the target, the interferer, the estimate or its complement
 is near-silent (sum of |x| <= 1e-5), the paper's rule.
@@ -40,6 +41,10 @@ SCORED_LENGTH = 65280
 SILENCE_SUM_ABS = 1e-5
 FILTER_LENGTH = 512
 BACKENDS = ("museval", "fast")
+# Above this a ratio is numerical noise: the mixture's SAR, for one, is infinite in
+# theory (the mixture lies in the span of the references) and comes out as ~250 dB
+# from museval, ~150 dB or inf from fast-bss-eval. Both backends cap at this value.
+CEILING_DB = 100.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +108,10 @@ def is_silent(x: np.ndarray) -> bool:
     return float(np.sum(np.abs(x))) <= SILENCE_SUM_ABS
 
 
+def _cap(value: float) -> float:
+    return min(float(value), CEILING_DB)
+
+
 def si_sdr(reference, estimate) -> float:
     """Scale-invariant SDR (Le Roux et al. 2019), zero-mean, in dB."""
     s = _as_signal(reference, "reference")
@@ -116,8 +125,8 @@ def si_sdr(reference, estimate) -> float:
     noise = e - target
     noise_energy = float(np.dot(noise, noise))
     if noise_energy == 0.0:
-        return float("inf")
-    return 10.0 * math.log10(float(np.dot(target, target)) / noise_energy)
+        return CEILING_DB
+    return _cap(10.0 * math.log10(float(np.dot(target, target)) / noise_energy))
 
 
 def _images_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -129,7 +138,11 @@ def _images_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
 
 
 def bss_eval_target(references: np.ndarray, estimates: np.ndarray, backend: str = "museval") -> tuple[float, float, float]:
-    """SDR, SIR, SAR of the first estimate against the first reference (rows: sources)."""
+    """SDR, SIR, SAR of the first estimate against the first reference (rows: sources), capped at CEILING_DB."""
+    return tuple(_cap(value) for value in _bss_eval_target(references, estimates, backend))
+
+
+def _bss_eval_target(references: np.ndarray, estimates: np.ndarray, backend: str) -> tuple[float, float, float]:
     if backend == "museval":
         import museval.metrics
 

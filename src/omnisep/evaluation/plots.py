@@ -21,7 +21,8 @@ def plot_alpha_sweep(
     path: str | os.PathLike,
     title: str = "SDR against the negative-query weight α",
 ) -> Path:
-    """Solid: proportional (paper eq. 4); dashed: naive subtraction; bands: ± SEM.
+    """One panel per query modality, as the paper's Fig. 2: solid = proportional
+    (eq. 4), dashed = naive subtraction; bands: ± SEM.
 
     ``sweep`` maps (query modality, negative mode) to (alpha, SDR summary) points.
     The PNG is written atomically.
@@ -32,22 +33,24 @@ def plot_alpha_sweep(
     import matplotlib.pyplot as plt
 
     modalities = list(dict.fromkeys(modality for modality, _ in sweep))
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(modalities)}
-    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    figure, axes = plt.subplots(1, len(modalities), figsize=(4.0 * len(modalities) + 0.5, 3.6), dpi=120, squeeze=False)
     try:
-        for (modality, mode), points in sweep.items():
-            points = sorted(points, key=lambda point: point[0])
-            alphas = np.array([alpha for alpha, _ in points], dtype=float)
-            means = np.array([summary.mean for _, summary in points], dtype=float)
-            sems = np.nan_to_num(np.array([summary.sem for _, summary in points], dtype=float))
-            axes.plot(alphas, means, LINE_STYLES.get(mode, ":"), color=colours[modality], marker="o", markersize=3,
-                      label=f"{modality}: {MODE_TITLES.get(mode, mode)}")
-            axes.fill_between(alphas, means - sems, means + sems, color=colours[modality], alpha=0.15, linewidth=0)
-        axes.set_xlabel("negative query weight α")
-        axes.set_ylabel("mean SDR (dB), band: ± SEM")
-        axes.set_title(title)
-        axes.grid(True, alpha=0.3)
-        axes.legend(fontsize=8)
+        for panel, modality in zip(axes[0], modalities):
+            for colour, mode in zip(("tab:blue", "tab:orange"), ("proportional", "naive")):
+                points = sorted(sweep.get((modality, mode), []), key=lambda point: point[0])
+                if not points:
+                    continue
+                alphas = np.array([alpha for alpha, _ in points], dtype=float)
+                means = np.array([summary.mean for _, summary in points], dtype=float)
+                sems = np.nan_to_num(np.array([summary.sem for _, summary in points], dtype=float))
+                panel.plot(alphas, means, LINE_STYLES[mode], color=colour, marker="o", markersize=3, label=MODE_TITLES[mode])
+                panel.fill_between(alphas, means - sems, means + sems, color=colour, alpha=0.15, linewidth=0)
+            panel.set_title(f"{modality} query")
+            panel.set_xlabel("negative query weight α")
+            panel.grid(True, alpha=0.3)
+            panel.legend(fontsize=8)
+        axes[0][0].set_ylabel("mean SDR (dB), band: ± SEM")
+        figure.suptitle(title)
         figure.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -72,9 +72,9 @@ def _query_tables(config: TrainConfig, encoder, train_items, val_items) -> tuple
     if config.data.cache:
         from omnisep.data.cache import EmbeddingCache
 
-        cache = EmbeddingCache(config.data.cache)
-        train_table = QueryTable(train_items, cache=cache, dim=encoder.dim)
-        val_table = QueryTable(val_items, cache=cache, dim=encoder.dim) if val_items else None
+        cache = EmbeddingCache(config.data.cache, encoder_identity=encoder.identity())
+        train_table = QueryTable(train_items, cache=cache)
+        val_table = QueryTable(val_items, cache=cache) if val_items else None
     else:
         train_table = QueryTable(train_items, encoder=encoder)
         val_table = QueryTable(val_items, encoder=encoder) if val_items else None

@@ -52,12 +52,13 @@ class BuildReport:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # label -> split -> items
     dropped: list[str] = field(default_factory=list)  # classes with no usable source
     missing_splits: dict[str, list[str]] = field(default_factory=dict)  # label -> splits without a source
+    recording_groups: dict[str, dict[str, int]] = field(default_factory=dict)  # label -> split -> real recording groups
 
     def to_dict(self) -> dict:
         return {"format": "omnisep-corpus", "format_version": 1, "seed": self.seed,
                 "clips_per_class": self.clips_per_class, "items": self.items, "hours": round(self.hours, 3),
                 "build_seconds": round(self.seconds, 1), "counts": self.counts, "dropped": self.dropped,
-                "missing_splits": self.missing_splits}
+                "missing_splits": self.missing_splits, "recording_groups": self.recording_groups}
 
 
 def split_sizes(total: int) -> dict[str, int]:
@@ -138,6 +139,9 @@ def build_corpus(
         families = default_families(sources, seed, labels)
     images = EmojiImages(sources, out_dir)
     report = BuildReport(out_dir, seed, clips_per_class)
+    for family in families:
+        if hasattr(family, "group_counts"):
+            report.recording_groups = family.group_counts()
 
     plan: list[tuple[str, str, int]] = []
     for label in labels:

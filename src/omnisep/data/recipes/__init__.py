@@ -1,8 +1,8 @@
 """From downloaded videos to an omnisep corpus: audio, frames, manifest, test mixtures.
 
 For users who have VGGSound or MUSIC videos on disk (we cannot ship them).
-A recipe reads the split lists (the CLIPSep layout, or a CSV with ``id`` and
-``label`` columns), finds each listed video under a folder, and writes:
+A recipe reads the split lists (CLIPSep's layout, VGGSound's own
+``vggsound.csv``, or a CSV with ``id`` and ``label`` columns), finds each listed video under a folder, and writes:
 
 * ``audio/<id>.wav``: 16 kHz mono PCM-16, decoded and resampled from the video (PyAV, soxr);
 * ``frames/<id>/000001.jpg, ...``: one frame per second (1 fps, numbered from 1 as in CLIPSep);
@@ -52,14 +52,19 @@ class ListedItem:
     label: str
 
 
-def read_split_list(path: str | os.PathLike, label_transform: Callable[[str], str] = str) -> list[ListedItem]:
+def read_split_list(
+    path: str | os.PathLike, label_transform: Callable[[str], str] = str, split: str | None = None
+) -> list[ListedItem]:
     """Read one split list.
 
-    Two layouts are accepted:
+    Three layouts are accepted:
 
     * CLIPSep's, no header, four columns ``audio path, frame folder, frame count,
       label`` (e.g. ``data/vggsound/audio/e/2/e2rM750cFGc.wav,...,12,playing didgeridoo``):
       the id is the audio file's name without suffix;
+    * VGGSound's own ``vggsound.csv``, no header, ``YouTube id, start seconds,
+      label, train|test``: the id is the YouTube id, and only the rows of
+      ``split`` are kept (all rows when ``split`` is None);
     * a CSV with a header naming ``id`` and ``label`` columns (other columns ignored).
     """
     path = Path(path)
@@ -80,17 +85,28 @@ def read_split_list(path: str | os.PathLike, label_transform: Callable[[str], st
             if len(row) <= max(id_column, label_column) or not row[id_column].strip() or not row[label_column].strip():
                 raise OmniSepError(f"Split list {describe(path)} line {number}: missing id or label.")
             items.append(ListedItem(row[id_column].strip(), label_transform(row[label_column].strip())))
+    elif _is_vggsound_csv(rows[0]):
+        for number, row in enumerate(rows, start=1):
+            if not _is_vggsound_csv(row):
+                raise OmniSepError(f"Split list {describe(path)} line {number}: expected 'YouTube id, start, label, train|test'.")
+            if split is None or row[3].strip() == split:
+                items.append(ListedItem(row[0].strip(), label_transform(row[2].strip())))
     else:
         for number, row in enumerate(rows, start=1):
             if len(row) != 4 or not row[0].strip() or not row[3].strip():
                 raise OmniSepError(
                     f"Split list {describe(path)} line {number}: expected CLIPSep's four columns "
-                    "(audio path, frame folder, frame count, label) or a header with 'id' and 'label'."
+                    "(audio path, frame folder, frame count, label), VGGSound's (id, start, label, train|test) "
+                    "or a header with 'id' and 'label'."
                 )
             items.append(ListedItem(Path(row[0].strip()).stem, label_transform(row[3].strip())))
     if not items:
-        raise OmniSepError(f"Split list {describe(path)} lists no items.")
+        raise OmniSepError(f"Split list {describe(path)} lists no items" + (f" of split '{split}'." if split else "."))
     return items
+
+
+def _is_vggsound_csv(row: list[str]) -> bool:
+    return len(row) == 4 and row[1].strip().isdigit() and row[3].strip() in ("train", "test") and bool(row[2].strip())
 
 
 def index_videos(videos_dir: str | os.PathLike) -> dict[str, Path]:
@@ -252,22 +268,31 @@ def prepare(
         raise OmniSepError("No split list was given; pass at least --split test=PATH.")
     out_dir = Path(out_dir)
     videos = index_videos(videos_dir)
-    listed: dict[str, list[ListedItem]] = {name: read_split_list(path, label_transform) for name, path in split_lists.items()}
+    listed: dict[str, list[ListedItem]] = {
+        name: read_split_list(path, label_transform, split=name) for name, path in split_lists.items()
+    }
     clean = read_split_list(clean_list, label_transform) if clean_list is not None else []
 
+    # An item in several lists belongs to the most specific one: test, then val, then train
+    # (CLIPSep's validation list is carved out of VGGSound's training split).
     split_of: dict[str, str] = {}
     label_of: dict[str, str] = {}
-    for name in SPLITS:
+    for name in ("test", "val", "train"):
         for item in listed.get(name, []):
-            if item.id in split_of and split_of[item.id] != name:
-                raise OmniSepError(f"Item '{item.id}' is in both the {split_of[item.id]} and the {name} split lists.")
-            split_of[item.id] = name
-            label_of[item.id] = item.label
+            if item.id not in split_of:
+                split_of[item.id] = name
+                label_of[item.id] = item.label
+    for name in SPLITS:
+        seen: set[str] = set()
+        listed[name] = [
+            item for item in listed.get(name, [])
+            if split_of[item.id] == name and not (item.id in seen or seen.add(item.id))
+        ]  # each id once, at its first row
     for item in clean:
         split_of.setdefault(item.id, "test")
         label_of.setdefault(item.id, item.label)
 
-    wanted = list(split_of)
+    wanted = sorted(split_of, key=lambda item_id: (SPLITS.index(split_of[item_id]), item_id))
     missing = [item_id for item_id in wanted if item_id not in videos]
     jobs = [(item_id, str(videos[item_id]), str(out_dir), fps, overwrite) for item_id in wanted if item_id in videos]
     results = _run_jobs(jobs, workers, progress)

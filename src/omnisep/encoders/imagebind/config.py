@@ -7,7 +7,7 @@ shape against the reference listing.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 MODALITIES = ("vision", "text", "audio", "depth", "thermal", "imu")
 QUERY_MODALITIES = ("vision", "text", "audio")
@@ -77,15 +77,6 @@ class ImageBindConfig:
     @property
     def imu_tokens(self) -> int:
         return self.imu_length // self.imu_window
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "ImageBindConfig":
-        data = dict(data)
-        branches = {name: BranchConfig(**values) for name, values in data.pop("branches").items()}
-        return cls(branches=branches, **data)
 
 
 HUGE = ImageBindConfig()

@@ -1,0 +1,216 @@
+"""Real-time factor of separation against input length (10 s .. 1 h) and against the number of queries.
+
+RTF = processing seconds / audio seconds; "x real time" is its inverse.
+Table 1 times one query on inputs of growing length through the streaming
+engine (:func:`omnisep.apply.separate_stream`, what ``omnisep separate``
+runs, residuals included) and, up to ``--in-memory-up-to``, through the
+in-memory :func:`omnisep.apply.separate_tensor`. Table 2 times 1 .. 64
+queries on 60 s (one U-Net pass per chunk serves them all) and reports
+what each extra query adds, as a share of the one-query time.
+
+The model is the default model's size (U-Net ngf 16, depth 7, k 32,
+384-d queries) with random weights, which cost the same as trained ones;
+``--checkpoint`` times a real checkpoint instead. Audio is generated (noise
+plus a tone) at 16 kHz unless ``--rate`` asks for resampling too, so disk
+and decoding are not part of the numbers. Each row records the 1-minute load
+average: on a shared machine compare rows only at similar load. The "cpu"
+columns are this process's CPU seconds; with ``--threads 2`` on an idle
+2-core machine wall time approaches cpu / 2.
+
+    python benchmarks/rtf.py                                  # both tables (1 h input: minutes)
+    python benchmarks/rtf.py --lengths 10 60 600 --queries 1 4 16
+    python benchmarks/rtf.py --skip-queries --lengths 3600 --json rtf.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+
+from omnisep.apply import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, separate_stream, separate_tensor
+from omnisep.spectral import SAMPLE_RATE
+
+BLOCK_SECONDS = 4.096  # the reader's default block at 16 kHz (65,536 samples)
+
+
+class DiscardingWriter:
+    """Stands in for an AudioWriter: counts samples, so only separation is timed."""
+
+    def __init__(self):
+        self.samples = 0
+
+    def write(self, block: np.ndarray) -> None:
+        self.samples += block.shape[-1]
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
+def build_model(args):
+    if args.checkpoint:
+        from omnisep.states import load_checkpoint
+
+        return load_checkpoint(args.checkpoint).model.eval()
+    from omnisep.models import SeparateNet, SeparateNetConfig
+
+    torch.manual_seed(0)
+    config = SeparateNetConfig(ngf=args.ngf, depth=args.depth, k=args.k, emb_dim=args.emb_dim)
+    return SeparateNet(config).eval()
+
+
+def random_queries(model, count: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(count)
+    return torch.nn.functional.normalize(torch.randn(count, model.config.emb_dim, generator=generator), dim=-1)
+
+
+def generated_blocks(seconds: float, rate: int, channels: int):
+    """Noise plus a 440 Hz tone, block by block, so a 1-hour input never sits in memory."""
+    rng = np.random.default_rng(0)
+    total, block = round(seconds * rate), round(BLOCK_SECONDS * rate)
+    for start in range(0, total, block):
+        n = min(block, total - start)
+        tone = 0.2 * np.sin(2 * np.pi * 440 * (start + np.arange(n)) / rate)
+        yield (0.05 * rng.standard_normal((channels, n)) + tone).astype(np.float32)
+
+
+def timed(function) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    function()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def time_streaming(model, queries, seconds: float, args) -> tuple[float, float]:
+    targets = [DiscardingWriter() for _ in range(len(queries))]
+    residuals = [DiscardingWriter() for _ in range(len(queries))]
+
+    def run():
+        blocks = generated_blocks(seconds, args.rate, args.channels)
+        separate_stream(model, blocks, args.rate, args.channels, queries, targets, residuals,
+                        args.chunk_seconds, args.overlap)
+
+    result = timed(run)
+    expected = round(seconds * args.rate)
+    if any(writer.samples != expected for writer in targets + residuals):
+        raise RuntimeError(f"the streaming path wrote {targets[0].samples} samples, expected {expected}")
+    return result
+
+
+def time_in_memory(model, queries, wave: torch.Tensor, args) -> tuple[float, float]:
+    return timed(lambda: separate_tensor(model, wave, queries, args.chunk_seconds, args.overlap))
+
+
+def best_of(repeats: int, function) -> tuple[float, float]:
+    runs = [function() for _ in range(repeats)]
+    return min(runs, key=lambda run: run[0])
+
+
+def generated_wave(seconds: float) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    samples = round(seconds * SAMPLE_RATE)
+    tone = 0.2 * torch.sin(2 * torch.pi * 440 * torch.arange(samples) / SAMPLE_RATE)
+    return 0.05 * torch.randn(samples, generator=generator) + tone
+
+
+def label(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:g} h"
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def length_table(model, args, rows: list) -> None:
+    queries = random_queries(model, 1)
+    print(f"\n## One query vs input length ({args.channels} channel(s) at {args.rate} Hz)\n")
+    print("| input | path | wall (s) | cpu (s) | RTF | x real time | load avg |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for seconds in args.lengths:
+        paths = ["streaming"]
+        if seconds <= args.in_memory_up_to and args.rate == SAMPLE_RATE and args.channels == 1:
+            paths.append("in-memory")
+        for path in paths:
+            load = load_average()
+            if path == "streaming":
+                repeats = args.repeats if seconds <= 60 else 1
+                wall, cpu = best_of(repeats, lambda: time_streaming(model, queries, seconds, args))
+            else:
+                wave = generated_wave(seconds)
+                wall, cpu = best_of(args.repeats, lambda: time_in_memory(model, queries, wave, args))
+            row = {"table": "length", "seconds": seconds, "path": path, "wall_s": round(wall, 3),
+                   "cpu_s": round(cpu, 3), "rtf": round(wall / seconds, 4), "load_avg": load}
+            rows.append(row)
+            print(f"| {label(seconds)} | {path} | {wall:.2f} | {cpu:.2f} | {row['rtf']:.4f} | "
+                  f"{seconds / wall:.1f} | {load} |", flush=True)
+
+
+def query_table(model, args, rows: list) -> None:
+    seconds = args.query_seconds
+    wave = generated_wave(seconds)
+    print(f"\n## Queries on {label(seconds)} (in-memory path, 16 kHz mono)\n")
+    print("| queries | wall (s) | cpu (s) | RTF | x real time | each extra query (% of 1 query) | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    first = None
+    for count in args.queries:
+        load = load_average()
+        queries = random_queries(model, count)
+        wall, cpu = best_of(args.repeats, lambda: time_in_memory(model, queries, wave, args))
+        if first is None:
+            first = (count, wall)
+        extra = ""
+        if count > first[0]:
+            extra = f"{100 * (wall - first[1]) / (count - first[0]) / first[1]:.1f}"
+        rows.append({"table": "queries", "queries": count, "seconds": seconds, "wall_s": round(wall, 3),
+                     "cpu_s": round(cpu, 3), "rtf": round(wall / seconds, 4), "extra_query_pct": extra or None,
+                     "load_avg": load})
+        print(f"| {count} | {wall:.2f} | {cpu:.2f} | {wall / seconds:.4f} | {seconds / wall:.1f} | {extra or '-'} | "
+              f"{load} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=float, nargs="+", default=[10, 60, 600, 3600], help="input seconds (table 1)")
+    parser.add_argument("--in-memory-up-to", type=float, default=60, help="longest input also timed in memory")
+    parser.add_argument("--queries", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64], help="query counts (table 2)")
+    parser.add_argument("--query-seconds", type=float, default=60, help="input length of table 2")
+    parser.add_argument("--skip-lengths", action="store_true")
+    parser.add_argument("--skip-queries", action="store_true")
+    parser.add_argument("--rate", type=int, default=SAMPLE_RATE, help="input rate of table 1 (not 16000: resampling too)")
+    parser.add_argument("--channels", type=int, default=1, help="input channels of table 1")
+    parser.add_argument("--checkpoint", help="time this checkpoint instead of a random-init model")
+    parser.add_argument("--ngf", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=7)
+    parser.add_argument("--k", type=int, default=32)
+    parser.add_argument("--emb-dim", type=int, default=384)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many (inputs over 60 s: one run)")
+    parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS)
+    parser.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP_SECONDS)
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    model = build_model(args)
+    config = model.config
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{args.threads} threads; model ngf {config.ngf}, depth {config.depth}, k {config.k}, "
+          f"emb {config.emb_dim}{' (' + args.checkpoint + ')' if args.checkpoint else ' (random init)'}; "
+          f"chunk {args.chunk_seconds:g} s, overlap {args.overlap:g} s")
+    time_in_memory(model, random_queries(model, 1), generated_wave(5.0), args)  # warm-up: kernels, caches
+    rows: list = []
+    if not args.skip_lengths:
+        length_table(model, args, rows)
+    if not args.skip_queries:
+        query_table(model, args, rows)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(rows, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
