@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--backend", default="fast", choices=["museval", "fast"])
     parser.add_argument("--testset", default="mixtures_test.jsonl", help="mixture list inside --corpus")
     parser.add_argument("--only", help='comma-separated settings, e.g. "#1,#5"')
+    parser.add_argument("--eval-limit", type=int, help="score only the first N test mixtures (a smoke test, not a result)")
     args = parser.parse_args()
 
     chosen = [s for s in SETTINGS if args.only is None or s.name in {n.strip() for n in args.only.split(",")}]
@@ -103,12 +104,15 @@ def main() -> None:
                         "--workers", str(args.eval_workers), "--quiet"]
             if args.cache:
                 evaluate += ["--cache", str(args.cache)]
+            if args.eval_limit:
+                evaluate += ["--limit", str(args.eval_limit)]
             run(evaluate, run_dir / "evaluate.log")
             print(f"{setting.name} done in {time.perf_counter() - setting_started:.0f} s", flush=True)
         rows.append(read_ablation_run(setting, summary))
 
     notes = [f"Small scale: ngf {args.ngf}, batch {args.batch_size}, {args.steps} steps, encoder {args.encoder}, "
-             f"corpus {args.corpus}, test set {args.testset}, metrics {args.backend}."]
+             f"corpus {args.corpus}, test set {args.testset}"
+             + (f" (first {args.eval_limit} mixtures only)" if args.eval_limit else "") + f", metrics {args.backend}."]
     markdown = table2_markdown(rows, notes)
     atomic_write_text(args.out / "table2.md", markdown)
     atomic_write_text(args.out / "table2.csv", table2_csv(rows))

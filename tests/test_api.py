@@ -170,3 +170,23 @@ def test_query_aug_needs_a_bank(tmp_path, toy):
     save_checkpoint(tmp_path / "plain", model, toy.identity(), bank=None)
     with pytest.raises(OmniSepError, match="has no query bank"):
         Separator(tmp_path / "plain").separate(mixture(0.5), RATE, text="violin", query_aug=True)
+
+
+def test_a_text_naming_a_bank_label_reuses_the_bank_row_without_the_text_model(tiny_checkpoint, toy):
+    from omnisep.encoders.toy import ToyEncoder
+
+    embedded = []
+
+    class CountingToy(ToyEncoder):
+        def _embed_text(self, texts):
+            embedded.extend(texts)
+            return super()._embed_text(texts)
+
+    separator = Separator(tiny_checkpoint, encoder=CountingToy())
+    dog, speech = toy.embed_text(["dog barking", "speech"])
+    torch.testing.assert_close(separator.embed_query(text=" dog  barking"), dog)
+    torch.testing.assert_close(separator.embed_query(text="dog barking", negative_text="speech"), 1.5 * dog - 0.5 * speech)
+    assert embedded == []  # both are bank labels: no text was embedded
+    (cat,) = toy.embed_text(["a cat"])
+    torch.testing.assert_close(separator.embed_query(text="a cat"), cat)
+    assert embedded == ["a cat"]

@@ -219,7 +219,8 @@ class ChunkedSeparator:
                 queries = self.queries[q0 : q0 + QUERY_GROUP]
                 logits = model.mask_logits(features, queries.unsqueeze(0).expand(batch, -1, -1))
                 masks = spectral.unwarp(model.masks(logits))
-                masked = masks * spec.unsqueeze(1)  # keeps the mixture phase
+                # Keeps the mixture phase; real x complex as real pairs (no complex copy of the masks).
+                masked = torch.view_as_complex(torch.view_as_real(spec).unsqueeze(1) * masks.unsqueeze(-1))
                 n_q = masked.shape[1]
                 wave_out = spectral.istft(masked.reshape(batch * n_q, *masked.shape[2:]), width * HOP)
                 estimates.append(wave_out.reshape(len(group), self.signals, n_q, -1).float().cpu().numpy())

@@ -15,7 +15,7 @@ def tiny_model(**changes) -> SeparateNet:
 
 def test_config_round_trip_and_unknown_keys():
     config = SeparateNetConfig(ngf=8, depth=3, k=4, emb_dim=16, binary_mask=True)
-    assert config.to_dict() == {"ngf": 8, "depth": 3, "k": 4, "emb_dim": 16, "binary_mask": True}
+    assert config.to_dict() == {"ngf": 8, "depth": 3, "k": 4, "emb_dim": 16, "binary_mask": True, "align_corners": True}
     assert SeparateNetConfig.from_dict(config.to_dict()) == config
     assert SeparateNetConfig() == SeparateNetConfig(ngf=64, depth=7, k=32, emb_dim=1024, binary_mask=False)
     with pytest.raises(OmniSepError, match="unknown key.*'kk'"):

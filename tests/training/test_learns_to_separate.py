@@ -25,7 +25,7 @@ def test_tiny_model_improves_sdr_on_held_out_mixtures(tmp_path):
         "device": "cpu",
         "model": {"ngf": 8, "depth": 4, "k": 8},
         "encoder": {"name": "toy"},
-        "data": {"train_manifest": str(manifest), "segment_samples": 8191, "num_workers": 0},
+        "data": {"train_manifest": str(manifest), "segment_samples": 4095, "num_workers": 0},
         "optim": {"batch_size": 16, "warmup_steps": 10, "lr": 3e-3},
         "queries": {"modality_mode": "mixup", "modalities": ["text", "audio"]},
     })
@@ -45,6 +45,7 @@ def test_tiny_model_improves_sdr_on_held_out_mixtures(tmp_path):
             estimates = checkpoint.model.separate(example["mixture"][None], text_queries[None])[0]
         for reference, estimate in zip(example["sources"].numpy(), estimates.numpy()):
             improvements.append(sdr(reference, estimate) - sdr(reference, example["mixture"].numpy()))
-    # measured: about 10-15 dB after 150 steps; doing nothing scores 0 dB
-    assert np.mean(improvements) > 6.0, improvements
-    assert np.median(improvements) > 4.0, improvements
+    # Doing nothing scores 0 dB. Measured with this config: mean 10.9 dB (median 11.4);
+    # with seeds 1, 2, 3 instead of 1234: mean 9.5, 5.8, 6.4 dB (median 7.5, 5.6, 5.2).
+    assert np.mean(improvements) > 4.0, improvements
+    assert np.median(improvements) > 3.0, improvements

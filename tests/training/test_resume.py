@@ -1,6 +1,7 @@
 """A run stopped and resumed in a new process ends with exactly the weights of an uninterrupted run."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -59,7 +60,7 @@ def test_resumed_run_reaches_the_same_weights(config_file, tmp_path):
     stopped = tmp_path / "stopped"
     subprocess.run(
         [sys.executable, "-m", "omnisep", "train", str(config_file), "--set", f'out_dir="{stopped}"', "--set", "steps=3"],
-        check=True, capture_output=True, text=True,
+        check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},  # as in-process
     )
     assert json.loads((stopped / "last" / "config.json").read_text())["training"]["step"] == 3
     # a killed run may have logged steps after its last resume state: they must not survive

@@ -67,6 +67,10 @@ class BundledEncoder(QueryEncoder):
         self._image_model = None
         self._audio_model = None
         self._hash = None
+        # Optional {key: features} memo. Building the default model embeds the
+        # same clips and pictures twice (head training, then the cache); with a
+        # memo the slow backbones run once per distinct input.
+        self.feature_memo: dict | None = None
 
     # -- lazily loaded backbones -----------------------------------------------------------
 
@@ -111,14 +115,30 @@ class BundledEncoder(QueryEncoder):
 
     def image_backbone_features(self, images: list[np.ndarray]) -> torch.Tensor:
         """``[N, 1280]`` EfficientNet-Lite0 features of RGB uint8 arrays (no head, not normalised)."""
-        pixels = torch.stack([backbones.image_to_pixels(image) for image in images]).to(self.device)
-        with torch.no_grad():
-            return backbones.image_features(self.image_model, pixels)
+        def compute(batch):
+            pixels = torch.stack([backbones.image_to_pixels(image) for image in batch]).to(self.device)
+            with torch.no_grad():
+                return backbones.image_features(self.image_model, pixels)
+
+        return self._memoized("image", images, compute)
 
     def audio_backbone_features(self, clips: list[np.ndarray]) -> torch.Tensor:
         """``[N, 512]`` aisfx features of mono 44.1 kHz clips (no head, not normalised)."""
-        with torch.no_grad():
-            return torch.stack([backbones.sfx_embedding(self.audio_model, clip) for clip in clips])
+        def compute(batch):
+            with torch.no_grad():
+                return torch.stack([backbones.sfx_embedding(self.audio_model, clip) for clip in batch])
+
+        return self._memoized("audio", clips, compute)
+
+    def _memoized(self, modality: str, arrays: list[np.ndarray], compute) -> torch.Tensor:
+        if self.feature_memo is None:
+            return compute(arrays)
+        keys = [_array_key(modality, array) for array in arrays]
+        missing = [i for i, key in enumerate(keys) if key not in self.feature_memo]
+        if missing:
+            for i, row in zip(missing, compute([arrays[i] for i in missing])):
+                self.feature_memo[keys[i]] = row
+        return torch.stack([self.feature_memo[key] for key in keys])
 
     # -- QueryEncoder ------------------------------------------------------------------------
 
@@ -132,3 +152,10 @@ class BundledEncoder(QueryEncoder):
 
     def _embed_audio(self, clips: list[np.ndarray]) -> torch.Tensor:
         return self.heads["audio"](self.audio_backbone_features(clips).to(self.device))
+
+
+def _array_key(modality: str, array: np.ndarray) -> str:
+    array = np.ascontiguousarray(array)
+    digest = hashlib.blake2b(array.tobytes(), digest_size=16)
+    digest.update(f"{modality}|{array.dtype}|{array.shape}".encode())
+    return digest.hexdigest()

@@ -28,6 +28,9 @@ class SeparateNetConfig:
     k: int = 32
     emb_dim: int = 1024
     binary_mask: bool = False
+    # True: the paper's bilinear up-sampling. Our own models use False, which
+    # makes chunked whole-file inference equal the one-piece result.
+    align_corners: bool = True
 
     def __post_init__(self):
         for name in ("ngf", "depth", "k", "emb_dim"):
@@ -37,8 +40,9 @@ class SeparateNetConfig:
         if not 2 <= self.depth <= 8:
             # 256 warped bins halve at most 8 times.
             raise OmniSepError(f"model config: 'depth' must be between 2 and 8, got {self.depth}.")
-        if not isinstance(self.binary_mask, bool):
-            raise OmniSepError(f"model config: 'binary_mask' must be true or false, got {self.binary_mask!r}.")
+        for name in ("binary_mask", "align_corners"):
+            if not isinstance(getattr(self, name), bool):
+                raise OmniSepError(f"model config: '{name}' must be true or false, got {getattr(self, name)!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,7 +67,7 @@ class SeparateNet(nn.Module):
         self.config = config or SeparateNetConfig()
         c = self.config
         self.input_norm = nn.BatchNorm2d(1)
-        self.unet = UNet(ngf=c.ngf, depth=c.depth, out_channels=c.k)
+        self.unet = UNet(ngf=c.ngf, depth=c.depth, out_channels=c.k, align_corners=c.align_corners)
         self.query_proj = nn.Linear(c.emb_dim, c.k)
         self.scale = nn.Parameter(torch.ones(c.k))
         self.bias = nn.Parameter(torch.zeros(1))

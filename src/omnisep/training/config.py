@@ -30,6 +30,7 @@ class ModelSection:
     depth: int = 7
     k: int = 32
     binary_mask: bool = False
+    align_corners: bool = True  # the paper's up-sampling; false: exact chunked inference
 
 
 @dataclass

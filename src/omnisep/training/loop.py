@@ -216,6 +216,7 @@ class _Trainer:
             k=config.model.k,
             emb_dim=self.encoder.dim,
             binary_mask=config.model.binary_mask,
+            align_corners=config.model.align_corners,
         )
         self.net = SeparateNet(model_config).to(runtime.device)
         optim = config.optim
