@@ -10,7 +10,9 @@ what each extra query adds, as a share of the one-query time.
 
 The model is the default model's size (U-Net ngf 16, depth 7, k 32,
 384-d queries) with random weights, which cost the same as trained ones;
-``--checkpoint`` times a real checkpoint instead. Audio is generated (noise
+``--checkpoint`` times a real checkpoint instead. Either is prepared by
+:class:`omnisep.api.Separator` as for users (on CPU: channels-last
+tensors; ``--contiguous`` times the plain NCHW layout for comparison). Audio is generated (noise
 plus a tone) at 16 kHz unless ``--rate`` asks for resampling too, so disk
 and decoding are not part of the numbers. Each row records the 1-minute load
 average: on a shared machine compare rows only at similar load. The "cpu"
@@ -29,6 +31,7 @@ import json
 import os
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,15 +57,27 @@ def load_average() -> float:
 
 
 def build_model(args):
+    """The model as :class:`omnisep.api.Separator` prepares it for ``--device`` (memory format included)."""
+    from omnisep.api import Separator
+
     if args.checkpoint:
-        from omnisep.states import load_checkpoint
+        separator = Separator(args.checkpoint, device=args.device)
+    else:
+        import tempfile
 
-        return load_checkpoint(args.checkpoint).model.eval()
-    from omnisep.models import SeparateNet, SeparateNetConfig
+        from omnisep.encoders.toy import ToyEncoder
+        from omnisep.models import SeparateNet, SeparateNetConfig
+        from omnisep.states import save_checkpoint
 
-    torch.manual_seed(0)
-    config = SeparateNetConfig(ngf=args.ngf, depth=args.depth, k=args.k, emb_dim=args.emb_dim)
-    return SeparateNet(config).eval()
+        encoder = ToyEncoder(dim=args.emb_dim)  # only the embedding size matters here
+        torch.manual_seed(0)
+        model = SeparateNet(SeparateNetConfig(ngf=args.ngf, depth=args.depth, k=args.k, emb_dim=args.emb_dim))
+        with tempfile.TemporaryDirectory(prefix="omnisep-rtf-") as folder:
+            path = save_checkpoint(Path(folder) / "stand-in", model, encoder.identity(), bank=None)
+            separator = Separator(path, encoder=encoder, device=args.device)
+    if args.contiguous:
+        separator.model.to(memory_format=torch.contiguous_format)
+    return separator.model
 
 
 def random_queries(model, count: int) -> torch.Tensor:
@@ -187,6 +202,9 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=7)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--emb-dim", type=int, default=384)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--contiguous", action="store_true",
+                        help="run the U-Net on NCHW tensors instead of the channels-last ones Separator uses on CPU")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many (inputs over 60 s: one run)")
     parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS)
@@ -199,7 +217,8 @@ def main() -> None:
     config = model.config
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{args.threads} threads; model ngf {config.ngf}, depth {config.depth}, k {config.k}, "
-          f"emb {config.emb_dim}{' (' + args.checkpoint + ')' if args.checkpoint else ' (random init)'}; "
+          f"emb {config.emb_dim}{' (' + args.checkpoint + ')' if args.checkpoint else ' (random init)'}"
+          f"{', NCHW' if args.contiguous else ''}; "
           f"chunk {args.chunk_seconds:g} s, overlap {args.overlap:g} s")
     time_in_memory(model, random_queries(model, 1), generated_wave(5.0), args)  # warm-up: kernels, caches
     rows: list = []

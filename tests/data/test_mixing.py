@@ -26,6 +26,10 @@ class DictCache:
     def __init__(self, rows):
         self.rows = rows
         self.dim = DIM
+        self.path = "cache-folder"
+
+    def __contains__(self, item_id):
+        return item_id in self.rows
 
     def get(self, item_id):
         return self.rows[item_id]
@@ -179,6 +183,13 @@ def test_single_modality_ablation_refuses_items_without_it(corpus):
     dataset = make(corpus, modality_mode="image")
     with pytest.raises(OmniSepError, match="no embedding for the configured query modalities"):
         [dataset[(0, position)] for position in range(20)]
+
+
+def test_items_missing_from_the_cache_are_refused_up_front(corpus):
+    items, _ = corpus
+    cache = DictCache({item.id: {"text": torch.ones(DIM)} for item in items[:4]})
+    with pytest.raises(OmniSepError, match=r"2 item\(s\) are not in the embedding cache 'cache-folder' \(first: 'i4'\)"):
+        QueryTable(items, cache=cache)
 
 
 def test_too_few_labels_for_the_number_of_sources(corpus):

@@ -91,3 +91,12 @@ def test_finished_run_is_not_trained_further_and_no_resume_restarts(config_file,
     assert restarted.step == 2 and restarted.train_loss == first.train_loss  # same seed, same run
     for name in ("best", "last"):
         assert (out / name / "model.safetensors").is_file()
+
+
+def test_loader_workers_draw_the_same_batches(config_file, tmp_path):
+    common = ["steps=2", "val_every=10", "checkpoint_every=10"]
+    inline = train(load_config(config_file, [f'out_dir="{tmp_path / "a"}"', *common]), log=lambda m: None)
+    workers = train(load_config(config_file, [f'out_dir="{tmp_path / "b"}"', "data.num_workers=2", *common]),
+                    log=lambda m: None)
+    assert metric_losses(tmp_path / "a") == metric_losses(tmp_path / "b")
+    assert workers.train_loss == inline.train_loss

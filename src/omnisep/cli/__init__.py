@@ -21,6 +21,7 @@ COMMANDS = {
     "embed": ("omnisep.cli.embed", "embed", "Precompute query embeddings for a manifest into a cache."),
     "evaluate": ("omnisep.cli.evaluate", "evaluate", "Score a checkpoint on a test set with the paper's protocol."),
     "corpus": ("omnisep.cli.corpus", "corpus", "Build the offline corpus from registry packages."),
+    "recipes": ("omnisep.cli.recipes", "recipes", "Prepare VGGSound or MUSIC videos you have as an omnisep corpus."),
     "scan": ("omnisep.cli.scan", "scan", "Find which of the model's labels are present in a recording, and when."),
     "demo": ("omnisep.cli.demo", "demo", "Start the local web demo."),
     "models": ("omnisep.cli.models", "models", "List bundled and local models."),

@@ -138,6 +138,7 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
         "test_set": str(testset),
         "manifest": str(test_set.manifest_path),
         "backend": backend,
+        "length": config.length,
         "config": config.to_dict(),
     }
     written = write_evaluation_reports(out_dir, result, run_info)

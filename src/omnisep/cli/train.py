@@ -28,7 +28,7 @@ def train(config_path, resume, overrides, device):
     Examples:
       omnisep train configs/tiny.toml
       omnisep train configs/tiny.toml --set steps=500 --set out_dir=runs/tiny2
-      torchrun --nproc_per_node 8 -m omnisep train configs/vggsound.toml
+      torchrun --nproc_per_node 8 -m omnisep train configs/paper.toml
     """
     from omnisep.training.config import load_config
     from omnisep.training.loop import train as run_training
@@ -37,4 +37,5 @@ def train(config_path, resume, overrides, device):
         overrides = (*overrides, f'device="{device}"')
     config = load_config(config_path, overrides)
     result = run_training(config, resume=resume, log=lambda message: click.echo(message, err=True))
-    click.echo(f"done: step {result.step}; checkpoints in {result.out_dir}")
+    if result.is_main:
+        click.echo(f"done: step {result.step}; checkpoints in {result.out_dir}")

@@ -70,6 +70,12 @@ class QueryTable:
             self._embed_all(items, encoder)
         else:
             self.dim = cache.dim
+            missing = [item.id for item in items if item.id not in cache]
+            if missing:
+                raise OmniSepError(
+                    f"{len(missing)} item(s) are not in the embedding cache {describe(cache.path)} "
+                    f"(first: '{missing[0]}'); run `omnisep embed` on the manifest again."
+                )
 
     def _embed_all(self, items: Sequence[ManifestItem], encoder) -> None:
         from omnisep.data.cache import image_inputs

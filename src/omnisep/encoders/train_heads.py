@@ -74,7 +74,9 @@ def _features(encoder, items: Sequence, copies: int, rng: np.random.Generator):
 
     rate = encoder.audio_sample_rate
     audio, audio_labels, image, image_labels = [], [], [], []
-    for item in items:
+    for number, item in enumerate(items):
+        if number and number % 100 == 0:
+            print(f"  {number}/{len(items)} items", flush=True)
         wave = load_audio(item.audio, sample_rate=rate, mono=True)[0][0][: int(MAX_AUDIO_SECONDS * rate)]
         clips = [wave] + [augment_audio(wave, rate, rng) for _ in range(copies)]
         audio.append(encoder.audio_backbone_features(clips))

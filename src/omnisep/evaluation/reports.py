@@ -254,7 +254,8 @@ def write_evaluation_reports(out_dir: str | os.PathLike, result, run_info: Mappi
         "",
         f"Checkpoint: `{run_info.get('checkpoint')}`; test set: `{run_info.get('test_set')}` "
         f"({result.items} mixtures, {result.skipped_items} skipped as near-silent); metrics backend: {run_info.get('backend')}.",
-        "SDR/SIR/SAR: BSSEval v4 (museval), one window over the first 65,280 samples, target vs [target, interferer]; "
+        "SDR/SIR/SAR: BSSEval v4 as museval defines them (the fast backend gives the same numbers), one window over "
+        f"the first {run_info.get('length', 65280):,} samples, target vs [target, interferer], capped at 100 dB; "
         "SDRi = SDR − SDR of the unprocessed mixture.",
     ]
     written = list(write_tables(out_dir, "table1", "Table 1: separation by query mode", result.table1, TABLE1_METRICS, notes))

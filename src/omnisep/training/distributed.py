@@ -29,6 +29,7 @@ class Runtime:
     world_size: int
     local_rank: int
     device: torch.device
+    owns_process_group: bool = False  # False when a caller had set one up already
 
     @property
     def is_main(self) -> bool:
@@ -61,15 +62,16 @@ def start(device_name: str = "auto") -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    owns = world_size > 1 and not dist.is_initialized()
+    if owns:
         if device.type == "cuda":
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://")
-    return Runtime(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+    return Runtime(rank, world_size, local_rank, device, owns_process_group=owns)
 
 
 def stop(runtime: Runtime) -> None:
-    if runtime.distributed and dist.is_initialized():
+    if runtime.owns_process_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -50,6 +50,7 @@ class TrainResult:
     train_loss: float | None
     val_losses: dict[str, float]
     best_metric: float | None
+    is_main: bool = True  # False in the other processes of a torchrun job
 
 
 def _split_items(config: TrainConfig) -> tuple[list[ManifestItem], list[ManifestItem]]:
@@ -341,7 +342,7 @@ class _Trainer:
                     self.save_checkpoint("last", val_losses)
                     self.save_resume_state()
                 distributed.barrier(runtime)
-        return TrainResult(self.out_dir, self.step, last_loss, val_losses, self.best_metric)
+        return TrainResult(self.out_dir, self.step, last_loss, val_losses, self.best_metric, runtime.is_main)
 
     def _validate_and_keep_best(self, metrics_path: Path) -> dict:
         losses = validate(self.net, self.val_set, self.config, self.runtime)
@@ -373,7 +374,7 @@ def train(config: TrainConfig, *, resume: bool = True, log: Callable[[str], None
             _truncate_metrics(out_dir / "metrics.jsonl", trainer.step)
         if trainer.step >= config.steps:
             trainer.log(f"nothing to do: the run is already at step {trainer.step} of {config.steps}")
-            return TrainResult(out_dir, trainer.step, None, {}, trainer.best_metric)
+            return TrainResult(out_dir, trainer.step, None, {}, trainer.best_metric, runtime.is_main)
         return trainer.run()
     finally:
         distributed.stop(runtime)
