@@ -105,3 +105,16 @@ def test_shape_errors():
         spectral.unwarp(torch.zeros(1, 256, 4))
     with pytest.raises(ValueError):
         spectral.stft(torch.zeros(100))
+
+
+def test_constants_cached_during_inference_still_serve_training():
+    wave = torch.randn(1, 4096)
+    spectral._window.cache_clear()
+    spectral._grid.cache_clear()
+    with torch.inference_mode():
+        spectral.warp(spectral.stft(wave).abs().unsqueeze(1))  # fills the window and grid caches
+    trainable = wave.clone().requires_grad_(True)
+    spec = spectral.stft(trainable)
+    loss = spectral.istft(spec, 4096).sum() + spectral.warp(spec.abs().unsqueeze(1) + 1e-10).sum()
+    loss.backward()
+    assert trainable.grad is not None and torch.isfinite(trainable.grad).all()

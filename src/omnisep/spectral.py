@@ -26,9 +26,13 @@ MAG_EPS = 1e-10  # added to magnitudes before the warp so that log() is finite
 _WARP_BASE = 21.0
 
 
+# The cached constants are made outside inference mode: a tensor created under
+# torch.inference_mode() (as inference does) cannot enter a later autograd
+# graph, so caching one would break training that follows inference.
 @functools.lru_cache(maxsize=8)
 def _window(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    return torch.hann_window(WIN, periodic=True, device=device, dtype=dtype)
+    with torch.inference_mode(False):
+        return torch.hann_window(WIN, periodic=True, device=device, dtype=dtype)
 
 
 def stft(wave: torch.Tensor) -> torch.Tensor:
@@ -100,6 +104,11 @@ def unwarp_coordinates(n_out: int = N_FREQ) -> torch.Tensor:
 @functools.lru_cache(maxsize=32)
 def _grid(kind: str, n_frames: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Sampling grid ``[1, H_out, n_frames, 2]``; the time axis maps onto itself."""
+    with torch.inference_mode(False):
+        return _make_grid(kind, n_frames, device, dtype)
+
+
+def _make_grid(kind: str, n_frames: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     ys = warp_coordinates() if kind == "warp" else unwarp_coordinates()
     xs = torch.linspace(-1.0, 1.0, n_frames, dtype=torch.float64)
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
