@@ -146,6 +146,8 @@ def length_table(model, args, rows: list) -> None:
     print("| input | path | wall (s) | cpu (s) | RTF | x real time | load avg |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     for seconds in args.lengths:
+        if seconds <= 60:  # untimed: the first run at a new input width also creates oneDNN primitives
+            time_in_memory(model, queries, generated_wave(seconds), args)
         paths = ["streaming"]
         if seconds <= args.in_memory_up_to and args.rate == SAMPLE_RATE and args.channels == 1:
             paths.append("in-memory")
@@ -164,27 +166,40 @@ def length_table(model, args, rows: list) -> None:
                   f"{seconds / wall:.1f} | {load} |", flush=True)
 
 
+def extra_query_share(counts: list[int], seconds: list[float]) -> float:
+    """Least-squares line ``t = a + b Q`` through all rows: each extra query costs ``b / (a + b)`` of one query.
+
+    A line through every row is steadier on a busy machine than the
+    difference of two noisy rows.
+    """
+    slope, intercept = np.polyfit(np.asarray(counts, float), np.asarray(seconds, float), 1)
+    return slope / (intercept + slope)
+
+
 def query_table(model, args, rows: list) -> None:
     seconds = args.query_seconds
     wave = generated_wave(seconds)
     print(f"\n## Queries on {label(seconds)} (in-memory path, 16 kHz mono)\n")
-    print("| queries | wall (s) | cpu (s) | RTF | x real time | each extra query (% of 1 query) | load avg |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    first = None
+    print("| queries | wall (s) | cpu (s) | RTF | x real time | load avg |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    time_in_memory(model, random_queries(model, args.queries[0]), wave, args)  # untimed, as in the length table
+    walls, cpus = [], []
     for count in args.queries:
         load = load_average()
         queries = random_queries(model, count)
         wall, cpu = best_of(args.repeats, lambda: time_in_memory(model, queries, wave, args))
-        if first is None:
-            first = (count, wall)
-        extra = ""
-        if count > first[0]:
-            extra = f"{100 * (wall - first[1]) / (count - first[0]) / first[1]:.1f}"
+        walls.append(wall)
+        cpus.append(cpu)
         rows.append({"table": "queries", "queries": count, "seconds": seconds, "wall_s": round(wall, 3),
-                     "cpu_s": round(cpu, 3), "rtf": round(wall / seconds, 4), "extra_query_pct": extra or None,
-                     "load_avg": load})
-        print(f"| {count} | {wall:.2f} | {cpu:.2f} | {wall / seconds:.4f} | {seconds / wall:.1f} | {extra or '-'} | "
-              f"{load} |", flush=True)
+                     "cpu_s": round(cpu, 3), "rtf": round(wall / seconds, 4), "load_avg": load})
+        print(f"| {count} | {wall:.2f} | {cpu:.2f} | {wall / seconds:.4f} | {seconds / wall:.1f} | {load} |", flush=True)
+    if len(set(args.queries)) > 1:
+        share_wall = extra_query_share(args.queries, walls)
+        share_cpu = extra_query_share(args.queries, cpus)
+        rows.append({"table": "queries-fit", "extra_query_share_wall": round(share_wall, 4),
+                     "extra_query_share_cpu": round(share_cpu, 4)})
+        print(f"\nEach extra query adds {100 * share_wall:.1f} % of the one-query time (wall; "
+              f"{100 * share_cpu:.1f} % in CPU seconds), from a line fitted through all rows.")
 
 
 def main() -> None:

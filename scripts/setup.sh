@@ -27,3 +27,6 @@ $PY -m pip install -q "torch==2.13.0" 2>/dev/null || $PY -m pip install -q "torc
 $PY -m pip install -q -e ".[test]"
 # aisfx pins ancient numpy/librosa; its model code needs neither, so skip its deps.
 $PY -m pip install -q --no-deps "aisfx==0.1.2"
+# Convert the bundled encoder's pickled backbone weights to safetensors once
+# (restricted weights-only unpickler), so that no run ever reads a pickle.
+$PY -m omnisep.encoders.convert >/dev/null
