@@ -158,7 +158,8 @@ def test_queries_follow_the_paper_equations(corpus):
         QuerySpec.make("audio"),
         QuerySpec.make("composed"),
     ]
-    built = builder.build(0, specs)
+    built, available = builder.build(0, specs)
+    assert available == [True] * len(specs)
     assert torch.allclose(built[0], text, atol=1e-6)
     assert torch.allclose(built[1], 1.5 * text - 0.5 * negative_text, atol=1e-6)
     assert torch.allclose(built[2], text - 0.5 * negative_text, atol=1e-6)
@@ -277,3 +278,27 @@ def test_cache_of_another_encoder_is_refused(corpus, tmp_path):
     with pytest.raises(OmniSepError, match="cache.*does not fit checkpoint"):
         evaluate(checkpoint, load_test_set(folder / "mixtures_test.jsonl"), tmp_path / "out", _config(modes=("text",)),
                  cache=tmp_path / "cache", progress=False)
+
+
+def test_an_item_without_a_picture_skips_only_its_image_rows(corpus):
+    folder, _, encoder, rows = corpus
+    test_set = load_test_set(folder / "mixtures_test.jsonl")
+    from omnisep.data.mixing import QueryTable
+
+    target = test_set.mixtures[0][0]
+    test_set.items[target].image = None  # a class with no picture (the corpus has six)
+    table = QueryTable(test_set.items, encoder=encoder)
+    builder = protocol.QueryBuilder(test_set, table, _config(audio_clips=5))
+    specs = [QuerySpec.make("text"), QuerySpec.make("image"), QuerySpec.make("composed")]
+    queries, available = builder.build(0, specs)
+    assert available == [True, False, True]
+    assert torch.count_nonzero(queries[1]) == 0  # placeholder; its score is not counted
+    assert all(builder.build(1, specs)[1])
+
+    rng = np.random.default_rng(0)
+    source, other = rng.standard_normal((2, SCORED)) * 0.1
+    job = {"target": source, "interferer": other, "mixture": source + other,
+           "estimates": np.stack([source + 0.1 * other, source]), "keys": ["text", "image"], "unavailable": ["image"],
+           "backend": "fast", "length": SCORED, "index": 0}
+    scores = protocol.score_job(job)["scores"]
+    assert scores["image"] is None and scores["text"]["sdr"] > 15

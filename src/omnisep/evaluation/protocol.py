@@ -324,13 +324,9 @@ class QueryBuilder:
             rng = np.random.default_rng([self.config.seed, mixture_index])
             return self._description_vectors[choices[int(rng.integers(len(choices)))]]
         vector = self.modality(item_index, modality)
-        if vector is None:
-            item = self.test_set.items[item_index]
-            raise OmniSepError(
-                f"Item '{item.id}' in {describe(self.test_set.manifest_path)} has no {modality} embedding; "
-                f"evaluate without the {modality} mode."
-            )
-        return normalize(vector)
+        # An item without this modality (a class with no picture, say) cannot be
+        # queried that way: the caller skips that row for this mixture.
+        return None if vector is None else normalize(vector)
 
     def negative_query(self, interferers: Sequence[int], modality: str, mixture_index: int) -> torch.Tensor:
         from omnisep.queries import compose
@@ -339,23 +335,34 @@ class QueryBuilder:
         if source == "description":
             source = "text"
         parts = [self.base_query(index, source, mixture_index) for index in interferers]
+        if any(part is None for part in parts):
+            return None
         return compose(parts, [1.0] * len(parts))
 
-    def build(self, mixture_index: int, specs: Sequence[QuerySpec]) -> torch.Tensor:
+    def build(self, mixture_index: int, specs: Sequence[QuerySpec]) -> tuple[torch.Tensor, list[bool]]:
+        """The queries of one mixture ``[len(specs), D]`` and whether each could be formed.
+
+        A query whose modality the target (or, for a negative query, an
+        interferer) lacks is a zero placeholder, and its row is counted as
+        skipped for this mixture.
+        """
         from omnisep.queries import negative
 
         target, *interferers = self.test_set.mixtures[mixture_index]
-        queries = []
+        queries, available = [], []
         for spec in specs:
             query = self.base_query(target, spec.modality, mixture_index)
-            if spec.query_aug:
+            if query is not None and spec.query_aug:  # eq. 5 comes before the negative query
                 if self.bank is None:
                     raise OmniSepError("The checkpoint has no Query-Aug bank, so Query-Aug cannot be evaluated.")
                 query = self.bank.retrieve(query)[0]
-            if spec.negative_mode != "none":
-                query = negative(query, self.negative_query(interferers, spec.modality, mixture_index), spec.alpha, spec.negative_mode)
+            if query is not None and spec.negative_mode != "none":
+                query_negative = self.negative_query(interferers, spec.modality, mixture_index)
+                query = None if query_negative is None else negative(query, query_negative, spec.alpha, spec.negative_mode)
+            available.append(query is not None)
             queries.append(query)
-        return torch.stack(queries)
+        placeholder = torch.zeros(self.table.dim)
+        return torch.stack([placeholder if q is None else q for q in queries]), available
 
 
 # ----------------------------------------------------------------------------- separation
@@ -388,7 +395,7 @@ def score_job(job: dict) -> dict:
     mixture_score = metric_functions.score_mixture(target, interferer, mixture, backend, length)
     scores = {}
     for key, estimate in zip(job["keys"], job["estimates"]):
-        if mixture_score is None:
+        if mixture_score is None or key in job.get("unavailable", ()):
             scores[key] = None
             continue
         score = metric_functions.score_estimate(target, interferer, mixture, estimate, mixture_score, backend, length)
@@ -542,7 +549,14 @@ def evaluate(
     dataset = MixtureDataset(test_set.items, table, training=False, num_sources=num_sources, mixtures=test_set.mixtures)
     count = len(test_set.mixtures) if config.limit is None else min(config.limit, len(test_set.mixtures))
     # Build every query up front: a missing embedding should fail in seconds, not after an hour.
-    queries = [builder.build(index, specs) for index in range(count)]
+    built = [builder.build(index, specs) for index in range(count)]
+    queries = [query for query, _ in built]
+    for column, spec in enumerate(specs):
+        if not any(available[column] for _, available in built):
+            raise OmniSepError(
+                f"No test mixture of {describe(test_set.mixture_path)} can be queried by {spec.modality}: "
+                f"its items have no {spec.modality} embedding; evaluate without the {spec.modality} mode."
+            )
 
     keys = [spec.key for spec in specs] + (list(ORACLE_KEYS) if config.oracles else [])
     log = ScoreLog(out_dir)
@@ -573,6 +587,7 @@ def evaluate(
                     "mixture": mixture.numpy(),
                     "estimates": item_estimates.numpy(),
                     "keys": keys,
+                    "unavailable": [key for key, ok in zip(keys, built[index][1]) if not ok],
                     "backend": config.backend,
                     "length": config.length,
                 }
