@@ -15,5 +15,5 @@ omnisep evaluate "$MODEL" corpus/mixtures_test.jsonl "${COMMON[@]}" \
     --descriptions configs/descriptions.json --out docs/results/default
 # Fig. 2: proportional vs naive negative queries, alpha 0..2, first 120 test mixtures.
 omnisep evaluate "$MODEL" corpus/mixtures_test.jsonl "${COMMON[@]}" --no-oracles --modes text \
-    --alpha-sweep 0:2:0.25 --sweep-modes text,image,audio --limit 120 --out docs/results/default-alpha-sweep
+    --alpha-sweep 0:2:0.25 --sweep-modes text --limit 120 --out docs/results/default-alpha-sweep
 python3 scripts/plot_training.py runs/default/metrics.jsonl docs/images/default-training.png
