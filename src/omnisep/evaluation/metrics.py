@@ -162,12 +162,20 @@ def _bss_eval_target(references: np.ndarray, estimates: np.ndarray, backend: str
         import fast_bss_eval
         import torch
 
-        _sdr_sources, sir, sar = fast_bss_eval.bss_eval_sources(
-            torch.from_numpy(np.ascontiguousarray(references, dtype=np.float64)),
-            torch.from_numpy(np.ascontiguousarray(estimates, dtype=np.float64)),
-            filter_length=FILTER_LENGTH,
-            compute_permutation=False,
-        )
+        # Its batched LU solve fails (MKL: "Pivots given to lu_solve ...") or
+        # hangs when MKL runs multi-threaded on some CPUs; one thread is safe
+        # and these 512x512 systems gain nothing from more.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            _sdr_sources, sir, sar = fast_bss_eval.bss_eval_sources(
+                torch.from_numpy(np.ascontiguousarray(references, dtype=np.float64)),
+                torch.from_numpy(np.ascontiguousarray(estimates, dtype=np.float64)),
+                filter_length=FILTER_LENGTH,
+                compute_permutation=False,
+            )
+        finally:
+            torch.set_num_threads(threads)
         return _images_sdr(references[0], estimates[0]), float(sir[0]), float(sar[0])
     raise ValueError(f"unknown metrics backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
