@@ -185,3 +185,21 @@ def test_a_bad_input_file_stops_with_its_name_and_keeps_finished_shards(tmp_path
     with pytest.raises(OmniSepError, match="broken.png"):
         build_cache(read_manifest(manifest), ToyEncoder(), tmp_path / "cache", shard_size=2, batch_size=2)
     assert len(EmbeddingCache(tmp_path / "cache")) == 4
+
+
+def test_sharded_embedding_reads_back_as_one_cache(tmp_path):
+    from omnisep.cli import main
+
+    manifest = tmp_path / "manifest.jsonl"
+    rows = [{"id": f"item-{i:02d}", "audio": f"a{i}.wav", "label": f"label {i % 4}"} for i in range(23)]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for rank in range(3):  # what three torchrun processes do
+        assert main(["embed", str(manifest), "-o", str(tmp_path / "sharded"), "--encoder", "toy", "--modalities", "text",
+                     "--rank", str(rank), "--world-size", "3", "--shard-size", "4", "--quiet"]) == 0
+    assert main(["embed", str(manifest), "-o", str(tmp_path / "single"), "--encoder", "toy", "--modalities", "text", "--quiet"]) == 0
+    sharded, single = EmbeddingCache(tmp_path / "sharded"), EmbeddingCache(tmp_path / "single")
+    assert sorted(sharded.ids()) == sorted(single.ids()) and len(sharded) == 23
+    assert len(list((tmp_path / "sharded" / "ranks").iterdir())) == 3
+    for item_id in single.ids():
+        assert torch.equal(sharded.get(item_id)["text"], single.get(item_id)["text"])
+    assert main(["embed", str(manifest), "-o", str(tmp_path / "x"), "--encoder", "toy", "--rank", "3", "--world-size", "3"]) == 2

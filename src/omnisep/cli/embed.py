@@ -14,7 +14,10 @@ from omnisep.errors import OmniSepError
     "\b\nExamples:\n"
     "  omnisep embed corpus/manifest.jsonl -o corpus/embeddings\n"
     "  omnisep embed train.csv --encoder imagebind --imagebind-weights imagebind_huge.pth -o cache/ib\n\n"
-    "Finished shards are kept: run the same command again to resume after an interruption."
+    "Finished shards are kept: run the same command again to resume after an interruption.\n\n"
+    "Under torchrun (or with --rank/--world-size) every process embeds every WORLD_SIZE-th item "
+    "into OUTPUT/ranks/rank-R-of-W/; readers of OUTPUT see all parts as one cache:\n"
+    "\b\n  torchrun --nproc_per_node 8 -m omnisep embed corpus/manifest.jsonl -o cache --device cuda"
 )
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Cache folder (created).")
@@ -25,14 +28,30 @@ from omnisep.errors import OmniSepError
 @click.option("--imagebind-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, help="imagebind_huge.pth or .safetensors.")
 @click.option("--heads", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Heads file for the bundled encoder.")
 @click.option("--device", default="cpu", show_default=True, help="torch device for the encoder.")
+@click.option("--rank", type=click.IntRange(min=0), default=None, help="This process's share (default: $RANK, else 0).")
+@click.option("--world-size", type=click.IntRange(min=1), default=None, help="Number of shares (default: $WORLD_SIZE, else 1).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def embed(manifest, output, encoder_name, modalities, batch_size, shard_size, imagebind_weights, heads, device, quiet):
+def embed(manifest, output, encoder_name, modalities, batch_size, shard_size, imagebind_weights, heads, device, rank, world_size, quiet):
     from omnisep.data.cache import build_cache
     from omnisep.data.manifest import read_manifest
     from omnisep.encoders import get_encoder
 
+    import os
+
+    from omnisep.data.cache import rank_folder
+
     wanted = [m.strip() for m in modalities.split(",") if m.strip()]
     items = read_manifest(manifest)
+    world_size = world_size if world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
+    rank = rank if rank is not None else int(os.environ.get("RANK", "0"))
+    if rank >= world_size:
+        raise OmniSepError(f"--rank {rank} must be smaller than --world-size {world_size}.")
+    if world_size > 1:
+        items = items[rank::world_size]
+        output = rank_folder(output, rank, world_size)
+        if device == "cuda":
+            device = f"cuda:{os.environ.get('LOCAL_RANK', rank)}"
+        quiet = quiet or rank != 0
     options = {"device": device}
     if encoder_name == "imagebind":
         options["weights"] = imagebind_weights

@@ -76,15 +76,22 @@ class EmbeddingCache:
 
     def __init__(self, path: str | os.PathLike, encoder_identity: dict | None = None):
         self.path = Path(path)
-        index = _read_index(self.path)
-        if index is None:
+        parts = _cache_parts(self.path)
+        if not parts:
             raise OmniSepError(f"Embedding cache {describe(self.path)} does not exist (no {INDEX_FILE}).")
+        index = parts[0][1]
         self.encoder = index["encoder"]
+        self.modalities = tuple(index["modalities"])
+        for folder, other in parts[1:]:
+            if not _same_encoder(other["encoder"], self.encoder) or tuple(other["modalities"]) != self.modalities:
+                raise OmniSepError(
+                    f"Embedding cache {describe(self.path)}: part {describe(folder)} was made with another "
+                    "encoder or other modalities than the first part."
+                )
         if encoder_identity is not None and not _same_encoder(self.encoder, encoder_identity):
             raise _encoder_mismatch(self.path, self.encoder, encoder_identity)
-        self.modalities = tuple(index["modalities"])
         self.dim = int(self.encoder["dim"])
-        self._shards = [self.path / SHARD_FOLDER / name for name in index["shards"]]
+        self._shards = [folder / SHARD_FOLDER / name for folder, part in parts for name in part["shards"]]
         self._location: dict[str, tuple[int, int]] = {}
         for number, shard in enumerate(self._shards):
             for row, item_id in enumerate(self._shard_ids(shard)):
@@ -142,6 +149,29 @@ class EmbeddingCache:
 
 
 # -- building --------------------------------------------------------------------------------
+
+
+RANKS_FOLDER = "ranks"
+
+
+def rank_folder(output: str | os.PathLike, rank: int, world_size: int) -> Path:
+    """Where one process of a sharded ``omnisep embed`` writes: a complete cache of its own."""
+    return Path(output) / RANKS_FOLDER / f"rank-{rank:03d}-of-{world_size:03d}"
+
+
+def _cache_parts(path: Path) -> list[tuple[Path, dict]]:
+    """The cache at ``path`` and, for a sharded build, every rank's part below it."""
+    parts = []
+    index = _read_index(path)
+    if index is not None:
+        parts.append((path, index))
+    ranks = path / RANKS_FOLDER
+    if ranks.is_dir():
+        for folder in sorted(ranks.iterdir()):
+            part = _read_index(folder) if folder.is_dir() else None
+            if part is not None:
+                parts.append((folder, part))
+    return parts
 
 
 def image_inputs(item):
