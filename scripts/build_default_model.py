@@ -74,10 +74,7 @@ def main() -> None:
         shutil.copyfile(args.work / name, PACKAGE_HEADS / name)
     print(f"heads: {time.time() - start:.0f} s, copied into {PACKAGE_HEADS}", flush=True)
 
-    encoder = BundledEncoder(heads=PACKAGE_HEADS / "heads.safetensors")
-    encoder.feature_memo = untrained.feature_memo
-    encoder._audio_model, encoder._image_model = untrained._audio_model, untrained._image_model
-    encoder._text_model = untrained._text_model
+    encoder = untrained.with_heads(PACKAGE_HEADS / "heads.safetensors")
     items = read_manifest(manifest)
     counts = build_cache(items, encoder, args.work / "cache", progress=True, total=len(items))
     print(f"cache: {counts} in {time.time() - start:.0f} s total", flush=True)

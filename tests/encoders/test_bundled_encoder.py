@@ -179,3 +179,19 @@ def test_heads_trained_from_a_manifest_load_and_retrieve(encoder, tmp_path):
     assert record["held_out_retrieval"]["audio->text"]["top1"] >= 2 / 3
     trained = BundledEncoder(heads=tmp_path / "heads.safetensors")
     assert trained.embed_audio([tmp_path / "low_hum3.wav"]).shape == (1, 384)
+
+
+def test_with_heads_shares_backbones_and_memo(tmp_path):
+    from omnisep.encoders.bundled import BundledEncoder
+    from omnisep.encoders.heads import save_heads
+
+    first = BundledEncoder(heads=None, allow_untrained_heads=True)
+    first.feature_memo = {}
+    clip = (np.random.default_rng(0).standard_normal(44100 * 2) * 0.1).astype(np.float32)
+    features = first.audio_backbone_features([clip])
+    save_heads(tmp_path / "heads.safetensors", first.heads)
+    second = first.with_heads(tmp_path / "heads.safetensors")
+    assert second.audio_model is first.audio_model and second.feature_memo is first.feature_memo
+    assert len(first.feature_memo) == 1
+    assert torch.equal(second.audio_backbone_features([clip]), features)
+    assert len(first.feature_memo) == 1  # served from the memo, not recomputed

@@ -72,6 +72,16 @@ class BundledEncoder(QueryEncoder):
         # memo the slow backbones run once per distinct input.
         self.feature_memo: dict | None = None
 
+    def with_heads(self, heads: str | os.PathLike) -> "BundledEncoder":
+        """The same backbones (loaded ones and the feature memo shared, not copied) with other heads.
+
+        Training heads and then embedding with them runs the slow backbones once.
+        """
+        other = BundledEncoder(heads, device=self.device, batch_size=self.batch_size, backbones_dir=self._backbones_dir)
+        other._text_model, other._image_model, other._audio_model = self._text_model, self._image_model, self._audio_model
+        other.feature_memo = self.feature_memo
+        return other
+
     # -- lazily loaded backbones -----------------------------------------------------------
 
     def _converted(self):
