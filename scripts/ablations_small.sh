@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Table 2 at small scale on the bundled corpus (docs/results/ablations-small/):
-# five settings x 300 steps (ngf 16, batch 8), each scored on the first 96
-# test mixtures. Needs corpus/ and runs/default-build/ from
-# scripts/build_default_model.py; takes about 20 minutes on 2 CPU cores.
+# five settings x 1500 steps (ngf 16, batch 8), each scored with text and
+# image queries on all 480 test mixtures. Needs corpus/ and runs/default-build/
+# from scripts/build_default_model.py; takes about an hour on 2 CPU cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-runs/ablations-small}
@@ -22,6 +22,6 @@ keep = [r for r in rows if r["target"] in ids and all(i in ids for i in r["inter
 open(f"{folder}/mixtures_val.jsonl", "w").write("".join(json.dumps(r) + "\n" for r in keep))
 PY
 python3 benchmarks/ablations.py --corpus "$WORK/corpus" --out "$WORK/runs" --cache runs/default-build/cache \
-    --encoder bundled --steps 300 --batch-size 8 --ngf 16 --backend fast --eval-limit 96 --eval-workers 1
+    --encoder bundled --steps 1500 --batch-size 8 --ngf 16 --backend fast --eval-workers 1
 mkdir -p docs/results/ablations-small
 cp "$WORK/runs/table2.md" "$WORK/runs/table2.csv" docs/results/ablations-small/

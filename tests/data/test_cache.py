@@ -160,6 +160,8 @@ def test_items_get_text_image_audio_and_video_embeddings(tmp_path):
     assert cache.get("item00002")["image"] is None
     batch = cache.get_many(["item00000", "item00002"])
     assert batch["image"][1].tolist() == [True, False] and batch["text"][0].shape == (2, 64)
+    assert cache.present("item00001") == {"text": True, "image": True, "audio": True}
+    assert cache.present("item00002") == {"text": True, "image": False, "audio": True}
     with pytest.raises(OmniSepError, match="'nope' is not in the embedding cache"):
         cache.get("nope")
 

@@ -34,6 +34,9 @@ class DictCache:
     def get(self, item_id):
         return self.rows[item_id]
 
+    def present(self, item_id):
+        return {m: self.rows[item_id].get(m) is not None for m in ("text", "image", "audio")}
+
 
 @pytest.fixture
 def corpus(tmp_path):
@@ -179,10 +182,21 @@ def test_switch_mode_uses_one_modality_per_step(corpus):
         assert len(chosen) == 1
 
 
-def test_single_modality_ablation_refuses_items_without_it(corpus):
+def test_single_modality_ablation_trains_only_on_items_that_have_it(corpus):
     dataset = make(corpus, modality_mode="image")
-    with pytest.raises(OmniSepError, match="no embedding for the configured query modalities"):
-        [dataset[(0, position)] for position in range(20)]
+    assert dataset.dropped == ["i1", "i3", "i5"]
+    assert [item.id for item in dataset.items] == ["i0", "i2", "i4"]
+    for position in range(12):
+        example = dataset[(0, position)]
+        assert torch.allclose(example["queries"], torch.full((2, DIM), 0.5))  # the normalised picture embedding
+    assert make(corpus, modality_mode="mixup").dropped == []
+
+
+def test_ablation_without_any_usable_item_is_refused(corpus):
+    items, _ = corpus
+    table = QueryTable(items, cache=DictCache({item.id: {"text": torch.ones(DIM)} for item in items}))
+    with pytest.raises(OmniSepError, match="No training item has an embedding for the query modalities image"):
+        MixtureDataset(items, table, training=True, segment_samples=SEGMENT, modality_mode="image")
 
 
 def test_items_missing_from_the_cache_are_refused_up_front(corpus):

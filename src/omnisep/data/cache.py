@@ -137,6 +137,18 @@ class EmbeddingCache:
                 result[modality] = handle.get_slice(modality)[row : row + 1][0].clone()
         return result
 
+    def present(self, item_id: str) -> dict[str, bool]:
+        """Which modalities an item has, without reading its vectors."""
+        try:
+            number, row = self._location[item_id]
+        except KeyError:
+            raise OmniSepError(f"Item '{item_id}' is not in the embedding cache {describe(self.path)}.") from None
+        handle = self._handle(number)
+        return {
+            modality: modality in self.modalities and bool(handle.get_slice(f"{modality}.present")[row : row + 1].item())
+            for modality in MODALITIES
+        }
+
     def get_many(self, item_ids: Sequence[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{modality: (embeddings [B, D] with zero rows where absent, present bool [B])}``."""
         out = {m: (torch.zeros(len(item_ids), self.dim), torch.zeros(len(item_ids), dtype=torch.bool)) for m in self.modalities}

@@ -98,6 +98,13 @@ class QueryTable:
                 available[m] = True
         return rows, available
 
+    def available(self, item_id: str) -> torch.Tensor:
+        """``[M]`` bool: which modalities the item has (cheap for a cache)."""
+        if item_id in self._rows or self._cache is None:
+            return self.get(item_id)[1]
+        present = self._cache.present(item_id)
+        return torch.tensor([present[m] for m in MODALITIES])
+
     def get(self, item_id: str) -> tuple[torch.Tensor, torch.Tensor]:
         if item_id not in self._rows:
             if self._cache is None:
@@ -219,6 +226,15 @@ class MixtureDataset(torch.utils.data.Dataset):
         if modality_mode in MODALITIES:  # a single-modality ablation uses nothing else
             modalities = (modality_mode,)
         self.modality_mask = torch.tensor([m in modalities for m in MODALITIES])
+        self.dropped: list[str] = []
+        if training:
+            # An image-only ablation cannot train on a clip that has no picture:
+            # such items leave the pool (and are counted) instead of failing a step.
+            keep = [bool((queries.available(item.id) & self.modality_mask).any()) for item in self.items]
+            self.dropped = [item.id for item, kept in zip(self.items, keep) if not kept]
+            self.items = [item for item, kept in zip(self.items, keep) if kept]
+            if not self.items:
+                raise OmniSepError(f"No training item has an embedding for the query modalities {', '.join(modalities)}.")
         labels = sorted({item.label for item in self.items})
         if len(labels) < num_sources:
             raise OmniSepError(

@@ -193,6 +193,11 @@ class _Trainer:
             modalities=config.queries.modalities,
             clip_cache_items=data.clip_cache_items,
         )
+        if self.train_set.dropped:
+            self.log(
+                f"note: {len(self.train_set.dropped)} training item(s) have none of the query modalities "
+                f"{', '.join(config.queries.modalities)} and are left out (first: '{self.train_set.dropped[0]}')"
+            )
         self.val_set = None
         if val_items:
             mixtures = read_mixture_list(data.val_mixtures, val_items, data.num_sources) if data.val_mixtures else None
