@@ -30,6 +30,8 @@ def base_config(args, run_dir: Path) -> dict:
     data = {
         "train_manifest": str(corpus / "manifest.jsonl"),
         "num_workers": args.data_workers,
+        "segment_samples": args.segment_samples,
+        "clip_cache_items": 2000,  # every clip of a small corpus stays decoded
     }
     if (corpus / "mixtures_val.jsonl").is_file():
         data["val_mixtures"] = str(corpus / "mixtures_val.jsonl")
@@ -74,7 +76,8 @@ def main() -> None:
     parser.add_argument("--ngf", type=int, default=16)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--data-workers", type=int, default=2)
+    parser.add_argument("--data-workers", type=int, default=1)
+    parser.add_argument("--segment-samples", type=int, default=32767, help="training crop (32767: 2 s, as the bundled model)")
     parser.add_argument("--eval-workers", type=int, default=2)
     parser.add_argument("--backend", default="fast", choices=["museval", "fast"])
     parser.add_argument("--testset", default="mixtures_test.jsonl", help="mixture list inside --corpus")
