@@ -14,13 +14,14 @@ resumes.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from omnisep.evaluation.ablations import SETTINGS, read_ablation_run, training_overrides
+from omnisep.evaluation.ablations import IQSS_KEY, SETTINGS, TQSS_KEY, paired_difference, read_ablation_run, training_overrides
 from omnisep.evaluation.reports import atomic_write_text, table2_csv, table2_markdown
 
 
@@ -113,10 +114,22 @@ def main() -> None:
             print(f"{setting.name} done in {time.perf_counter() - setting_started:.0f} s", flush=True)
         rows.append(read_ablation_run(setting, summary))
 
+    reference = SETTINGS[-1].name  # Query-Mixup, the paper's method
+    if any(row.name == reference for row in rows):
+        reference_scores = args.out / reference.lstrip("#") / "eval" / "scores.jsonl"
+        rows = [
+            dataclasses.replace(
+                row,
+                tqss_vs_reference=paired_difference(args.out / row.name.lstrip("#") / "eval" / "scores.jsonl", reference_scores, TQSS_KEY),
+                iqss_vs_reference=paired_difference(args.out / row.name.lstrip("#") / "eval" / "scores.jsonl", reference_scores, IQSS_KEY),
+            )
+            for row in rows
+        ]
+
     notes = [f"Small scale: ngf {args.ngf}, batch {args.batch_size}, {args.steps} steps, encoder {args.encoder}, "
              f"corpus {args.corpus}, test set {args.testset}"
              + (f" (first {args.eval_limit} mixtures only)" if args.eval_limit else "") + f", metrics {args.backend}."]
-    markdown = table2_markdown(rows, notes)
+    markdown = table2_markdown(rows, notes, reference=reference)
     atomic_write_text(args.out / "table2.md", markdown)
     atomic_write_text(args.out / "table2.csv", table2_csv(rows))
     print(markdown)

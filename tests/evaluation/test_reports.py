@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -7,7 +8,7 @@ import pytest
 
 from omnisep.cli.evaluate import parse_alphas
 from omnisep.errors import OmniSepError
-from omnisep.evaluation.ablations import SETTINGS, read_ablation_run, training_overrides
+from omnisep.evaluation.ablations import SETTINGS, paired_difference, read_ablation_run, training_overrides
 from omnisep.evaluation.metrics import ItemScore, Summary
 from omnisep.evaluation.plots import plot_alpha_sweep
 from omnisep.evaluation.reports import (
@@ -17,6 +18,7 @@ from omnisep.evaluation.reports import (
     atomic_write_text,
     csv_table,
     markdown_table,
+    table2_csv,
     table2_markdown,
 )
 
@@ -58,6 +60,39 @@ def test_table2_average_is_mean_of_means_and_sems():
     markdown = table2_markdown([run])
     # the paper's row #4: AVG SDR 6.45 ± 0.68
     assert "| #4 | ✓ | ✓ | ✓ |  | 6.37 ± 0.68 | 5.68 | 6.53 ± 0.68 | 6.33 | 6.45 ± 0.68 |" in markdown
+
+
+def write_scores(path, sdrs):
+    """scores.jsonl of an evaluation: {mixture id: (text SDR, image SDR or None)}."""
+    rows = [{"mixture_id": m, "scores": {"text": {"sdr": t}, "image": None if i is None else {"sdr": i}}}
+            for m, (t, i) in sdrs.items()]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_paired_difference_uses_only_mixtures_both_runs_scored(tmp_path):
+    mine = write_scores(tmp_path / "mine.jsonl", {"m0": (5.0, 1.0), "m1": (7.0, None), "m2": (4.0, 3.0), "m3": (2.0, 2.5)})
+    reference = write_scores(tmp_path / "ref.jsonl", {"m0": (4.0, 2.0), "m1": (5.0, 9.0), "m2": (4.5, 2.0)})
+    text = paired_difference(mine, reference, "text")
+    assert text.count == 3 and text.mean == pytest.approx((1.0 + 2.0 - 0.5) / 3)
+    image = paired_difference(mine, reference, "image")  # m1: no image score here; m3: not in the reference
+    assert image.count == 2 and image.mean == pytest.approx(0.0) and image.sem == pytest.approx(1.0)
+    with pytest.raises(OmniSepError, match="did not finish"):
+        paired_difference(tmp_path / "missing.jsonl", reference, "text")
+
+
+def test_table2_shows_paired_differences_when_given():
+    plain = Summary(3.0, 0.2, 3.0, 480)
+    runs = [
+        AblationRun("#4", True, True, True, False, plain, plain, Summary(0.63, 0.1, 0.5, 480), Summary(-0.28, 0.09, 0.0, 408)),
+        AblationRun("#5", True, True, True, True, plain, plain, Summary(0.0, 0.0, 0.0, 480), Summary(0.0, 0.0, 0.0, 408)),
+    ]
+    markdown = table2_markdown(runs, reference="#5")
+    assert "| TQSS Δ vs #5 | IQSS Δ vs #5 |" in markdown
+    assert "| 3.00 ± 0.20 | +0.63 ± 0.10 | -0.28 ± 0.09 |" in markdown
+    rows = list(csv.DictReader(io.StringIO(table2_csv(runs))))
+    assert float(rows[0]["iqss_vs_reference_mean"]) == -0.28 and rows[1]["tqss_vs_reference_sem"] == "0.0"
+    assert "Δ vs" not in table2_markdown([dataclasses.replace(runs[0], tqss_vs_reference=None, iqss_vs_reference=None)])
 
 
 def test_score_log_is_partial_until_finished(tmp_path):

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from omnisep.errors import OmniSepError, describe
-from omnisep.evaluation.metrics import Summary
+from omnisep.evaluation.metrics import Summary, summarize
 from omnisep.evaluation.reports import AblationRun
 
 
@@ -43,6 +43,8 @@ SETTINGS = (
 
 # Row names of Table 1 that Table 2 reads (the plain queries, no negative).
 TQSS_ROW, IQSS_ROW = "text query", "image query"
+# The same rows' keys in scores.jsonl.
+TQSS_KEY, IQSS_KEY = "text", "image"
 
 
 def training_overrides(setting: AblationSetting) -> list[str]:
@@ -77,3 +79,22 @@ def read_ablation_run(setting: AblationSetting, summary_path: str | os.PathLike)
         tqss=_summary(table1, TQSS_ROW, path),
         iqss=_summary(table1, IQSS_ROW, path),
     )
+
+
+def _sdr_by_mixture(scores_path: Path, key: str) -> dict[str, float]:
+    if not scores_path.is_file():
+        raise OmniSepError(f"Per-item scores {describe(scores_path)} do not exist; the evaluation did not finish.")
+    values = {}
+    for line in scores_path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        score = record["scores"].get(key)
+        if score:  # None: skipped (near-silent, or the item lacks that query modality)
+            values[record["mixture_id"]] = float(score["sdr"])
+    return values
+
+
+def paired_difference(scores_path: str | os.PathLike, reference_path: str | os.PathLike, key: str) -> Summary:
+    """Mean ± SEM of (SDR − reference SDR) over the mixtures both runs scored in row ``key``."""
+    mine = _sdr_by_mixture(Path(scores_path), key)
+    reference = _sdr_by_mixture(Path(reference_path), key)
+    return summarize([mine[m] - reference[m] for m in sorted(mine.keys() & reference.keys())])

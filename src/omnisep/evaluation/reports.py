@@ -127,6 +127,10 @@ class AblationRun:
     mixup: bool
     tqss: Summary
     iqss: Summary
+    # Per-mixture SDR of this run minus the reference run's on the same mixtures
+    # (setting #5): paired, so its SEM is far smaller than the rows' own.
+    tqss_vs_reference: Summary | None = None
+    iqss_vs_reference: Summary | None = None
 
     @property
     def average(self) -> tuple[float, float]:
@@ -134,8 +138,19 @@ class AblationRun:
         return (self.tqss.mean + self.iqss.mean) / 2, (self.tqss.sem + self.iqss.sem) / 2
 
 
-def table2_markdown(runs: Sequence[AblationRun], notes: Sequence[str] = ()) -> str:
+def _signed(summary: Summary | None) -> str:
+    if summary is None:
+        return ""
+    if summary.count == 0:
+        return "n/a"
+    return f"{summary.mean:+.2f} ± {summary.sem:.2f}"
+
+
+def table2_markdown(runs: Sequence[AblationRun], notes: Sequence[str] = (), reference: str = "#5") -> str:
+    paired = any(run.tqss_vs_reference is not None for run in runs)
     header = ["ID", "Text", "Image", "Audio", "MixUP", "TQSS Mean SDR", "TQSS Med SDR", "IQSS Mean SDR", "IQSS Med SDR", "AVG SDR"]
+    if paired:
+        header += [f"TQSS Δ vs {reference}", f"IQSS Δ vs {reference}"]
     lines = ["## Table 2: training modalities and Query-Mixup", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     tick = {True: "✓", False: ""}
     for run in runs:
@@ -149,25 +164,38 @@ def table2_markdown(runs: Sequence[AblationRun], notes: Sequence[str] = ()) -> s
                     format_mean_sem(run.iqss), format_number(run.iqss.median),
                     format_mean_sem(Summary(average, average_sem, float("nan"), 1)),
                 ]
+                + ([_signed(run.tqss_vs_reference), _signed(run.iqss_vs_reference)] if paired else [])
             )
             + " |"
         )
     lines.append("")
     lines.append("AVG SDR: mean of the TQSS and IQSS mean SDRs ± mean of their SEMs (as in the paper).")
+    if paired:
+        lines.append(
+            f"Δ vs {reference}: mean ± SEM over the test mixtures of (this run's SDR − {reference}'s SDR on the same "
+            "mixture); the runs share their test mixtures, so this paired SEM is much smaller than the rows' own. "
+            "One training seed per setting: the spread between seeds is not in them."
+        )
     lines.extend(notes)
     return "\n".join(lines) + "\n"
+
+
+def _paired_cells(summary: Summary | None) -> list[str]:
+    return ["", ""] if summary is None else [repr(summary.mean), repr(summary.sem)]
 
 
 def table2_csv(runs: Sequence[AblationRun]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "text", "image", "audio", "mixup", "tqss_mean", "tqss_sem", "tqss_median", "tqss_count",
-                     "iqss_mean", "iqss_sem", "iqss_median", "iqss_count", "avg_mean", "avg_sem"])
+                     "iqss_mean", "iqss_sem", "iqss_median", "iqss_count", "avg_mean", "avg_sem",
+                     "tqss_vs_reference_mean", "tqss_vs_reference_sem", "iqss_vs_reference_mean", "iqss_vs_reference_sem"])
     for run in runs:
         writer.writerow([run.name, int(run.text), int(run.image), int(run.audio), int(run.mixup),
                          repr(run.tqss.mean), repr(run.tqss.sem), repr(run.tqss.median), run.tqss.count,
                          repr(run.iqss.mean), repr(run.iqss.sem), repr(run.iqss.median), run.iqss.count,
-                         *(repr(v) for v in run.average)])
+                         *(repr(v) for v in run.average),
+                         *_paired_cells(run.tqss_vs_reference), *_paired_cells(run.iqss_vs_reference)])
     return buffer.getvalue()
 
 
