@@ -126,7 +126,7 @@ def main() -> None:
             for row in rows
         ]
 
-    notes = [f"Small scale: ngf {args.ngf}, batch {args.batch_size}, {args.steps} steps, encoder {args.encoder}, "
+    notes = [f"Small scale: ngf {args.ngf}, batch {args.batch_size}, {args.steps} steps, training seed {args.seed}, encoder {args.encoder}, "
              f"corpus {args.corpus}, test set {args.testset}"
              + (f" (first {args.eval_limit} mixtures only)" if args.eval_limit else "") + f", metrics {args.backend}."]
     markdown = table2_markdown(rows, notes, reference=reference)
