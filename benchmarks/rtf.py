@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from omnisep.apply import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, separate_stream, separate_tensor
+from omnisep.heap import keep_freed_memory
 from omnisep.spectral import SAMPLE_RATE
 
 BLOCK_SECONDS = 4.096  # the reader's default block at 16 kHz (65,536 samples)
@@ -224,9 +225,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="best of this many (inputs over 60 s: one run)")
     parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS)
     parser.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP_SECONDS)
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's default heap thresholds (the CLI raises them: omnisep.heap)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
+    heap = "glibc defaults" if args.default_malloc else f"kept (omnisep.heap: {keep_freed_memory()})"
     torch.set_num_threads(args.threads)
     model = build_model(args)
     config = model.config
@@ -234,7 +238,7 @@ def main() -> None:
           f"{args.threads} threads; model ngf {config.ngf}, depth {config.depth}, k {config.k}, "
           f"emb {config.emb_dim}{' (' + args.checkpoint + ')' if args.checkpoint else ' (random init)'}"
           f"{', NCHW' if args.contiguous else ''}; "
-          f"chunk {args.chunk_seconds:g} s, overlap {args.overlap:g} s")
+          f"chunk {args.chunk_seconds:g} s, overlap {args.overlap:g} s; freed heap {heap}")
     time_in_memory(model, random_queries(model, 1), generated_wave(5.0), args)  # warm-up: kernels, caches
     rows: list = []
     if not args.skip_lengths:

@@ -57,8 +57,13 @@ def make_input(path: Path, seconds: float, channels: int) -> Path:
     return path
 
 
-def child(mode: str, input_path: str, checkpoint: str, chunk_seconds: float, threads: int) -> None:
+def child(mode: str, input_path: str, checkpoint: str, chunk_seconds: float, threads: int, default_malloc: bool) -> None:
     import torch
+
+    from omnisep.heap import keep_freed_memory
+
+    if not default_malloc:
+        keep_freed_memory()  # as `omnisep separate` does
 
     torch.set_num_threads(threads)
     from omnisep.api import Query, Separator
@@ -93,18 +98,21 @@ def main() -> None:
     parser.add_argument("--chunk-seconds", type=float, default=20.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", default=None, help="where inputs are generated (default: a temp folder)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's default heap thresholds (the CLI raises them: omnisep.heap)")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "INPUT"), help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], args.child[1], args.checkpoint, args.chunk_seconds, args.threads)
+        child(args.child[0], args.child[1], args.checkpoint, args.chunk_seconds, args.threads, args.default_malloc)
         return
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="omnisep-memory-"))
     workdir.mkdir(parents=True, exist_ok=True)
     checkpoint = make_checkpoint(workdir, args.ngf)
     print(f"# ngf {args.ngf}, {args.channels} channel(s) at {RATE} Hz, chunk {args.chunk_seconds:g} s, "
-          f"{args.threads} threads; peak RSS of a fresh process (after loading: baseline)")
+          f"{args.threads} threads, freed heap {'glibc defaults' if args.default_malloc else 'kept (omnisep.heap)'}; "
+          "peak RSS of a fresh process (after loading: baseline)")
     print("| input | path | baseline (MB) | peak RSS (MB) | wall (s) | RTF |")
     print("|---:|---|---:|---:|---:|---:|")
     for seconds in args.lengths:
@@ -113,6 +121,7 @@ def main() -> None:
         for mode in modes:
             command = [sys.executable, __file__, "--child", mode, str(path), "--checkpoint", str(checkpoint),
                        "--chunk-seconds", str(args.chunk_seconds), "--threads", str(args.threads)]
+            command += ["--default-malloc"] if args.default_malloc else []
             result = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
             label = f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
             print(f"| {label} | {mode} | {result['baseline_mb']:.0f} | {result['peak_mb']:.0f} | "

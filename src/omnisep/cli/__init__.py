@@ -65,6 +65,9 @@ def cli():
 
 def main(argv=None) -> int:
     """Entry point: user errors become one sentence and exit code 2."""
+    from omnisep.heap import keep_freed_memory
+
+    keep_freed_memory()  # per-chunk buffers are reused instead of re-faulted (docs/performance-scale.md)
     try:
         cli.main(args=argv, prog_name="omnisep", standalone_mode=False)
     except OmniSepError as exc:
