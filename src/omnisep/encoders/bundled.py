@@ -153,9 +153,7 @@ class BundledEncoder(QueryEncoder):
     # -- QueryEncoder ------------------------------------------------------------------------
 
     def _embed_text(self, texts: list[str]) -> torch.Tensor:
-        return self.text_model.encode(
-            texts, batch_size=self.batch_size, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
-        )
+        return self.text_model.embed(texts, batch_size=self.batch_size)
 
     def _embed_image(self, images: list[np.ndarray]) -> torch.Tensor:
         return self.heads["image"](self.image_backbone_features(images))
