@@ -79,15 +79,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", help="where the corpus and runs go (default: a temp folder)")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="keep glibc's default heap thresholds (`omnisep train` raises them: omnisep.heap)")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args()
 
+    from omnisep.heap import keep_freed_memory
+
+    heap = "glibc defaults" if args.default_malloc else f"kept ({keep_freed_memory()})"
     torch.set_num_threads(args.threads)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="omnisep-train-speed-"))
     manifest = make_corpus(workdir / "corpus", train_per_class=4, val_per_class=0)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{args.threads} threads; depth 7, k 32, items of {SEGMENT} samples; median of {args.steps} steps after "
-          f"{args.warmup_steps} warm-up step(s); {args.workers} data workers")
+          f"{args.warmup_steps} warm-up step(s); {args.workers} data workers; freed heap {heap}")
     print("| device | precision | ngf | parameters | batch | samples/s | s/step | load avg |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     rows = []
