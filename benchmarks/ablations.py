@@ -114,14 +114,16 @@ def main() -> None:
             print(f"{setting.name} done in {time.perf_counter() - setting_started:.0f} s", flush=True)
         rows.append(read_ablation_run(setting, summary))
 
+    def scores_of(name: str) -> Path:
+        return args.out / name.lstrip("#") / "eval" / "scores.jsonl"
+
     reference = SETTINGS[-1].name  # Query-Mixup, the paper's method
     if any(row.name == reference for row in rows):
-        reference_scores = args.out / reference.lstrip("#") / "eval" / "scores.jsonl"
         rows = [
             dataclasses.replace(
                 row,
-                tqss_vs_reference=paired_difference(args.out / row.name.lstrip("#") / "eval" / "scores.jsonl", reference_scores, TQSS_KEY),
-                iqss_vs_reference=paired_difference(args.out / row.name.lstrip("#") / "eval" / "scores.jsonl", reference_scores, IQSS_KEY),
+                tqss_vs_reference=paired_difference(scores_of(row.name), scores_of(reference), TQSS_KEY),
+                iqss_vs_reference=paired_difference(scores_of(row.name), scores_of(reference), IQSS_KEY),
             )
             for row in rows
         ]

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from omnisep.evaluation.reports import read_item_scores
+
 METRICS = ("sdr", "sir", "sar", "si_sdr")
 
 
@@ -37,17 +39,6 @@ def evaluate(args, backend: str, out: Path) -> float:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     # the run's own clock: separating and scoring, without the interpreter's start-up
     return float(json.loads((out / "summary.json").read_text(encoding="utf-8"))["seconds"])
-
-
-def read_scores(folder: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """``{(mixture id, row): {metric: value}}``; the row "mixture" is the unprocessed mixture."""
-    scores = {}
-    for line in (folder / "scores.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        scores[(record["mixture_id"], "mixture")] = record["mixture_score"]
-        for row, values in record["scores"].items():
-            scores[(record["mixture_id"], row)] = values
-    return scores
 
 
 def main() -> None:
@@ -65,7 +56,7 @@ def main() -> None:
         for backend in ("fast", "museval"):
             out = Path(folder) / backend
             seconds[backend] = evaluate(args, backend, out)
-            scores[backend] = read_scores(out)
+            scores[backend] = read_item_scores(out / "scores.jsonl")
     if scores["fast"].keys() != scores["museval"].keys():
         sys.exit("the two runs scored different items; is the test set changing?")
     keys = sorted(scores["fast"])

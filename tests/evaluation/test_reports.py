@@ -64,7 +64,8 @@ def test_table2_average_is_mean_of_means_and_sems():
 
 def write_scores(path, sdrs):
     """scores.jsonl of an evaluation: {mixture id: (text SDR, image SDR or None)}."""
-    rows = [{"mixture_id": m, "scores": {"text": {"sdr": t}, "image": None if i is None else {"sdr": i}}}
+    rows = [{"mixture_id": m, "mixture_score": {"sdr": 0.0},
+             "scores": {"text": {"sdr": t}, "image": None if i is None else {"sdr": i}}}
             for m, (t, i) in sdrs.items()]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omnisep.errors import OmniSepError, describe
 from omnisep.evaluation.metrics import Summary, summarize
-from omnisep.evaluation.reports import AblationRun
+from omnisep.evaluation.reports import AblationRun, read_item_scores
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,20 +81,12 @@ def read_ablation_run(setting: AblationSetting, summary_path: str | os.PathLike)
     )
 
 
-def _sdr_by_mixture(scores_path: Path, key: str) -> dict[str, float]:
-    if not scores_path.is_file():
-        raise OmniSepError(f"Per-item scores {describe(scores_path)} do not exist; the evaluation did not finish.")
-    values = {}
-    for line in scores_path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        score = record["scores"].get(key)
-        if score:  # None: skipped (near-silent, or the item lacks that query modality)
-            values[record["mixture_id"]] = float(score["sdr"])
-    return values
+def _sdr_by_mixture(scores_path: str | os.PathLike, key: str) -> dict[str, float]:
+    return {mixture: float(values["sdr"]) for (mixture, row), values in read_item_scores(scores_path).items() if row == key}
 
 
 def paired_difference(scores_path: str | os.PathLike, reference_path: str | os.PathLike, key: str) -> Summary:
     """Mean ± SEM of (SDR − reference SDR) over the mixtures both runs scored in row ``key``."""
-    mine = _sdr_by_mixture(Path(scores_path), key)
-    reference = _sdr_by_mixture(Path(reference_path), key)
+    mine = _sdr_by_mixture(scores_path, key)
+    reference = _sdr_by_mixture(reference_path, key)
     return summarize([mine[m] - reference[m] for m in sorted(mine.keys() & reference.keys())])

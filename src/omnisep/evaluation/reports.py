@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from omnisep.errors import OmniSepError, describe
 from omnisep.evaluation.metrics import ItemScore, Summary, summarize
 
 METRIC_TITLES = {
@@ -258,6 +259,28 @@ class ScoreLog:
         """Stop writing without declaring the run complete (the partial file stays)."""
         if not self._handle.closed:
             self._handle.close()
+
+
+MIXTURE_ROW = "mixture"  # read_item_scores' row of the unprocessed mixture
+
+
+def read_item_scores(path: str | os.PathLike) -> dict[tuple[str, str], dict[str, float]]:
+    """A finished run's ``scores.jsonl`` as ``{(mixture id, row): {metric: value}}``.
+
+    Row ``"mixture"`` is the unprocessed mixture; a row skipped for an item
+    (near-silent, or the item lacks that query's modality) is absent.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OmniSepError(f"Per-item scores {describe(path)} do not exist; the evaluation did not finish.")
+    scores = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        scores[(record["mixture_id"], MIXTURE_ROW)] = record["mixture_score"]
+        for row, values in record["scores"].items():
+            if values:
+                scores[(record["mixture_id"], row)] = values
+    return scores
 
 
 def write_tables(out_dir: str | os.PathLike, stem: str, title: str, results: Sequence[ConditionResult],
