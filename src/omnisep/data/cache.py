@@ -124,13 +124,16 @@ class EmbeddingCache:
     def ids(self) -> list[str]:
         return list(self._location)
 
-    def get(self, item_id: str) -> dict[str, torch.Tensor | None]:
-        """``{"text": Tensor[D] | None, "image": ..., "audio": ...}`` (None: not computed or not available)."""
+    def _shard_row(self, item_id: str):
         try:
             number, row = self._location[item_id]
         except KeyError:
             raise OmniSepError(f"Item '{item_id}' is not in the embedding cache {describe(self.path)}.") from None
-        handle = self._handle(number)
+        return self._handle(number), row
+
+    def get(self, item_id: str) -> dict[str, torch.Tensor | None]:
+        """``{"text": Tensor[D] | None, "image": ..., "audio": ...}`` (None: not computed or not available)."""
+        handle, row = self._shard_row(item_id)
         result: dict[str, torch.Tensor | None] = {modality: None for modality in MODALITIES}
         for modality in self.modalities:
             if handle.get_slice(f"{modality}.present")[row : row + 1].item():
@@ -139,11 +142,7 @@ class EmbeddingCache:
 
     def present(self, item_id: str) -> dict[str, bool]:
         """Which modalities an item has, without reading its vectors."""
-        try:
-            number, row = self._location[item_id]
-        except KeyError:
-            raise OmniSepError(f"Item '{item_id}' is not in the embedding cache {describe(self.path)}.") from None
-        handle = self._handle(number)
+        handle, row = self._shard_row(item_id)
         return {
             modality: modality in self.modalities and bool(handle.get_slice(f"{modality}.present")[row : row + 1].item())
             for modality in MODALITIES
