@@ -11,6 +11,7 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)             # museval imports nee
 command -v espeak-ng >/dev/null || need+=(espeak-ng)       # corpus: speech
 command -v fluidsynth >/dev/null || need+=(fluidsynth)     # corpus: instruments
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
+ldconfig -p 2>/dev/null | grep -q "libcairo.so.2" || need+=(libcairo2)  # cairosvg: image head v2 pictures
 # The demo's browser test drives Debian's chromium through Playwright (never
 # `playwright install`, which downloads a browser build).
 command -v chromium >/dev/null || need+=(chromium)

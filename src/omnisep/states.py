@@ -50,10 +50,12 @@ class LoadedCheckpoint:
 
 
 def _check_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    from omnisep.encoders.base import OPTIONAL_IDENTITY_FIELDS
+
     missing = [key for key in ENCODER_FIELDS if key not in identity]
     if missing:
         raise ValueError(f"encoder identity lacks {', '.join(missing)}: {identity!r}")
-    return {key: identity[key] for key in ENCODER_FIELDS}
+    return {key: identity[key] for key in ENCODER_FIELDS + OPTIONAL_IDENTITY_FIELDS if key in identity}
 
 
 def _is_checkpoint_dir(path: Path) -> bool:
@@ -251,9 +253,11 @@ def _preview(names: list[str], limit: int = 4) -> str:
 
 def check_encoder(config: dict[str, Any], encoder_identity: dict[str, Any]) -> None:
     """Refuse query embeddings from an encoder other than the one the checkpoint was trained with."""
+    from omnisep.encoders.base import identities_compatible
+
     recorded = config.get("encoder", {})
     differing = [key for key in ENCODER_FIELDS if str(recorded.get(key)) != str(encoder_identity.get(key))]
-    if differing:
+    if differing and not identities_compatible(recorded, encoder_identity):
         details = ", ".join(f"{key} {encoder_identity.get(key)!r} vs {recorded.get(key)!r}" for key in differing)
         raise OmniSepError(
             f"the query encoder does not match the one the checkpoint was trained with ({details}); "

@@ -62,6 +62,13 @@ def _same_encoder(recorded: dict, identity: dict) -> bool:
     return all(recorded.get(key) == identity.get(key) for key in ("name", "version", "weights_hash", "dim"))
 
 
+def _compatible_encoder(recorded: dict, identity: dict) -> bool:
+    """Reading accepts a compatible heads version (same text and audio, image in the same anchor space)."""
+    from omnisep.encoders.base import identities_compatible
+
+    return identities_compatible(recorded, identity)
+
+
 def _encoder_mismatch(folder: Path, recorded: dict, identity: dict) -> OmniSepError:
     return OmniSepError(
         f"Embedding cache {describe(folder)} was made with encoder '{recorded.get('name')}' "
@@ -88,7 +95,7 @@ class EmbeddingCache:
                     f"Embedding cache {describe(self.path)}: part {describe(folder)} was made with another "
                     "encoder or other modalities than the first part."
                 )
-        if encoder_identity is not None and not _same_encoder(self.encoder, encoder_identity):
+        if encoder_identity is not None and not _compatible_encoder(self.encoder, encoder_identity):
             raise _encoder_mismatch(self.path, self.encoder, encoder_identity)
         self.dim = int(self.encoder["dim"])
         self._shards = [folder / SHARD_FOLDER / name for folder, part in parts for name in part["shards"]]

@@ -193,3 +193,23 @@ def freeze(module: torch.nn.Module) -> torch.nn.Module:
     for parameter in module.parameters():
         parameter.requires_grad_(False)
     return module
+
+
+IDENTITY_FIELDS = ("name", "version", "weights_hash", "dim")
+# Recorded when an encoder offers them; absent in identities written before heads were versioned.
+OPTIONAL_IDENTITY_FIELDS = ("heads_version", "compatible_hashes")
+
+
+def identities_compatible(recorded: dict, current: dict) -> bool:
+    """May embeddings of ``current`` stand in for those of ``recorded`` (a checkpoint's or a cache's encoder)?
+
+    Yes when name, version and dim agree and either the weights are the same,
+    or one side lists the other's ``weights_hash`` under ``compatible_hashes``:
+    a new heads version whose text and audio embeddings are bit-identical to
+    an older one and whose changed heads were trained into the same text
+    anchor space (docs/encoders.md, "Heads versions").
+    """
+    if any(str(recorded.get(key)) != str(current.get(key)) for key in ("name", "version", "dim")):
+        return False
+    old, new = recorded.get("weights_hash"), current.get("weights_hash")
+    return old == new or old in (current.get("compatible_hashes") or ()) or new in (recorded.get("compatible_hashes") or ())

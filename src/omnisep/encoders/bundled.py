@@ -19,7 +19,7 @@ import torch
 
 from omnisep.encoders import backbones
 from omnisep.encoders.base import QueryEncoder, freeze, sha256_of_tensors
-from omnisep.encoders.heads import HeadConfig, build_heads, load_heads
+from omnisep.encoders.heads import HeadConfig, build_heads, heads_sha256, load_heads
 from omnisep.encoders.weights import cached_file_hash
 from omnisep.errors import OmniSepError, describe
 
@@ -107,19 +107,52 @@ class BundledEncoder(QueryEncoder):
 
     # -- identity ----------------------------------------------------------------------------
 
+    def _backbone_hashes(self) -> list[str]:
+        from safetensors.torch import load_file
+
+        minilm = backbones.minilm_path() / "model.safetensors"
+        return [
+            cached_file_hash(minilm, lambda: sha256_of_tensors(load_file(str(minilm))).hexdigest(), tag="tensors"),
+            *(entry["sha256"] for _, entry in sorted(self._converted()[1]["backbones"].items())),
+        ]
+
     def weights_hash(self) -> str:
         """sha256 over MiniLM's, both converted backbones' and the heads' tensors."""
         if self._hash is None:
-            from safetensors.torch import load_file
-
-            minilm = backbones.minilm_path() / "model.safetensors"
-            parts = [
-                cached_file_hash(minilm, lambda: sha256_of_tensors(load_file(str(minilm))).hexdigest(), tag="tensors"),
-                *(entry["sha256"] for _, entry in sorted(self._converted()[1]["backbones"].items())),
-                sha256_of_tensors({f"{m}.{k}": v for m, h in self.heads.items() for k, v in h.state_dict().items()}).hexdigest(),
-            ]
-            self._hash = hashlib.sha256("|".join(parts).encode()).hexdigest()
+            self._hash = _combined_hash(self._backbone_hashes(), heads_sha256(self.heads))
         return self._hash
+
+    @property
+    def heads_version(self) -> int:
+        return int(self.heads_info.get("heads_version", 1))
+
+    def compatible_hashes(self) -> list[str]:
+        """``weights_hash`` of the earlier heads versions these heads may stand in for.
+
+        A version listed under ``supersedes`` in heads.json counts only if the
+        heads it names as unchanged (text is MiniLM itself, so at least audio)
+        hash the same here: then its text and audio embeddings are
+        bit-identical to ours and only heads trained into the same anchor
+        space differ. Its hash is rebuilt from the backbones and its recorded
+        heads hash, exactly as :meth:`weights_hash` builds ours.
+        """
+        found = []
+        for entry in self.heads_info.get("supersedes", ()):
+            unchanged = entry.get("unchanged", {})
+            if "audio" not in unchanged or any(
+                m not in self.heads or heads_sha256(self.heads, [m]) != sha for m, sha in unchanged.items()
+            ):
+                continue
+            found.append(_combined_hash(self._backbone_hashes(), entry["heads_sha256"]))
+        return found
+
+    def identity(self) -> dict:
+        identity = super().identity()
+        identity["heads_version"] = self.heads_version
+        compatible = self.compatible_hashes()
+        if compatible:
+            identity["compatible_hashes"] = compatible
+        return identity
 
     # -- backbone features (what the heads are trained on) ------------------------------------
 
@@ -160,6 +193,10 @@ class BundledEncoder(QueryEncoder):
 
     def _embed_audio(self, clips: list[np.ndarray]) -> torch.Tensor:
         return self.heads["audio"](self.audio_backbone_features(clips).to(self.device))
+
+
+def _combined_hash(backbone_hashes: list[str], heads_hash: str) -> str:
+    return hashlib.sha256("|".join([*backbone_hashes, heads_hash]).encode()).hexdigest()
 
 
 def _array_key(modality: str, array: np.ndarray) -> str:

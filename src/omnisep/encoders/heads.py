@@ -32,6 +32,8 @@ from omnisep.errors import OmniSepError, describe
 
 HEADS_FORMAT = "omnisep-encoder-heads"
 HEADS_FORMAT_VERSION = 1
+# heads.json's "heads_version" (absent: 1). Version 2 retrains only the image head into the
+# same anchor space and lists version 1 under "supersedes" (docs/encoders.md, "Heads versions").
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,24 @@ class HeadConfig:
     in_dim: int
     out_dim: int = 384
     hidden: int = 512  # 0: a single linear map
+    # Zero-shot bridge (image heads v2): the backbone's own classifier over `bridge` classes,
+    # whose class names are embedded in the anchor space; 0 = no bridge.
+    bridge: int = 0
+    bridge_temperature: float = 1.0
+    bridge_weight: float = 0.0
 
 
 class ProjectionHead(nn.Module):
+    """A linear map or a one-hidden-layer MLP, optionally mixed with a zero-shot bridge.
+
+    The bridge turns the backbone's own classifier (e.g. EfficientNet's
+    ImageNet-1k logits) into an anchor-space vector without paired data:
+    ``softmax(logits / T) @ E``, where row ``c`` of ``E`` is the anchor (text)
+    embedding of class ``c``'s name. The output is
+    ``(1 - w) normalize(mlp(x)) + w normalize(bridge(x))``. Bridge tensors are
+    stored in float16 (they are large and need no more).
+    """
+
     def __init__(self, config: HeadConfig):
         super().__init__()
         self.config = config
@@ -51,9 +68,21 @@ class ProjectionHead(nn.Module):
             )
         else:
             self.layers = nn.Sequential(nn.Linear(config.in_dim, config.out_dim))
+        if config.bridge:
+            self.register_buffer("bridge_weight", torch.zeros(config.bridge, config.in_dim, dtype=torch.float16))
+            self.register_buffer("bridge_bias", torch.zeros(config.bridge, dtype=torch.float16))
+            self.register_buffer("bridge_anchors", torch.zeros(config.bridge, config.out_dim, dtype=torch.float16))
+
+    def bridge(self, features: torch.Tensor) -> torch.Tensor:
+        logits = features @ self.bridge_weight.float().T + self.bridge_bias.float()
+        return torch.softmax(logits / self.config.bridge_temperature, dim=-1) @ self.bridge_anchors.float()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layers(features)
+        out = self.layers(features)
+        if not self.config.bridge:
+            return out
+        w = self.config.bridge_weight
+        return (1.0 - w) * F.normalize(out, dim=-1) + w * F.normalize(self.bridge(features), dim=-1)
 
 
 def build_heads(configs: Mapping[str, HeadConfig], seed: int = 0) -> nn.ModuleDict:
@@ -70,15 +99,37 @@ def heads_json_path(path: str | os.PathLike) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save_heads(path: str | os.PathLike, heads: nn.ModuleDict, training: dict | None = None) -> Path:
-    """``heads.safetensors`` + ``heads.json`` (configs and training record), both written atomically."""
+def heads_sha256(heads: Mapping[str, nn.Module], modalities: Sequence[str] | None = None) -> str:
+    """sha256 over the heads' tensors (all heads, or those of ``modalities``): what identities hash."""
+    from omnisep.encoders.base import sha256_of_tensors
+
+    chosen = heads.keys() if modalities is None else modalities
+    return sha256_of_tensors({f"{m}.{k}": v for m in chosen for k, v in heads[m].state_dict().items()}).hexdigest()
+
+
+def save_heads(
+    path: str | os.PathLike,
+    heads: nn.ModuleDict,
+    training: dict | None = None,
+    heads_version: int = 1,
+    supersedes: Sequence[dict] = (),
+) -> Path:
+    """``heads.safetensors`` + ``heads.json`` (configs and training record), both written atomically.
+
+    ``supersedes``: earlier heads versions this one may stand in for, each
+    ``{"heads_version", "heads_sha256" (all its heads), "unchanged": {modality: sha256}}``
+    (see :meth:`omnisep.encoders.bundled.BundledEncoder.identity`).
+    """
     path = Path(path)
     tensors = {f"{modality}.{name}": tensor for modality, head in heads.items() for name, tensor in head.state_dict().items()}
     save_safetensors_atomic(tensors, path, {"format": HEADS_FORMAT})
     description = {
         "format": HEADS_FORMAT,
         "format_version": HEADS_FORMAT_VERSION,
+        "heads_version": int(heads_version),
         "heads": {modality: asdict(head.config) for modality, head in heads.items()},
+        "modality_sha256": {modality: heads_sha256(heads, [modality]) for modality in heads},
+        "supersedes": list(supersedes),
         "training": training or {},
     }
     write_json_atomic(heads_json_path(path), description)

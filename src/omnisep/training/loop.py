@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from omnisep.data.manifest import ManifestItem, read_manifest
 from omnisep.data.mixing import MODALITIES, MixtureDataset, QueryTable, read_mixture_list
 from omnisep.encoders import get_encoder
+from omnisep.encoders.base import identities_compatible
 from omnisep.errors import OmniSepError, describe
 from omnisep.models import SeparateNet, SeparateNetConfig
 from omnisep.queries import QueryBank
@@ -249,7 +250,7 @@ class _Trainer:
                 f"{describe(path)} was written for model {state['config']['model']}, but the config asks for "
                 f"{self.config.to_dict()['model']}; use another out_dir or --no-resume."
             )
-        if state["encoder"] != self.encoder_identity:
+        if not identities_compatible(state["encoder"], self.encoder_identity):
             raise OmniSepError(
                 f"{describe(path)} was trained with encoder {state['encoder']['name']} "
                 f"{state['encoder']['version']}, not {self.encoder_identity['name']} {self.encoder_identity['version']}."

