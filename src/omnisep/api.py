@@ -110,6 +110,8 @@ class EmbeddedQuery:
     label: str
     query_aug_score: float | None
     query: Query
+    # Query-Aug v2's answer (label, probability, cosine, runner_up, runner_up_probability, known), when it ran.
+    query_aug_match: dict | None = None
 
 
 @dataclass
@@ -219,29 +221,53 @@ class Separator:
             if isinstance(query, EmbeddedQuery):
                 prepared.append(query)
             else:
-                vector, label, score = self._embed(query, mixture_rate)
-                prepared.append(EmbeddedQuery(vector, label, score, query))
+                vector, label, score, match = self._embed(query, mixture_rate)
+                prepared.append(EmbeddedQuery(vector, label, score, query, match))
         return prepared
 
-    def _embed(self, query: Query, mixture_rate: int | None) -> tuple[torch.Tensor, str, float | None]:
+    def _query_aug_matcher(self):
+        """Query-Aug v2 (omnisep.querynet.words) for the bundled encoder when its bank covers the model's labels."""
+        if not hasattr(self, "_matcher"):
+            self._matcher = None
+            if self.bank is not None and self.config["encoder"]["name"] == "bundled":
+                from omnisep.querynet.words import DEFAULT_BANK, ClassMatcher
+
+                if DEFAULT_BANK.is_file():
+                    matcher = ClassMatcher.load(DEFAULT_BANK)
+                    if set(self.bank.labels) <= set(matcher.labels):
+                        self._matcher = matcher
+        return self._matcher
+
+    def _query_aug(self, vector: torch.Tensor, description: str):
+        """Eq. 5. With Query-Aug v2 every entry of a class counts, the score is a calibrated probability, and a
+        query that matches nothing known is left as it is (its label says so) instead of being snapped."""
+        matcher = self._query_aug_matcher()
+        if matcher is None:
+            vector, label, scores = self.bank.retrieve(vector)
+            return vector, label, float(scores), None
+        match = matcher.match(vector[None])[0]
+        if match.known and match.label in self.bank.labels:
+            return self.bank.embeddings[self.bank.labels.index(match.label)].clone(), match.label, match.probability, match.to_dict()
+        return vector, f"{description} (Query-Aug: {match.describe()})", match.probability, match.to_dict()
+
+    def _embed(self, query: Query, mixture_rate: int | None) -> tuple[torch.Tensor, str, float | None, dict | None]:
         parts = query.parts()
         if not parts:
             raise OmniSepError("a query needs at least one text, image or audio part.")
         weights = list(query.weights) if query.weights is not None else [1.0] * len(parts)
         vector = query_math.compose(self._embed_parts(parts, mixture_rate), weights)
-        label, score = query.describe(), None  # Query-Aug replaces the positive part of the label
+        label, score, match = query.describe(), None, None  # Query-Aug replaces the positive part of the label
         if query.query_aug:
             if self.bank is None:
                 raise OmniSepError(f"model {describe(self.path)} has no query bank, so Query-Aug is not available.")
-            vector, label, scores = self.bank.retrieve(vector)
-            score = float(scores)
+            vector, label, score, match = self._query_aug(vector, label)
         negatives = query.negative_parts()
         if negatives:
             negative = query_math.compose(self._embed_parts(negatives, mixture_rate), [1.0] * len(negatives))
             vector = query_math.negative(vector, negative, alpha=query.alpha, mode=query.negative_mode)
             if query.query_aug:
                 label += " " + query.describe_negative()
-        return vector, label, score
+        return vector, label, score, match
 
     # -- separation --------------------------------------------------------------------------
 
@@ -358,6 +384,7 @@ class Separator:
             row = {
                 "query": item.label,
                 "query_aug_score": item.query_aug_score,
+                **({"query_aug_match": item.query_aug_match} if item.query_aug_match is not None else {}),
                 "target": str(targets[index]),
                 "target_peak": peaks[index],
             }

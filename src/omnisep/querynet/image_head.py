@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     @click.command()
     @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/querynet"), show_default=True)
     @click.option("--hold-out", default="gcompris-drawing", show_default=True, help="Source kept out of every choice.")
-    @click.option("--copies", default=5, show_default=True, help="Augmented copies per picture.")
+    @click.option("--copies", default=2, show_default=True, help="Augmented copies per picture.")
     @click.option("--seed", default=0, show_default=True)
     @click.option("--heads", "heads_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="Version-1 heads to keep the audio head of (default: the shipped v1 heads).")

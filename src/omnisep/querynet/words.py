@@ -212,8 +212,8 @@ class ClassMatcher:
 
 
 def fit_calibration(matcher: ClassMatcher, queries: torch.Tensor, labels: Sequence[str | None]) -> dict:
-    """Temperature by least negative log-likelihood (grid), then thresholds that keep 95 % of the
-    in-vocabulary queries known.
+    """Temperature by least negative log-likelihood (grid), then the thresholds: a probability that
+    95 % of the in-vocabulary queries reach, and a cosine floor that 99 % reach.
 
     The queries are the validation file plus every description and definition
     of the bank scored against the bank without itself (leave one entry out):
@@ -235,7 +235,8 @@ def fit_calibration(matcher: ClassMatcher, queries: torch.Tensor, labels: Sequen
     probabilities = torch.softmax(scores / matcher.temperature, dim=-1)
     top_p = probabilities.max(dim=1).values
     matcher.min_probability = float(torch.quantile(top_p[known], 0.05))
-    matcher.min_cosine = float(torch.quantile(best.max(dim=1).values[known], 0.05))
+    # The cosine floor only catches queries far from every entry: 1 % of in-vocabulary queries may fall under it.
+    matcher.min_cosine = float(torch.quantile(best.max(dim=1).values[known], 0.01))
     unknown = [i for i, label in enumerate(labels) if label is None]
     rejected = [bool(top_p[i] < matcher.min_probability or best[i].max() < matcher.min_cosine) for i in unknown]
     return {"temperature": matcher.temperature, "min_probability": matcher.min_probability, "min_cosine": matcher.min_cosine,

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Regenerates docs/results/querynet-v2/ (issue 14: Query-Net v2): image -> label per style with each
+# source held out of its own head, description -> label and the Query-Aug table, audio examples per
+# condition, and the SDRi of every query form with the bundled default checkpoint.
+#   CORPUS=corpus WORK=runs/querynet scripts/querynet_v2_report.sh
+# WRITE_HEADS=1 also replaces the shipped heads (src/omnisep/pretrained/encoder-heads/heads.*) and
+# REBUILD_BANK=1 the shipped Query-Aug bank (src/omnisep/pretrained/query-aug/bank.*).
+# Packages are fetched once into $OMNISEP_CACHE/corpus-sources (npm @iconify-json/*, Debian
+# gcompris-qt-data and wordnet-base); the picture features are cached in $WORK, so a rerun is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CORPUS=${CORPUS:-corpus}
+WORK=${WORK:-runs/querynet}
+PY=${PYTHON:-python3}
+heads=()
+[ -n "${WRITE_HEADS:-}" ] && heads=(-o src/omnisep/pretrained/encoder-heads/heads.safetensors)
+nice -n 10 $PY -m omnisep.querynet.image_head --work "$WORK" "${heads[@]}"
+[ -n "${REBUILD_BANK:-}" ] && nice -n 10 $PY -m omnisep.querynet.words
+nice -n 10 $PY -m omnisep.querynet.report --corpus "$CORPUS" --work "$WORK" --out docs/results/querynet-v2 --every "${EVERY:-4}"
