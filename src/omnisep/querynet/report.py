@@ -167,6 +167,7 @@ def audio_examples(test_set, label_list, rate):
 
 def audio_embeddings(encoder, waves: dict, rate: int) -> dict:
     """{(condition, variant): {label: vector}} with variant plain | prepared."""
+    encoder.feature_memo = {}  # a prepared clip equal to its plain one (nothing to trim) runs the CNN once
     out = {}
     for condition in audio_query.CONDITIONS:
         for variant in ("plain", "prepared"):
@@ -177,6 +178,7 @@ def audio_embeddings(encoder, waves: dict, rate: int) -> dict:
             with torch.no_grad():
                 vectors = encoder.heads["audio"](encoder.audio_backbone_features(clips))
             out[(condition, variant)] = dict(zip(waves, F.normalize(vectors, dim=-1)))
+    encoder.feature_memo = None
     return out
 
 
