@@ -55,10 +55,11 @@ def test_calibration_fits_a_temperature_and_thresholds():
     assert record["calibration_unknown"] == 1 and record["calibration_known"] >= 2
 
 
-def test_read_queries_skips_comments_and_marks_unknown(tmp_path):
-    path = tmp_path / "q.json"
-    path.write_text(json.dumps({"_comment": "x", "dog": ["woof"], "__unknown__": ["a fax"]}))
-    assert read_queries(path) == (["woof", "a fax"], ["dog", None])
+def test_read_queries_adds_the_unknown_list_beside_it(tmp_path):
+    (tmp_path / "descriptions-x.json").write_text(json.dumps({"dog": ["woof"]}))
+    assert read_queries(tmp_path / "descriptions-x.json") == (["woof"], ["dog"])
+    (tmp_path / "unknown-x.json").write_text(json.dumps(["a fax"]))
+    assert read_queries(tmp_path / "descriptions-x.json") == (["woof", "a fax"], ["dog", None])
 
 
 def test_wordnet_reader_and_bank_entries(tmp_path):

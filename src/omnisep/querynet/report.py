@@ -240,7 +240,7 @@ def paired(scores: dict, form: str, reference: str = "text") -> dict:
 
 
 def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, log=print) -> dict:
-    from omnisep.encoders.bundled import BundledEncoder
+    from omnisep.encoders.bundled import DEFAULT_HEADS, BundledEncoder
     from omnisep.evaluation.protocol import load_test_set
     from omnisep.images import load_image
     from omnisep.querynet.image_head import V1_HEADS
@@ -276,6 +276,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     target_label = lambda m: test_set.items[test_set.mixtures[m][0]].label  # noqa: E731
     heads_v2_twemoji, _ = _head(work / "heads-v2-without-twemoji.safetensors")
     heads_v2_held, _ = _head(work / f"heads-v2-without-{hold_out}.safetensors")
+    heads_v2_all, _ = _head(work / "heads-v2-all.safetensors") if (work / "heads-v2-all.safetensors").is_file() else _head(DEFAULT_HEADS)
     corpus_pictures = {}
     for m in mixtures:
         item = test_set.items[test_set.mixtures[m][0]]
@@ -324,6 +325,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
         "text": lambda m: anchor[target_label(m)],
         "image corpus test picture (Twemoji), heads v1": lambda m: (with_head(v1_heads["image"], corpus_pictures[target_label(m)]) if target_label(m) in corpus_pictures else None),
         "image corpus test picture (Twemoji), heads v2 without twemoji": lambda m: (with_head(heads_v2_twemoji, corpus_pictures[target_label(m)]) if target_label(m) in corpus_pictures else None),
+        "image corpus test picture (Twemoji), heads v2 trained on all sources": lambda m: (with_head(heads_v2_all, corpus_pictures[target_label(m)]) if target_label(m) in corpus_pictures else None),
         f"image held-out style ({hold_out}), heads v1": held_picture(v1_heads["image"]),
         f"image held-out style ({hold_out}), heads v2 without it": held_picture(heads_v2_held),
         "free text (held-out description)": described("raw"),

@@ -33,7 +33,6 @@ from omnisep.errors import OmniSepError, describe
 
 DEFAULT_BANK = Path(__file__).resolve().parent.parent / "pretrained" / "query-aug" / "bank.safetensors"
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
-UNKNOWN = "__unknown__"
 WORDNET_DIR = None  # None: Debian's wordnet-base, fetched into the source cache (never installed)
 
 # WordNet senses per class: (lemma, part of speech, sense number), checked by reading their glosses.
@@ -245,15 +244,18 @@ def fit_calibration(matcher: ClassMatcher, queries: torch.Tensor, labels: Sequen
 
 
 def read_queries(path: str | os.PathLike) -> tuple[list[str], list[str | None]]:
-    """A descriptions file -> (texts, labels); ``__unknown__`` rows get label None; ``_comment`` is skipped."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    """A descriptions file ``{label: [text, ...]}`` -> (texts, labels), followed by the queries of the
+    ``unknown-*.json`` list beside it (``descriptions-val.json`` -> ``unknown-val.json``) with label None."""
+    path = Path(path)
     texts, labels = [], []
-    for label, rows in data.items():
-        if label.startswith("_") and label != UNKNOWN:
-            continue
-        for text in rows:
-            texts.append(text)
-            labels.append(None if label == UNKNOWN else label)
+    for label, rows in json.loads(path.read_text(encoding="utf-8")).items():
+        texts.extend(rows)
+        labels.extend([label] * len(rows))
+    unknown = path.with_name(path.name.replace("descriptions-", "unknown-", 1))
+    if unknown != path and unknown.is_file():
+        rows = json.loads(unknown.read_text(encoding="utf-8"))
+        texts.extend(rows)
+        labels.extend([None] * len(rows))
     return texts, labels
 
 
