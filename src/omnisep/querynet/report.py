@@ -182,6 +182,23 @@ def audio_embeddings(encoder, waves: dict, rate: int) -> dict:
     return out
 
 
+def cached_audio_embeddings(work: Path, encoder, waves: dict, rate: int, ids: dict) -> dict:
+    """:func:`audio_embeddings`, kept in ``work/audio-examples.safetensors`` (keyed by the example clips)."""
+    from safetensors.torch import load_file, save_file
+
+    path, meta = work / "audio-examples.safetensors", work / "audio-examples.json"
+    key = json.dumps([list(audio_query.CONDITIONS), sorted(ids.items())])
+    if path.is_file() and meta.is_file() and meta.read_text() == key:
+        tensors = load_file(str(path))
+        return {(c, v): {label: tensors[f"{c}|{v}|{label}"] for label in waves} for c in audio_query.CONDITIONS
+                for v in ("plain", "prepared")}
+    out = audio_embeddings(encoder, waves, rate)
+    work.mkdir(parents=True, exist_ok=True)
+    save_file({f"{c}|{v}|{label}": vector.contiguous() for (c, v), rows in out.items() for label, vector in rows.items()}, str(path))
+    meta.write_text(key)
+    return out
+
+
 # --------------------------------------------------------------------------- SDRi
 
 
@@ -209,21 +226,26 @@ def sdri_rows(checkpoint, test_set, forms: dict, mixture_indices, log=print) -> 
     started = time.perf_counter()
     for done, index in enumerate(mixture_indices):
         vectors = [forms[key](index) for key in keys]
-        present = [v is not None for v in vectors]
-        if not any(present):
+        if all(v is None for v in vectors):
             continue
         example = dataset[index]
-        queries = torch.stack([v if v is not None else torch.zeros(model.config.emb_dim) for v in vectors])
+        # Forms that give the very same vector (an example the preparation left unchanged) are scored once.
+        unique: dict[bytes, int] = {}
+        slot = [None if v is None else unique.setdefault(v.float().numpy().tobytes(), len(unique)) for v in vectors]
+        distinct = [None] * len(unique)
+        for v, s_ in zip(vectors, slot):
+            if s_ is not None:
+                distinct[s_] = v.float()
         with torch.no_grad():
-            estimates = model.separate(example["mixture"][None], queries[None], length=SCORED_LENGTH)[0]
+            estimates = model.separate(example["mixture"][None], torch.stack(distinct)[None], length=SCORED_LENGTH)[0]
         sources = example["sources"]
         job = {"index": index, "target": sources[0].numpy(), "interferer": sources[1:].sum(0).numpy(),
-               "mixture": example["mixture"].numpy(), "estimates": estimates.numpy(), "keys": keys,
-               "unavailable": [k for k, ok in zip(keys, present) if not ok], "backend": "fast", "length": SCORED_LENGTH}
+               "mixture": example["mixture"].numpy(), "estimates": estimates.numpy(), "keys": list(range(len(distinct))),
+               "unavailable": [], "backend": "fast", "length": SCORED_LENGTH}
         result = score_job(job)
-        for key in keys:
-            if result["scores"].get(key):
-                scores[key].append((index, result["scores"][key]["sdri"]))
+        for key, s_ in zip(keys, slot):
+            if s_ is not None and result["scores"].get(s_):
+                scores[key].append((index, result["scores"][s_]["sdri"]))
         if (done + 1) % 20 == 0:
             log(f"  SDRi: {done + 1}/{len(mixture_indices)} mixtures, {time.perf_counter() - started:.0f} s")
     return scores
@@ -264,7 +286,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     log("audio examples")
     rate = encoder.audio_sample_rate
     example_index, waves = audio_examples(test_set, label_list, rate)
-    audio = audio_embeddings(encoder, waves, rate)
+    audio = cached_audio_embeddings(work, encoder, waves, rate, {label: test_set.items[i].id for label, i in example_index.items()})
     summary["audio_retrieval"] = {
         f"{c}/{v}": _top1(torch.stack(list(audio[(c, v)].values())), list(audio[(c, v)]), label_list, anchors)
         for c, v in audio
