@@ -154,14 +154,16 @@ def word_tables(encoder, label_list, log=print) -> dict:
 
 
 def audio_examples(test_set, label_list, rate):
-    """One example clip per class: the class's first test clip (mixtures with it as target are skipped)."""
+    """One example per class: the loudest 4 s of the class's first test clip (mixtures with it as target are skipped)."""
     from omnisep.audio import load_audio
 
     chosen = {}
     for index, item in enumerate(test_set.items):
         if (item.split or "").lower() == "test" and item.label in label_list and item.label not in chosen:
             chosen[item.label] = index
-    waves = {label: load_audio(test_set.items[i].audio, sample_rate=rate, mono=True)[0][0] for label, i in chosen.items()}
+    # A user's example is a few seconds long: the loudest 4 s of the clip (the conditions start from it).
+    waves = {label: audio_query.loudest_window(load_audio(test_set.items[i].audio, sample_rate=rate, mono=True)[0][0], rate, 4.0)
+             for label, i in chosen.items()}
     return chosen, waves
 
 
@@ -187,7 +189,7 @@ def cached_audio_embeddings(work: Path, encoder, waves: dict, rate: int, ids: di
     from safetensors.torch import load_file, save_file
 
     path, meta = work / "audio-examples.safetensors", work / "audio-examples.json"
-    key = json.dumps([list(audio_query.CONDITIONS), sorted(ids.items())])
+    key = json.dumps([list(audio_query.CONDITIONS), sorted(ids.items()), "loudest 4 s"])
     if path.is_file() and meta.is_file() and meta.read_text() == key:
         tensors = load_file(str(path))
         return {(c, v): {label: tensors[f"{c}|{v}|{label}"] for label in waves} for c in audio_query.CONDITIONS
@@ -269,7 +271,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     from omnisep.querynet.pictures import collect_pictures, flatten
     from omnisep.querynet.words import ClassMatcher, read_queries, CONFIGS
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # on a shared CPU one thread per process runs these small batches fastest
     started = time.perf_counter()
     encoder = BundledEncoder(V1_HEADS)
     v1_heads = encoder.heads
