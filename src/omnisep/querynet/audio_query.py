@@ -26,8 +26,8 @@ def loudest_window(wave: np.ndarray, rate: int, seconds: float) -> np.ndarray:
     length = int(round(seconds * rate))
     if wave.size <= length:
         return wave
-    energy = np.convolve(wave.astype(np.float64) ** 2, np.ones(length), mode="valid")
-    start = int(np.argmax(energy))
+    cumulative = np.concatenate([[0.0], np.cumsum(wave.astype(np.float64) ** 2)])
+    start = int(np.argmax(cumulative[length:] - cumulative[:-length]))  # windowed energy, O(n)
     return wave[start : start + length]
 
 
