@@ -19,18 +19,10 @@ from pathlib import Path
 
 from omnisep.data.mixing import MODALITIES, MODALITY_MODES
 from omnisep.errors import OmniSepError, describe
+from omnisep.models.registry import config_from_dict
 from omnisep.spectral import HOP, SEGMENT
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-@dataclass
-class ModelSection:
-    ngf: int = 64
-    depth: int = 7
-    k: int = 32
-    binary_mask: bool = False
-    align_corners: bool = True  # the paper's up-sampling; false: exact chunked inference
 
 
 @dataclass
@@ -84,7 +76,9 @@ class TrainConfig:
     checkpoint_every: int = 1_000
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
-    model: ModelSection = field(default_factory=ModelSection)
+    # The network: "kind" (see omnisep.models.registry; default the paper's) and
+    # that kind's config fields; emb_dim comes from the encoder.
+    model: dict = field(default_factory=lambda: {"kind": "paper"})
     encoder: EncoderSection = field(default_factory=EncoderSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
@@ -99,6 +93,12 @@ class TrainConfig:
         config.validate(source)
         return config
 
+    def model_config(self, emb_dim: int):
+        """The network's config object for queries of ``emb_dim`` dimensions."""
+        if "emb_dim" in self.model:
+            raise OmniSepError("model.emb_dim is set by the encoder; remove it from the config.")
+        return config_from_dict({**self.model, "emb_dim": emb_dim})
+
     def validate(self, source: str = "the configuration") -> None:
         def fail(problem: str):
             raise OmniSepError(f"Config {source}: {problem}")
@@ -112,12 +112,17 @@ class TrainConfig:
         unknown = [m for m in self.queries.modalities if m not in MODALITIES]
         if unknown or not self.queries.modalities:
             fail(f"queries.modalities must be a non-empty subset of {', '.join(MODALITIES)}.")
+        try:
+            model_config = self.model_config(emb_dim=1)
+        except OmniSepError as error:
+            fail(f"[model] {error}")
+        multiple = model_config.time_multiple
         frames = 1 + self.data.segment_samples // HOP
-        if frames % (2**self.model.depth):
+        if frames % multiple:
             fail(
                 f"data.segment_samples = {self.data.segment_samples} gives {frames} STFT frames, "
-                f"which a depth-{self.model.depth} U-Net cannot halve {self.model.depth} times "
-                f"(use (m * {2**self.model.depth} - 1) * {HOP} + r samples, 0 <= r < {HOP})."
+                f"not a multiple of the {multiple} frames the network needs "
+                f"(use (m * {multiple} - 1) * {HOP} + r samples, 0 <= r < {HOP})."
             )
         for name in ("steps", "log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:

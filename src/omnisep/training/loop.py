@@ -28,7 +28,9 @@ from omnisep.data.manifest import ManifestItem, read_manifest
 from omnisep.data.mixing import MODALITIES, MixtureDataset, QueryTable, read_mixture_list
 from omnisep.encoders import get_encoder
 from omnisep.errors import OmniSepError, describe
-from omnisep.models import SeparateNet, SeparateNetConfig
+from omnisep.models import MaskNetwork
+from omnisep.models import build as build_network
+from omnisep.models.registry import config_from_dict
 from omnisep.queries import QueryBank
 from omnisep.states import load_state_file, save_checkpoint, save_state_file
 from omnisep.training import distributed
@@ -100,7 +102,7 @@ def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precis
 
 
 @torch.no_grad()
-def validate(net: SeparateNet, dataset: MixtureDataset, config: TrainConfig, runtime: distributed.Runtime) -> dict:
+def validate(net: MaskNetwork, dataset: MixtureDataset, config: TrainConfig, runtime: distributed.Runtime) -> dict:
     """Mean validation loss per query modality (text, image, audio) and for the Query-Mixup query.
 
     One U-Net pass per batch serves all four queries. Each modality averages
@@ -118,25 +120,33 @@ def validate(net: SeparateNet, dataset: MixtureDataset, config: TrainConfig, run
         sources = batch["sources"].to(runtime.device)
         mag_mix, ground_truth, weight = separation_targets(mixture, sources)
         with distributed.autocast(runtime, config.precision):
-            features = net.features(mag_mix)
+            prepared = net.prepare(mag_mix)
         embeddings = batch["embeddings"].to(runtime.device)
         available = batch["available"].to(runtime.device)
         for m in range(len(MODALITIES)):
             present = available[:, :, m]
             if present.any():
                 with distributed.autocast(runtime, config.precision):
-                    logits = net.mask_logits(features, F.normalize(embeddings[:, :, m], dim=-1))
+                    logits = net.mask_logits(prepared, F.normalize(embeddings[:, :, m], dim=-1))
                 losses = weighted_bce(logits, ground_truth, weight)
                 totals[0, m] += (losses * present).sum()
                 totals[1, m] += present.sum()
         with distributed.autocast(runtime, config.precision):
-            logits = net.mask_logits(features, batch["queries"].to(runtime.device))
+            logits = net.mask_logits(prepared, batch["queries"].to(runtime.device))
         losses = weighted_bce(logits, ground_truth, weight)
         totals[0, -1] += losses.sum()
         totals[1, -1] += losses.numel()
     distributed.all_reduce_sum(totals, runtime)
     net.train(was_training)
     return {key: float(totals[0, i] / totals[1, i]) for i, key in enumerate(VALIDATION_KEYS) if totals[1, i] > 0}
+
+
+def _same_network(saved: dict, current: dict) -> bool:
+    """Whether a resume state's model section describes the configured network (older states lack ``kind``)."""
+    try:
+        return config_from_dict({**saved, "emb_dim": 1}) == config_from_dict({**current, "emb_dim": 1})
+    except OmniSepError:
+        return False
 
 
 def _rng_state() -> dict:
@@ -216,15 +226,7 @@ class _Trainer:
         self.bank = _label_bank(self.encoder, train_items) if runtime.is_main else None
 
         torch.manual_seed(config.seed)  # same initial weights in every process and every run
-        model_config = SeparateNetConfig(
-            ngf=config.model.ngf,
-            depth=config.model.depth,
-            k=config.model.k,
-            emb_dim=self.encoder.dim,
-            binary_mask=config.model.binary_mask,
-            align_corners=config.model.align_corners,
-        )
-        self.net = SeparateNet(model_config).to(runtime.device)
+        self.net = build_network(config.model_config(self.encoder.dim)).to(runtime.device)
         optim = config.optim
         self.optimizer = torch.optim.Adam(
             self.net.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay
@@ -244,7 +246,7 @@ class _Trainer:
         state = load_state_file(path)
         if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
             raise OmniSepError(f"{describe(path)} is not an omnisep resume state.")
-        if state["config"]["model"] != self.config.to_dict()["model"]:
+        if not _same_network(state["config"]["model"], self.config.model):
             raise OmniSepError(
                 f"{describe(path)} was written for model {state['config']['model']}, but the config asks for "
                 f"{self.config.to_dict()['model']}; use another out_dir or --no-resume."
