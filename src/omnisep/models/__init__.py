@@ -2,12 +2,16 @@
 
 from omnisep.models.base import FrameLayout, MaskNetwork, NetworkConfig
 from omnisep.models.registry import build, config_from_dict, config_to_dict, kinds, register
+from omnisep.models.film import FilmNet, FilmNetConfig
 from omnisep.models.separate_net import SeparateNet, SeparateNetConfig
 from omnisep.models.unet import UNet
 
 register(SeparateNet)
+register(FilmNet)
 
 __all__ = [
+    "FilmNet",
+    "FilmNetConfig",
     "FrameLayout",
     "MaskNetwork",
     "NetworkConfig",

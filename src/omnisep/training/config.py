@@ -21,14 +21,20 @@ from omnisep.data.mixing import MODALITIES, MODALITY_MODES
 from omnisep.errors import OmniSepError, describe
 from omnisep.models.registry import config_from_dict
 from omnisep.spectral import HOP, SEGMENT
+from omnisep.training.resident import MixingSection
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+PIPELINES = ("files", "resident")
 
 
 @dataclass
 class EncoderSection:
     name: str = "bundled"
     options: dict = field(default_factory=dict)
+    # true: take the encoder's identity (and the Query-Aug label bank) from
+    # data.cache instead of loading the encoder, so that a training machine
+    # needs none of the encoder's packages or weights
+    from_cache: bool = False
 
 
 @dataclass
@@ -39,8 +45,12 @@ class DataSection:
     val_manifest: str | None = None
     val_mixtures: str | None = None  # JSONL {"target", "interferers"}: fixed validation mixtures
     cache: str | None = None  # embedding cache from `omnisep embed`; None = embed here with the encoder
-    num_sources: int = 2
+    num_sources: int = 2  # the file pipeline's sources per mixture (and the validation mixtures')
     segment_samples: int = SEGMENT
+    # files: the paper's mix-and-separate, examples decoded and mixed in worker
+    # processes; resident: clips held in device memory, mixtures drawn there as
+    # [mixing] says (1-3 sources, absent queries, reverberation, noise, levels)
+    pipeline: str = "files"
     num_workers: int = 4
     clip_cache_items: int = 256
     val_batch_size: int = 32
@@ -83,6 +93,7 @@ class TrainConfig:
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     queries: QuerySection = field(default_factory=QuerySection)
+    mixing: MixingSection = field(default_factory=MixingSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -127,6 +138,12 @@ class TrainConfig:
         for name in ("steps", "log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 fail(f"{name} must be at least 1.")
+        if self.encoder.from_cache and not self.data.cache:
+            fail("encoder.from_cache needs data.cache.")
+        if self.data.pipeline not in PIPELINES:
+            fail(f"data.pipeline must be one of {', '.join(PIPELINES)}, got '{self.data.pipeline}'.")
+        if self.data.pipeline == "resident":
+            self.mixing.validate(fail)
         if self.data.num_sources < 2:
             fail("data.num_sources must be at least 2.")
         if self.optim.batch_size < 1 or self.optim.accumulate_steps < 1:
