@@ -87,10 +87,12 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
 @click.option("--batch-size", type=int, default=1, show_default=True, help="Mixtures per U-Net pass.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N for the Separate-Net.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Seed for audio-query clips and description choices.")
+@click.option("--usage", "usage", is_flag=True,
+              help="Also write usage.md/.json: absent-query energy, selectivity, per-class SDRi, scan accuracy (text queries).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imagebind_weights, heads, modes, negative, negative_source, alpha,
              negative_mode, audio_clips, omni_weights, oracles, backend, workers, binary_mask, alpha_sweep, sweep_modes,
-             descriptions, limit, batch_size, device, seed, quiet):
+             descriptions, limit, batch_size, device, seed, usage, quiet):
     """Score CHECKPOINT on TESTSET (a mixture list such as mixtures_test.jsonl).
 
     Writes table1.md/.csv (query mode x negative query, with the unprocessed
@@ -142,5 +144,10 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
         "config": config.to_dict(),
     }
     written = write_evaluation_reports(out_dir, result, run_info)
+    if usage:
+        from omnisep.evaluation.usage import evaluate_usage
+
+        evaluate_usage(checkpoint, testset, test_set.manifest_path, out_dir, limit=limit, backend=backend)
+        written.append(Path(out_dir) / "usage.md")
     click.echo(Path(written[0]).read_text(encoding="utf-8").rstrip())
     click.echo(f"{result.items} mixtures in {result.seconds:.1f} s; wrote {', '.join(str(p) for p in written)}", err=True)
