@@ -50,11 +50,6 @@ def test_csv_keeps_full_precision():
     assert float(table[0]["si_sdri_mean"]) == pytest.approx(1.5 - 1 + 1)
 
 
-def test_mixture_row_scores_the_mixture_itself():
-    row = ConditionResult.for_mixture("Unprocessed mixture", "Reference", [score(5.0, sdr_mix=-2.0)], skipped=0)
-    assert row.summary("sdr").mean == -2.0 and row.summary("sdri").mean == 0.0 and row.summary("sar").mean == 50.0
-
-
 def test_table2_average_is_mean_of_means_and_sems():
     run = AblationRun("#4", True, True, True, False, Summary(6.37, 0.68, 5.68, 100), Summary(6.53, 0.68, 6.33, 100))
     markdown = table2_markdown([run])

@@ -148,16 +148,6 @@ class EmbeddingCache:
             for modality in MODALITIES
         }
 
-    def get_many(self, item_ids: Sequence[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """``{modality: (embeddings [B, D] with zero rows where absent, present bool [B])}``."""
-        out = {m: (torch.zeros(len(item_ids), self.dim), torch.zeros(len(item_ids), dtype=torch.bool)) for m in self.modalities}
-        for position, item_id in enumerate(item_ids):
-            for modality, vector in self.get(item_id).items():
-                if vector is not None:
-                    out[modality][0][position] = vector
-                    out[modality][1][position] = True
-        return out
-
 
 # -- building --------------------------------------------------------------------------------
 
