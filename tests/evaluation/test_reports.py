@@ -10,7 +10,7 @@ from omnisep.cli.evaluate import parse_alphas
 from omnisep.errors import OmniSepError
 from omnisep.evaluation.ablations import SETTINGS, paired_difference, read_ablation_run, training_overrides
 from omnisep.evaluation.metrics import ItemScore, Summary
-from omnisep.evaluation.plots import plot_alpha_sweep
+from omnisep.plotting.sweep import plot_alpha_sweep
 from omnisep.evaluation.reports import (
     AblationRun,
     ConditionResult,
