@@ -11,7 +11,7 @@ from omnisep.encoders import get_encoder
 from omnisep.states import load_checkpoint
 from omnisep.training.config import TrainConfig
 from omnisep.training.loop import train
-from omnisep.training.synthetic import make_corpus
+from omnisep.data.synthetic import make_corpus
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
