@@ -286,7 +286,7 @@ def write_evaluation_reports(out_dir: str | os.PathLike, result, run_info: Mappi
 
     ``result`` is a finished :class:`omnisep.evaluation.protocol.EvaluationResult`.
     """
-    from omnisep.evaluation.plots import plot_alpha_sweep
+    from omnisep.plotting.sweep import plot_alpha_sweep
 
     out_dir = Path(out_dir)
     notes = [
