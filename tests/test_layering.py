@@ -1,23 +1,30 @@
-"""No module imports from a layer above its own (docs/ARCHITECTURE.md, "Layers")."""
+"""No module imports from a layer above its own: the table in docs/ARCHITECTURE.md, "Layers", holds."""
 
 import ast
+import re
 from pathlib import Path
 
 import omnisep
 
-# Lowest first; a module may import from its own layer and the ones below.
-LAYERS = [
-    {"errors", "spectral", "modalities", "heap", "fileio"},
-    {"audio", "images", "queries"},
-    {"models", "encoders"},
-    {"data", "states", "pretrained", "apply"},
-    {"scan", "api", "training"},
-    {"evaluation", "plotting"},
-    {"demo", "cli"},
-    {"__init__", "__main__"},
-]
-LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}
 ROOT = Path(omnisep.__file__).parent
+DOC = Path(__file__).resolve().parents[1] / "docs" / "ARCHITECTURE.md"
+
+
+def read_layers(doc: Path = DOC) -> dict[str, int]:
+    """``{top-level module: layer}`` from the rows ``| N name | `module`, `package/` | ... |``."""
+    section = doc.read_text(encoding="utf-8").split("## Layers", 1)[1].split("\n## ", 1)[0]
+    levels = {}
+    for row in re.findall(r"^\| (\d+) [^|]*\| ([^|]*)\|", section, flags=re.MULTILINE):
+        for name in re.findall(r"`([\w]+)/?`", row[1]):
+            levels[name] = int(row[0])
+    return levels
+
+
+LEVEL = {**read_layers(), "__init__": 99, "__main__": 99}  # the package's own entry points sit on top
+
+
+def test_the_documented_table_is_read():
+    assert LEVEL["errors"] == 0 and LEVEL["cli"] == max(v for k, v in LEVEL.items() if not k.startswith("__"))
 
 
 def _imports(path: Path):
