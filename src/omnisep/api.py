@@ -49,7 +49,7 @@ def _is_audio_pair(value) -> bool:
 
 def _short_name(kind: str, item) -> str:
     """Texts as written, files by name, arrays by kind."""
-    if kind == "text":
+    if modalities.BY_NAME[kind].given_as == "text":
         return " ".join(str(item).split())
     if isinstance(item, (str, os.PathLike)):
         return Path(item).name

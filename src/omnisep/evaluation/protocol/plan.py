@@ -58,7 +58,7 @@ def plan_rows(config: EvaluationConfig) -> tuple[list[Row], list[Row], dict[tupl
         table1 += [Row("Oracle ideal binary mask", "Reference", "oracle/ibm"), Row("Oracle ideal ratio mask", "Reference", "oracle/irm")]
     negative_source = config.negative_source
     for mode in config.modes:
-        group = MODE_GROUPS[mode]
+        group = MODE_GROUPS.get(mode, f"{mode.capitalize()}-queried")
         table1.append(Row(f"{mode} query", group, use(QuerySpec.make(mode))))
         if config.with_negative:
             source = mode if negative_source == "same" else negative_source
