@@ -16,9 +16,9 @@ def test_auc_and_energy():
 
 def test_a_pass_through_model_is_not_selective_and_returns_everything(tiny_checkpoint, tmp_path):
     """Masks of 0.5 everywhere: every query returns half the mixture (-6.02 dB), so SDRi and selectivity are 0 dB."""
-    from omnisep.evaluation.protocol import load_test_set
+    from omnisep.data.mixtures import load_test_set
     from omnisep.states import load_checkpoint
-    from omnisep.training.synthetic import make_corpus
+    from omnisep.data.synthetic import make_corpus
 
     manifest = make_corpus(tmp_path / "corpus", train_per_class=1, val_per_class=0, test_per_class=2)
     from omnisep.data.manifest import read_manifest

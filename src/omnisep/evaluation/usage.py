@@ -181,7 +181,7 @@ def write_usage_report(out_dir, results: list[UsageItem], title: str) -> dict:
 
 def evaluate_usage(checkpoint, mixture_path, manifest_path=None, out_dir=None, limit=None, backend="fast", progress=None) -> dict:
     """Load a checkpoint and a test set, score them, and (with ``out_dir``) write usage.md/.json."""
-    from omnisep.evaluation.protocol import load_test_set
+    from omnisep.data.mixtures import load_test_set
     from omnisep.states import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
