@@ -14,10 +14,12 @@ the final name, and never clips silently.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 import re
-import tempfile
+import shutil
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +28,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
@@ -279,6 +282,22 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 # -- writing ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _output_errors(path: Path):
+    """OS and libsndfile refusals while writing ``path`` -> one sentence (libsndfile says only "System error.")."""
+    try:
+        with fileio.output_errors(path):
+            yield
+    except (sf.LibsndfileError, RuntimeError) as error:
+        try:
+            full = shutil.disk_usage(path.parent).free < 1 << 20
+        except OSError:
+            full = False
+        if full:
+            raise OmniSepError(fileio.os_error_sentence(path, OSError(errno.ENOSPC, "No space left on device"))) from None
+        raise OmniSepError(f"{describe(path)} could not be written ({error}).") from None
+
+
 def _check_output(path: Path, subtype: str, overwrite: bool) -> str:
     """Validate an output path before any work is done; returns the libsndfile format."""
     fmt = WRITE_FORMATS.get(path.suffix.lower())
@@ -329,15 +348,8 @@ def save_audio(
     if subtype != "FLOAT" and peak > 1.0:
         _warn_clipping(path, peak, subtype)
         audio = np.clip(audio, -1.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        sf.write(temp_name, audio.T, int(sample_rate), subtype=subtype, format=fmt)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with _output_errors(path), fileio.atomic_path(path) as temp:
+        sf.write(str(temp), audio.T, int(sample_rate), subtype=subtype, format=fmt)
     return peak
 
 
@@ -361,12 +373,18 @@ class AudioWriter:
         self.subtype = subtype
         self.overwrite = overwrite
         fmt = _check_output(self.path, subtype, overwrite)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, self._temp_name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-        os.close(handle)
-        self._file = sf.SoundFile(
-            self._temp_name, "w", samplerate=int(sample_rate), channels=int(channels), subtype=subtype, format=fmt
-        )
+        self._file = None
+        with _output_errors(self.path):
+            fileio.clean_stale_partials(self.path)
+            self._temp_name = fileio.new_partial_file(self.path)
+            try:
+                self._file = sf.SoundFile(
+                    str(self._temp_name), "w", samplerate=int(sample_rate), channels=int(channels), subtype=subtype,
+                    format=fmt,
+                )
+            except BaseException:
+                fileio.discard(self._temp_name)
+                raise
         self.peak = 0.0
         self.frames_written = 0
 
@@ -378,20 +396,29 @@ class AudioWriter:
         self.peak = max(self.peak, peak)
         if self.subtype != "FLOAT" and peak > 1.0:
             block = np.clip(block, -1.0, 1.0)
-        self._file.write(block.T)
+        with _output_errors(self.path):
+            self._file.write(block.T)
         self.frames_written += block.shape[1]
 
     def close(self) -> float:
         """Finish the file and move it into place; returns the peak before clipping."""
         if self._file is None:
             return self.peak
-        self._file.close()
-        self._file = None
-        if self.path.exists() and not self.overwrite:
-            # Someone else wrote it while we worked: do not clobber their file.
-            Path(self._temp_name).unlink(missing_ok=True)
-            raise OmniSepError(f"{describe(self.path)} appeared while separating; it was left untouched.")
-        os.replace(self._temp_name, self.path)
+        try:
+            with _output_errors(self.path):
+                self._file.close()
+            self._file = None
+            if self.path.exists() and not self.overwrite:
+                # Someone else wrote it while we worked: do not clobber their file.
+                raise OmniSepError(
+                    f"{describe(self.path)} was created by another program while separating; that file was kept "
+                    "and this run's output for it was dropped."
+                )
+            with _output_errors(self.path):
+                fileio.commit(self._temp_name, self.path)
+        except BaseException:
+            self.abort()
+            raise
         if self.subtype != "FLOAT" and self.peak > 1.0:
             _warn_clipping(self.path, self.peak, self.subtype)
         return self.peak
@@ -399,9 +426,10 @@ class AudioWriter:
     def abort(self) -> None:
         """Drop the partial file; the final name is never touched."""
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(Exception):
+                self._file.close()
             self._file = None
-        Path(self._temp_name).unlink(missing_ok=True)
+        fileio.discard(self._temp_name)
 
     def __enter__(self) -> "AudioWriter":
         return self

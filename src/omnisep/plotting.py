@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from omnisep import fileio
 from omnisep.audio import AudioReader
 
 DYNAMIC_RANGE_DB = 80.0
@@ -125,15 +125,8 @@ def spectrogram_figure(panels: Sequence[tuple[str, Spectrogram]], title: str | N
 def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Write a PNG atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        figure.savefig(temp_name, format="png", dpi=dpi)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with fileio.output_errors(path), fileio.atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=dpi)
     return path
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
 import torch
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 from omnisep.spectral import SAMPLE_RATE
 
@@ -215,7 +215,6 @@ def plot_scan(
     import matplotlib.pyplot as plt
 
     path = check_plot_path(path)
-    folder = os.path.dirname(os.path.abspath(path))
 
     rows = result.ranking()[:max_labels]
     heat = np.ma.masked_array(
@@ -240,13 +239,8 @@ def plot_scan(
     ax.set_title(title or f"scan: share of the mixture's energy per label (* present, threshold {threshold:g})")
     fig.colorbar(image, ax=ax, label="energy ratio", pad=0.01)
     fig.tight_layout()
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(handle)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        with fileio.output_errors(path), fileio.atomic_path(path) as temp:
+            fig.savefig(temp, format="png")
     finally:
         plt.close(fig)

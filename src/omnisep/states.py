@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 from omnisep.models import SeparateNet, SeparateNetConfig
 from omnisep.queries import QueryBank
@@ -108,41 +107,12 @@ def save_checkpoint(
     for name, value in (extra_tensors or {}).items():
         tensors[EXTRA_PREFIX + name] = value.detach().cpu().contiguous().clone()
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with fileio.output_errors(target), fileio.atomic_dir(target) as staging:
         save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": FORMAT})
         with open(staging / CONFIG_NAME, "w", encoding="utf-8") as handle:
             json.dump(config, handle, indent=2, sort_keys=True)
             handle.write("\n")
-        for name in (WEIGHTS_NAME, CONFIG_NAME):
-            _fsync(staging / name)
-        _swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an old ``target`` moves aside first and is deleted last."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    retired.rmdir()
-    os.replace(target, retired)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(retired, target)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
@@ -328,16 +298,8 @@ def save_state_file(path: str | os.PathLike, state: Any) -> Path:
     target = Path(path)
     tensors, meta = flatten_state(state)
     metadata = {"format": STATE_FORMAT, _STATE_META_KEY: json.dumps(meta)}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temp_name, metadata=metadata)
-        _fsync(Path(temp_name))
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with fileio.output_errors(target), fileio.atomic_path(target, fsync=True) as temp:
+        save_file(tensors, str(temp), metadata=metadata)
     return target
 
 

@@ -21,6 +21,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # read when Gradio is imported
 
 import numpy as np
 
+from omnisep import fileio
 from omnisep.audio import load_audio, save_audio
 from omnisep.errors import OmniSepError
 from omnisep.pretrained import cache_dir
@@ -95,10 +96,9 @@ def spectrogram_png(panels: list[tuple[str, np.ndarray]], sample_rate: int, path
         ax.set_title(title, fontsize=10, loc="left")
     axes[-1, 0].set_xlabel("time (s)")
     fig.tight_layout()
-    temp = path.with_name(f".{path.name}.part.png")
     try:
-        fig.savefig(temp, format="png")
-        os.replace(temp, path)
+        with fileio.atomic_path(path) as temp:
+            fig.savefig(temp, format="png")
     finally:
         plt.close(fig)
     return path

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from omnisep import fileio
 from omnisep.evaluation.metrics import Summary
 
 LINE_STYLES = {"proportional": "-", "naive": "--"}
@@ -53,16 +52,8 @@ def plot_alpha_sweep(
         figure.suptitle(title)
         figure.tight_layout()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-        os.close(fd)
-        try:
+        with fileio.output_errors(path), fileio.atomic_path(path) as temp:
             figure.savefig(temp, format="png")
-            os.replace(temp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
-            raise
     finally:
         plt.close(figure)
     return path

@@ -30,13 +30,12 @@ import json
 import multiprocessing
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
@@ -137,17 +136,9 @@ def index_videos(videos_dir: str | os.PathLike) -> dict[str, Path]:
 def _atomic_frames(frames: list[np.ndarray], out_dir: Path) -> None:
     from PIL import Image
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with fileio.atomic_dir(out_dir) as staging:
         for number, frame in enumerate(frames, start=1):
             Image.fromarray(frame).save(staging / f"{number:06d}.jpg", quality=95)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def extract_item(job: tuple[str, str, str, float, bool]) -> dict:
