@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from omnisep import apply, queries as query_math
-from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, downmix as downmix_channels
+from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, channels_first, restore_layout
+from omnisep.audio import downmix as downmix_channels
 from omnisep.errors import OmniSepError, describe
 
 MediaItem = Any  # a path, or an array (image H x W x 3 uint8; audio mono float32, or (array, sample_rate))
@@ -287,8 +288,13 @@ class Separator:
         overlap: float = apply.DEFAULT_OVERLAP_SECONDS,
         batch_size: int = apply.DEFAULT_BATCH_SIZE,
     ) -> list[SeparationResult]:
-        """Several queries, one U-Net pass; audio ``[C, T]`` or ``[T]``, results in the same layout."""
-        mixture, single = _check_mixture(audio, sample_rate)
+        """Several queries, one U-Net pass; results in the audio's layout.
+
+        Audio is ``[C, T]`` or ``[T]``; ``[T, C]`` with at most 8 channels (what
+        ``soundfile.read`` returns) is recognised as such. Integer arrays are
+        scaled by their type's range (int16 / 32768), float arrays taken as they are.
+        """
+        mixture, layout = _check_mixture(audio, sample_rate)
         if downmix:
             mixture = downmix_channels(mixture)
         embedded = self.prepare(queries, sample_rate)
@@ -297,8 +303,7 @@ class Separator:
         results = []
         for item, target in zip(embedded, targets):
             residual = mixture - target
-            if single:
-                target, residual = target[0], residual[0]
+            target, residual = restore_layout(target, layout), restore_layout(residual, layout)
             results.append(SeparationResult(target, residual, int(sample_rate), item.label, item.query_aug_score, item.query))
         return results
 
@@ -368,18 +373,13 @@ class Separator:
         return rows
 
 
-def _check_mixture(audio, sample_rate) -> tuple[np.ndarray, bool]:
-    """The mixture as float32 ``[C, T]`` and whether it came as ``[T]``."""
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim not in (1, 2):
-        raise OmniSepError(f"the audio must be an array [channels, samples] or [samples], got shape {audio.shape}.")
+def _check_mixture(audio, sample_rate) -> tuple[np.ndarray, str]:
+    """The mixture as float32 ``[C, T]`` and its layout (see :func:`omnisep.audio.channels_first`)."""
+    mixture, layout = channels_first(audio, "the audio")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise OmniSepError(f"the sample rate must be a positive integer, got {sample_rate!r}.")
-    if audio.shape[-1] == 0:
+    if mixture.shape[-1] == 0:
         raise OmniSepError("the audio contains no samples (zero length).")
-    if not np.isfinite(audio).all():
+    if not np.isfinite(mixture).all():
         raise OmniSepError("the audio contains NaN or infinite sample values.")
-    single = audio.ndim == 1
-    return (audio[None] if single else audio), single
+    return mixture, layout

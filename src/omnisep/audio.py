@@ -56,6 +56,62 @@ def _format_list() -> str:
     return ", ".join(sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES))
 
 
+# At most this many channels in an array taken as [samples, channels] (soundfile's layout).
+MAX_SAMPLES_FIRST_CHANNELS = 8
+
+
+def float_samples(array, source: str = "the audio") -> np.ndarray:
+    """Any real sample array as float32, integers scaled by their type's range onto [-1, 1).
+
+    Floats pass through unchanged; ``int16`` is divided by 32768, ``uint8`` is
+    centred on 128 first (as WAV stores it). One rule for mixtures and audio queries.
+    """
+    audio = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
+    kind = audio.dtype.kind
+    if kind == "f":
+        return np.asarray(audio, dtype=np.float32)
+    if kind in "iu":
+        info = np.iinfo(audio.dtype)
+        scale = 2.0 ** (info.bits - 1)
+        offset = scale if kind == "u" else 0.0
+        return ((audio.astype(np.float64) - offset) / scale).astype(np.float32)
+    raise OmniSepError(f"{source} must hold real numbers (float or integer samples), got {audio.dtype} values.")
+
+
+def channels_first(array, source: str = "the audio") -> tuple[np.ndarray, str]:
+    """An audio array as float32 ``[C, T]``, and the layout it came in: ``"mono"``, ``"channels_first"``, ``"samples_first"``.
+
+    ``[T]`` and ``[C, T]`` are the documented layouts. An array whose first
+    axis is longer than its second with at most 8 columns is
+    ``soundfile.read``'s ``[T, C]``: it is transposed (results go back in the
+    same layout). Anything else with more than 64 channels is refused rather
+    than separated as thousands of tiny signals.
+    """
+    audio = float_samples(array, source)
+    if audio.ndim == 1:
+        return audio[None], "mono"
+    if audio.ndim != 2:
+        raise OmniSepError(f"{source} must be an array [channels, samples] or [samples], got shape {tuple(audio.shape)}.")
+    rows, columns = audio.shape
+    if rows > columns and 1 <= columns <= MAX_SAMPLES_FIRST_CHANNELS:
+        return np.ascontiguousarray(audio.T), "samples_first"
+    if rows > 64:
+        raise OmniSepError(
+            f"{source} has shape {tuple(audio.shape)}, which would be {rows} channels of {columns} samples; "
+            "pass [channels, samples] (or [samples, channels] with at most 8 channels)."
+        )
+    return audio, "channels_first"
+
+
+def restore_layout(audio: np.ndarray, layout: str) -> np.ndarray:
+    """Undo :func:`channels_first` on a ``[C, T]`` result."""
+    if layout == "mono":
+        return audio[0]
+    if layout == "samples_first":
+        return np.ascontiguousarray(audio.T)
+    return audio
+
+
 def check_input_file(path: str | os.PathLike) -> Path:
     """The checks that need no decoding: exists, is a file, is not empty."""
     path = Path(path)

@@ -170,6 +170,8 @@ def write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = True) -> Pat
 
 
 def write_text(path: str | os.PathLike, text: str, fsync: bool = True) -> Path:
+    if not isinstance(text, str):
+        raise TypeError(f"write_text needs a str, got {type(text).__name__}")
     return write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 

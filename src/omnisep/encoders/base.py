@@ -177,13 +177,13 @@ def _as_list(items, kinds) -> list:
 
 
 def _mono_array(clip, source: str) -> np.ndarray:
-    audio = clip.detach().cpu().numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip)
+    from omnisep.audio import float_samples
+
+    audio = float_samples(clip, source)  # integers scaled by their range, as for mixtures
     if audio.ndim == 2 and 1 in audio.shape:
         audio = audio.reshape(-1)
     if audio.ndim != 1:
         raise OmniSepError(f"{source} must be a mono 1-D array, got shape {tuple(audio.shape)}.")
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise OmniSepError(f"{source} must hold float samples in [-1, 1], got {audio.dtype}.")
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 
