@@ -51,7 +51,8 @@ def _is_audio_pair(value) -> bool:
 def _short_name(kind: str, item) -> str:
     """Texts as written, files by name, arrays by kind."""
     if kind == "text":
-        return " ".join(str(item).split())
+        text = " ".join(str(item).split())
+        return text if len(text) <= 80 else text[:77] + "..."
     if isinstance(item, (str, os.PathLike)):
         return Path(item).name
     return f"{kind} array"
@@ -237,6 +238,14 @@ class Separator:
             vector, label, scores = self.bank.retrieve(vector)
             score = float(scores)
         negatives = query.negative_parts()
+        if not negatives and (query.alpha != 0.5 or query.negative_mode != "proportional"):
+            import warnings
+
+            warnings.warn(
+                f"alpha {query.alpha:g} / the {query.negative_mode} mode only act on a negative query, and "
+                f"'{query.describe()}' has none; add a negative text, image or audio.",
+                stacklevel=4,
+            )
         if negatives:
             negative = query_math.compose(self._embed_parts(negatives, mixture_rate), [1.0] * len(negatives))
             vector = query_math.negative(vector, negative, alpha=query.alpha, mode=query.negative_mode)
@@ -329,6 +338,7 @@ class Separator:
         """
         if len(targets) != len(queries) or (residuals is not None and len(residuals) != len(queries)):
             raise ValueError("one target path (and one residual path) per query is needed")
+        check_outputs(path, list(targets) + list(residuals or []))
         reader = AudioReader(path)
         writers: list[AudioWriter] = []
         try:
@@ -352,12 +362,14 @@ class Separator:
                 batch_size,
                 on_input,
             )
+            # Closing moves each file into place; still inside the try, so a
+            # failure here drops the partial files of the writers not yet closed.
+            peaks = [writer.close() for writer in writers]
         except BaseException:
             reader.close()
             for writer in writers:
                 writer.abort()
             raise
-        peaks = [writer.close() for writer in writers]
         rows = []
         for index, item in enumerate(embedded):
             row = {
@@ -371,6 +383,31 @@ class Separator:
                 row["residual_peak"] = peaks[len(queries) + index]
             rows.append(row)
         return rows
+
+
+def check_outputs(source: str | os.PathLike, outputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse output lists that would overwrite the input or write one file twice (before any work)."""
+    source = Path(source)
+    seen: dict[str, Path] = {}
+    for output in map(Path, outputs):
+        key = os.path.normcase(os.path.realpath(output))
+        if key in seen:
+            raise OmniSepError(
+                f"{describe(output)} is named for two outputs (a target and a residual, or two queries); "
+                "each output needs its own file."
+            )
+        seen[key] = output
+        same = key == os.path.normcase(os.path.realpath(source))
+        if not same and output.exists():
+            try:
+                same = os.path.samefile(source, output)
+            except OSError:
+                same = False
+        if same:
+            raise OmniSepError(
+                f"the input {describe(source)} is also one of its own outputs ({describe(output)}); separating it "
+                "would overwrite the input, so choose another output folder."
+            )
 
 
 def _check_mixture(audio, sample_rate) -> tuple[np.ndarray, str]:

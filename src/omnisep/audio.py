@@ -140,6 +140,9 @@ class AudioReader:
         self._soundfile: sf.SoundFile | None = None
         self._container = None
         self._promised_frames: int | None = None
+        self._header_seconds: float | None = None  # PyAV: the duration the container announces
+        self._only_stream = False
+        _check_ogg_end(self.path)
         try:
             self._soundfile = sf.SoundFile(str(self.path))
         except (sf.LibsndfileError, RuntimeError):
@@ -193,6 +196,11 @@ class AudioReader:
         stream = self._container.streams.audio[0]
         codec = stream.codec_context
         self._stream = stream
+        if stream.duration and stream.time_base:
+            self._header_seconds = float(stream.duration * stream.time_base)
+        elif self._container.duration:
+            self._header_seconds = float(self._container.duration) / 1_000_000
+        self._only_stream = len(self._container.streams) == 1
         self.sample_rate = int(codec.sample_rate or stream.rate or 0)
         self.channels = int(codec.layout.nb_channels if codec.layout else codec.channels)
         if self.sample_rate <= 0 or self.channels <= 0:
@@ -266,6 +274,18 @@ class AudioReader:
                 f"{describe(self.path)} is truncated: its header promises {self._promised_frames} samples "
                 f"but only {self.frames_read} could be decoded."
             )
+        # Matroska/WebM (and others PyAV reads) state their duration up front;
+        # decoding that stops well short of it means the file was cut off.
+        decoded = self.frames_read / self.sample_rate
+        if self._header_seconds and decoded < self._header_seconds - max(0.5, 0.02 * self._header_seconds):
+            message = (
+                f"{describe(self.path)} looks truncated: its header gives {self._header_seconds:.1f} s of audio "
+                f"but decoding stopped at {decoded:.1f} s"
+            )
+            if self._only_stream:
+                raise OmniSepError(message + ".")
+            # With a video stream the container's length may be the video's: say so, do not refuse.
+            warnings.warn(message + " (the container may hold a longer video track).", stacklevel=3)
         if self.peak < NEAR_SILENT_PEAK:
             warnings.warn(
                 f"{describe(self.path)} is near-silent (peak {peak_dbfs(self.peak):.1f} dBFS); "
@@ -286,6 +306,32 @@ class AudioReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header, lacing table, payload
+
+
+def _check_ogg_end(path: Path) -> None:
+    """An Ogg stream ends with a page flagged end-of-stream; a cut-off file does not.
+
+    libsndfile and FFmpeg both take the last granule position found as the
+    length, so a truncated Ogg would otherwise decode to a shorter "complete" file.
+    """
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"OggS":
+                return
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _OGG_MAX_PAGE))
+            tail = handle.read()
+    except OSError:
+        return  # the decoder will name the problem
+    last = tail.rfind(b"OggS")
+    if last < 0 or len(tail) < last + 6 or not tail[last + 5] & 0x04:
+        raise OmniSepError(
+            f"{describe(path)} is truncated: the Ogg stream ends without its end-of-stream page "
+            "(the file was cut off while copying or recording)."
+        )
 
 
 def _frame_to_float(frame) -> np.ndarray:

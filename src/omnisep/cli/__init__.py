@@ -64,14 +64,21 @@ def cli():
 
 
 def main(argv=None) -> int:
-    """Entry point: user errors become one sentence and exit code 2."""
+    """Entry point: user errors become one sentence and exit code 2; signals leave no partial file.
+
+    SIGINT exits 130 and SIGTERM 143 (128 + the signal), after every partial
+    output has been removed (:mod:`omnisep.fileio`).
+    """
+    from omnisep import fileio
     from omnisep.heap import keep_freed_memory
 
     keep_freed_memory()  # per-chunk buffers are reused instead of re-faulted (docs/performance-scale.md)
+    fileio.install_signal_handlers()
     try:
         cli.main(args=argv, prog_name="omnisep", standalone_mode=False)
     except OmniSepError as exc:
-        click.echo(f"omnisep: error: {exc}", err=True)
+        if str(exc):
+            click.echo(f"omnisep: error: {exc}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("omnisep: aborted", err=True)
@@ -82,6 +89,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("omnisep: interrupted", err=True)
         return 130
+    except fileio.Terminated:
+        click.echo("omnisep: terminated", err=True)
+        return fileio.Terminated.exit_code
+    finally:
+        fileio.remove_live_partials()
     return 0
 
 

@@ -87,6 +87,7 @@ class QueryEncoder(abc.ABC):
             text = " ".join(text.split())
             if not text:
                 raise OmniSepError(f"Text query #{index + 1} is empty: describe the sound to separate.")
+            check_text(text, f"Text query #{index + 1}")
             cleaned.append(text)
         return self._batched(self._embed_text, cleaned)
 
@@ -165,6 +166,28 @@ class QueryEncoder(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, dim={self.dim})"
+
+
+# Text encoders read a few hundred tokens at most (MiniLM 256, ImageBind 77); a query is a phrase.
+LONG_TEXT_CHARACTERS = 300
+
+
+def check_text(text: str, source: str) -> None:
+    """Refuse text that is not valid Unicode; warn about text far longer than a text encoder reads."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = text[error.start : error.end]
+        raise OmniSepError(
+            f"{source} contains {bad!r}, which is not a valid Unicode character (bytes that are not UTF-8?); "
+            "retype the text."
+        ) from None
+    if len(text) > LONG_TEXT_CHARACTERS:
+        warnings.warn(
+            f"{source} is {len(text)} characters long; text encoders read only the first few hundred tokens "
+            "of a query, so the rest is ignored (describe the sound in a short phrase).",
+            stacklevel=4,
+        )
 
 
 def _as_list(items, kinds) -> list:
