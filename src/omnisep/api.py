@@ -161,7 +161,8 @@ class Separator:
         if encoder is None:
             from omnisep.encoders import get_encoder
 
-            encoder = get_encoder(self.config["encoder"]["name"])
+            recorded = self.config["encoder"]
+            encoder = get_encoder(recorded["name"], **(recorded.get("options") or {}))
         check_encoder(self.config, encoder.identity())
         self.encoder = encoder
 

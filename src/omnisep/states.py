@@ -32,6 +32,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 EXTRA_PREFIX = "extra."
 ENCODER_FIELDS = ("name", "version", "weights_hash", "dim")
+REQUIRED_MODEL_FIELDS = ("ngf", "depth", "k", "emb_dim")
 
 STATE_FORMAT = "omnisep-state"
 _STATE_META_KEY = "omnisep_state"
@@ -164,6 +165,10 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
     path = Path(directory)
     config = read_config(path)
     weights_path = path / WEIGHTS_NAME
+    # A missing size must not fall back to a default and surface later as a shape mismatch.
+    absent = [key for key in REQUIRED_MODEL_FIELDS if key not in (config.get("model") or {})]
+    if absent:
+        raise OmniSepError(f"{describe(path / CONFIG_NAME)} lacks the model setting(s) {', '.join(absent)}.")
     try:
         model_config = SeparateNetConfig.from_dict(config["model"])
     except OmniSepError as error:
@@ -207,6 +212,10 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
             raise OmniSepError(
                 f"{describe(weights_path)}: tensor {name!r} has shape {tuple(value.shape)}, "
                 f"the model config needs {tuple(expected[name].shape)}."
+            )
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise OmniSepError(
+                f"{describe(weights_path)} is damaged: tensor {name!r} holds NaN or infinite weights."
             )
     model.load_state_dict(tensors)
     model.to(map_location)

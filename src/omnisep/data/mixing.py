@@ -178,7 +178,17 @@ def read_mixture_list(path: str | os.PathLike, items: Sequence[ManifestItem], nu
                 raise OmniSepError(
                     f"Mixture list {describe(path)} line {line_number}: unknown item id {', '.join(unknown)}."
                 )
-            mixtures.append([index_of[i] for i in ids])
+            indices = [index_of[i] for i in ids]
+            # A recording mixed with itself cannot be scored (BSS Eval's references become
+            # linearly dependent) and separates nothing: refuse it here, by line.
+            audios = [str(items[i].audio) for i in indices]
+            repeated = next((ids[n] for n in range(len(ids)) if ids[n] in ids[:n] or audios[n] in audios[:n]), None)
+            if repeated is not None:
+                raise OmniSepError(
+                    f"Mixture list {describe(path)} line {line_number}: item {repeated!r} (or its recording) is used "
+                    "twice in one mixture; the sources of a mixture must be different recordings."
+                )
+            mixtures.append(indices)
     if not mixtures:
         raise OmniSepError(f"Mixture list {describe(path)} lists no mixtures.")
     return mixtures

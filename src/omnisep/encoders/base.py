@@ -75,8 +75,14 @@ class QueryEncoder(abc.ABC):
 
     # -- public API ----------------------------------------------------------------------
 
+    options: dict = {}  # set by get_encoder: the constructor options that shape the embedding space
+
     def identity(self) -> dict:
-        return {"name": self.name, "version": self.version, "weights_hash": self.weights_hash(), "dim": int(self.dim)}
+        """What a checkpoint records; ``options`` (only when given) lets ``get_encoder`` rebuild this encoder."""
+        identity = {"name": self.name, "version": self.version, "weights_hash": self.weights_hash(), "dim": int(self.dim)}
+        if self.options:
+            identity["options"] = dict(self.options)
+        return identity
 
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
         texts = _as_list(texts, str)

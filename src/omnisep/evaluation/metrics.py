@@ -142,6 +142,14 @@ def bss_eval_target(references: np.ndarray, estimates: np.ndarray, backend: str 
     return tuple(_cap(value) for value in _bss_eval_target(references, estimates, backend))
 
 
+def _scorable_bss_eval(references: np.ndarray, estimates: np.ndarray, backend: str) -> tuple[float, float, float] | None:
+    """None when the references are linearly dependent (a target equal to its interferer): skipped, not a crash."""
+    try:
+        return bss_eval_target(references, estimates, backend)
+    except np.linalg.LinAlgError:
+        return None
+
+
 def _bss_eval_target(references: np.ndarray, estimates: np.ndarray, backend: str) -> tuple[float, float, float]:
     if backend == "museval":
         import museval.metrics
@@ -185,7 +193,10 @@ def score_mixture(target, interferer, mixture, backend: str = "museval", length:
     t, i, m = _crop([_as_signal(target, "target"), _as_signal(interferer, "interferer"), _as_signal(mixture, "mixture")], length)
     if is_silent(t) or is_silent(i) or is_silent(m):
         return None
-    sdr, sir, sar = bss_eval_target(np.stack([t, i]), np.stack([m, m]), backend)
+    scores = _scorable_bss_eval(np.stack([t, i]), np.stack([m, m]), backend)
+    if scores is None:
+        return None
+    sdr, sir, sar = scores
     return MixtureScore(sdr=sdr, sir=sir, sar=sar, si_sdr=si_sdr(t, m))
 
 
@@ -211,7 +222,10 @@ def score_estimate(
     complement = m - e
     if is_silent(t) or is_silent(i) or is_silent(e) or is_silent(complement):
         return None
-    sdr, sir, sar = bss_eval_target(np.stack([t, i]), np.stack([e, complement]), backend)
+    scores = _scorable_bss_eval(np.stack([t, i]), np.stack([e, complement]), backend)
+    if scores is None:
+        return None
+    sdr, sir, sar = scores
     return ItemScore(
         sdr=sdr,
         sir=sir,
