@@ -20,6 +20,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -112,6 +113,28 @@ def restore_layout(audio: np.ndarray, layout: str) -> np.ndarray:
     return audio
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what C decoders print on file descriptor 2 (mpg123's "Note: Trying to resync...").
+
+    Their findings reach the user as our own one-sentence error instead.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def check_input_file(path: str | os.PathLike) -> Path:
     """The checks that need no decoding: exists, is a file, is not empty."""
     path = Path(path)
@@ -144,7 +167,8 @@ class AudioReader:
         self._only_stream = False
         _check_ogg_end(self.path)
         try:
-            self._soundfile = sf.SoundFile(str(self.path))
+            with _native_stderr_silenced():
+                self._soundfile = sf.SoundFile(str(self.path))
         except (sf.LibsndfileError, RuntimeError):
             self._open_with_pyav()
         else:
@@ -236,7 +260,8 @@ class AudioReader:
     def _soundfile_blocks(self) -> Iterator[np.ndarray]:
         while True:
             try:
-                block = self._soundfile.read(self.block_frames, dtype="float32", always_2d=True)
+                with _native_stderr_silenced():
+                    block = self._soundfile.read(self.block_frames, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError):
                 raise OmniSepError(
                     f"{describe(self.path)} is corrupt or truncated and could not be decoded."
@@ -288,8 +313,7 @@ class AudioReader:
             warnings.warn(message + " (the container may hold a longer video track).", stacklevel=3)
         if self.peak < NEAR_SILENT_PEAK:
             warnings.warn(
-                f"{describe(self.path)} is near-silent (peak {peak_dbfs(self.peak):.1f} dBFS); "
-                "its separated outputs will be near-silent too.",
+                f"{describe(self.path)} is near-silent (peak {peak_dbfs(self.peak):.1f} dBFS); is it the right file?",
                 stacklevel=3,
             )
 

@@ -6,8 +6,10 @@ broken optional dependency (say, the demo's) cannot break `separate`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+import warnings
 
 import click
 
@@ -63,6 +65,15 @@ def cli():
     """
 
 
+@contextlib.contextmanager
+def cli_warnings():
+    """Warnings as ``omnisep: warning: ...`` lines on stderr, for every verb (not Python's file:line form)."""
+    with warnings.catch_warnings():
+        # Python's filters stay (a distinct message is shown once); only the form changes.
+        warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"omnisep: warning: {message}", err=True)
+        yield
+
+
 def main(argv=None) -> int:
     """Entry point: user errors become one sentence and exit code 2; signals leave no partial file.
 
@@ -75,7 +86,8 @@ def main(argv=None) -> int:
     keep_freed_memory()  # per-chunk buffers are reused instead of re-faulted (docs/performance-scale.md)
     fileio.install_signal_handlers()
     try:
-        cli.main(args=argv, prog_name="omnisep", standalone_mode=False)
+        with cli_warnings():
+            cli.main(args=argv, prog_name="omnisep", standalone_mode=False)
     except OmniSepError as exc:
         if str(exc):
             click.echo(f"omnisep: error: {exc}", err=True)

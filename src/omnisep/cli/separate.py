@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import click
@@ -96,20 +95,6 @@ def parse_weights(text: str | None) -> list[float] | None:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise OmniSepError(f"--weights {text!r} must be numbers separated by commas, e.g. 2,2,1.") from None
-
-
-class _CliWarnings:
-    """Warnings as ``omnisep: warning: ...`` lines on stderr (not Python's file:line form)."""
-
-    def __enter__(self):
-        self._context = warnings.catch_warnings()
-        self._context.__enter__()
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"omnisep: warning: {message}", err=True)
-        return self
-
-    def __exit__(self, *exc):
-        self._context.__exit__(*exc)
 
 
 EXAMPLES = """
@@ -210,7 +195,7 @@ def separate(
     paths = expand_inputs(inputs)[rank::world]
     if log_path is not None and world > 1:
         log_path = log_path.with_name(f"{log_path.stem}.shard-{rank}-of-{world}{log_path.suffix or '.jsonl'}")
-    with _CliWarnings(), _JobLog(log_path) as log:
+    with _JobLog(log_path) as log:
         results = _run(paths, queries, slugs, output_dir, model, device, file_format, BITS[bits], downmix, overwrite,
                        skip_existing, plot, as_json, chunk_seconds, overlap, log)
     if as_json:

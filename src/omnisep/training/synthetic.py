@@ -64,6 +64,10 @@ def make_corpus(
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m omnisep.training.synthetic OUT_DIR")
+    usage = "usage: python -m omnisep.training.synthetic OUT_DIR  (renders a small synthetic corpus into OUT_DIR)"
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print(usage)
+        sys.exit(0)
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        sys.exit(usage)
     print(make_corpus(sys.argv[1], train_per_class=12, val_per_class=3, test_per_class=3))
