@@ -100,11 +100,31 @@ def fsync_file(path: str | os.PathLike) -> None:
         os.fsync(handle.fileno())
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux allows (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _LIVE_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
 def commit(temp: str | os.PathLike, path: str | os.PathLike, fsync: bool = False) -> Path:
-    """Move a finished partial file (or folder) onto ``path`` in one rename."""
+    """Move a finished partial file (or folder) onto ``path`` in one rename, with the umask's permissions.
+
+    The mode is set again here because some writers replace the partial file
+    with one of their own (safetensors creates its files 0600).
+    """
     temp, path = Path(temp), Path(path)
     if fsync and temp.is_file():
         fsync_file(temp)
+    os.chmod(temp, (0o777 if temp.is_dir() else 0o666) & ~current_umask())
     if temp.is_dir() and path.exists():
         _swap_dir(temp, path)
     else:
@@ -154,9 +174,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     staging = new_partial_dir(path)
     try:
         yield staging
+        mask = current_umask()
         for child in staging.rglob("*"):
             if child.is_file():
                 fsync_file(child)
+                os.chmod(child, 0o666 & ~mask)  # safetensors makes its files 0600
         commit(staging, path)
     except BaseException:
         discard(staging)
