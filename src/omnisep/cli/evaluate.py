@@ -106,8 +106,10 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
           --out eval/vgg --alpha-sweep 0:2:0.25 --descriptions descriptions.json --backend fast
     """
     from omnisep.evaluation.protocol import EvaluationConfig, evaluate as run_protocol, load_test_set, read_descriptions
+    from omnisep.evaluation.metrics import require_backend
     from omnisep.evaluation.reports import write_evaluation_reports
 
+    require_backend(backend)
     config = EvaluationConfig(
         modes=_csv_list(modes, "--modes"),
         with_negative=negative,

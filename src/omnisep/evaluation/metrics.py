@@ -37,6 +37,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from omnisep.errors import OmniSepError
+
 SCORED_LENGTH = 65280
 SILENCE_SUM_ABS = 1e-5
 FILTER_LENGTH = 512
@@ -135,6 +137,17 @@ def _images_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     if error == 0.0:
         return float("inf")
     return 10.0 * math.log10(float(np.sum(reference**2)) / error)
+
+
+def require_backend(backend: str) -> None:
+    """Name a missing optional dependency before any work: museval is the extra ``omnisep[eval]``."""
+    import importlib.util
+
+    if backend == "museval" and importlib.util.find_spec("museval") is None:
+        raise OmniSepError(
+            "the museval metrics backend needs the museval package: pip install 'omnisep[eval]' "
+            "(it also wants FFmpeg on the system), or use --backend fast."
+        )
 
 
 def bss_eval_target(references: np.ndarray, estimates: np.ndarray, backend: str = "museval") -> tuple[float, float, float]:

@@ -1,0 +1,85 @@
+"""The built wheel, installed into a fresh virtualenv, separates with the bundled model.
+
+What this proves: the wheel alone carries everything omnisep needs at run
+time besides its declared pip dependencies (default model, encoder heads, the
+shipped aisfx sound CNN, the BPE vocabulary), the ``omnisep`` entry point
+works, no ``aisfx`` package and no setup step (``scripts/setup.sh``,
+``python -m omnisep.encoders.convert``) are needed, and the first run
+converts EfficientNet-Lite0 into a fresh ``$OMNISEP_CACHE`` by itself.
+
+What it does not prove: that pip resolves the dependencies from an index
+(the test machine is offline). The venv is made without the system
+site-packages; the already-installed dependencies are made visible through
+one ``.pth`` line pointing at a folder of links to them, with omnisep itself,
+its editable-install hook, ``aisfx`` and every ``.pth`` file left out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "dog_and_violin.wav"
+HIDDEN = ("omnisep", "__editable__", "aisfx", "_omnisep")
+
+
+def _run(command, **kwargs):
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, **kwargs)
+    assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.mark.slow
+def test_wheel_in_a_fresh_venv_separates_with_the_bundled_model(tmp_path):
+    # Build from a copy, so the checkout gets no build/ or egg-info folders.
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    wheels = tmp_path / "wheels"
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source)])
+    (wheel,) = wheels.glob("omnisep-*.whl")
+
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    python = venv / "bin" / "python"
+    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)])
+
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for folder in site.getsitepackages():
+        for entry in Path(folder).iterdir():
+            if entry.name.startswith(HIDDEN) or entry.suffix == ".pth" or (deps / entry.name).exists():
+                continue
+            (deps / entry.name).symlink_to(entry)
+    venv_site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
+    (venv_site / "_installed_dependencies.pth").write_text(f"{deps}\n")
+
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(OMNISEP_CACHE=str(tmp_path / "cache"), HOME=str(tmp_path / "home"))
+    work = tmp_path / "work"
+    work.mkdir()
+    probe = _run([str(python), "-c", "import importlib.util, omnisep; print(omnisep.__file__); "
+                  "print(importlib.util.find_spec('aisfx'))"], env=env, cwd=work).stdout.split()
+    assert probe[0].startswith(str(venv)) and probe[1] == "None"
+
+    omnisep = venv / "bin" / "omnisep"
+    _run([str(omnisep), "separate", str(EXAMPLE), "--text", "dog barking", "--audio", str(EXAMPLE), "-o", "out"],
+         env=env, cwd=work)
+    (folder,) = (work / "out" / "dog_and_violin").iterdir()
+    mixture, _ = sf.read(EXAMPLE, dtype="float32")
+    target, _ = sf.read(folder / "target.wav", dtype="float32")
+    residual, _ = sf.read(folder / "residual.wav", dtype="float32")
+    assert np.abs(target + residual - mixture).max() <= 2 / 32768
+    assert (tmp_path / "cache" / "backbones" / "efficientnet-lite0.safetensors").is_file()
+    scan = _run([str(omnisep), "scan", str(EXAMPLE), "--json"], env=env, cwd=work)
+    assert "dog barking" in scan.stdout
