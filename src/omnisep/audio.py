@@ -229,7 +229,10 @@ class AudioReader:
         self.channels = int(codec.layout.nb_channels if codec.layout else codec.channels)
         if self.sample_rate <= 0 or self.channels <= 0:
             self.close()
-            raise OmniSepError(f"{describe(self.path)} has an audio stream without a sample rate or channels.")
+            raise OmniSepError(
+                f"{describe(self.path)} is corrupt or not really a {self.path.suffix.lstrip('.') or 'media'} file: "
+                "its audio stream has no sample rate or channel count."
+            )
 
     @property
     def duration_estimate(self) -> float | None:

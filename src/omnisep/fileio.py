@@ -10,10 +10,10 @@ partial files of an interrupted run are found again:
   (``tempfile.mkstemp`` would give 0600 / 0700 whatever the umask);
 * it is moved into place with one ``os.replace`` (same folder, same file
   system), after an ``fsync`` where a half-written file would be costly;
-* on an exception (including ``KeyboardInterrupt`` and the ``Terminated`` that
-  :func:`install_signal_handlers` raises for SIGTERM) the partial file is
+* on an exception (including ``KeyboardInterrupt`` and :class:`Terminated`) the partial file is
   removed; partial files still alive when the process ends normally are
   removed by :func:`remove_live_partials` (the CLI calls it);
+  :func:`terminate_as_exception` makes SIGTERM such an exception;
 * a SIGKILL cannot be caught: :func:`clean_stale_partials` removes the
   partial files of a target left by processes that no longer run, so a rerun
   starts clean.
@@ -298,15 +298,22 @@ def remove_live_partials() -> None:
         discard(temp)
 
 
-def install_signal_handlers() -> None:
-    """SIGTERM raises :class:`Terminated` in the main thread, so ``except``/``finally`` cleanup runs.
+@contextlib.contextmanager
+def terminate_as_exception() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread, so cleanup runs.
 
-    (SIGINT already raises ``KeyboardInterrupt``.) Only possible from the main thread.
+    (SIGINT already raises ``KeyboardInterrupt``.) The previous handler comes
+    back afterwards; outside the main thread nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
+        yield
         return
 
     def _raise(signum, frame):
         raise Terminated()
 
-    signal.signal(signal.SIGTERM, _raise)
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -53,7 +53,10 @@ def _check_identity(identity: dict[str, Any]) -> dict[str, Any]:
     missing = [key for key in ENCODER_FIELDS if key not in identity]
     if missing:
         raise ValueError(f"encoder identity lacks {', '.join(missing)}: {identity!r}")
-    return {key: identity[key] for key in ENCODER_FIELDS}
+    kept = {key: identity[key] for key in ENCODER_FIELDS}
+    if identity.get("options"):  # what get_encoder needs to rebuild it (e.g. the toy encoder's dim)
+        kept["options"] = dict(identity["options"])
+    return kept
 
 
 def _is_checkpoint_dir(path: Path) -> bool:

@@ -84,9 +84,8 @@ def main(argv=None) -> int:
     from omnisep.heap import keep_freed_memory
 
     keep_freed_memory()  # per-chunk buffers are reused instead of re-faulted (docs/performance-scale.md)
-    fileio.install_signal_handlers()
     try:
-        with cli_warnings():
+        with fileio.terminate_as_exception(), cli_warnings():
             cli.main(args=argv, prog_name="omnisep", standalone_mode=False)
     except OmniSepError as exc:
         if str(exc):

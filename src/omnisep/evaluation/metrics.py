@@ -157,9 +157,11 @@ def bss_eval_target(references: np.ndarray, estimates: np.ndarray, backend: str 
 
 def _scorable_bss_eval(references: np.ndarray, estimates: np.ndarray, backend: str) -> tuple[float, float, float] | None:
     """None when the references are linearly dependent (a target equal to its interferer): skipped, not a crash."""
+    import torch
+
     try:
         return bss_eval_target(references, estimates, backend)
-    except np.linalg.LinAlgError:
+    except (np.linalg.LinAlgError, torch.linalg.LinAlgError):
         return None
 
 
