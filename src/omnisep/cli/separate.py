@@ -200,14 +200,14 @@ def separate(
                        skip_existing, plot, as_json, chunk_seconds, overlap, log)
     if as_json:
         click.echo(json.dumps(results, indent=2))
-    refused = [row for row in results["refused"]]
+    refused = results["refused"]
     if refused:
-        if len(paths) > 1:
-            raise OmniSepError(
-                f"{len(refused)} of {len(paths)} inputs were refused (each named above); the others were "
-                f"{'separated or skipped' if results['skipped'] else 'separated'}."
-            )
-        raise _AlreadyReported()
+        if len(paths) == 1:
+            raise _AlreadyReported()
+        if len(refused) == len(paths):
+            raise OmniSepError(f"all {len(paths)} inputs were refused (each named above).")
+        others = "separated or skipped (already done)" if results["skipped"] else "separated"
+        raise OmniSepError(f"{len(refused)} of {len(paths)} inputs were refused (each named above); the others were {others}.")
 
 
 class _AlreadyReported(OmniSepError):
