@@ -270,11 +270,13 @@ def clean_stale_partials(path: str | os.PathLike) -> list[Path]:
     """
     path = Path(path)
     folder = path.parent
-    if not folder.is_dir():
-        return []
+    removed: list[Path] = []
+    try:
+        entries = list(folder.iterdir()) if folder.is_dir() else []
+    except OSError:  # best effort: an unreadable folder is reported when it is written to
+        return removed
     prefix = f".{path.name}."
-    removed = []
-    for entry in folder.iterdir():
+    for entry in entries:
         name = entry.name
         if not name.startswith(prefix) or not name.endswith(PART_SUFFIX):
             continue
@@ -285,7 +287,10 @@ def clean_stale_partials(path: str | os.PathLike) -> list[Path]:
                 continue
         elif not re.fullmatch(r"[A-Za-z0-9_]{8}", middle):  # mkstemp's names (earlier versions)
             continue
-        discard(entry)
+        try:
+            discard(entry)
+        except OSError:
+            continue
         removed.append(entry)
     return removed
 

@@ -71,8 +71,6 @@ def folder_name(path: Path) -> str:
 
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``--shard I/N`` (I from 0), else torchrun's ``$RANK``/``$WORLD_SIZE``, else ``(0, 1)``."""
-    import os
-
     if text is None:
         rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
         source = "$RANK/$WORLD_SIZE"
@@ -262,7 +260,7 @@ def _planned_outputs(inputs, slugs, output_dir, suffix, plot):
     return plan
 
 
-def _refuse(path, error, log, started, as_json):
+def _refuse(path, error, log, started):
     click.echo(f"omnisep: error: {error}", err=True)
     log.write(path, "refused", started, str(error))
     return {"input": str(path), "error": str(error)}
@@ -300,7 +298,7 @@ def _run(inputs, queries, slugs, output_dir, model, device, file_format, subtype
             with AudioReader(path) as reader:
                 readers[path] = (reader.sample_rate, reader.channels, reader.duration_estimate)
         except OmniSepError as error:
-            refused.append(_refuse(path, error, log, started, as_json))
+            refused.append(_refuse(path, error, log, started))
     summary = {"model": None, "encoder": None, "results": [], "skipped": skipped, "refused": refused}
     if not readers:
         return summary
@@ -331,7 +329,7 @@ def _run(inputs, queries, slugs, output_dir, model, device, file_format, subtype
                         _plot(path.name, mixture, row, plot_path)
                         row["plot"] = str(plot_path)
             except OmniSepError as error:
-                refused.append(_refuse(path, error, log, started, as_json))
+                refused.append(_refuse(path, error, log, started))
                 continue
             finally:
                 if task is not None:
