@@ -334,8 +334,10 @@ class Separator:
         """Stream a file of any length through the model into .wav/.flac files, with flat memory.
 
         The result equals :meth:`separate_many` on the loaded file. Outputs
-        appear only once complete. Returns one dict per query: label,
-        Query-Aug score, output paths and peaks.
+        appear only once complete (:mod:`omnisep.fileio`); an output list
+        that names the input itself, or one file twice, is refused before any
+        work. Returns one dict per query: label, Query-Aug score, output paths
+        and peaks.
         """
         if len(targets) != len(queries) or (residuals is not None and len(residuals) != len(queries)):
             raise ValueError("one target path (and one residual path) per query is needed")

@@ -143,7 +143,7 @@ Examples:
 @click.option("--chunk-seconds", default=DEFAULT_CHUNK_SECONDS, show_default=True, type=click.FloatRange(min=1),
               help="Audio separated per model pass; smaller uses less memory.")
 @click.option("--overlap", default=DEFAULT_OVERLAP_SECONDS, show_default=True, type=click.FloatRange(min=0),
-              help="Context in seconds on each side of a chunk (half of it is cross-faded).")
+              help="Context in seconds on each side of a chunk (half of it, at most half a chunk, is cross-faded).")
 def separate(
     inputs, texts, images, audios, weights, each, negative_texts, negative_images, negative_audios, alpha,
     naive_negative, query_aug, output_dir, model, device, file_format, bits, downmix, overwrite, skip_existing, shard,
