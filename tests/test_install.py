@@ -7,18 +7,20 @@ works, no ``aisfx`` package and no setup step (``scripts/setup.sh``,
 ``python -m omnisep.encoders.convert``) are needed, and the first run
 converts EfficientNet-Lite0 into a fresh ``$OMNISEP_CACHE`` by itself.
 
+The venv is made without the system site-packages. Of the packages installed
+here, exactly the wheel's declared core dependencies and theirs (extras left
+out: no museval, FluidSynth or Gradio) are made visible, through one ``.pth``
+line pointing at a folder of links to them; omnisep's editable install and
+``aisfx`` are not among them. So an import the wheel does not declare fails.
+
 What it does not prove: that pip resolves the dependencies from an index
-(the test machine is offline). The venv is made without the system
-site-packages; the already-installed dependencies are made visible through
-one ``.pth`` line pointing at a folder of links to them, with omnisep itself,
-its editable-install hook, ``aisfx`` and every ``.pth`` file left out.
+(the test machine is offline), nor the versions pip would choose.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import site
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,45 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "dog_and_violin.wav"
 HIDDEN = ("omnisep", "__editable__", "aisfx", "_omnisep")
+
+
+def _declared_dependency_closure(wheel: Path) -> list[Path]:
+    """The installed files (top-level packages, modules, .dist-info) of the wheel's core dependencies, recursively.
+
+    Extras are left out, so the venv sees exactly what ``pip install omnisep`` would pull.
+    """
+    import zipfile
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        wanted = [line.split(":", 1)[1].strip() for line in archive.read(name).decode().splitlines()
+                  if line.startswith("Requires-Dist:")]
+    todo = [(Requirement(text), "") for text in wanted]
+    seen: set[tuple[str, str]] = set()
+    paths: list[Path] = []
+    while todo:
+        requirement, extra = todo.pop()
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": extra}):
+            continue
+        for wanted_extra in [""] + sorted(requirement.extras):
+            key = (canonicalize_name(requirement.name), wanted_extra)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                dist = metadata.distribution(requirement.name)
+            except metadata.PackageNotFoundError:
+                pytest.skip(f"the declared dependency {requirement.name} is not installed here")
+            if wanted_extra == "":
+                root = Path(dist.locate_file(""))
+                tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+                paths += [root / top for top in tops if top != "__pycache__" and (root / top).exists()]
+            todo += [(Requirement(text), wanted_extra) for text in dist.requires or []]
+    return paths
 
 
 def _run(command, **kwargs):
@@ -56,11 +97,11 @@ def test_wheel_in_a_fresh_venv_separates_with_the_bundled_model(tmp_path):
 
     deps = tmp_path / "deps"
     deps.mkdir()
-    for folder in site.getsitepackages():
-        for entry in Path(folder).iterdir():
-            if entry.name.startswith(HIDDEN) or entry.suffix == ".pth" or (deps / entry.name).exists():
-                continue
-            (deps / entry.name).symlink_to(entry)
+    for folder in _declared_dependency_closure(wheel):
+        if not (deps / folder.name).exists():
+            (deps / folder.name).symlink_to(folder)
+    assert not any(entry.name.startswith(HIDDEN) for entry in deps.iterdir())
+    assert not {"museval", "fluidsynth.py", "gradio"} & {entry.name for entry in deps.iterdir()}  # extras only
     venv_site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
     (venv_site / "_installed_dependencies.pth").write_text(f"{deps}\n")
 
