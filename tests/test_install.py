@@ -124,3 +124,10 @@ def test_wheel_in_a_fresh_venv_separates_with_the_bundled_model(tmp_path):
     assert (tmp_path / "cache" / "backbones" / "efficientnet-lite0.safetensors").is_file()
     scan = _run([str(omnisep), "scan", str(EXAMPLE), "--json"], env=env, cwd=work)
     assert "dog barking" in scan.stdout
+    api = _run([str(python), "-c", "from omnisep import Separator; from omnisep.audio import load_audio; "
+                f"a, r = load_audio({str(EXAMPLE)!r}); x = Separator().separate(a, r, text='playing violin'); "
+                "print(abs(x.target + x.residual - a).max())"], env=env, cwd=work)
+    assert float(api.stdout) < 1e-5
+    # The web demo is the extra omnisep[demo] (Gradio): without it, one sentence says how to get it.
+    demo = subprocess.run([str(omnisep), "demo"], capture_output=True, text=True, env=env, cwd=work, timeout=120)
+    assert demo.returncode == 2 and "pip install 'omnisep[demo]'" in demo.stderr and "Traceback" not in demo.stderr
