@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -113,26 +114,40 @@ def restore_layout(audio: np.ndarray, layout: str) -> np.ndarray:
     return audio
 
 
+_STDERR_LOCK = threading.Lock()
+_stderr_state = {"depth": 0, "saved": None}
+
+
 @contextlib.contextmanager
 def _native_stderr_silenced():
     """Hide what C decoders print on file descriptor 2 (mpg123's "Note: Trying to resync...").
 
-    Their findings reach the user as our own one-sentence error instead.
+    Their findings reach the user as our own one-sentence error instead. Nested
+    and concurrent uses (threads of the web demo) share one redirection: the
+    first in redirects, the last out restores.
     """
+    with _STDERR_LOCK:
+        if _stderr_state["depth"] == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):
+                saved = None
+            if saved is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            _stderr_state["saved"] = saved
+        _stderr_state["depth"] += 1
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+        with _STDERR_LOCK:
+            _stderr_state["depth"] -= 1
+            if _stderr_state["depth"] == 0 and _stderr_state["saved"] is not None:
+                os.dup2(_stderr_state["saved"], 2)
+                os.close(_stderr_state["saved"])
+                _stderr_state["saved"] = None
 
 
 def check_input_file(path: str | os.PathLike) -> Path:

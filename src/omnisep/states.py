@@ -78,8 +78,9 @@ def save_checkpoint(
     """Write a checkpoint directory atomically; an existing checkpoint there is replaced.
 
     Linux cannot swap two directories in one step: the old checkpoint is first
-    renamed to ``.NAME.old-*`` beside it and deleted only after the new one is
-    in place, so a crash at that instant leaves it there, not lost.
+    renamed to a hidden ``.NAME.omnisep-*.part`` beside it and deleted only
+    after the new one is in place, so a crash at that instant leaves it there,
+    not lost (:func:`omnisep.fileio.atomic_dir`).
 
     Refuses to replace a non-empty directory that is not an omnisep
     checkpoint, so a mistyped path cannot wipe unrelated files.
