@@ -377,7 +377,7 @@ def oracle_estimates(target: torch.Tensor, interferer: torch.Tensor, mixture: to
     ibm = (target_mag > 0.5 * mixture_mag).to(spec.real.dtype)
     irm = target_mag / (target_mag + interferer_mag).clamp_min(1e-12)
     masked = torch.stack([ibm, irm]) * spec[2]
-    return spectral.istft(masked, length).clamp(-1.0, 1.0).float()
+    return spectral.istft(masked, length).float()
 
 
 # ----------------------------------------------------------------------------- metrics jobs
@@ -573,10 +573,7 @@ def evaluate(
         for start in range(0, count, config.batch_size):
             indices = list(range(start, min(count, start + config.batch_size)))
             examples = [dataset[index] for index in indices]
-            with torch.no_grad():
-                mixtures = torch.stack([example["mixture"] for example in examples]).to(config.device)
-                batch_queries = torch.stack([queries[index] for index in indices]).to(config.device)
-                estimates = model.separate(mixtures, batch_queries, length=config.length, binary=config.binary_mask).cpu()
+            estimates = [separated_estimates(model, example["mixture"], queries[index], config) for index, example in zip(indices, examples)]
             for position, (index, example) in enumerate(zip(indices, examples)):
                 sources = example["sources"]
                 target, interferer, mixture = sources[0], sources[1:].sum(0), example["mixture"]
@@ -610,6 +607,15 @@ def evaluate(
             bar.close()
     scores_path = log.finish()
     return _assemble(results, table1, table3, sweep_plan, count, time.perf_counter() - started, scores_path)
+
+
+def separated_estimates(model, mixture: torch.Tensor, queries: torch.Tensor, config) -> torch.Tensor:
+    """``[Q, length]``: exactly what ``omnisep separate`` writes for the mixture at 16 kHz, cut to the scored length."""
+    from omnisep.apply import separate_tensor
+
+    estimates = separate_tensor(model, mixture, queries, binary=config.binary_mask)[..., : config.length]
+    short = config.length - estimates.shape[-1]
+    return torch.nn.functional.pad(estimates, (0, short)) if short > 0 else estimates
 
 
 def _check_cache_encoder(cache, checkpoint, checkpoint_config: dict) -> None:
