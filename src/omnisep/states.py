@@ -32,7 +32,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 EXTRA_PREFIX = "extra."
 ENCODER_FIELDS = ("name", "version", "weights_hash", "dim")
-REQUIRED_MODEL_FIELDS = ("ngf", "depth", "k", "emb_dim")
 
 STATE_FORMAT = "omnisep-state"
 _STATE_META_KEY = "omnisep_state"
@@ -169,10 +168,6 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
     path = Path(directory)
     config = read_config(path)
     weights_path = path / WEIGHTS_NAME
-    # A missing size must not fall back to a default and surface later as a shape mismatch.
-    absent = [key for key in REQUIRED_MODEL_FIELDS if key not in (config.get("model") or {})]
-    if absent:
-        raise OmniSepError(f"{describe(path / CONFIG_NAME)} lacks the model setting(s) {', '.join(absent)}.")
     try:
         model_config = config_from_dict(config["model"], strict=True)
     except OmniSepError as error:

@@ -14,6 +14,7 @@ log interval and per validation, for loss curves).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
