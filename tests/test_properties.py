@@ -23,6 +23,16 @@ SR = 16000
 FAST = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _drop_hypothesis_gc_hook():
+    """Hypothesis times garbage collection with a gc callback it leaves installed; an xdist
+    worker shutting down then reports a KeyboardInterrupt inside it. Remove it after this module."""
+    import gc
+
+    yield
+    gc.callbacks[:] = [hook for hook in gc.callbacks if not getattr(hook, "__module__", "").startswith("hypothesis")]
+
+
 @pytest.fixture(scope="module")
 def unit_mask_model():
     return constant_mask_model(1.0)
