@@ -1,7 +1,7 @@
 """Training throughput (samples per second) of the real training loop for U-Nets of ngf 16, 32 and 64.
 
 Each setting runs :func:`omnisep.training.train` for a few steps on a
-generated four-class corpus (``omnisep.training.synthetic``) with the toy
+generated four-class corpus (``omnisep.data.synthetic``) with the toy
 encoder, at the paper's item length (65,535 samples, 256 STFT frames) and
 depth 7, k 32. A step is everything the loop does: drawing the batch
 (data loading in the main process unless ``--workers``), STFT targets,
@@ -31,7 +31,7 @@ import torch
 from omnisep.spectral import SEGMENT
 from omnisep.states import load_checkpoint
 from omnisep.training import TrainConfig, train
-from omnisep.training.synthetic import make_corpus
+from omnisep.data.synthetic import make_corpus
 
 NEVER = 10**9  # validation and checkpoints only at the end, outside the timed steps
 

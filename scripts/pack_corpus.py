@@ -1,6 +1,7 @@
 """Pack corpus clips as Ogg Opus (~21 kbit/s) with a manifest, for training on a machine the corpus cannot be built on.
 
-    python scripts/pack_corpus.py corpus/ packs/train --splits train,val --cache runs/cache-full
+    python scripts/pack_corpus.py corpus/ packs/train --splits train,val --cache runs/cache-full \
+        --mixtures corpus/mixtures_val.jsonl
 
 The pack's manifest keeps every field of the corpus manifest; ``audio``
 points at the Opus file and picture paths are dropped (image queries come
@@ -23,21 +24,30 @@ from omnisep.spectral import SAMPLE_RATE
 COMPRESSION = 0.95  # soundfile's Opus compression level: ~21 kbit/s for this corpus
 
 
-def write_cache_subset(source: Path, ids: list[str], out: Path, shard_size: int = 256) -> None:
-    """The pack's items of an embedding cache, as float16 (half the size; training reads them as float32)."""
+def write_cache_subset(sources: list[Path], ids: list[str], out: Path, shard_size: int = 256) -> None:
+    """The pack's items of one or more embedding caches of one encoder, as float16 (half the size; training reads float32)."""
     import torch
     from safetensors.torch import save_file
 
     from omnisep.data.cache import EmbeddingCache
 
-    cache = EmbeddingCache(source)
+    caches = [EmbeddingCache(source) for source in sources]
+    cache = caches[0]
+    if any(other.encoder != cache.encoder or other.modalities != cache.modalities for other in caches[1:]):
+        raise SystemExit("the embedding caches were made by different encoders or for different modalities")
+    owner = {}
+    for other in reversed(caches):
+        owner.update({item_id: other for item_id in other.ids()})
+    missing = [item_id for item_id in ids if item_id not in owner]
+    if missing:
+        raise SystemExit(f"{len(missing)} pack items are in none of the caches (first: {missing[0]})")
     (out / "shards").mkdir(parents=True, exist_ok=True)
     names = []
     for number, first in enumerate(range(0, len(ids), shard_size)):
         chunk = ids[first : first + shard_size]
         tensors = {}
         for modality in cache.modalities:
-            rows = [cache.get(item_id)[modality] for item_id in chunk]
+            rows = [owner[item_id].get(item_id)[modality] for item_id in chunk]
             tensors[modality] = torch.stack([torch.zeros(cache.dim) if r is None else r.float() for r in rows]).half()
             tensors[f"{modality}.present"] = torch.tensor([r is not None for r in rows], dtype=torch.uint8)
         name = f"shard-{number:05d}.safetensors"
@@ -53,7 +63,7 @@ def main() -> None:
     parser.add_argument("corpus", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--splits", default="train,val")
-    parser.add_argument("--cache", type=Path, default=None, help="embedding cache whose pack items are copied in (float16)")
+    parser.add_argument("--cache", type=Path, action="append", default=[], help="embedding cache(s) whose pack items are copied in (float16)")
     parser.add_argument("--mixtures", type=Path, nargs="*", default=[], help="mixture lists to copy in (e.g. corpus/mixtures_val.jsonl)")
     args = parser.parse_args()
     splits = set(args.splits.split(","))
@@ -76,7 +86,7 @@ def main() -> None:
             rows.append(row)
     with open(args.out / "manifest.jsonl", "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row) + "\n" for row in rows)
-    if args.cache is not None:
+    if args.cache:
         write_cache_subset(args.cache, [row["id"] for row in rows], args.out / "cache")
     for mixtures in args.mixtures:
         (args.out / mixtures.name).write_bytes(mixtures.read_bytes())

@@ -29,4 +29,4 @@ $PY -m pip install -q -e ".[test,eval,corpus]"
 # aisfx pins ancient numpy/librosa and its model code needs neither, so skip its deps.
 $PY -m pip install -q --no-deps "aisfx==0.1.2"
 # Optional: convert EfficientNet-Lite0's pickle to safetensors now instead of on first use.
-$PY -m omnisep.encoders.convert >/dev/null
+$PY -m omnisep encoders convert >/dev/null

@@ -507,7 +507,7 @@ def test_training_into_a_file(train_config, tmp_path, capfd):
 
 def test_a_mixture_of_a_recording_with_itself_is_refused(tmp_path):
     from omnisep.data.manifest import ManifestItem
-    from omnisep.data.mixing import read_mixture_list
+    from omnisep.data.mixtures import read_mixture_list
 
     items = [ManifestItem(id=name, audio=tmp_path / f"{name}.wav", label=name) for name in ("a", "b")]
     mixtures = tmp_path / "mixtures.jsonl"

@@ -4,7 +4,7 @@ What this proves: the wheel alone carries everything omnisep needs at run
 time besides its declared pip dependencies (default model, encoder heads, the
 shipped aisfx sound CNN, the BPE vocabulary), the ``omnisep`` entry point
 works, no ``aisfx`` package and no setup step (``scripts/setup.sh``,
-``python -m omnisep.encoders.convert``) are needed, and the first run
+``omnisep encoders convert``) are needed, and the first run
 converts EfficientNet-Lite0 into a fresh ``$OMNISEP_CACHE`` by itself.
 
 The venv is made without the system site-packages. Of the packages installed

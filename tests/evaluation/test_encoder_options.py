@@ -6,8 +6,9 @@ import json
 
 import torch
 
+from omnisep.data.mixtures import load_test_set
 from omnisep.encoders import get_encoder
-from omnisep.evaluation.protocol import EvaluationConfig, evaluate, load_test_set
+from omnisep.evaluation.protocol import EvaluationConfig, evaluate
 from omnisep.models import SeparateNet, SeparateNetConfig
 from omnisep.queries import QueryBank
 from omnisep.states import read_config, save_checkpoint

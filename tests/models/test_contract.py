@@ -68,7 +68,7 @@ def test_a_new_kind_trains_saves_loads_separates_and_streams(tmp_path):
     from omnisep.states import load_checkpoint
     from omnisep.training.config import TrainConfig
     from omnisep.training.loop import train
-    from omnisep.training.synthetic import make_corpus
+    from omnisep.data.synthetic import make_corpus
 
     assert "test-gate" in kinds() and {"paper", "film"} <= set(kinds())
     manifest = make_corpus(tmp_path / "corpus", train_per_class=3, val_per_class=1, test_per_class=1)
@@ -102,7 +102,8 @@ def test_a_new_kind_trains_saves_loads_separates_and_streams(tmp_path):
 
 def test_evaluation_scores_exactly_what_separate_writes(tmp_path, tiny_checkpoint):
     from omnisep.api import Separator
-    from omnisep.evaluation.protocol import EvaluationConfig, separated_estimates
+    from omnisep.evaluation.protocol.config import EvaluationConfig
+    from omnisep.evaluation.protocol.run import separated_estimates
 
     rng = np.random.default_rng(5)
     mixture = (0.2 * rng.standard_normal(65535)).astype(np.float32)

@@ -12,7 +12,7 @@ from omnisep.models import signal_path
 from omnisep.states import load_checkpoint
 from omnisep.training.config import TrainConfig
 from omnisep.training.loop import train
-from omnisep.training.synthetic import make_corpus
+from omnisep.data.synthetic import make_corpus
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:

@@ -66,11 +66,13 @@ def scan(input_path, model, as_json, plot, threshold, frame_seconds, top):
     """
     from omnisep.audio import load_audio
     from omnisep.pretrained import resolve_model
-    from omnisep.scan import check_plot_path, plot_scan, scan as run_scan
+    from omnisep.plotting import check_png_path
+    from omnisep.plotting.scan import plot_scan
+    from omnisep.scan import scan as run_scan
     from omnisep.states import load_checkpoint
 
     if plot is not None:
-        check_plot_path(plot)
+        check_png_path(plot)
     # Only the model and its bank are needed: no query encoder to load.
     checkpoint = load_checkpoint(resolve_model(model))
     audio, rate = load_audio(input_path)

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from omnisep import fileio
 from omnisep.data.manifest import ManifestItem, read_manifest
-from omnisep.data.mixing import MODALITIES, MixtureDataset, QueryTable, read_mixture_list
+from omnisep.data.mixing import MODALITIES, MixtureDataset, QueryTable
+from omnisep.data.mixtures import read_mixture_list
 from omnisep.encoders import get_encoder
 from omnisep.errors import OmniSepError, describe
 from omnisep.models import MaskNetwork
