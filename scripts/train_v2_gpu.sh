@@ -16,6 +16,7 @@ KINDS=${KINDS:-"paper film"}
 RUNS=${RUNS:-/tmp/omnisep-v2}
 DEVICE=${DEVICE:-cuda}
 EXTRA=${EXTRA:-}
+WALL=${WALL:-0}  # when set: seconds this whole script may take (the runs are stopped in time to export)
 mkdir -p "$OUT" "$RUNS"
 trap 'for f in "$RUNS"/*.log; do echo "== $f"; tail -n 25 "$f"; done; cat "$RUNS"/*.log > "$OUT/train.log" 2>/dev/null || true' EXIT
 common=(--set encoder.from_cache=true --set "data.train_manifest=\"$PACK/manifest.jsonl\""
@@ -57,7 +58,9 @@ PY
 )
 echo "probe took $(( $(date +%s) - started )) s; training to step $steps"
 val_every=$(( (steps + 4) / 5 ))
-run_all "$steps" "$(( steps > 1000 ? steps : 1000 ))" "$val_every" $(( ${BUDGET%.*} + 150 )) || echo "a run ended early (status $?); exporting what it saved"
+limit=$(( ${BUDGET%.*} + 150 ))
+if [ "$WALL" -gt 0 ]; then left=$(( WALL - ($(date +%s) - started) - 25 )); [ "$left" -lt "$limit" ] && limit=$left; fi
+run_all "$steps" "$(( steps > 1000 ? steps : 1000 ))" "$val_every" "$limit" || echo "a run ended early (status $?); exporting what it saved"
 for kind in $KINDS; do
   source="$RUNS/$kind/best"; [ -d "$source" ] || source="$RUNS/$kind/last"
   python3 scripts/export_half.py "$source" "$OUT/$kind" || true

@@ -43,3 +43,19 @@ def test_untrained_modulation_is_the_identity():
     skips, bottleneck = net.prepare(mag)
     code = net.query_code(torch.randn(1, 6))
     torch.testing.assert_close(net.bottleneck_film(bottleneck, code), bottleneck)
+
+
+def test_warm_start_from_a_paper_network_computes_the_same_masks():
+    from omnisep.models import SeparateNet, SeparateNetConfig
+
+    torch.manual_seed(3)
+    paper = SeparateNet(SeparateNetConfig(ngf=4, depth=3, k=4, emb_dim=6, align_corners=False)).eval()
+    with torch.no_grad():
+        for parameter in paper.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    film = FilmNet(FilmNetConfig(ngf=4, depth=3, k=4, emb_dim=6, film_hidden=8)).eval()
+    film.load_state_dict(film.adapt_state(paper.state_dict(), "paper"))
+    mag = spectral.warp(torch.rand(2, 1, 513, 16) + spectral.MAG_EPS)
+    queries = torch.randn(2, 3, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(film(mag, queries), paper(mag, queries), atol=1e-5, rtol=1e-4)

@@ -125,6 +125,12 @@ class MaskNetwork(nn.Module):
     def forward(self, mag_warped: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
         return self.mask_logits(self.prepare(mag_warped), queries)
 
+    def adapt_state(self, state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+        """Another checkpoint's weights in this network's names (warm start); its own kind passes through."""
+        if kind != self.kind:
+            raise OmniSepError(f"a '{self.kind}' network cannot start from the weights of a '{kind}' network.")
+        return state
+
     def masks(self, logits: torch.Tensor, binary: bool | None = None) -> torch.Tensor:
         """Soft masks (sigmoid), or 0/1 masks thresholded at 0.5 when binary."""
         binary = self.config.binary_mask if binary is None else binary

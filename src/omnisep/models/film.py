@@ -116,6 +116,30 @@ class FilmNet(MaskNetwork):
     def time_multiple(self) -> int:
         return self.config.time_multiple
 
+    def adapt_state(self, state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+        """A ``paper`` network's weights: its nested U-Net levels become this network's flat ones.
+
+        Modulation weights are not in a paper checkpoint and keep their zero
+        start, so the warm-started network computes exactly what the paper
+        network did until training changes them.
+        """
+        if kind != "paper":
+            return super().adapt_state(state, kind)
+        adapted = {}
+        for name, value in state.items():
+            if name.startswith("unet.body."):
+                rest = name[len("unet.body."):]
+                level = 0
+                while rest.startswith("child."):
+                    rest, level = rest[len("child."):], level + 1
+                half, index, param = rest.split(".", 2)
+                adapted[f"{half}.{level}.{index}.{param}"] = value
+            else:
+                adapted[name] = value
+        own = self.state_dict()
+        adapted.update({name: value for name, value in own.items() if name.startswith(("query_code.", "bottleneck_film.", "decoder_film."))})
+        return adapted
+
     @property
     def context_frames(self) -> int:
         return self.config.time_multiple

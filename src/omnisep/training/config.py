@@ -86,6 +86,10 @@ class TrainConfig:
     val_every: int = 10_000
     checkpoint_every: int = 1_000
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Warm start: a checkpoint whose weights initialise the network at step 0
+    # (a resumed run ignores it). Another kind's weights are adapted where the
+    # network knows how (a "film" network takes a "paper" network's U-Net).
+    init_from: str | None = None
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
     # The network: "kind" (see omnisep.models.registry; default the paper's) and
     # that kind's config fields; emb_dim comes from the encoder.

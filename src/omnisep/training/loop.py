@@ -294,6 +294,23 @@ class _Trainer:
 
     # ------------------------------------------------------------------ state
 
+    def warm_start(self, checkpoint: str) -> None:
+        """Initialise the network from a checkpoint trained with the same encoder (see ``init_from``)."""
+        from omnisep.states import check_encoder, load_checkpoint
+
+        loaded = load_checkpoint(checkpoint)
+        try:
+            check_encoder(loaded.config, self.encoder_identity)
+        except OmniSepError as error:
+            raise OmniSepError(f"init_from {describe(checkpoint)}: {error}") from None
+        kind = loaded.config["model"].get("kind", "paper")
+        state = self.net.adapt_state(loaded.model.state_dict(), kind)
+        try:
+            self.net.load_state_dict(state)
+        except RuntimeError as error:
+            raise OmniSepError(f"init_from {describe(checkpoint)} does not fit the configured network: {str(error).splitlines()[0]}") from None
+        self.log(f"warm start from {describe(checkpoint)} ({kind} network)")
+
     def load_resume_state(self) -> bool:
         path = self.out_dir / RESUME_FILE
         if not path.is_file():
@@ -440,6 +457,8 @@ def train(config: TrainConfig, *, resume: bool = True, log: Callable[[str], None
             out_dir.mkdir(parents=True, exist_ok=True)
         if resume and trainer.load_resume_state():
             trainer.log(f"resuming from {describe(out_dir / RESUME_FILE)} at step {trainer.step}")
+        elif config.init_from:
+            trainer.warm_start(config.init_from)
         if runtime.is_main:
             _truncate_metrics(out_dir / "metrics.jsonl", trainer.step)
         if trainer.step >= config.steps:
