@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from omnisep import apply, modalities, queries as query_math
-from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, downmix as downmix_channels
+from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, channels_first, restore_layout
+from omnisep.audio import downmix as downmix_channels
 from omnisep.errors import OmniSepError, describe
 
 MediaItem = Any  # a path, or an array (image H x W x 3 uint8; audio mono float32, or (array, sample_rate))
@@ -50,7 +51,8 @@ def _is_audio_pair(value) -> bool:
 def _short_name(kind: str, item) -> str:
     """Texts as written, files by name, arrays by kind."""
     if modalities.BY_NAME[kind].given_as == "text":
-        return " ".join(str(item).split())
+        text = " ".join(str(item).split())
+        return text if len(text) <= 80 else text[:77] + "..."
     if isinstance(item, (str, os.PathLike)):
         return Path(item).name
     return f"{kind} array"
@@ -152,7 +154,8 @@ class Separator:
         if encoder is None:
             from omnisep.encoders import get_encoder
 
-            encoder = get_encoder(self.config["encoder"]["name"])
+            recorded = self.config["encoder"]
+            encoder = get_encoder(recorded["name"], **(recorded.get("options") or {}))
         check_encoder(self.config, encoder.identity())
         self.encoder = encoder
 
@@ -225,6 +228,14 @@ class Separator:
             vector, label, scores = self.bank.retrieve(vector)
             score = float(scores)
         negatives = query.negative_parts()
+        if not negatives and (query.alpha != 0.5 or query.negative_mode != "proportional"):
+            import warnings
+
+            warnings.warn(
+                f"alpha {query.alpha:g} / the {query.negative_mode} mode only act on a negative query, and "
+                f"'{query.describe()}' has none; add a negative text, image or audio.",
+                stacklevel=4,
+            )
         if negatives:
             negative = query_math.compose(self._embed_parts(negatives, mixture_rate), [1.0] * len(negatives))
             vector = query_math.negative(vector, negative, alpha=query.alpha, mode=query.negative_mode)
@@ -276,8 +287,13 @@ class Separator:
         overlap: float = apply.DEFAULT_OVERLAP_SECONDS,
         batch_size: int = apply.DEFAULT_BATCH_SIZE,
     ) -> list[SeparationResult]:
-        """Several queries, one U-Net pass; audio ``[C, T]`` or ``[T]``, results in the same layout."""
-        mixture, single = _check_mixture(audio, sample_rate)
+        """Several queries, one U-Net pass; results in the audio's layout.
+
+        Audio is ``[C, T]`` or ``[T]``; ``[T, C]`` with at most 8 channels (what
+        ``soundfile.read`` returns) is recognised as such. Integer arrays are
+        scaled by their type's range (int16 / 32768), float arrays taken as they are.
+        """
+        mixture, layout = _check_mixture(audio, sample_rate)
         if downmix:
             mixture = downmix_channels(mixture)
         embedded = self.prepare(queries, sample_rate)
@@ -286,8 +302,7 @@ class Separator:
         results = []
         for item, target in zip(embedded, targets):
             residual = mixture - target
-            if single:
-                target, residual = target[0], residual[0]
+            target, residual = restore_layout(target, layout), restore_layout(residual, layout)
             results.append(SeparationResult(target, residual, int(sample_rate), item.label, item.query_aug_score, item.query))
         return results
 
@@ -308,11 +323,14 @@ class Separator:
         """Stream a file of any length through the model into .wav/.flac files, with flat memory.
 
         The result equals :meth:`separate_many` on the loaded file. Outputs
-        appear only once complete. Returns one dict per query: label,
-        Query-Aug score, output paths and peaks.
+        appear only once complete (:mod:`omnisep.fileio`); an output list
+        that names the input itself, or one file twice, is refused before any
+        work. Returns one dict per query: label, Query-Aug score, output paths
+        and peaks.
         """
         if len(targets) != len(queries) or (residuals is not None and len(residuals) != len(queries)):
             raise ValueError("one target path (and one residual path) per query is needed")
+        check_outputs(path, list(targets) + list(residuals or []))
         reader = AudioReader(path)
         writers: list[AudioWriter] = []
         try:
@@ -336,12 +354,14 @@ class Separator:
                 batch_size,
                 on_input,
             )
+            # Closing moves each file into place; still inside the try, so a
+            # failure here drops the partial files of the writers not yet closed.
+            peaks = [writer.close() for writer in writers]
         except BaseException:
             reader.close()
             for writer in writers:
                 writer.abort()
             raise
-        peaks = [writer.close() for writer in writers]
         rows = []
         for index, item in enumerate(embedded):
             row = {
@@ -357,18 +377,38 @@ class Separator:
         return rows
 
 
-def _check_mixture(audio, sample_rate) -> tuple[np.ndarray, bool]:
-    """The mixture as float32 ``[C, T]`` and whether it came as ``[T]``."""
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim not in (1, 2):
-        raise OmniSepError(f"the audio must be an array [channels, samples] or [samples], got shape {audio.shape}.")
+def check_outputs(source: str | os.PathLike, outputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse output lists that would overwrite the input or write one file twice (before any work)."""
+    source = Path(source)
+    seen: dict[str, Path] = {}
+    for output in map(Path, outputs):
+        key = os.path.normcase(os.path.realpath(output))
+        if key in seen:
+            raise OmniSepError(
+                f"{describe(output)} is named for two outputs (a target and a residual, or two queries); "
+                "each output needs its own file."
+            )
+        seen[key] = output
+        same = key == os.path.normcase(os.path.realpath(source))
+        if not same and output.exists():
+            try:
+                same = os.path.samefile(source, output)
+            except OSError:
+                same = False
+        if same:
+            raise OmniSepError(
+                f"the input {describe(source)} is also one of its own outputs ({describe(output)}); separating it "
+                "would overwrite the input, so choose another output folder."
+            )
+
+
+def _check_mixture(audio, sample_rate) -> tuple[np.ndarray, str]:
+    """The mixture as float32 ``[C, T]`` and its layout (see :func:`omnisep.audio.channels_first`)."""
+    mixture, layout = channels_first(audio, "the audio")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise OmniSepError(f"the sample rate must be a positive integer, got {sample_rate!r}.")
-    if audio.shape[-1] == 0:
+    if mixture.shape[-1] == 0:
         raise OmniSepError("the audio contains no samples (zero length).")
-    if not np.isfinite(audio).all():
+    if not np.isfinite(mixture).all():
         raise OmniSepError("the audio contains NaN or infinite sample values.")
-    single = audio.ndim == 1
-    return (audio[None] if single else audio), single
+    return mixture, layout

@@ -72,7 +72,10 @@ def chunk_layout(model, chunk_seconds: float, overlap: float) -> tuple[int, int,
     # needs room).
     minimum = _round_up(max(multiple, model.context_frames), multiple)
     context = max(minimum, _round_up(round(overlap * FRAMES_PER_SECOND), multiple))
-    return core, context, context // 2
+    # A chunk's fade-in must end before its fade-out starts, or three chunks
+    # overlap and the ramps no longer sum to one: context longer than the core
+    # is still used as context, but the cross-fade is at most half a core.
+    return core, context, min(context // 2, core // 2)
 
 
 class ChunkedSeparator:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 from omnisep.models import MaskNetwork, build, config_from_dict, config_to_dict
 from omnisep.queries import QueryBank
@@ -53,7 +52,10 @@ def _check_identity(identity: dict[str, Any]) -> dict[str, Any]:
     missing = [key for key in ENCODER_FIELDS if key not in identity]
     if missing:
         raise ValueError(f"encoder identity lacks {', '.join(missing)}: {identity!r}")
-    return {key: identity[key] for key in ENCODER_FIELDS}
+    kept = {key: identity[key] for key in ENCODER_FIELDS}
+    if identity.get("options"):  # what get_encoder needs to rebuild it (e.g. the toy encoder's dim)
+        kept["options"] = dict(identity["options"])
+    return kept
 
 
 def _is_checkpoint_dir(path: Path) -> bool:
@@ -75,8 +77,9 @@ def save_checkpoint(
     """Write a checkpoint directory atomically; an existing checkpoint there is replaced.
 
     Linux cannot swap two directories in one step: the old checkpoint is first
-    renamed to ``.NAME.old-*`` beside it and deleted only after the new one is
-    in place, so a crash at that instant leaves it there, not lost.
+    renamed to a hidden ``.NAME.omnisep-*.part`` beside it and deleted only
+    after the new one is in place, so a crash at that instant leaves it there,
+    not lost (:func:`omnisep.fileio.atomic_dir`).
 
     Refuses to replace a non-empty directory that is not an omnisep
     checkpoint, so a mistyped path cannot wipe unrelated files.
@@ -108,41 +111,12 @@ def save_checkpoint(
     for name, value in (extra_tensors or {}).items():
         tensors[EXTRA_PREFIX + name] = value.detach().cpu().contiguous().clone()
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with fileio.output_errors(target), fileio.atomic_dir(target) as staging:
         save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": FORMAT})
         with open(staging / CONFIG_NAME, "w", encoding="utf-8") as handle:
             json.dump(config, handle, indent=2, sort_keys=True)
             handle.write("\n")
-        for name in (WEIGHTS_NAME, CONFIG_NAME):
-            _fsync(staging / name)
-        _swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an old ``target`` moves aside first and is deleted last."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    retired.rmdir()
-    os.replace(target, retired)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(retired, target)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
@@ -238,6 +212,10 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
                 f"{describe(weights_path)}: tensor {name!r} has shape {tuple(value.shape)}, "
                 f"the model config needs {tuple(expected[name].shape)}."
             )
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise OmniSepError(
+                f"{describe(weights_path)} is damaged: tensor {name!r} holds NaN or infinite weights."
+            )
     model.load_state_dict(tensors)
     model.to(map_location)
     model.eval()
@@ -328,16 +306,8 @@ def save_state_file(path: str | os.PathLike, state: Any) -> Path:
     target = Path(path)
     tensors, meta = flatten_state(state)
     metadata = {"format": STATE_FORMAT, _STATE_META_KEY: json.dumps(meta)}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temp_name, metadata=metadata)
-        _fsync(Path(temp_name))
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with fileio.output_errors(target), fileio.atomic_path(target, fsync=True) as temp:
+        save_file(tensors, str(temp), metadata=metadata)
     return target
 
 

@@ -110,8 +110,10 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
     """
     from omnisep.data.mixtures import load_test_set
     from omnisep.evaluation.protocol import EvaluationConfig, evaluate as run_protocol, read_descriptions
+    from omnisep.evaluation.metrics import require_backend
     from omnisep.evaluation.reports import write_evaluation_reports
 
+    require_backend(backend)
     config = EvaluationConfig(
         modes=_csv_list(modes, "--modes"),
         with_negative=negative,

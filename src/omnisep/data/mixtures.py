@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 
 ROW_SHAPE = '{"target": id, "interferers": [id, ...]}'
@@ -116,19 +117,9 @@ class MixtureList(Sequence):
         return cls(mixtures, path, lines)
 
     def write(self, path: str | os.PathLike) -> Path:
-        """Write atomically (a temporary file in the same folder, then a rename; issue 12 moves this to omnisep.fileio)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write atomically (omnisep.fileio: a partial file in the same folder, then a rename)."""
         text = "".join(json.dumps(spec.to_row(), ensure_ascii=False) + "\n" for spec in self.mixtures)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # an ordinary file: the user's umask applies
-        try:
-            with open(temp, "w", encoding="utf-8", newline="") as out:
-                out.write(text)
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        return path
+        return fileio.write_text(path, text)
 
     def indices(self, items: Sequence, num_sources: int, what: str = "Mixture list") -> list[list[int]]:
         """Each row as manifest indices (target first); every row must mix ``num_sources`` known items."""
@@ -143,7 +134,17 @@ class MixtureList(Sequence):
             unknown = [str(i) for i in ids if i not in index_of]
             if unknown:
                 raise OmniSepError(f"{line}: unknown item id {', '.join(unknown)}.")
-            out.append([index_of[i] for i in ids])
+            indices = [index_of[i] for i in ids]
+            # A recording mixed with itself cannot be scored (BSS Eval's references become
+            # linearly dependent) and separates nothing: refuse it here, by line.
+            audios = [str(items[i].audio) for i in indices]
+            repeated = next((ids[n] for n in range(len(ids)) if ids[n] in ids[:n] or audios[n] in audios[:n]), None)
+            if repeated is not None:
+                raise OmniSepError(
+                    f"{line}: item {repeated!r} (or its recording) is used twice in one mixture; "
+                    "the sources of a mixture must be different recordings."
+                )
+            out.append(indices)
         return out
 
 

@@ -75,8 +75,14 @@ class QueryEncoder(abc.ABC):
 
     # -- public API ----------------------------------------------------------------------
 
+    options: dict = {}  # set by get_encoder: the constructor options that shape the embedding space
+
     def identity(self) -> dict:
-        return {"name": self.name, "version": self.version, "weights_hash": self.weights_hash(), "dim": int(self.dim)}
+        """What a checkpoint records; ``options`` (only when given) lets ``get_encoder`` rebuild this encoder."""
+        identity = {"name": self.name, "version": self.version, "weights_hash": self.weights_hash(), "dim": int(self.dim)}
+        if self.options:
+            identity["options"] = dict(self.options)
+        return identity
 
     def embed(self, modality: str, items: Sequence, sample_rate: int | None = None) -> torch.Tensor:
         """Embed a batch of one modality's items into ``[N, dim]``, L2-normalised, float32 on CPU.
@@ -113,6 +119,7 @@ class QueryEncoder(abc.ABC):
             text = " ".join(text.split())
             if not text:
                 raise OmniSepError(f"Text query #{index + 1} is empty: describe the sound to separate.")
+            check_text(text, f"Text query #{index + 1}")
             cleaned.append(text)
         return cleaned
 
@@ -191,6 +198,28 @@ class QueryEncoder(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, dim={self.dim})"
 
 
+# Text encoders read a few hundred tokens at most (MiniLM 256, ImageBind 77); a query is a phrase.
+LONG_TEXT_CHARACTERS = 300
+
+
+def check_text(text: str, source: str) -> None:
+    """Refuse text that is not valid Unicode; warn about text far longer than a text encoder reads."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = text[error.start : error.end]
+        raise OmniSepError(
+            f"{source} contains {bad!r}, which is not a valid Unicode character (bytes that are not UTF-8?); "
+            "retype the text."
+        ) from None
+    if len(text) > LONG_TEXT_CHARACTERS:
+        warnings.warn(
+            f"{source} is {len(text)} characters long; text encoders read only the first few hundred tokens "
+            "of a query, so the rest is ignored (describe the sound in a short phrase).",
+            stacklevel=4,
+        )
+
+
 def _as_list(items, kinds) -> list:
     # A lone string or array is one query, not a sequence of characters/rows.
     if isinstance(items, kinds) and not isinstance(items, (list, tuple)):
@@ -201,13 +230,13 @@ def _as_list(items, kinds) -> list:
 
 
 def _mono_array(clip, source: str) -> np.ndarray:
-    audio = clip.detach().cpu().numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip)
+    from omnisep.audio import float_samples
+
+    audio = float_samples(clip, source)  # integers scaled by their range, as for mixtures
     if audio.ndim == 2 and 1 in audio.shape:
         audio = audio.reshape(-1)
     if audio.ndim != 1:
         raise OmniSepError(f"{source} must be a mono 1-D array, got shape {tuple(audio.shape)}.")
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise OmniSepError(f"{source} must hold float samples in [-1, 1], got {audio.dtype}.")
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 

@@ -11,9 +11,9 @@ the demo), ``sweep`` (the paper's Fig. 2), ``scan`` (the scan heat map) and
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 
 DPI = 100
@@ -40,13 +40,6 @@ def check_png_path(path: str | os.PathLike) -> str:
 def save_figure(figure, path: str | os.PathLike, dpi: int = DPI) -> Path:
     """Write a PNG atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        figure.savefig(temp_name, format="png", dpi=dpi)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with fileio.output_errors(path), fileio.atomic_path(path) as temp:
+        figure.savefig(temp, format="png", dpi=dpi)
     return path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -120,6 +121,13 @@ class TrainConfig:
 
         if not self.data.train_manifest:
             fail("data.train_manifest is required.")
+        for where, value in _numbers(self):
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(f"{where} must be a finite number, got {value}.")
+        if not self.optim.lr > 0:
+            fail(f"optim.lr must be positive, got {self.optim.lr}.")
+        if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
+            fail(f"out_dir '{self.out_dir}' exists and is not a folder.")
         if self.precision not in PRECISIONS:
             fail(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'.")
         if self.queries.modality_mode not in MODALITY_MODES:
@@ -154,6 +162,16 @@ class TrainConfig:
             fail("optim.batch_size and optim.accumulate_steps must be at least 1.")
         if self.optim.decay_steps < self.optim.warmup_steps:
             fail("optim.decay_steps must not be smaller than optim.warmup_steps.")
+
+
+def _numbers(config, prefix: str = ""):
+    """(dotted name, value) of every number in a config, nested sections included."""
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            yield from _numbers(value, f"{prefix}{item.name}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield f"{prefix}{item.name}", value
 
 
 def _check_type(value, annotation, where: str, source: str):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from omnisep import fileio
 from omnisep.data.manifest import ManifestItem, read_manifest
 from omnisep.data.mixing import MODALITIES, MixtureDataset, QueryTable
 from omnisep.data.mixtures import read_mixture_list
@@ -203,10 +203,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     with open(path, encoding="utf-8") as handle:
         rows = [line for line in handle if line.strip() and json.loads(line)["step"] <= step]
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".metrics.", delete=False, encoding="utf-8")
-    with handle:
-        handle.writelines(rows)
-    os.replace(handle.name, path)
+    fileio.write_text(path, "".join(rows))
 
 
 class _Trainer:

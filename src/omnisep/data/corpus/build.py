@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from omnisep import fileio
 from omnisep.data.corpus import CLASSES, SAMPLE_RATE, SPLITS, VOCABULARY, slug
 from omnisep.data.corpus.emoji import EmojiImages
 from omnisep.data.corpus.family import Clip, SourcePackage
@@ -98,16 +99,12 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 def write_wav(path: Path, audio: np.ndarray) -> None:
     """16-bit wav, written to a temporary name first so a crash leaves no truncated clip."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    sf.write(partial, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    partial.replace(path)
+    with fileio.atomic_path(path) as partial:
+        sf.write(str(partial), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
 
 def write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    fileio.write_text(path, text, fsync=False)
 
 
 def write_jsonl(path: Path, rows: Sequence[dict]) -> None:

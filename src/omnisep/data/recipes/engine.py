@@ -30,13 +30,12 @@ import json
 import multiprocessing
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from omnisep import fileio
 from omnisep.data.mixtures import MixtureList, MixtureSpec
 from omnisep.errors import OmniSepError, describe
 
@@ -138,17 +137,9 @@ def index_videos(videos_dir: str | os.PathLike) -> dict[str, Path]:
 def _atomic_frames(frames: list[np.ndarray], out_dir: Path) -> None:
     from PIL import Image
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with fileio.atomic_dir(out_dir) as staging:
         for number, frame in enumerate(frames, start=1):
             Image.fromarray(frame).save(staging / f"{number:06d}.jpg", quality=95)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def extract_item(job: tuple[str, str, str, float, bool]) -> dict:
@@ -224,17 +215,6 @@ def draw_mixtures(
         interferer = candidates[int(rng.integers(len(candidates)))]
         rows.append(MixtureSpec(target.id, (interferer.id,), id=f"{id_prefix}{index:05d}", seed=entropy))
     return rows
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    """A whole file or nothing (issue 12 moves this to omnisep.fileio)."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -361,5 +341,5 @@ def prepare(
     counts.update(listed=len(wanted), prepared=len(ok), missing=len(missing), failed=len(failed), clean=len(clean_ids & present))
     report = {"source": source, "counts": counts, "missing_videos": missing, "failed": failed,
               "mixture_lists": [p.name for p in mixture_lists], "fps": fps, "seed": seed}
-    _write_text_atomic(out_dir / "prepare_report.json", json.dumps(report, indent=2) + "\n")
+    fileio.write_text(out_dir / "prepare_report.json", json.dumps(report, indent=2) + "\n")
     return RecipeResult(out_dir, manifest_path, counts, missing, failed, mixture_lists)

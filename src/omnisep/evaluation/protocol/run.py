@@ -57,7 +57,10 @@ def evaluate(
     if encoder is None and (needs_encoder or encoder_name is not None):
         from omnisep.encoders import get_encoder
 
-        encoder = get_encoder(encoder_name or loaded.config["encoder"]["name"], **(encoder_options or {}))
+        recorded = loaded.config["encoder"]
+        same = encoder_name in (None, recorded["name"])
+        encoder = get_encoder(encoder_name or recorded["name"],
+                              **{**((recorded.get("options") or {}) if same else {}), **(encoder_options or {})})
     if encoder is not None:
         try:
             check_encoder(loaded.config, encoder.identity())
