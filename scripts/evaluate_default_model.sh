@@ -7,17 +7,20 @@
 # Needs the corpus and the embedding cache from scripts/build_default_model.py:
 #   omnisep corpus build corpus/ && python scripts/build_default_model.py corpus/ runs/default-build
 #   MODEL=src/omnisep/pretrained/v1 OUT=docs/results/v1 bash scripts/evaluate_default_model.sh
-# SWEEP=0 skips the alpha sweep; TRAINING=0 skips the training-curve plot.
+# SWEEP=0 skips the alpha sweep; TRAINING=0 skips the training-curve plot;
+# LIMIT=N scores only the first N test mixtures (a quick look on a busy machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-src/omnisep/pretrained/default}
 OUT=${OUT:-docs/results/default}
 WORKERS=${WORKERS:-2}
 COMMON=(--manifest corpus/manifest-default.jsonl --cache runs/default-build/cache --backend fast --workers "$WORKERS" --quiet)
+LIMITED=()
+[ -n "${LIMIT:-}" ] && LIMITED=(--limit "$LIMIT")
 
 # Table 1 + Table 3 + usage on all 480 test mixtures.
 omnisep evaluate "$MODEL" corpus/mixtures_test.jsonl "${COMMON[@]}" \
-    --descriptions configs/descriptions.json --usage --out "$OUT"
+    --descriptions configs/descriptions.json --usage "${LIMITED[@]}" --out "$OUT"
 # Fig. 2: proportional vs naive negative queries, alpha 0..2, first 120 test mixtures.
 if [ "${SWEEP:-1}" != 0 ]; then
   omnisep evaluate "$MODEL" corpus/mixtures_test.jsonl "${COMMON[@]}" --no-oracles --modes text \
