@@ -24,30 +24,18 @@ import torch
 from torch import nn
 
 from omnisep import spectral
-from omnisep.errors import OmniSepError
-from omnisep.models.base import MaskNetwork, NetworkConfig
-from omnisep.models.separate_net import LINEAR_INIT_STD
+from omnisep.models.base import MaskNetwork
+from omnisep.models.separate_net import LINEAR_INIT_STD, SeparateNetConfig
 from omnisep.models.unet import BN_WEIGHT_STD, CONV_INIT_STD, level_channels
 
 
 @dataclass(frozen=True)
-class FilmNetConfig(NetworkConfig):
+class FilmNetConfig(SeparateNetConfig):
+    """The paper network's fields (other defaults: ngf 32, exact chunking) plus the modulation width."""
+
     ngf: int = 32
-    depth: int = 7
-    k: int = 32
-    emb_dim: int = 1024
-    film_hidden: int = 256
-    binary_mask: bool = False
     align_corners: bool = False
-
-    def __post_init__(self):
-        self.check_fields()
-        if not 2 <= self.depth <= 8:
-            raise OmniSepError(f"model config: 'depth' must be between 2 and 8, got {self.depth}.")
-
-    @property
-    def time_multiple(self) -> int:
-        return 2**self.depth
+    film_hidden: int = 256
 
 
 class _Film(nn.Module):
