@@ -84,6 +84,7 @@ EXAMPLES = """
 Examples:
   omnisep separate street.wav --text "dog barking"
   omnisep separate song.mp3 --image violin.png --negative-text "singing"
+  omnisep separate street.wav --text "dog barking" --negative auto
   omnisep separate clip.mp4 --text "siren" --audio siren_sample.wav --weights 2,1
   omnisep separate recordings/ --text "speech" --text "music" --each --format flac
   omnisep separate "takes/*.wav" --text "guitar" --query-aug --plot --json
@@ -103,6 +104,10 @@ Examples:
 @click.option("--negative-text", "negative_texts", multiple=True, metavar="TEXT", help="A sound to leave out (repeatable).")
 @click.option("--negative-image", "negative_images", multiple=True, metavar="FILE", help="An image of a sound to leave out.")
 @click.option("--negative-audio", "negative_audios", multiple=True, metavar="FILE", help="A recording of a sound to leave out.")
+@click.option("--negative", "negative", type=click.Choice(["auto"]), default=None,
+              help="auto: scan each input and subtract the strongest other labels the model knows (reported).")
+@click.option("--negative-labels", default=None, type=click.IntRange(min=1), metavar="N",
+              help="With --negative auto: how many labels to subtract (default: chosen on validation data).")
 @click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(min=0), help="Strength of the negative query.")
 @click.option("--naive-negative", is_flag=True, help="Use q - a*neg (the paper's baseline) instead of (1+a)q - a*neg.")
 @click.option("--query-aug", is_flag=True, help="Snap the query to the closest label the model was trained on (Query-Aug).")
@@ -121,7 +126,7 @@ Examples:
 @click.option("--overlap", default=DEFAULT_OVERLAP_SECONDS, show_default=True, type=click.FloatRange(min=0),
               help="Context in seconds on each side of a chunk (half of it is cross-faded).")
 def separate(
-    inputs, texts, images, audios, weights, each, negative_texts, negative_images, negative_audios, alpha,
+    inputs, texts, images, audios, weights, each, negative_texts, negative_images, negative_audios, negative, negative_labels, alpha,
     naive_negative, query_aug, output_dir, model, device, file_format, bits, downmix, overwrite, plot, as_json,
     chunk_seconds, overlap,
 ):
@@ -141,7 +146,12 @@ def separate(
         raise click.UsageError("--weights mixes the parts of one query; it cannot be used with --each.")
     if file_format == "flac" and bits == "float":
         raise click.UsageError("FLAC stores integer samples only: use --bits 16 or 24, or --format wav.")
+    if negative_labels is not None and negative != "auto":
+        raise click.UsageError("--negative-labels chooses how many labels --negative auto subtracts; add --negative auto.")
+    if negative == "auto" and (negative_texts or negative_images or negative_audios):
+        raise click.UsageError("--negative auto chooses the negative query itself; drop --negative-text/--negative-image/--negative-audio.")
     negatives = dict(
+        auto_negative=_auto_negative(negative, negative_labels),
         negative_text=list(negative_texts) or None,
         negative_image=list(negative_images) or None,
         negative_audio=list(negative_audios) or None,
@@ -164,6 +174,14 @@ def separate(
                        downmix, overwrite, plot, as_json, chunk_seconds, overlap)
     if as_json:
         click.echo(json.dumps(results, indent=2))
+
+
+def _auto_negative(negative, count):
+    if negative != "auto":
+        return None
+    from omnisep.negatives import AutoNegative
+
+    return AutoNegative() if count is None else AutoNegative(count=count)
 
 
 def _planned_outputs(inputs, slugs, output_dir, suffix, plot):
