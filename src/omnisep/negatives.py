@@ -5,9 +5,11 @@ know what else is in the recording. Here the scan (:mod:`omnisep.scan`) says
 it: every label of the model's bank is separated at once and ranked by
 presence; the strongest labels that are *not* the query's own sound become the
 negative query. The query's own sound is its nearest bank label (what
-Query-Aug would pick); labels at least ``max_similarity`` close to the query
-(cosine) are left out too, because subtracting a near-synonym of the target
-subtracts the target.
+Query-Aug would pick); labels whose bank rows are at least ``max_similarity``
+close (cosine) to that own label are left out too, because subtracting a
+near-synonym of the target subtracts the target. Comparing labels with labels
+makes the cut-off mean the same for text, image and audio queries, whose
+cosines to the (text) bank rows differ in scale.
 
 The choice costs one extra U-Net pass over the recording (the scan) and is
 reported, so the user sees which labels were subtracted.
@@ -73,7 +75,7 @@ class NegativeChoice:
 
     label: str
     presence: float  # the scan's presence score of the label, in [0, 1]
-    similarity: float  # cosine between the query and the label's bank row
+    similarity: float  # cosine between the label's bank row and the query's own (nearest) label's
 
     def to_dict(self) -> dict:
         return {"label": self.label, "presence": round(self.presence, 4), "similarity": round(self.similarity, 4)}
@@ -95,8 +97,8 @@ def choose(scan_result, query: torch.Tensor, bank, setting: AutoNegative | None 
     setting = setting or AutoNegative()
     if list(scan_result.labels) != list(bank.labels):
         raise ValueError("the scan and the query bank list different labels (another model?)")
-    cosine = similarities(query, bank)
-    own = int(cosine.argmax())
+    own = int(similarities(query, bank).argmax())
+    cosine = similarities(torch.as_tensor(bank.embeddings[own]), bank)
     chosen = []
     for index in scan_result.ranking():
         if len(chosen) == setting.count:
