@@ -110,3 +110,28 @@ def test_a_streamed_file_scans_like_the_array(band_separator, tmp_path):
     segments = find_segments(streamed, threshold=0.2)
     assert [(s.start, s.end) for s in segments if s.label == "low"] == [(2.0, 4.0)]
     assert resample(stereo.mean(0), 44100, SR).size == round(streamed.duration * SR)
+
+
+def test_memory_of_a_file_scan_does_not_grow_with_its_length(tiny_checkpoint, tmp_path):
+    """Python-side peak memory (numpy buffers, traced) of a 40 s and a 400 s scan: the same, within 1.5x."""
+    import tracemalloc
+
+    import soundfile as sf
+
+    from omnisep.states import load_checkpoint
+
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    rng = np.random.default_rng(0)
+    peaks = {}
+    for seconds in (40, 400):
+        path = tmp_path / f"long_{seconds}.wav"
+        with sf.SoundFile(path, "w", SR, 1, subtype="PCM_16") as out:
+            for _ in range(seconds // 10):
+                out.write(0.1 * rng.standard_normal(10 * SR))
+        tracemalloc.start()
+        result = scan_file(checkpoint, path)
+        peaks[seconds] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert result.energy_ratio.shape == (3, seconds * 2)
+    # 360 s more input is 23 MB more of float32 samples; the peak may grow by the per-frame ratios only.
+    assert peaks[400] - peaks[40] < 1e6, peaks
