@@ -37,9 +37,9 @@ import torch
 from omnisep.evaluation.metrics import SCORED_LENGTH, _cap, _images_sdr, is_silent, summarize
 
 DEFAULT_COUNTS = (1, 2, 3)
-DEFAULT_ALPHAS = (0.25, 0.5, 0.75, 1.0)
-DEFAULT_SIMILARITIES = (0.45, 0.55, 0.65, 0.75, 1.01)  # 1.01: only the own label is left out
-DEFAULT_SOURCES = ("mixture", "residual")
+DEFAULT_ALPHAS = (0.25, 0.5, 1.0)
+DEFAULT_SIMILARITIES = (0.55, 0.7, 1.01)  # 1.01: only the own label is left out
+DEFAULT_SOURCES = ("mixture",)
 MODES = ("text", "image", "audio", "composed")
 
 
@@ -248,23 +248,66 @@ def sweep_table(summary: dict, source: str) -> str:
     return "\n".join(lines)
 
 
-@click.command()
+@click.group()
+def main():
+    """Sweep the automatic negative query (run), then pick on validation and report on test (report)."""
+
+
+@main.command("run")
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
 @click.argument("mixtures", type=click.Path(exists=True, dir_okay=False))
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False), default=None)
 @click.option("--cache", type=click.Path(exists=True, file_okay=False), required=True, help="Embedding cache of the checkpoint's encoder.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file with every score.")
 @click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture,residual.")
 @click.option("--quiet", is_flag=True)
-def main(checkpoint, mixtures, manifest, cache, out, limit, quiet):
+def run_command(checkpoint, mixtures, manifest, cache, out, limit, sources, quiet):
     """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
-    data = run(checkpoint, mixtures, manifest, cache, limit=limit, progress=not quiet)
+    data = run(checkpoint, mixtures, manifest, cache, limit=limit, sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
+               progress=not quiet)
     data["summary"] = summarize_run(data)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name}.part")
     temp.write_text(json.dumps(data))
     temp.replace(out)
     click.echo(f"{data['count']} mixtures in {data['seconds']} s -> {out}; best setting: {choose_defaults(data['summary'])}")
+
+
+@main.command("report")
+@click.argument("validation", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("test", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def report_command(validation, test, out):
+    """Choose the setting on VALIDATION, report it on TEST: OUT/results.md and OUT/summary.json."""
+    val, tst = json.loads(validation.read_text()), json.loads(test.read_text())
+    chosen = choose_defaults(val["summary"])
+    sources = val["grid"]["sources"]
+    text = [
+        "# Automatic negative query",
+        "",
+        f"Setting chosen on the validation mixtures ({val['count']}), reported on the test mixtures ({tst['count']}).",
+        "SDRi in dB, mean ± SEM over the mixtures a query mode can be formed for; gains in brackets are paired",
+        "differences to the same query without a negative. Model: `" + str(tst["checkpoint"]) + "`.",
+        "",
+        "## Test mixtures",
+        "",
+        report(tst["summary"], chosen, tst.get("choices")),
+        "",
+        "## Validation mixtures (where the setting was chosen)",
+        "",
+        report(val["summary"], chosen, val.get("choices")),
+        "",
+    ]
+    for source in sources:
+        text += [f"## Sweep on the validation mixtures (scan of the {source}): mean gain over no negative, averaged over the modes", "",
+                 sweep_table(val["summary"], source), ""]
+        text += [f"## The same sweep on the test mixtures (for reference; not used to choose)", "", sweep_table(tst["summary"], source), ""]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text("\n".join(text))
+    (out / "summary.json").write_text(json.dumps({"chosen": chosen, "validation": val["summary"], "test": tst["summary"],
+                                                  "choices_test": tst.get("choices"), "seconds": [val["seconds"], tst["seconds"]]}, indent=1))
+    click.echo("\n".join(text))
 
 
 if __name__ == "__main__":
