@@ -45,3 +45,17 @@ def test_summaries_are_paired_with_the_plain_query():
     assert summary["oracle/a0.5"]["gain"] == pytest.approx(0.75)
     assert summary["oracle/a0.5"]["sdri"] == pytest.approx(2.25)
     assert summary["plain"]["gain"] == 0.0
+
+
+def test_one_pass_equals_the_models_own_separation():
+    import torch
+
+    from omnisep.evaluation.auto_negative import _OnePass
+    from omnisep.models import SeparateNet, SeparateNetConfig
+
+    torch.manual_seed(0)
+    model = SeparateNet(SeparateNetConfig(ngf=4, depth=3, k=4, emb_dim=8)).eval()
+    wave = 0.1 * torch.randn(20000)
+    queries = torch.randn(3, 8)
+    expected = model.separate(wave[None], queries[None], length=19000)[0].detach().numpy()
+    np.testing.assert_array_equal(_OnePass(model, wave).separate(queries, 19000), expected)

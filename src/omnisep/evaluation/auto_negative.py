@@ -51,6 +51,35 @@ def sdr(reference: np.ndarray, estimate: np.ndarray, length: int = SCORED_LENGTH
     return _cap(_images_sdr(reference, estimate))
 
 
+class _OnePass:
+    """One U-Net pass per mixture for any number of query batches: ``SeparateNet.separate`` split in two."""
+
+    def __init__(self, model, mixture: torch.Tensor):
+        import torch.nn.functional as F
+
+        from omnisep import spectral
+
+        self.model, self.spectral = model, spectral
+        with torch.no_grad():
+            self.spec = spectral.stft(mixture[None])
+            mag = spectral.warp(self.spec.abs().unsqueeze(1) + spectral.MAG_EPS)
+            self.frames = mag.shape[-1]
+            pad = -self.frames % model.time_multiple
+            if pad:
+                mag = F.pad(mag, (0, pad), value=spectral.MAG_EPS)
+            self.features = model.features(mag)
+
+    def separate(self, queries: torch.Tensor, length: int) -> np.ndarray:
+        """``[Q, D]`` -> ``[Q, length]``, exactly what ``model.separate`` returns."""
+        spectral = self.spectral
+        with torch.no_grad():
+            logits = self.model.mask_logits(self.features, queries[None])[..., : self.frames]
+            mask = spectral.unwarp(self.model.masks(logits))
+            estimate = mask * self.spec.unsqueeze(1)
+            out = spectral.istft(estimate.reshape(-1, *estimate.shape[2:]), length)
+            return out.clamp(-1.0, 1.0).numpy()
+
+
 def setting_key(source: str, count: int, similarity: float, alpha: float) -> str:
     return f"auto/{source}/n{count}/sim{similarity:g}/a{alpha:g}"
 
@@ -105,6 +134,7 @@ def run(
         mixture_sdr = sdr(target, mixture.numpy())
         valid = mixture_sdr is not None and not is_silent(interferer[:SCORED_LENGTH])
         scanned = {"mixture": scan(loaded, mixture.numpy(), 16000)}
+        one_pass = _OnePass(model, mixture)
         for mode in modes:
             query = builder.base_query(target_item, mode, index)
             if query is None:
@@ -114,8 +144,8 @@ def run(
             for alpha in alphas:
                 keyed[f"oracle/a{alpha:g}"] = negative(query, oracle, alpha)
             if "residual" in sources:
-                plain = model.separate(mixture[None], query[None, None], length=mixture.shape[-1])[0, 0]
-                scanned["residual"] = scan(loaded, (mixture - plain).numpy(), 16000)
+                plain = one_pass.separate(query[None], mixture.shape[-1])[0]
+                scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000)
             for source, n, similarity in settings:
                 chosen = negatives.choose(scanned[source], query, bank, negatives.AutoNegative(n, min(similarity, 1.0), source=source))
                 labels = {c.label for c in chosen}
@@ -134,8 +164,7 @@ def run(
                 if key not in distinct:
                     distinct[key] = len(vectors)
                     vectors.append(vector)
-            with torch.no_grad():
-                estimates = model.separate(mixture[None], torch.stack(vectors)[None], length=SCORED_LENGTH)[0].numpy()
+            estimates = one_pass.separate(torch.stack(vectors), SCORED_LENGTH)
             for name, vector in keyed.items():
                 value = None
                 if valid:

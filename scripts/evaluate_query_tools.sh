@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Regenerates the query-tool results of issue 16 for a model (default: the bundled one):
+#   docs/results/map-default/         omnisep map (paper Fig. 3) and its numbers
+#   docs/results/auto-negative/       --negative auto: setting chosen on validation, reported on test
+#   docs/results/scan-presence/       omnisep scan: threshold chosen on validation, precision/recall on test
+# Needs the corpus and the embedding cache of the model's encoder (see scripts/evaluate_default_model.sh):
+#   MODEL=runs/new/best OUT=docs/results/new- bash scripts/evaluate_query_tools.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MODEL=${MODEL:-src/omnisep/pretrained/default}
+CORPUS=${CORPUS:-corpus}
+CACHE=${CACHE:-runs/default-build/cache}
+OUT=${OUT:-docs/results/}
+WORK=${WORK:-runs/query-tools}
+mkdir -p "$WORK"
+NICE=(nice -n 10)
+
+# 1. The embedding map of the test clips (UMAP), with the free-form descriptions as extra text points.
+"${NICE[@]}" omnisep map "$CORPUS/manifest.jsonl" --model "$MODEL" --cache "$CACHE" \
+    --descriptions configs/descriptions.json -o "${OUT}map-default"
+
+# 2. Automatic negative query: sweep on validation and test mixtures (one process each), choose on validation.
+"${NICE[@]}" python3 -m omnisep.evaluation.auto_negative run "$MODEL" "$CORPUS/mixtures_val.jsonl" \
+    --cache "$CACHE" --out "$WORK/auto-negative-val.json" --quiet &
+"${NICE[@]}" python3 -m omnisep.evaluation.auto_negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" \
+    --cache "$CACHE" --out "$WORK/auto-negative-test.json" --quiet
+wait
+python3 -m omnisep.evaluation.auto_negative report "$WORK/auto-negative-val.json" "$WORK/auto-negative-test.json" \
+    --out "${OUT}auto-negative"
+
+# 3. Scan presence: scan every validation and test mixture, choose the threshold on validation.
+"${NICE[@]}" python3 -m omnisep.evaluation.presence run "$MODEL" "$CORPUS/mixtures_val.jsonl" --out "$WORK/presence-val.npz" --quiet &
+"${NICE[@]}" python3 -m omnisep.evaluation.presence run "$MODEL" "$CORPUS/mixtures_test.jsonl" --out "$WORK/presence-test.npz" --quiet
+wait
+python3 -m omnisep.evaluation.presence report "$WORK/presence-val.npz" "$WORK/presence-test.npz" --out "${OUT}scan-presence"
+
+# 4. Pictures for docs/demo.md: the scan timeline of a bundled example.
+omnisep scan examples/owl_and_piano.wav --model "$MODEL" --export "$WORK" --overwrite > /dev/null
+cp "$WORK/owl_and_piano.timeline.png" "${OUT}scan-presence/owl_and_piano.timeline.png"
