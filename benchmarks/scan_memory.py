@@ -40,13 +40,19 @@ def child(input_path: str, model: str, threads: int) -> None:
     checkpoint = load_checkpoint(resolve_model(model))
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    blocks = []
-    result = scan_file(checkpoint, input_path, on_input=blocks.append)
+    blocks, trace = [], []
+
+    def progress(n):
+        blocks.append(n)
+        if sum(blocks) >= (len(trace) + 1) * 60 * RATE:  # peak RSS after each minute of input
+            trace.append(round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+    result = scan_file(checkpoint, input_path, on_input=progress)
     segments = find_segments(result)
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"baseline_mb": round(baseline, 1), "peak_mb": round(peak, 1), "seconds": round(elapsed, 1),
-                      "frames": int(result.energy_ratio.shape[1]), "segments": len(segments), "progress_calls": len(blocks)}))
+                      "frames": int(result.energy_ratio.shape[1]), "segments": len(segments), "progress_calls": len(blocks), "peak_mb_per_minute": trace}))
 
 
 def main() -> None:
@@ -67,6 +73,7 @@ def main() -> None:
           "peak RSS of a fresh process (baseline: after loading the model)")
     print("| input | baseline (MB) | peak RSS (MB) | wall (s) | RTF | frames | progress updates |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
+    traces = []
     for seconds in args.lengths:
         path = make_input(workdir / f"input_{int(seconds)}s.wav", seconds, 1)
         command = [sys.executable, __file__, "--child", str(path), "--model", args.model, "--threads", str(args.threads)]
@@ -74,6 +81,9 @@ def main() -> None:
         label = f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
         print(f"| {label} | {result['baseline_mb']:.0f} | {result['peak_mb']:.0f} | {result['seconds']:.1f} | "
               f"{result['seconds'] / seconds:.3f} | {result['frames']} | {result['progress_calls']} |", flush=True)
+        traces.append((label, result["peak_mb_per_minute"]))
+    for label, trace in traces:
+        print(f"peak RSS (MB) after each minute of the {label} input: {trace}")
 
 
 if __name__ == "__main__":

@@ -491,7 +491,9 @@ def numbers_markdown(numbers: dict, heads: dict | None = None) -> str:
         if values:
             lines.append(f"| {pair} | {values['same_class']:.3f} | {values['other_class']:.3f} | {values['gap']:+.3f} |")
     if heads:
-        lines += ["", "Before and after the bundled encoder's projection heads (same backbone features):", ""]
+        clips = heads.get("clips_per_class")
+        lines += ["", "Before and after the bundled encoder's projection heads (same backbone features"
+                  + (f"; the first {clips} clips of each class, kNN with k = {min(numbers['k'], clips - 1)}" if clips else "") + "):", ""]
         lines += ["| | backbone features (no head) | untrained heads | trained heads |", "|---|---|---|---|"]
         for modality in ("image", "audio"):
             lines.append(

@@ -123,9 +123,10 @@ class _FrameMeter:
         samples = np.concatenate([self.leftover, block], axis=1)
         whole = samples.shape[1] // self.frame * self.frame
         if whole:
-            framed = samples[:, :whole].astype(np.float64).reshape(samples.shape[0], -1, self.frame)
-            self.energies.append(np.square(framed).sum(axis=-1))
-        self.leftover = samples[:, whole:]
+            # Squares in float32, sums in float64: no float64 copy of a [Q, n] block.
+            framed = samples[:, :whole].reshape(samples.shape[0], -1, self.frame)
+            self.energies.append(np.square(framed).sum(axis=-1, dtype=np.float64))
+        self.leftover = samples[:, whole:].copy()  # not a view that keeps the whole block alive
 
     def close(self) -> np.ndarray:
         """``[Q, frames]``; a short last frame counts the samples it has."""

@@ -20,11 +20,13 @@ from omnisep.errors import OmniSepError, describe
 @click.option("--method", type=click.Choice(["umap", "tsne"]), default="umap", show_default=True, help="2-D projection (umap needs umap-learn).")
 @click.option("--heads/--no-heads", "compare_heads", default=True, show_default=True,
               help="Also measure before and after the bundled encoder's heads (runs its backbones on the items).")
+@click.option("--heads-per-class", default=4, show_default=True, type=click.IntRange(min=2),
+              help="Clips per class for the before/after-heads numbers (the backbones are slow on a CPU).")
 @click.option("--k", default=5, show_default=True, type=click.IntRange(min=1), help="Neighbours of the kNN accuracy.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Writes map.png, map.html, numbers.json and numbers.md there (created).")
-def map_command(manifest, model, split, cache, descriptions, method, compare_heads, k, seed, output_dir):
+def map_command(manifest, model, split, cache, descriptions, method, compare_heads, heads_per_class, k, seed, output_dir):
     """Draw the query embeddings of MANIFEST's items in two dimensions, by class and modality.
 
     Text (one point per class label, plus --descriptions), image (one per
@@ -83,7 +85,15 @@ def map_command(manifest, model, split, cache, descriptions, method, compare_hea
     numbers = em.measure(points, k)
     heads = None
     if compare_heads and hasattr(encoder, "audio_backbone_features"):
-        heads = em.head_comparison(items, encoder, table, k)
+        from collections import Counter
+
+        subset, counts = [], Counter()
+        for item in items:
+            if counts[item.label] < heads_per_class:
+                counts[item.label] += 1
+                subset.append(item)
+        heads = em.head_comparison(subset, encoder, table, min(k, heads_per_class - 1))
+        heads["clips_per_class"] = heads_per_class
     elif compare_heads:
         click.echo(f"note: the '{encoder.name}' encoder has no projection heads; --no-heads assumed.", err=True)
     xy = em.project(points.vectors, method, seed)
