@@ -25,7 +25,7 @@ NICE=(nice -n 10)
 "${NICE[@]}" python3 -m omnisep.evaluation.auto_negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" \
     --cache "$CACHE" --out "$WORK/auto-negative-test.json" --quiet
 wait
-python3 -m omnisep.evaluation.auto_negative report "$WORK/auto-negative-val.json" "$WORK/auto-negative-test.json" \
+python3 -m omnisep.evaluation.auto_negative report --validation "$WORK/auto-negative-val.json" --test "$WORK/auto-negative-test.json" \
     --out "${OUT}auto-negative"
 
 # 3. Scan presence: scan every validation and test mixture, choose the threshold on validation.

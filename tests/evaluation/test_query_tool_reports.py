@@ -59,3 +59,18 @@ def test_one_pass_equals_the_models_own_separation():
     queries = torch.randn(3, 8)
     expected = model.separate(wave[None], queries[None], length=19000)[0].detach().numpy()
     np.testing.assert_array_equal(_OnePass(model, wave).separate(queries, 19000), expected)
+
+
+def test_one_pass_scan_equals_the_scan(tiny_checkpoint):
+    import torch
+
+    from omnisep.evaluation.auto_negative import _OnePass
+    from omnisep.scan import scan
+    from omnisep.states import load_checkpoint
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    wave = (0.1 * torch.randn(65535, generator=torch.Generator().manual_seed(0))).float()
+    expected = scan(loaded, wave.numpy(), 16000)
+    result = _OnePass(loaded.model.eval(), wave).scan(loaded.bank, wave.numpy())
+    np.testing.assert_allclose(result.energy_ratio, expected.energy_ratio, atol=1e-4)
+    np.testing.assert_allclose(result.presence, expected.presence, atol=1e-4)

@@ -79,6 +79,41 @@ class _OnePass:
             out = spectral.istft(estimate.reshape(-1, *estimate.shape[2:]), length)
             return out.clamp(-1.0, 1.0).numpy()
 
+    def scan(self, bank, mixture: np.ndarray, frame_seconds: float = 0.5):
+        """:func:`omnisep.scan.scan` of the mixture from this pass's features (the scan's engine runs
+        the same single U-Net pass on an input of one chunk, so the numbers are the same)."""
+        from omnisep.queries import normalize
+        from omnisep.scan import _FrameMeter, _result
+        from omnisep.spectral import SAMPLE_RATE
+
+        frame = max(1, round(frame_seconds * SAMPLE_RATE))
+        estimates = self.separate(normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32)), mixture.size)
+        targets, mix = _FrameMeter(len(bank.labels), frame), _FrameMeter(1, frame)
+        targets.add(estimates)
+        mix.add(mixture[None].astype(np.float32))
+        return _result(bank.labels, targets.close(), mix.close()[0], frame, mixture.size)
+
+
+class _BankTable:
+    """Text-only query table from the checkpoint's bank: a text query is the bank row of its label
+    (training fills the bank with the same encoder's label embeddings), so text needs no cache."""
+
+    def __init__(self, items, bank):
+        rows = dict(zip(bank.labels, torch.as_tensor(bank.embeddings, dtype=torch.float32)))
+        missing = sorted({item.label for item in items} - set(rows))
+        if missing:
+            raise click.ClickException(f"labels {missing[:3]} are not in the model's bank; give --cache")
+        self.dim = bank.dim
+        self._rows = {item.id: rows[item.label] for item in items}
+
+    def get(self, item_id):
+        rows = torch.zeros(3, self.dim)
+        rows[0] = self._rows[item_id]
+        return rows, torch.tensor([True, False, False])
+
+    def available(self, item_id):
+        return self.get(item_id)[1]
+
 
 def setting_key(source: str, count: int, similarity: float, alpha: float) -> str:
     return f"auto/{source}/n{count}/sim{similarity:g}/a{alpha:g}"
@@ -109,7 +144,12 @@ def run(
     model, bank = loaded.model.eval(), loaded.bank
     test_set = load_test_set(mixtures, manifest)
     config = EvaluationConfig(modes=tuple(modes), negative_source="text")
-    table = _load_queries_table(test_set, _needed_items(test_set, config), cache, None)
+    if cache is None:
+        if set(modes) != {"text"}:
+            raise click.ClickException("image, audio and composed queries need the embedding cache (--cache)")
+        table = _BankTable(test_set.items, bank)
+    else:
+        table = _load_queries_table(test_set, _needed_items(test_set, config), cache, None)
     builder = QueryBuilder(test_set, table, config, bank)
     dataset = MixtureDataset(test_set.items, table, training=False, num_sources=len(test_set.mixtures[0]),
                              mixtures=test_set.mixtures)
@@ -133,8 +173,8 @@ def run(
         interferer_labels = {test_set.items[i].label for i in interferers}
         mixture_sdr = sdr(target, mixture.numpy())
         valid = mixture_sdr is not None and not is_silent(interferer[:SCORED_LENGTH])
-        scanned = {"mixture": scan(loaded, mixture.numpy(), 16000)}
         one_pass = _OnePass(model, mixture)
+        scanned = {"mixture": one_pass.scan(bank, mixture.numpy())}
         for mode in modes:
             query = builder.base_query(target_item, mode, index)
             if query is None:
@@ -286,14 +326,16 @@ def main():
 @click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
 @click.argument("mixtures", type=click.Path(exists=True, dir_okay=False))
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False), default=None)
-@click.option("--cache", type=click.Path(exists=True, file_okay=False), required=True, help="Embedding cache of the checkpoint's encoder.")
+@click.option("--cache", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Embedding cache of the checkpoint's encoder (not needed for --modes text).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file with every score.")
 @click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated query modes.")
 @click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture,residual.")
 @click.option("--quiet", is_flag=True)
-def run_command(checkpoint, mixtures, manifest, cache, out, limit, sources, quiet):
+def run_command(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, quiet):
     """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
-    data = run(checkpoint, mixtures, manifest, cache, limit=limit, sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
+    data = run(checkpoint, mixtures, manifest, cache, modes=tuple(m.strip() for m in modes.split(",") if m.strip()), limit=limit, sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
                progress=not quiet)
     data["summary"] = summarize_run(data)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -303,13 +345,27 @@ def run_command(checkpoint, mixtures, manifest, cache, out, limit, sources, quie
     click.echo(f"{data['count']} mixtures in {data['seconds']} s -> {out}; best setting: {choose_defaults(data['summary'])}")
 
 
+def merge(paths) -> dict:
+    """Runs of the same mixtures with different modes, as one run."""
+    runs = [json.loads(Path(path).read_text()) for path in paths]
+    merged = dict(runs[0])
+    for other in runs[1:]:
+        if other["mixtures"] != merged["mixtures"] or other["count"] != merged["count"]:
+            raise click.ClickException("merged runs must cover the same mixtures")
+        for key in ("scores", "choices"):
+            merged[key] = {**merged[key], **other[key]}
+        merged["seconds"] = merged["seconds"] + other["seconds"]
+    merged["summary"] = summarize_run(merged)
+    return merged
+
+
 @main.command("report")
-@click.argument("validation", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("test", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--validation", "validation", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--test", "test", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
 def report_command(validation, test, out):
-    """Choose the setting on VALIDATION, report it on TEST: OUT/results.md and OUT/summary.json."""
-    val, tst = json.loads(validation.read_text()), json.loads(test.read_text())
+    """Choose the setting on the --validation runs, report it on the --test runs: OUT/results.md, OUT/summary.json."""
+    val, tst = merge(validation), merge(test)
     chosen = choose_defaults(val["summary"])
     sources = val["grid"]["sources"]
     text = [
