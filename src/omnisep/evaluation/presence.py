@@ -192,6 +192,12 @@ def report_command(validation, test, out):
             extra = f"{result['labels_found_per_mixture']:.1f} | {result['truth_is_top']:.1%}" if level == "clip" else " | "
             lines.append(f"| {name} ({len(load(validation if name == 'validation' else test)['presence'])}) | {level} "
                          f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {extra} |")
+    for name, data in (("validation", val), ("test", tst)):
+        order = np.argsort(-data["presence"], axis=1)
+        ranks = [int(np.flatnonzero(order[i] == j)[0]) + 1 for i in range(len(order)) for j in np.flatnonzero(data["truth_clip"][i])]
+        lines.append(f"\n{name}: a true label's median rank among the {data['presence'].shape[1]} labels is {np.median(ranks):g} "
+                     f"(random ranking: {(data['presence'].shape[1] + 1) / 2:g}); precision of guessing every label "
+                     f"(the share of true (mixture, label) pairs): {data['truth_clip'].mean():.3f}.")
     lines += ["", "![precision and recall against the threshold](presence_curves.png)", ""]
     (out / "results.md").write_text("\n".join(lines))
     (out / "summary.json").write_text(json.dumps({"threshold": chosen, "at_threshold": at, "curves": curves}, indent=1))
