@@ -72,8 +72,8 @@ def test_settings_are_checked():
         AutoNegative(count=0)
     with pytest.raises(OmniSepError, match="not understood"):
         AutoNegative.coerce("speech")
-    with pytest.raises(OmniSepError, match="scans the mixture or the residual"):
-        AutoNegative(source="elsewhere")
+    with pytest.raises(OmniSepError, match="cosine in"):
+        AutoNegative(max_similarity=1.5)
 
 
 def test_two_labels_are_averaged_as_in_eq_1(band_separator):

@@ -338,8 +338,6 @@ class Separator:
             if setting is None or item.negatives is not None:
                 out.append(item)
                 continue
-            if setting.source != "mixture":
-                raise OmniSepError(f"the API scans the mixture for negative queries, not the {setting.source}.")
             scanned = scanned or scan_mixture()
             choices = negatives.choose(scanned, item.vector, self.bank, setting)
             vector = negatives.apply(item.vector, self.bank, choices, item.query.alpha, item.query.negative_mode)

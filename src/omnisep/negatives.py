@@ -28,7 +28,6 @@ from omnisep.errors import OmniSepError
 DEFAULT_COUNT = 1
 DEFAULT_MAX_SIMILARITY = 0.8
 DEFAULT_ALPHA = 0.5
-SOURCES = ("mixture", "residual")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,14 +35,12 @@ class AutoNegative:
     """How the negative query is chosen: the ``count`` most present other labels of the scan.
 
     ``min_presence``: labels scanned below it are never used (so a clean
-    recording of one sound gets no negative). ``source``: scan the mixture,
-    or what the plain query leaves (the residual; one more pass).
+    recording of one sound gets no negative).
     """
 
     count: int = DEFAULT_COUNT
     max_similarity: float = DEFAULT_MAX_SIMILARITY
     min_presence: float = 0.0
-    source: str = "mixture"
 
     def __post_init__(self):
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
@@ -52,8 +49,6 @@ class AutoNegative:
             raise OmniSepError(f"the similarity cut-off must be a cosine in [-1, 1], got {self.max_similarity}.")
         if not 0.0 <= float(self.min_presence) <= 1.0:
             raise OmniSepError(f"the smallest presence must be in [0, 1], got {self.min_presence}.")
-        if self.source not in SOURCES:
-            raise OmniSepError(f"the automatic negative query scans the {' or the '.join(SOURCES)}, not {self.source!r}.")
 
     @classmethod
     def coerce(cls, value) -> "AutoNegative | None":

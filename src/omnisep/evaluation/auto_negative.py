@@ -187,7 +187,7 @@ def run(
                 plain = one_pass.separate(query[None], mixture.shape[-1])[0]
                 scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000)
             for source, n, similarity in settings:
-                chosen = negatives.choose(scanned[source], query, bank, negatives.AutoNegative(n, min(similarity, 1.0), source=source))
+                chosen = negatives.choose(scanned[source], query, bank, negatives.AutoNegative(n, min(similarity, 1.0)))
                 labels = {c.label for c in chosen}
                 stats = choices_log[mode][f"auto/{source}/n{n}/sim{similarity:g}"]
                 stats["n"] += 1
