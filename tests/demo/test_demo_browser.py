@@ -226,6 +226,8 @@ def test_examples_scan_and_automatic_negative_in_the_browser(server, browser, ti
     target, target_rate = fetch_wav(target_link.get_attribute("href"), tmp_path, "target.wav")
     assert target_rate == rate
     np.testing.assert_allclose(target, expected.target, atol=1e-6)
+    if os.environ.get("OMNISEP_SCREENSHOTS") == "1":
+        page.screenshot(path=str(SCREENSHOT.with_name("demo-query-tools.png")), full_page=True)
 
     outside = [u for u in requested if urlparse(u).scheme not in ("data", "blob") and urlparse(u).hostname not in LOCAL_HOSTS]
     assert requested and not outside, f"the page reached beyond localhost: {outside}"
