@@ -131,8 +131,16 @@ def run(
     sources=DEFAULT_SOURCES,
     limit: int | None = None,
     progress: bool = True,
+    controls: bool = True,
+    partial=None,
 ) -> dict:
-    """Per mode and per query key, the SDRi of every mixture (None where skipped), plus label-choice stats."""
+    """Per mode and per query key, the SDRi of every mixture (None where skipped), plus label-choice stats.
+
+    ``controls`` adds two queries that tell what the scan contributes: a negative from a random
+    other label (never the own one), and the query scaled by ``1 + alpha`` with nothing
+    subtracted (eq. 4's first term alone). ``partial`` (a path): the data so far is written
+    there every 20 mixtures.
+    """
     from omnisep import negatives
     from omnisep.data.mixing import MixtureDataset
     from omnisep.evaluation.protocol import EvaluationConfig, QueryBuilder, _load_queries_table, _needed_items, load_test_set
@@ -183,6 +191,13 @@ def run(
             oracle = builder.negative_query(interferers, mode, index)
             for alpha in alphas:
                 keyed[f"oracle/a{alpha:g}"] = negative(query, oracle, alpha)
+            if controls:
+                own = int(negatives.similarities(query, bank).argmax())
+                rng = np.random.default_rng([1234, index, MODES.index(mode)])
+                other = int(rng.choice([i for i in range(len(bank.labels)) if i != own]))
+                for alpha in alphas:
+                    keyed[f"control/random/a{alpha:g}"] = negative(query, bank.embeddings[other], alpha)
+                    keyed[f"control/scaled/a{alpha:g}"] = (1.0 + alpha) * query
             if "residual" in sources:
                 plain = one_pass.separate(query[None], mixture.shape[-1])[0]
                 scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000)
@@ -215,8 +230,15 @@ def run(
                 scores[mode][name].append(value)
         if bar is not None:
             bar.update(1)
+        if partial is not None and (index + 1) % 20 == 0:
+            Path(partial).write_text(json.dumps(_package(checkpoint, mixtures, index + 1, started, counts, alphas, similarities,
+                                                         sources, scores, choices_log)))
     if bar is not None:
         bar.close()
+    return _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log)
+
+
+def _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log) -> dict:
     return {
         "checkpoint": str(checkpoint),
         "mixtures": str(mixtures),
@@ -298,6 +320,22 @@ def report(summary: dict, chosen: str, choices: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def controls_table(summary: dict, chosen: str) -> str:
+    """What the scan's choice adds: the same alpha with a random other label, and with nothing subtracted."""
+    alpha = chosen.rsplit("/a", 1)[1]
+    lines = [
+        f"| query | no negative | oracle NQ | automatic NQ | random other label as NQ | (1 + α) q, nothing subtracted |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, rows in summary.items():
+        keys = ["plain", f"oracle/a{alpha}", chosen, f"control/random/a{alpha}", f"control/scaled/a{alpha}"]
+        if not all(key in rows for key in keys):
+            continue
+        cells = [f"{rows[k]['sdri']:.2f}" + ("" if k == "plain" else f" ({rows[k]['gain']:+.2f})") for k in keys]
+        lines.append(f"| {mode} (n={rows['plain']['n']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def sweep_table(summary: dict, source: str) -> str:
     """Mean SDRi gain over no negative, averaged over the modes, for every (labels, cut-off) x alpha."""
     keys = sorted({k for rows in summary.values() for k in rows if k.startswith(f"auto/{source}/")})
@@ -335,8 +373,10 @@ def main():
 @click.option("--quiet", is_flag=True)
 def run_command(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, quiet):
     """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
-    data = run(checkpoint, mixtures, manifest, cache, modes=tuple(m.strip() for m in modes.split(",") if m.strip()), limit=limit, sources=tuple(s.strip() for s in sources.split(",") if s.strip()),
-               progress=not quiet)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = run(checkpoint, mixtures, manifest, cache, modes=tuple(m.strip() for m in modes.split(",") if m.strip()), limit=limit,
+               sources=tuple(s.strip() for s in sources.split(",") if s.strip()), progress=not quiet,
+               partial=out.with_name(f"{out.stem}.partial.json"))
     data["summary"] = summarize_run(data)
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name}.part")
@@ -388,6 +428,11 @@ def report_command(validation, test, out):
         report(val["summary"], chosen, val.get("choices")),
         "",
     ]
+    controls = controls_table(tst["summary"], chosen)
+    if controls:
+        text += [f"## Controls on the test mixtures (α = {chosen.rsplit('/a', 1)[1]})", "",
+                 "What the scan's choice adds over subtracting any other label, and over scaling the query alone.", "",
+                 controls, ""]
     for source in sources:
         text += [f"## Sweep on the validation mixtures (scan of the {source}): mean gain over no negative, averaged over the modes", "",
                  sweep_table(val["summary"], source), ""]
