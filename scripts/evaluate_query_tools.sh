@@ -17,16 +17,21 @@ NICE=(nice -n 10)
 
 # 1. The embedding map of the test clips (UMAP), with the free-form descriptions as extra text points.
 "${NICE[@]}" omnisep map "$CORPUS/manifest.jsonl" --model "$MODEL" --cache "$CACHE" \
-    --descriptions configs/descriptions.json -o "${OUT}map-default"
+    --descriptions configs/descriptions.json --heads-per-class 2 -o "${OUT}map-default"
 
-# 2. Automatic negative query: sweep on validation and test mixtures (one process each), choose on validation.
+# 2. Automatic negative query. Text queries are the bank's rows and need no cache: all validation and
+#    test mixtures. Image, audio and composed queries (and the controls): the first 120 test mixtures.
+#    The setting is chosen on the validation mixtures (text queries).
 "${NICE[@]}" python3 -m omnisep.evaluation.auto_negative run "$MODEL" "$CORPUS/mixtures_val.jsonl" \
-    --cache "$CACHE" --out "$WORK/auto-negative-val.json" --quiet &
+    --modes text --out "$WORK/auto-negative-text-val.json" --quiet &
 "${NICE[@]}" python3 -m omnisep.evaluation.auto_negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" \
-    --cache "$CACHE" --out "$WORK/auto-negative-test.json" --quiet
+    --modes text --out "$WORK/auto-negative-text-test.json" --quiet
 wait
-python3 -m omnisep.evaluation.auto_negative report --validation "$WORK/auto-negative-val.json" --test "$WORK/auto-negative-test.json" \
-    --out "${OUT}auto-negative"
+"${NICE[@]}" python3 -m omnisep.evaluation.auto_negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" \
+    --cache "$CACHE" --limit 120 --out "$WORK/auto-negative-all-test120.json" --quiet
+python3 -m omnisep.evaluation.auto_negative report --validation "$WORK/auto-negative-text-val.json" \
+    --test "$WORK/auto-negative-all-test120.json" --test "$WORK/auto-negative-text-test.json" \
+    --controls "$WORK/auto-negative-all-test120.json" --out "${OUT}auto-negative"
 
 # 3. Scan presence: scan every validation and test mixture, choose the threshold on validation.
 "${NICE[@]}" python3 -m omnisep.evaluation.presence run "$MODEL" "$CORPUS/mixtures_val.jsonl" --out "$WORK/presence-val.npz" --quiet &

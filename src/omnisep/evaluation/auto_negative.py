@@ -405,9 +405,13 @@ def merge(paths) -> dict:
 @main.command("report")
 @click.option("--validation", "validation", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--test", "test", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--controls", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A test run whose controls table is shown (default: the merged --test runs).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def report_command(validation, test, out):
-    """Choose the setting on the --validation runs, report it on the --test runs: OUT/results.md, OUT/summary.json."""
+def report_command(validation, test, controls, out):
+    """Choose the setting on the --validation runs, report it on the --test runs: OUT/results.md, OUT/summary.json.
+
+    Later runs override earlier ones for the modes they share."""
     val, tst = merge(validation), merge(test)
     chosen = choose_defaults(val["summary"])
     sources = val["grid"]["sources"]
@@ -428,11 +432,12 @@ def report_command(validation, test, out):
         report(val["summary"], chosen, val.get("choices")),
         "",
     ]
-    controls = controls_table(tst["summary"], chosen)
-    if controls:
-        text += [f"## Controls on the test mixtures (α = {chosen.rsplit('/a', 1)[1]})", "",
+    control_run = merge([controls]) if controls else tst
+    table = controls_table(control_run["summary"], chosen)
+    if table:
+        text += [f"## Controls on the test mixtures (α = {chosen.rsplit('/a', 1)[1]}; the first {control_run['count']} mixtures)", "",
                  "What the scan's choice adds over subtracting any other label, and over scaling the query alone.", "",
-                 controls, ""]
+                 table, ""]
     for source in sources:
         text += [f"## Sweep on the validation mixtures (scan of the {source}): mean gain over no negative, averaged over the modes", "",
                  sweep_table(val["summary"], source), ""]
