@@ -27,7 +27,7 @@ def main() -> None:
 
     from omnisep.data.mixing import fit_to_length, load_clip
     from omnisep.encoders import get_encoder
-    from omnisep.evaluation.protocol import load_test_set
+    from omnisep.data.mixtures import load_test_set
     from omnisep.pretrained import resolve_model
     from omnisep.scan import scan
     from omnisep.spectral import SAMPLE_RATE, SEGMENT

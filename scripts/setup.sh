@@ -29,4 +29,4 @@ $PY -m pip install -q -e ".[test]"
 $PY -m pip install -q --no-deps "aisfx==0.1.2"
 # Convert the bundled encoder's pickled backbone weights to safetensors once
 # (restricted weights-only unpickler), so that no run ever reads a pickle.
-$PY -m omnisep.encoders.convert >/dev/null
+$PY -m omnisep encoders convert >/dev/null

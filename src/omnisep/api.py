@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from omnisep import apply, queries as query_math
+from omnisep import apply, modalities, queries as query_math
 from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, downmix as downmix_channels
 from omnisep.errors import OmniSepError, describe
 
@@ -49,7 +49,7 @@ def _is_audio_pair(value) -> bool:
 
 def _short_name(kind: str, item) -> str:
     """Texts as written, files by name, arrays by kind."""
-    if kind == "text":
+    if modalities.BY_NAME[kind].given_as == "text":
         return " ".join(str(item).split())
     if isinstance(item, (str, os.PathLike)):
         return Path(item).name
@@ -82,18 +82,11 @@ class Query:
     auto_negative: Any = None
 
     def parts(self) -> list[tuple[str, Any]]:
-        return (
-            [("text", t) for t in _as_items(self.text)]
-            + [("image", i) for i in _as_items(self.image)]
-            + [("audio", a) for a in _as_items(self.audio)]
-        )
+        """``(modality, item)`` pairs in the order of ``omnisep.modalities.MODALITIES``."""
+        return [(m.name, item) for m in modalities.ALL for item in _as_items(getattr(self, m.name))]
 
     def negative_parts(self) -> list[tuple[str, Any]]:
-        return (
-            [("text", t) for t in _as_items(self.negative_text)]
-            + [("image", i) for i in _as_items(self.negative_image)]
-            + [("audio", a) for a in _as_items(self.negative_audio)]
-        )
+        return [(m.name, item) for m in modalities.ALL for item in _as_items(getattr(self, m.negative_keyword))]
 
     def describe(self) -> str:
         """A short human-readable label, e.g. ``dog barking + violin.png - speech``."""
@@ -185,29 +178,25 @@ class Separator:
         row = self._bank_rows.get(" ".join(text.split())) if isinstance(text, str) else None
         if row is not None:
             return self.bank.embeddings[row].clone()
-        return self.encoder.embed_text([text])[0]
+        return self.encoder.embed("text", [text])[0]
 
     def _embed_parts(self, parts: list[tuple[str, Any]], mixture_rate: int | None) -> list[torch.Tensor]:
+        return [self._part_vector(kind, item, mixture_rate) for kind, item in parts]
+
+    def _part_vector(self, kind: str, item, mixture_rate: int | None) -> torch.Tensor:
+        """One query part's vector; the special cases of each modality's input are resolved here."""
         from omnisep.images import centre_frames, video_frames
 
-        vectors = []
-        for kind, item in parts:
-            if kind == "text":
-                vectors.append(self._text_vector(item))
-            elif kind == "image":
-                if isinstance(item, (str, os.PathLike)) and Path(item).suffix.lower() in VIDEO_SUFFIXES:
-                    frames = centre_frames(video_frames(item, fps=1.0))
-                    vectors.append(query_math.normalize(self.encoder.embed_image(frames).mean(dim=0)))
-                else:
-                    vectors.append(self.encoder.embed_image([item])[0])
-            else:
-                if _is_audio_pair(item):
-                    vectors.append(self.encoder.embed_audio([item[0]], sample_rate=int(item[1]))[0])
-                elif isinstance(item, (str, os.PathLike)):
-                    vectors.append(self.encoder.embed_audio([item])[0])
-                else:
-                    vectors.append(self.encoder.embed_audio([item], sample_rate=mixture_rate)[0])
-        return vectors
+        if kind == "text":
+            return self._text_vector(item)
+        if kind == "image" and isinstance(item, (str, os.PathLike)) and Path(item).suffix.lower() in VIDEO_SUFFIXES:
+            frames = centre_frames(video_frames(item, fps=1.0))
+            return query_math.normalize(self.encoder.embed("image", frames).mean(dim=0))
+        if kind == "audio" and _is_audio_pair(item):
+            return self.encoder.embed("audio", [item[0]], sample_rate=int(item[1]))[0]
+        if kind == "audio" and not isinstance(item, (str, os.PathLike)):
+            return self.encoder.embed("audio", [item], sample_rate=mixture_rate)[0]
+        return self.encoder.embed(kind, [item])[0]
 
     def embed_query(self, query: Query | None = None, mixture_rate: int | None = None, **fields) -> torch.Tensor:
         """The vector the Separate-Net receives for a query: eq. 1, then Query-Aug (eq. 5), then eq. 4."""
@@ -232,7 +221,7 @@ class Separator:
     def _embed(self, query: Query, mixture_rate: int | None) -> tuple[torch.Tensor, str, float | None]:
         parts = query.parts()
         if not parts:
-            raise OmniSepError("a query needs at least one text, image or audio part.")
+            raise OmniSepError(f"a query needs at least one {', '.join(modalities.MODALITIES[:-1])} or {modalities.MODALITIES[-1]} part.")
         weights = list(query.weights) if query.weights is not None else [1.0] * len(parts)
         vector = query_math.compose(self._embed_parts(parts, mixture_rate), weights)
         if query.auto_negative is not None and query.negative_parts():
@@ -282,7 +271,7 @@ class Separator:
         query = Query(
             text=text,
             image=image,
-            audio=audio_query,
+            audio=audio_query,  # `audio` is the mixture here (see modalities.AUDIO.api_keyword)
             weights=weights,
             negative_text=negative_text,
             negative_image=negative_image,

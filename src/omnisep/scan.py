@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
 import torch
 
-from omnisep.errors import OmniSepError, describe
+from omnisep.errors import OmniSepError
 from omnisep.spectral import SAMPLE_RATE
 
 DEFAULT_FRAME_SECONDS = 0.5
@@ -246,64 +245,3 @@ def scan_file(
     finally:
         reader.close()
     return stream.finish()
-
-
-def check_plot_path(path: str | os.PathLike) -> str:
-    """Refuse a bad plot path before minutes of separation, not after."""
-    path = os.fspath(path)
-    if not path.lower().endswith(".png"):
-        raise OmniSepError(f"the plot {describe(path)} must be a .png file")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise OmniSepError(f"cannot write the plot {describe(path)}: its folder does not exist")
-    return path
-
-
-def plot_scan(
-    result: ScanResult,
-    path: str | os.PathLike,
-    threshold: float = DEFAULT_THRESHOLD,
-    max_labels: int = 20,
-    title: str | None = None,
-) -> None:
-    """Time x label heat map of the most present labels, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = check_plot_path(path)
-    folder = os.path.dirname(os.path.abspath(path))
-
-    rows = result.ranking()[:max_labels]
-    heat = np.ma.masked_array(
-        result.energy_ratio[rows], mask=np.broadcast_to(~result.audible, (len(rows), result.audible.size))
-    )
-    cmap = matplotlib.colormaps["magma"].with_extremes(bad="#d0d0d0")  # silent frames: no evidence either way
-    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.32 * max(len(rows), 1)), dpi=110)
-    image = ax.imshow(
-        heat,
-        aspect="auto",
-        interpolation="nearest",
-        cmap=cmap,
-        vmin=0.0,
-        vmax=1.0,
-        extent=(0.0, result.times.size * result.frame_seconds, len(rows) - 0.5, -0.5),
-    )
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(
-        [f"{result.labels[i]}  {result.presence[i]:.2f}{' *' if result.presence[i] >= threshold else ''}" for i in rows]
-    )
-    ax.set_xlabel("time (s)")
-    ax.set_title(title or f"scan: share of the mixture's energy per label (* present, threshold {threshold:g})")
-    fig.colorbar(image, ax=ax, label="energy ratio", pad=0.01)
-    fig.tight_layout()
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(handle)
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)

@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from omnisep.errors import OmniSepError, describe
-from omnisep.models import SeparateNet, SeparateNetConfig
+from omnisep.models import MaskNetwork, build, config_from_dict, config_to_dict
 from omnisep.queries import QueryBank
 
 FORMAT = "omnisep-checkpoint"
@@ -40,7 +40,7 @@ _STATE_META_KEY = "omnisep_state"
 
 @dataclass
 class LoadedCheckpoint:
-    model: SeparateNet
+    model: MaskNetwork
     config: dict[str, Any]
     bank: QueryBank | None
     extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -66,7 +66,7 @@ def _is_checkpoint_dir(path: Path) -> bool:
 
 def save_checkpoint(
     directory: str | os.PathLike,
-    model: SeparateNet,
+    model: MaskNetwork,
     encoder_identity: dict[str, Any],
     bank: QueryBank | None = None,
     training: dict[str, Any] | None = None,
@@ -97,7 +97,7 @@ def save_checkpoint(
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model": model.config.to_dict(),
+        "model": config_to_dict(model.config),
         "encoder": identity,
         "query_bank": {"labels": list(bank.labels)} if bank is not None else None,
         "training": training or {},
@@ -195,7 +195,7 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
     config = read_config(path)
     weights_path = path / WEIGHTS_NAME
     try:
-        model_config = SeparateNetConfig.from_dict(config["model"])
+        model_config = config_from_dict(config["model"], strict=True)
     except OmniSepError as error:
         raise OmniSepError(f"{describe(path / CONFIG_NAME)}: {error}") from None
     tensors, _ = _read_safetensors(weights_path, map_location)
@@ -211,7 +211,7 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
                 f"{describe(weights_path)} lacks the tensor {QueryBank.EMBEDDINGS_KEY!r} that config.json announces."
             )
         try:
-            bank = QueryBank(labels, tensors[QueryBank.EMBEDDINGS_KEY])
+            bank = QueryBank.from_tensors(labels, tensors)
         except OmniSepError as error:
             raise OmniSepError(f"{describe(weights_path)}: {error}") from None
         if bank.dim != model_config.emb_dim:
@@ -221,7 +221,7 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
     tensors.pop(QueryBank.EMBEDDINGS_KEY, None)
     extra = {name[len(EXTRA_PREFIX):]: tensors.pop(name) for name in list(tensors) if name.startswith(EXTRA_PREFIX)}
 
-    model = SeparateNet(model_config)
+    model = build(model_config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))

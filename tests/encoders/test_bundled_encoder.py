@@ -153,7 +153,7 @@ def test_heads_trained_from_a_manifest_load_and_retrieve(encoder, tmp_path):
 
     import soundfile as sf
 
-    from omnisep.encoders.train_heads import train_from_manifest
+    from omnisep.training.encoder_heads import train_from_manifest
 
     rate, rng = 16000, np.random.default_rng(0)
     t = np.arange(rate) / rate

@@ -105,12 +105,14 @@ def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export
     """
     from omnisep.audio import AudioReader
     from omnisep.pretrained import resolve_model
-    from omnisep.scan import check_plot_path, plot_scan, scan_file
+    from omnisep.plotting import check_png_path
+    from omnisep.plotting.scan import plot_scan
+    from omnisep.scan import scan_file
     from omnisep.segments import export, export_paths, find_segments
     from omnisep.states import load_checkpoint
 
     if plot is not None:
-        check_plot_path(plot)
+        check_png_path(plot)
     if export_dir is not None:
         export_paths(export_dir, input_path.stem, overwrite)  # refuse before minutes of work
     reader = AudioReader(input_path)  # a bad file fails before the model loads

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from omnisep import modalities
 from omnisep.apply import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 from omnisep.errors import OmniSepError, describe
 
@@ -79,6 +80,25 @@ class _CliWarnings:
         self._context.__exit__(*exc)
 
 
+def _modality_options(negative: bool):
+    """One repeatable option per query modality (``--text``, ... or ``--negative-text``, ...), in table order."""
+
+    def decorate(command):
+        for modality in reversed(modalities.ALL):  # decorators apply bottom-up; help lists them top-down
+            flag = modality.negative_cli_flag if negative else modality.cli_flag
+            command = click.option(
+                flag, _parts_key(modality, negative), multiple=True, metavar=modality.metavar,
+                help=modality.negative_help if negative else modality.help,
+            )(command)
+        return command
+
+    return decorate
+
+
+def _parts_key(modality, negative: bool) -> str:
+    return f"{modality.negative_keyword if negative else modality.name}_parts"
+
+
 EXAMPLES = """
 \b
 Examples:
@@ -93,17 +113,13 @@ Examples:
 
 @click.command("separate", epilog=EXAMPLES)
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
-@click.option("--text", "texts", multiple=True, metavar="TEXT", help="Describe the sound to keep (repeatable).")
-@click.option("--image", "images", multiple=True, metavar="FILE",
-              help="An image (or a video: its centre frames) of what makes the sound (repeatable).")
-@click.option("--audio", "audios", multiple=True, metavar="FILE", help="An example recording of the sound (repeatable).")
+@_modality_options(negative=False)
 @click.option("--weights", metavar="W1,W2,..",
-              help="Weights of the query parts in the order texts, images, audios (default: equal).")
+              help=f"Weights of the query parts in the order {', '.join(m + 's' for m in modalities.MODALITIES)} (default: equal).")
 @click.option("--each", is_flag=True,
-              help="Separate every --text/--image/--audio on its own (all in one model pass) instead of mixing them into one query.")
-@click.option("--negative-text", "negative_texts", multiple=True, metavar="TEXT", help="A sound to leave out (repeatable).")
-@click.option("--negative-image", "negative_images", multiple=True, metavar="FILE", help="An image of a sound to leave out.")
-@click.option("--negative-audio", "negative_audios", multiple=True, metavar="FILE", help="A recording of a sound to leave out.")
+              help=f"Separate every {'/'.join(m.cli_flag for m in modalities.ALL)} on its own (all in one model pass) "
+                   "instead of mixing them into one query.")
+@_modality_options(negative=True)
 @click.option("--negative", "negative", type=click.Choice(["auto"]), default=None,
               help="auto: scan each input and subtract the strongest other labels the model knows (reported).")
 @click.option("--negative-labels", default=None, type=click.IntRange(min=1), metavar="N",
@@ -126,9 +142,8 @@ Examples:
 @click.option("--overlap", default=DEFAULT_OVERLAP_SECONDS, show_default=True, type=click.FloatRange(min=0),
               help="Context in seconds on each side of a chunk (half of it is cross-faded).")
 def separate(
-    inputs, texts, images, audios, weights, each, negative_texts, negative_images, negative_audios, negative, negative_labels, alpha,
-    naive_negative, query_aug, output_dir, model, device, file_format, bits, downmix, overwrite, plot, as_json,
-    chunk_seconds, overlap,
+    inputs, weights, each, negative, negative_labels, alpha, naive_negative, query_aug, output_dir, model, device,
+    file_format, bits, downmix, overwrite, plot, as_json, chunk_seconds, overlap, **parts,
 ):
     """Separate the sound a query describes from each INPUT (audio or video files, folders, or glob patterns).
 
@@ -140,31 +155,25 @@ def separate(
     """
     from omnisep.api import Query
 
-    if not (texts or images or audios):
-        raise click.UsageError("give at least one query: --text, --image or --audio.")
+    positive = {m.name: list(parts[_parts_key(m, False)]) for m in modalities.ALL}
+    if not any(positive.values()):
+        raise click.UsageError(f"give at least one query: {modalities.listing()}.")
     if each and weights:
         raise click.UsageError("--weights mixes the parts of one query; it cannot be used with --each.")
     if file_format == "flac" and bits == "float":
         raise click.UsageError("FLAC stores integer samples only: use --bits 16 or 24, or --format wav.")
+    negatives = {m.negative_keyword: list(parts[_parts_key(m, True)]) or None for m in modalities.ALL}
     if negative_labels is not None and negative != "auto":
         raise click.UsageError("--negative-labels chooses how many labels --negative auto subtracts; add --negative auto.")
-    if negative == "auto" and (negative_texts or negative_images or negative_audios):
-        raise click.UsageError("--negative auto chooses the negative query itself; drop --negative-text/--negative-image/--negative-audio.")
-    negatives = dict(
-        auto_negative=_auto_negative(negative, negative_labels),
-        negative_text=list(negative_texts) or None,
-        negative_image=list(negative_images) or None,
-        negative_audio=list(negative_audios) or None,
-        alpha=alpha,
-        negative_mode="naive" if naive_negative else "proportional",
-        query_aug=query_aug,
-    )
+    if negative == "auto" and any(negatives.values()):
+        raise click.UsageError("--negative auto chooses the negative query itself; drop the --negative-<modality> options.")
+    negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else "proportional", query_aug=query_aug,
+                     auto_negative=_auto_negative(negative, negative_labels))
     if each:
-        queries = [Query(text=t, **negatives) for t in texts] + [Query(image=i, **negatives) for i in images]
-        queries += [Query(audio=a, **negatives) for a in audios]
+        queries = [Query(**{name: item}, **negatives) for name, items in positive.items() for item in items]
     else:
-        queries = [Query(text=list(texts) or None, image=list(images) or None, audio=list(audios) or None,
-                         weights=parse_weights(weights), **negatives)]
+        queries = [Query(**{name: items or None for name, items in positive.items()}, weights=parse_weights(weights),
+                         **negatives)]
     slugs = [slugify(query.describe()) for query in queries]
     if len(set(slugs)) != len(slugs):
         raise OmniSepError(f"two queries would write to the same folder ({', '.join(slugs)}); make them distinct.")
@@ -232,7 +241,7 @@ def _run(inputs, queries, slugs, output_dir, model, device, file_format, subtype
                 on_input=(lambda n, task=task: progress.advance(task, n)) if task is not None else None,
             )
             if plot:
-                from omnisep.plotting import file_spectrogram
+                from omnisep.plotting.spectrograms import file_spectrogram
 
                 mixture = file_spectrogram(path)
                 for row, plot_path in zip(rows, outputs["plots"]):
@@ -268,7 +277,7 @@ def _progress_bar():
 
 
 def _plot(title, mixture, row, plot_path):
-    from omnisep.plotting import file_spectrogram, plot_separation
+    from omnisep.plotting.spectrograms import file_spectrogram, plot_separation
 
     panels = [
         ("mixture", mixture),

@@ -23,6 +23,7 @@ import numpy as np
 
 from omnisep.audio import load_audio, save_audio
 from omnisep.errors import OmniSepError
+from omnisep.modalities import BY_NAME, MODALITIES
 from omnisep.pretrained import cache_dir
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,6 @@ DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 50
 DEFAULT_MAX_SECONDS = 600.0  # ten minutes: a CPU separates that in well under a minute
 CACHE_MAX_AGE_SECONDS = 3600
-SPECTROGRAM_MAX_FRAMES = 2000  # enough columns for a picture, cheap for long files
 SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
 # The repository's bundled example mixtures (a source checkout); absent in a wheel, then no examples are shown.
 EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
@@ -72,38 +72,6 @@ def _duration(seconds: float) -> str:
 def _safe_stem(path: str | os.PathLike) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "mixture"
     return stem[:60]
-
-
-def spectrogram_png(panels: list[tuple[str, np.ndarray]], sample_rate: int, path: Path) -> Path:
-    """Stacked log spectrograms on one shared dB scale (the first panel's), as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy.signal import stft
-
-    n_fft = 1024 if sample_rate <= 24000 else 2048
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.6 * len(panels)), dpi=100, sharex=True, squeeze=False)
-    top = None
-    for ax, (title, audio) in zip(axes[:, 0], panels):
-        mono = np.asarray(audio, dtype=np.float32).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
-        hop = max(n_fft // 4, -(-mono.size // SPECTROGRAM_MAX_FRAMES))
-        freqs, times, spec = stft(mono, fs=sample_rate, nperseg=n_fft, noverlap=max(0, n_fft - hop), boundary=None)
-        db = 20 * np.log10(np.abs(spec) + 1e-9)
-        if top is None:
-            top = float(db.max()) if db.size else 0.0
-        ax.pcolormesh(times, freqs / 1000, db, shading="auto", cmap="magma", vmin=top - 80, vmax=top)
-        ax.set_ylabel("kHz")
-        ax.set_title(title, fontsize=10, loc="left")
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
-    temp = path.with_name(f".{path.name}.part.png")
-    try:
-        fig.savefig(temp, format="png")
-        os.replace(temp, path)
-    finally:
-        plt.close(fig)
-    return path
 
 
 class DemoSession:
@@ -161,33 +129,32 @@ class DemoSession:
             raise OmniSepError("Upload or record a mixture first.")
         text = (text or "").strip()
         negative_text = (negative_text or "").strip()
-        if not (text or image or audio_query):
+        # (value, weight) per modality; the weights follow the order of the query's parts (MODALITIES).
+        positive = {"text": (text, text_weight), "image": (image, image_weight), "audio": (audio_query, audio_weight)}
+        negatives = {"text": negative_text, "image": negative_image, "audio": negative_audio}
+        if not any(positive[m][0] for m in MODALITIES):
             raise OmniSepError("Give at least one query: a text, an image or an audio clip of the sound to keep.")
-        weights = [w for w, given in ((text_weight, text), (image_weight, image), (audio_weight, audio_query)) if given]
+        weights = [positive[m][1] for m in MODALITIES if positive[m][0]]
         if not any(w > 0 for w in weights):
             raise OmniSepError("At least one query needs a weight above 0.")
         if auto_negative and (negative_text or negative_image or negative_audio):
             raise OmniSepError("The automatic negative query chooses what to remove itself: clear the negative text, image and audio, or untick it.")
 
         audio, rate = self._load(mixture, "Mixture")
-        query_audio = self._load_clip(audio_query, "Audio query") if audio_query else None
-        negative_query_audio = self._load_clip(negative_audio, "Negative audio") if negative_audio else None
+        parts = {}
+        for name in MODALITIES:
+            value, negative = positive[name][0] or None, negatives[name] or None
+            if name == "audio":  # uploaded clips are decoded here, so their length is checked like the mixture's
+                value = self._load_clip(value, "Audio query") if value else None
+                negative = self._load_clip(negative, "Negative audio") if negative else None
+            parts[BY_NAME[name].api_keyword] = value
+            parts[BY_NAME[name].negative_keyword] = negative
 
         started = time.perf_counter()
         try:
             result = self.separator.separate(
-                audio,
-                rate,
-                text=text or None,
-                image=image or None,
-                audio_query=query_audio,
-                weights=weights,
-                negative_text=negative_text or None,
-                negative_image=negative_image or None,
-                negative_audio=negative_query_audio,
-                alpha=float(alpha),
-                query_aug=bool(query_aug),
-                negative="auto" if auto_negative else None,
+                audio, rate, weights=weights, alpha=float(alpha), query_aug=bool(query_aug),
+                negative="auto" if auto_negative else None, **parts
             )
         except OmniSepError as exc:
             raise OmniSepError(_friendly(exc, image, negative_image)) from None
@@ -202,10 +169,12 @@ class DemoSession:
         # Float samples: the residual may exceed full scale, and nothing is lost.
         save_audio(target_path, result.target, result.sample_rate, subtype="FLOAT")
         save_audio(residual_path, result.residual, result.sample_rate, subtype="FLOAT")
-        spectrogram = spectrogram_png(
-            [("mixture", audio), ("target", result.target), ("residual", result.residual)],
-            result.sample_rate,
+        from omnisep.plotting.spectrograms import plot_separation, spectrogram
+
+        spectrogram_path = plot_separation(
             folder / f"{stem}_spectrograms.png",
+            [(name, spectrogram(wave, result.sample_rate))
+             for name, wave in (("mixture", audio), ("target", result.target), ("residual", result.residual))],
         )
         status = (
             f"Separated **{result.query_label}** from '{_display_name(mixture)}' "
@@ -219,7 +188,7 @@ class DemoSession:
             status += f" Negative query strength alpha = {alpha:g}."
         if query_aug and result.query_aug_score is not None:
             status += f" Query-Aug picked the model's label '{result.query_label}' (cosine {result.query_aug_score:.2f})."
-        return DemoResult(target_path, residual_path, spectrogram, status)
+        return DemoResult(target_path, residual_path, spectrogram_path, status)
 
 
 def scan_mixture(session: DemoSession, mixture) -> tuple[Path, str]:

@@ -259,7 +259,7 @@ def backbones_index(folder: str | os.PathLike | None = None, convert: bool = Tru
     if not index_path.is_file():
         if not convert:
             raise OmniSepError(
-                f"Converted backbones {describe(folder)} are missing: run `python -m omnisep.encoders.convert`."
+                f"Converted backbones {describe(folder)} are missing: run `omnisep encoders convert`."
             )
         convert_backbones(folder)
     try:
@@ -270,7 +270,7 @@ def backbones_index(folder: str | os.PathLike | None = None, convert: bool = Tru
     except (ValueError, KeyError, TypeError):
         raise OmniSepError(
             f"Converted backbones in {describe(folder)} are incomplete: delete the folder and run "
-            "`python -m omnisep.encoders.convert`."
+            "`omnisep encoders convert`."
         ) from None
     return folder, index
 

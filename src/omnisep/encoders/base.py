@@ -1,7 +1,7 @@
 """The contract every query encoder keeps (see docs/ARCHITECTURE.md).
 
-Subclasses implement only the three ``_embed_*`` methods on clean, validated,
-batched input; this base class owns what must be identical across encoders:
+Subclasses implement only the ``_embed_<modality>`` methods (one per entry of
+:mod:`omnisep.modalities`) on clean, validated, batched input; this base class owns what must be identical across encoders:
 input checks with one-sentence errors, path decoding, resampling, batching,
 ``no_grad``, L2 normalisation, float32 on CPU, and the identity a checkpoint
 records so that embeddings from another encoder are refused.
@@ -78,7 +78,33 @@ class QueryEncoder(abc.ABC):
     def identity(self) -> dict:
         return {"name": self.name, "version": self.version, "weights_hash": self.weights_hash(), "dim": int(self.dim)}
 
+    def embed(self, modality: str, items: Sequence, sample_rate: int | None = None) -> torch.Tensor:
+        """Embed a batch of one modality's items into ``[N, dim]``, L2-normalised, float32 on CPU.
+
+        Items: texts (``"text"``); ``H x W x 3`` uint8 arrays or image paths
+        (``"image"``); mono float clips at ``sample_rate``, or audio paths
+        (``"audio"``). Each modality's input checks live in ``_prepare_<name>``
+        and the encoder's own model in ``_embed_<name>`` (see omnisep.modalities).
+        """
+        from omnisep.modalities import check
+
+        (name,) = check([modality])
+        prepared = getattr(self, f"_prepare_{name}")(items, sample_rate)
+        return self._batched(getattr(self, f"_embed_{name}"), prepared)
+
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.embed("text", texts)
+
+    def embed_image(self, images: Sequence) -> torch.Tensor:
+        return self.embed("image", images)
+
+    def embed_audio(self, clips: Sequence, sample_rate: int | None = None) -> torch.Tensor:
+        """Embed mono clips given at ``sample_rate`` (or paths, decoded and downmixed)."""
+        return self.embed("audio", clips, sample_rate)
+
+    # -- input checks per modality (shared by every encoder) ---------------------------
+
+    def _prepare_text(self, texts: Sequence[str], sample_rate: int | None) -> list[str]:
         texts = _as_list(texts, str)
         cleaned = []
         for index, text in enumerate(texts):
@@ -88,17 +114,15 @@ class QueryEncoder(abc.ABC):
             if not text:
                 raise OmniSepError(f"Text query #{index + 1} is empty: describe the sound to separate.")
             cleaned.append(text)
-        return self._batched(self._embed_text, cleaned)
+        return cleaned
 
-    def embed_image(self, images: Sequence) -> torch.Tensor:
+    def _prepare_image(self, images: Sequence, sample_rate: int | None) -> list[np.ndarray]:
         from omnisep.images import load_image
 
         images = _as_list(images, (str, os.PathLike, np.ndarray))
-        arrays = [load_image(image, source=f"Image query #{i + 1}") for i, image in enumerate(images)]
-        return self._batched(self._embed_image, arrays)
+        return [load_image(image, source=f"Image query #{i + 1}") for i, image in enumerate(images)]
 
-    def embed_audio(self, clips: Sequence, sample_rate: int | None = None) -> torch.Tensor:
-        """Embed mono clips given at ``sample_rate`` (or paths, decoded and downmixed)."""
+    def _prepare_audio(self, clips: Sequence, sample_rate: int | None) -> list[np.ndarray]:
         from omnisep.audio import load_audio, resample
 
         clips = _as_list(clips, (str, os.PathLike, np.ndarray, torch.Tensor))
@@ -116,7 +140,7 @@ class QueryEncoder(abc.ABC):
                 if int(sample_rate) != self.audio_sample_rate:
                     audio = resample(audio, int(sample_rate), self.audio_sample_rate)
             prepared.append(self._check_audio_length(audio, source))
-        return self._batched(self._embed_audio, prepared)
+        return prepared
 
     def check_embedding(self, vector, source: str) -> torch.Tensor:
         """Validate a precomputed embedding from elsewhere (a file, a cache) against this encoder."""
@@ -146,7 +170,7 @@ class QueryEncoder(abc.ABC):
             warnings.warn(
                 f"{source} is only {seconds:.2f} s long (under {self.full_audio_seconds:g} s): "
                 "it is padded, and its embedding is less reliable.",
-                stacklevel=3,
+                stacklevel=4,  # the caller of embed()
             )
         return audio
 

@@ -52,32 +52,25 @@ def sdr(reference: np.ndarray, estimate: np.ndarray, length: int = SCORED_LENGTH
 
 
 class _OnePass:
-    """One U-Net pass per mixture for any number of query batches: ``SeparateNet.separate`` split in two."""
+    """One network pass per mixture for any number of query batches: ``signal_path.separate`` split in two."""
 
     def __init__(self, model, mixture: torch.Tensor):
-        import torch.nn.functional as F
+        from omnisep.models import signal_path
 
-        from omnisep import spectral
-
-        self.model, self.spectral = model, spectral
+        self.model, self.path = model, signal_path
         with torch.no_grad():
-            self.spec = spectral.stft(mixture[None])
-            mag = spectral.warp(self.spec.abs().unsqueeze(1) + spectral.MAG_EPS)
-            self.frames = mag.shape[-1]
-            pad = -self.frames % model.time_multiple
-            if pad:
-                mag = F.pad(mag, (0, pad), value=spectral.MAG_EPS)
-            self.features = model.features(mag)
+            self.spec = signal_path.analyse(mixture[None])
+            self.frames = self.spec.shape[-1]
+            self.prepared = model.prepare(signal_path.pad_frames(signal_path.network_input(self.spec), model.time_multiple))
 
     def separate(self, queries: torch.Tensor, length: int) -> np.ndarray:
-        """``[Q, D]`` -> ``[Q, length]``, exactly what ``model.separate`` returns."""
-        spectral = self.spectral
+        """``[Q, D]`` -> ``[Q, length]``, exactly what ``signal_path.separate`` returns."""
+        path, outputs = self.path, []
         with torch.no_grad():
-            logits = self.model.mask_logits(self.features, queries[None])[..., : self.frames]
-            mask = spectral.unwarp(self.model.masks(logits))
-            estimate = mask * self.spec.unsqueeze(1)
-            out = spectral.istft(estimate.reshape(-1, *estimate.shape[2:]), length)
-            return out.clamp(-1.0, 1.0).numpy()
+            for q0 in range(0, len(queries), path.QUERY_GROUP):
+                logits = self.model.mask_logits(self.prepared, queries[None, q0 : q0 + path.QUERY_GROUP])[..., : self.frames]
+                outputs.append(path.synthesise(path.apply_masks(self.spec, self.model.masks(logits)), length).float())
+        return torch.cat(outputs, dim=1)[0].numpy()
 
     def scan(self, bank, mixture: np.ndarray, frame_seconds: float = 0.5):
         """:func:`omnisep.scan.scan` of the mixture from this pass's features (the scan's engine runs
@@ -143,7 +136,9 @@ def run(
     """
     from omnisep import negatives
     from omnisep.data.mixing import MixtureDataset
-    from omnisep.evaluation.protocol import EvaluationConfig, QueryBuilder, _load_queries_table, _needed_items, load_test_set
+    from omnisep.data.mixtures import load_test_set
+    from omnisep.evaluation.protocol import EvaluationConfig
+    from omnisep.evaluation.protocol.queries import QueryBuilder, load_query_table, needed_items
     from omnisep.queries import negative
     from omnisep.scan import scan
     from omnisep.states import load_checkpoint
@@ -157,7 +152,7 @@ def run(
             raise click.ClickException("image, audio and composed queries need the embedding cache (--cache)")
         table = _BankTable(test_set.items, bank)
     else:
-        table = _load_queries_table(test_set, _needed_items(test_set, config), cache, None)
+        table = load_query_table(test_set, needed_items(test_set, config), cache, None)
     builder = QueryBuilder(test_set, table, config, bank)
     dataset = MixtureDataset(test_set.items, table, training=False, num_sources=len(test_set.mixtures[0]),
                              mixtures=test_set.mixtures)

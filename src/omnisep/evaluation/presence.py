@@ -34,7 +34,7 @@ THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.025), 3))
 def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None, frame_seconds: float = 0.5, progress=True) -> dict:
     """Scan every mixture; returns arrays (presence, ratios, truth) for :func:`score`."""
     from omnisep.data.mixing import fit_to_length, load_clip
-    from omnisep.evaluation.protocol import load_test_set
+    from omnisep.data.mixtures import load_test_set
     from omnisep.scan import scan
     from omnisep.spectral import SAMPLE_RATE, SEGMENT as SEGMENT_SAMPLES
     from omnisep.states import load_checkpoint

@@ -46,18 +46,6 @@ class ConditionResult:
     def summary(self, metric: str) -> Summary:
         return summarize([score.to_dict()[metric] for score in self.scores])
 
-    @classmethod
-    def for_mixture(cls, name: str, group: str, mixture_scores: Sequence[ItemScore], skipped: int) -> "ConditionResult":
-        """The unprocessed mixture as a row: its own metrics in the estimate's place, SDRi = 0."""
-        rows = [
-            ItemScore(
-                sdr=s.sdr_mix, sir=s.sir_mix, sar=s.sar_mix, si_sdr=s.si_sdr_mix,
-                sdr_mix=s.sdr_mix, sir_mix=s.sir_mix, sar_mix=s.sar_mix, si_sdr_mix=s.si_sdr_mix,
-            )
-            for s in mixture_scores
-        ]
-        return cls(name=name, group=group, scores=rows, skipped=skipped)
-
 
 def format_mean_sem(summary: Summary) -> str:
     if summary.count == 0:
@@ -298,7 +286,7 @@ def write_evaluation_reports(out_dir: str | os.PathLike, result, run_info: Mappi
 
     ``result`` is a finished :class:`omnisep.evaluation.protocol.EvaluationResult`.
     """
-    from omnisep.evaluation.plots import plot_alpha_sweep
+    from omnisep.plotting.sweep import plot_alpha_sweep
 
     out_dir = Path(out_dir)
     notes = [

@@ -25,6 +25,7 @@ from omnisep.data.corpus.emoji import EmojiImages
 from omnisep.data.corpus.family import Clip, SourcePackage
 from omnisep.data.corpus.packages import SourceCache
 from omnisep.data.corpus.splits import make_mixtures
+from omnisep.data.mixtures import MixtureList
 from omnisep.errors import OmniSepError
 
 SPLIT_SHARES = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -184,8 +185,8 @@ def build_corpus(
     report.hours = total_seconds / 3600
 
     write_jsonl(out_dir / "manifest.jsonl", rows)
-    write_jsonl(out_dir / "mixtures_val.jsonl", make_mixtures(rows, "val", seed))
-    write_jsonl(out_dir / "mixtures_test.jsonl", make_mixtures(rows, "test", seed))
+    MixtureList(make_mixtures(rows, "val", seed)).write(out_dir / "mixtures_val.jsonl")
+    MixtureList(make_mixtures(rows, "test", seed)).write(out_dir / "mixtures_test.jsonl")
     write_text(out_dir / "labels.json", json.dumps(sorted(report.counts, key=labels.index), indent=1) + "\n")
     packages = [row for family in families for row in family.packages()] + images.packages()
     write_text(out_dir / "sources.md", sources_markdown(packages, rows, report))
