@@ -134,13 +134,13 @@ def test_heads_before_and_after():
     import omnisep.data.cache as cache_module
     import omnisep.data.mixing as mixing
 
-    original_inputs, original_clip = cache_module.image_inputs, mixing.load_clip
-    cache_module.image_inputs = lambda item: [np.zeros((4, 4, 3), np.uint8)]
+    original_inputs, original_clip = cache_module.item_inputs, mixing.load_clip
+    cache_module.item_inputs = lambda item, modality: [np.zeros((4, 4, 3), np.uint8)]
     mixing.load_clip = lambda path: np.zeros(1600, np.float32)
     try:
         result = em.head_comparison(items, encoder, table=None, k=2)
     finally:
-        cache_module.image_inputs, mixing.load_clip = original_inputs, original_clip
+        cache_module.item_inputs, mixing.load_clip = original_inputs, original_clip
     assert result["backbone_knn_accuracy"] == {"image": 1.0, "audio": 1.0}
     assert result["trained_heads"]["zero_shot_accuracy"] == {"image": 1.0, "audio": 1.0}
     assert result["trained_heads"]["cross_modal_cosine"]["text-audio"]["same_class"] > 0.95

@@ -183,7 +183,7 @@ def head_comparison(items, encoder, table, k: int = DEFAULT_K) -> dict:
     the text side (MiniLM) has no head and is the same in both. Also reports
     kNN accuracy in the backbones' own feature spaces (no head at all).
     """
-    from omnisep.data.cache import image_inputs
+    from omnisep.data import cache as cache_module
     from omnisep.data.mixing import load_clip
     from omnisep.encoders.heads import HeadConfig, build_heads
     from omnisep.spectral import SAMPLE_RATE
@@ -199,7 +199,7 @@ def head_comparison(items, encoder, table, k: int = DEFAULT_K) -> dict:
         key = str(getattr(item, "image", None) or getattr(item, "video", None) or "")
         if key and key not in seen:
             seen.add(key)
-            frames = image_inputs(item)
+            frames = cache_module.item_inputs(item, "image")
             if frames:
                 images.append(frames[0])
                 image_classes.append(item.label)
