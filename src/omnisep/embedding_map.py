@@ -285,6 +285,7 @@ def _atomic(path: Path, write) -> Path:
     os.close(handle)
     try:
         write(temp)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; a result file is not
         os.replace(temp, path)
     except BaseException:
         if os.path.exists(temp):

@@ -133,6 +133,7 @@ def _write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             out.write(text)
+        os.chmod(temp, 0o644)  # mkstemp makes it private; an export is not
         os.replace(temp, path)
     except BaseException:
         if os.path.exists(temp):
@@ -198,6 +199,7 @@ def plot_timeline(
     os.close(handle)
     try:
         fig.savefig(temp, format="png")
+        os.chmod(temp, 0o644)
         os.replace(temp, path)
     except BaseException:
         os.unlink(temp)
