@@ -329,7 +329,8 @@ class Separator:
                 continue
             scanned = scanned or scan_mixture()
             choices = negatives.choose(scanned, item.vector, self.bank, setting)
-            vector = negatives.apply(item.vector, self.bank, choices, item.query.alpha, item.query.negative_mode)
+            alpha = item.query.alpha if setting.alpha is None else setting.alpha
+            vector = negatives.apply(item.vector, self.bank, choices, alpha, item.query.negative_mode)
             label = item.label.removesuffix(" - auto")
             out.append(EmbeddedQuery(vector, f"{label} {negatives.describe(choices)}", item.query_aug_score, item.query, choices))
         return out

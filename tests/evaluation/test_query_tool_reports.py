@@ -35,7 +35,7 @@ def test_choose_defaults_prefers_settings_that_hurt_no_mode():
 
     summary = {"text": rows(0.2, 0.9), "image": rows(0.1, -0.1)}
     # n2 has the best mean but hurts the image query on average: n1 is chosen.
-    assert auto_negative.choose_defaults(summary) == "auto/mixture/n1/sim1.01/a0.5"
+    assert auto_negative.choose_defaults(summary, alpha=0.5) == "auto/mixture/n1/sim1.01/a0.5"
     # When every setting hurts somewhere, the best mean is still chosen (n1: 4.95 dB over 4.90), and flagged.
     summary = {"text": rows(-0.2, -0.1), "image": rows(0.1, -0.1)}
     assert auto_negative.choose_defaults(summary) == "auto/mixture/n1/sim1.01/a0.5"

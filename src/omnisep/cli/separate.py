@@ -124,7 +124,8 @@ Examples:
               help="auto: scan each input and subtract the strongest other labels the model knows (reported).")
 @click.option("--negative-labels", default=None, type=click.IntRange(min=1), metavar="N",
               help="With --negative auto: how many labels to subtract (default: chosen on validation data).")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(min=0), help="Strength of the negative query.")
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(min=0),
+              help="Strength of the negative query (--negative auto: 0.25 unless given).")
 @click.option("--naive-negative", is_flag=True, help="Use q - a*neg (the paper's baseline) instead of (1+a)q - a*neg.")
 @click.option("--query-aug", is_flag=True, help="Snap the query to the closest label the model was trained on (Query-Aug).")
 @click.option("-o", "--output-dir", default="separated", show_default=True, type=click.Path(file_okay=False, path_type=Path),
@@ -168,7 +169,7 @@ def separate(
     if negative == "auto" and any(negatives.values()):
         raise click.UsageError("--negative auto chooses the negative query itself; drop the --negative-<modality> options.")
     negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else "proportional", query_aug=query_aug,
-                     auto_negative=_auto_negative(negative, negative_labels))
+                     auto_negative=_auto_negative(negative, negative_labels, _given(alpha, "alpha")))
     if each:
         queries = [Query(**{name: item}, **negatives) for name, items in positive.items() for item in items]
     else:
@@ -185,12 +186,22 @@ def separate(
         click.echo(json.dumps(results, indent=2))
 
 
-def _auto_negative(negative, count):
+def _given(value, name):
+    """The option's value when the user typed it, else None (the automatic negative has its own default alpha)."""
+    from click.core import ParameterSource
+
+    return value if click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE else None
+
+
+def _auto_negative(negative, count, alpha):
     if negative != "auto":
         return None
+    import dataclasses
+
     from omnisep.negatives import AutoNegative
 
-    return AutoNegative() if count is None else AutoNegative(count=count)
+    setting = AutoNegative() if count is None else AutoNegative(count=count)
+    return setting if alpha is None else dataclasses.replace(setting, alpha=alpha)
 
 
 def _planned_outputs(inputs, slugs, output_dir, suffix, plot):

@@ -182,7 +182,9 @@ class DemoSession:
         )
         if auto_negative:
             chosen = ", ".join(f"'{c.label}' (presence {c.presence:.2f})" for c in result.negatives or [])
-            status += (f" The automatic negative query removed {chosen} (alpha = {alpha:g})." if chosen
+            from omnisep.negatives import DEFAULT_ALPHA
+
+            status += (f" The automatic negative query removed {chosen} (alpha = {DEFAULT_ALPHA:g})." if chosen
                        else " The automatic negative query found nothing else to remove.")
         elif negative_text or negative_image or negative_audio:
             status += f" Negative query strength alpha = {alpha:g}."

@@ -276,7 +276,7 @@ def summarize_run(data: dict) -> dict:
     return out
 
 
-def choose_defaults(summary: dict, alpha: float | None = 0.5) -> str:
+def choose_defaults(summary: dict, alpha: float | None = None) -> str:
     """The automatic setting with the best mean SDRi over the modes, at ``alpha`` (the strength users get
     by default; None: any), preferring settings no worse than the plain query on average in every mode.
 
@@ -426,7 +426,7 @@ def report_command(validation, test, controls, out):
         "SDRi in dB, mean ± SEM over the mixtures a query mode can be formed for; gains in brackets are paired",
         "differences to the same query without a negative. Model: `" + str(tst["checkpoint"]) + "`.",
         "",
-        ("" if safe else "**No automatic setting at α = 0.5 is, on average, at least as good as no negative in every mode on "
+        ("" if safe else "**No automatic setting is, on average, at least as good as no negative in every mode on "
          "the validation mixtures; the least harmful one is shown.**"),
         "",
         "## Test mixtures",
