@@ -80,6 +80,8 @@ class Query:
     alpha: float = 0.5
     negative_mode: str = "proportional"
     query_aug: bool = False
+    # omnisep.negatives.AutoNegative: choose the negative from a scan of each mixture.
+    auto_negative: Any = None
 
     def parts(self) -> list[tuple[str, Any]]:
         """``(modality, item)`` pairs in the order of ``omnisep.modalities.MODALITIES``."""
@@ -94,6 +96,8 @@ class Query:
         return f"{positive} {self.describe_negative()}".strip()
 
     def describe_negative(self) -> str:
+        if self.auto_negative is not None:
+            return "- auto"
         return " ".join(f"- {_short_name(kind, item)}" for kind, item in self.negative_parts())
 
 
@@ -105,6 +109,7 @@ class EmbeddedQuery:
     label: str
     query_aug_score: float | None
     query: Query
+    negatives: list | None = None  # omnisep.negatives.NegativeChoice, once an automatic negative was chosen
 
 
 @dataclass
@@ -121,6 +126,7 @@ class SeparationResult:
     query_label: str
     query_aug_score: float | None = None
     query: Query | None = field(default=None, repr=False)
+    negatives: list | None = None  # the labels an automatic negative query subtracted (NegativeChoice)
 
 
 def _check_device(device: str | torch.device) -> torch.device:
@@ -221,6 +227,8 @@ class Separator:
             raise OmniSepError(f"a query needs at least one {', '.join(modalities.MODALITIES[:-1])} or {modalities.MODALITIES[-1]} part.")
         weights = list(query.weights) if query.weights is not None else [1.0] * len(parts)
         vector = query_math.compose(self._embed_parts(parts, mixture_rate), weights)
+        if query.auto_negative is not None and query.negative_parts():
+            raise OmniSepError("give either an automatic negative query or negative texts, images or audio, not both.")
         label, score = query.describe(), None  # Query-Aug replaces the positive part of the label
         if query.query_aug:
             if self.bank is None:
@@ -260,9 +268,17 @@ class Separator:
         negative_mode: str = "proportional",
         query_aug: bool = False,
         downmix: bool = False,
+        negative=None,
         **options,
     ) -> SeparationResult:
-        """Separate what one query describes; ``options`` go to :meth:`separate_many` (chunking)."""
+        """Separate what one query describes; ``options`` go to :meth:`separate_many` (chunking).
+
+        ``negative="auto"`` (or an :class:`omnisep.negatives.AutoNegative`)
+        chooses the negative query from a scan of ``audio``; the result's
+        ``negatives`` lists the labels subtracted.
+        """
+        from omnisep.negatives import AutoNegative
+
         query = Query(
             text=text,
             image=image,
@@ -274,6 +290,7 @@ class Separator:
             alpha=alpha,
             negative_mode=negative_mode,
             query_aug=query_aug,
+            auto_negative=AutoNegative.coerce(negative),
         )
         return self.separate_many(audio, sample_rate, [query], downmix=downmix, **options)[0]
 
@@ -297,14 +314,41 @@ class Separator:
         if downmix:
             mixture = downmix_channels(mixture)
         embedded = self.prepare(queries, sample_rate)
+        if any(item.query.auto_negative is not None for item in embedded):
+            from omnisep.scan import scan
+
+            embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate))
         vectors = torch.stack([item.vector for item in embedded])
         targets = apply.separate_array(self.model, mixture, sample_rate, vectors, chunk_seconds, overlap, batch_size)
         results = []
         for item, target in zip(embedded, targets):
             residual = mixture - target
             target, residual = restore_layout(target, layout), restore_layout(residual, layout)
-            results.append(SeparationResult(target, residual, int(sample_rate), item.label, item.query_aug_score, item.query))
+            results.append(
+                SeparationResult(target, residual, int(sample_rate), item.label, item.query_aug_score, item.query, item.negatives)
+            )
         return results
+
+    def choose_negatives(self, embedded: Sequence[EmbeddedQuery], scan_mixture: Callable) -> list[EmbeddedQuery]:
+        """Queries with an automatic negative get it from the scan ``scan_mixture()`` (run once, if needed)."""
+        from omnisep import negatives
+
+        if self.bank is None:
+            raise OmniSepError(f"model {describe(self.path)} has no query bank, so it cannot choose negative queries.")
+        scanned = None
+        out = []
+        for item in embedded:
+            setting = item.query.auto_negative
+            if setting is None or item.negatives is not None:
+                out.append(item)
+                continue
+            scanned = scanned or scan_mixture()
+            choices = negatives.choose(scanned, item.vector, self.bank, setting)
+            alpha = item.query.alpha if setting.alpha is None else setting.alpha
+            vector = negatives.apply(item.vector, self.bank, choices, alpha, item.query.negative_mode)
+            label = item.label.removesuffix(" - auto")
+            out.append(EmbeddedQuery(vector, f"{label} {negatives.describe(choices)}", item.query_aug_score, item.query, choices))
+        return out
 
     def separate_file(
         self,
@@ -336,6 +380,11 @@ class Separator:
         try:
             channels = 1 if downmix else reader.channels
             embedded = self.prepare(queries, reader.sample_rate)
+            if any(item.query.auto_negative is not None for item in embedded):
+                from omnisep.scan import scan_file
+
+                # A first streamed pass over the file: flat memory, like the separation.
+                embedded = self.choose_negatives(embedded, lambda: scan_file(self, path))
             vectors = torch.stack([item.vector for item in embedded])
             # Opening the writers refuses existing outputs before any work is done.
             for output in list(targets) + list(residuals or []):
@@ -367,6 +416,7 @@ class Separator:
             row = {
                 "query": item.label,
                 "query_aug_score": item.query_aug_score,
+                **({"negatives": [choice.to_dict() for choice in item.negatives]} if item.negatives is not None else {}),
                 "target": str(targets[index]),
                 "target_peak": peaks[index],
             }

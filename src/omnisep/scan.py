@@ -10,6 +10,7 @@ that label; a ratio near 1 means "this is all that sounds", near 0 "absent".
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import torch
@@ -18,7 +19,9 @@ from omnisep.errors import OmniSepError
 from omnisep.spectral import SAMPLE_RATE
 
 DEFAULT_FRAME_SECONDS = 0.5
-DEFAULT_THRESHOLD = 0.3  # two equally loud sources each explain about half the energy
+# Best clip-level F1 of presence on the corpus's validation mixtures with the bundled model
+# (docs/results/scan-presence/, scripts/evaluate_query_tools.sh); rerun that for another model.
+DEFAULT_THRESHOLD = 0.425
 PRESENCE_QUANTILE = 0.9  # a label heard in a tenth of the audible frames still counts
 SILENCE_DB = -60.0  # frames this far below the loudest one carry no evidence
 # Audio is streamed through the separator in blocks, so memory stays bounded by
@@ -121,15 +124,82 @@ class _FrameMeter:
         samples = np.concatenate([self.leftover, block], axis=1)
         whole = samples.shape[1] // self.frame * self.frame
         if whole:
-            framed = samples[:, :whole].astype(np.float64).reshape(samples.shape[0], -1, self.frame)
-            self.energies.append(np.square(framed).sum(axis=-1))
-        self.leftover = samples[:, whole:]
+            # Squares in float32, sums in float64: no float64 copy of a [Q, n] block.
+            framed = samples[:, :whole].reshape(samples.shape[0], -1, self.frame)
+            self.energies.append(np.square(framed).sum(axis=-1, dtype=np.float64))
+        self.leftover = samples[:, whole:].copy()  # not a view that keeps the whole block alive
 
     def close(self) -> np.ndarray:
         """``[Q, frames]``; a short last frame counts the samples it has."""
         if self.leftover.shape[1]:
             self.energies.append(np.square(self.leftover.astype(np.float64)).sum(axis=-1, keepdims=True))
         return np.concatenate(self.energies, axis=1) if self.energies else np.zeros((self.leftover.shape[0], 0))
+
+
+class ScanStream:
+    """Scan audio that arrives in blocks: mono 16 kHz samples in, a :class:`ScanResult` at the end.
+
+    Holds about one separator chunk of audio plus one number per (label,
+    frame), so an hour costs the memory of a minute (the per-frame ratios
+    grow by ``labels x 4`` bytes per frame).
+    """
+
+    def __init__(self, separator_or_model, frame_seconds: float = DEFAULT_FRAME_SECONDS):
+        from omnisep.apply import ChunkedSeparator
+        from omnisep.queries import normalize
+
+        if not frame_seconds > 0:
+            raise OmniSepError(f"the frame length must be positive, got {frame_seconds} s")
+        self.model, self.bank = _model_and_bank(separator_or_model)
+        self.frame = max(1, round(frame_seconds * SAMPLE_RATE))
+        queries = normalize(torch.as_tensor(self.bank.embeddings, dtype=torch.float32))
+        # ChunkedSeparator is separate_tensor's engine: one U-Net pass per chunk for
+        # the whole bank; fed block by block, it never holds [Q, T] for the file.
+        self._was_training = self.model.training
+        self.model.eval()  # BatchNorm must use its running statistics
+        self.engine = ChunkedSeparator(self.model, queries, signals=1)
+        self.targets = _FrameMeter(len(self.bank.labels), self.frame)
+        self.mixture = _FrameMeter(1, self.frame)
+        self.samples = 0
+
+    def push(self, wave: np.ndarray) -> None:
+        """Add mono 16 kHz samples ``[n]``."""
+        wave = np.asarray(wave, dtype=np.float32).reshape(-1)
+        step = max(1, round(STREAM_BLOCK_SECONDS * SAMPLE_RATE))
+        for start in range(0, wave.size, step):
+            block = wave[start : start + step]
+            self.mixture.add(block[None])
+            self.targets.add(self.engine.push(block[None])[:, 0])
+        self.samples += wave.size
+
+    def finish(self) -> ScanResult:
+        try:
+            self.targets.add(self.engine.finish()[:, 0])
+        finally:
+            self.model.train(self._was_training)
+        return _result(self.bank.labels, self.targets.close(), self.mixture.close()[0], self.frame, self.samples)
+
+
+def _result(labels, target_energy: np.ndarray, mixture_energy: np.ndarray, frame: int, n_samples: int) -> ScanResult:
+    n_frames = mixture_energy.size
+    loudest = float(mixture_energy.max()) if n_frames else 0.0
+    audible = (mixture_energy > loudest * 10 ** (SILENCE_DB / 10)) & (mixture_energy > 1e-12)
+    ratio = np.zeros_like(target_energy)
+    np.divide(target_energy, mixture_energy, out=ratio, where=audible[None, :])
+    ratio = np.clip(ratio, 0.0, 1.0)
+    if audible.any():
+        presence = np.quantile(ratio[:, audible], PRESENCE_QUANTILE, axis=1)
+    else:
+        presence = np.zeros(len(labels))
+    return ScanResult(
+        labels=list(labels),
+        times=np.arange(n_frames) * frame / SAMPLE_RATE,
+        frame_seconds=frame / SAMPLE_RATE,
+        duration=n_samples / SAMPLE_RATE,
+        energy_ratio=ratio.astype(np.float32),
+        audible=audible,
+        presence=presence.astype(np.float32),
+    )
 
 
 def scan(
@@ -139,51 +209,39 @@ def scan(
     frame_seconds: float = DEFAULT_FRAME_SECONDS,
 ) -> ScanResult:
     """Separate every bank label from ``audio`` and score its presence per frame."""
-    from omnisep.apply import ChunkedSeparator
-    from omnisep.queries import normalize
+    stream = ScanStream(separator_or_model, frame_seconds)
+    stream.push(_mono_16k(audio, sample_rate))
+    return stream.finish()
 
-    if not frame_seconds > 0:
-        raise OmniSepError(f"the frame length must be positive, got {frame_seconds} s")
-    model, bank = _model_and_bank(separator_or_model)
-    wave = _mono_16k(audio, sample_rate)
-    frame = max(1, round(frame_seconds * SAMPLE_RATE))
-    n_samples = wave.shape[-1]
-    queries = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
 
-    # ChunkedSeparator is separate_tensor's engine: one U-Net pass per chunk for
-    # the whole bank; fed block by block, it never holds [Q, T] for the file.
-    was_training = model.training
-    model.eval()  # BatchNorm must use its running statistics
+def scan_file(
+    separator_or_model,
+    path: str | os.PathLike,
+    frame_seconds: float = DEFAULT_FRAME_SECONDS,
+    on_input=None,
+) -> ScanResult:
+    """:func:`scan` of a file of any length, decoded and resampled block by block (flat memory).
+
+    ``on_input`` is called with each decoded block's length in input samples
+    (a progress bar). The result equals :func:`scan` on the loaded file.
+    """
+    import soxr
+
+    from omnisep.audio import AudioReader
+
+    stream = ScanStream(separator_or_model, frame_seconds)
+    reader = AudioReader(path)
     try:
-        engine = ChunkedSeparator(model, queries, signals=1)
-        targets = _FrameMeter(len(bank.labels), frame)
-        step = max(1, round(STREAM_BLOCK_SECONDS * SAMPLE_RATE))
-        for start in range(0, n_samples, step):
-            targets.add(engine.push(wave[None, start : start + step])[:, 0])
-        targets.add(engine.finish()[:, 0])
+        down = None
+        if reader.sample_rate != SAMPLE_RATE:
+            down = soxr.ResampleStream(reader.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="VHQ")
+        for block in reader:
+            mono = np.asarray(block, dtype=np.float32).mean(axis=0)
+            stream.push(mono if down is None else down.resample_chunk(mono, last=False))
+            if on_input is not None:
+                on_input(block.shape[1])
+        if down is not None:
+            stream.push(down.resample_chunk(np.zeros(0, np.float32), last=True))
     finally:
-        model.train(was_training)
-    target_energy = targets.close()
-    mixture = _FrameMeter(1, frame)
-    mixture.add(wave[None])
-    mixture_energy = mixture.close()[0]
-    n_frames = mixture_energy.size
-
-    loudest = float(mixture_energy.max()) if n_frames else 0.0
-    audible = (mixture_energy > loudest * 10 ** (SILENCE_DB / 10)) & (mixture_energy > 1e-12)
-    ratio = np.zeros_like(target_energy)
-    np.divide(target_energy, mixture_energy, out=ratio, where=audible[None, :])
-    ratio = np.clip(ratio, 0.0, 1.0)
-    if audible.any():
-        presence = np.quantile(ratio[:, audible], PRESENCE_QUANTILE, axis=1)
-    else:
-        presence = np.zeros(len(bank.labels))
-    return ScanResult(
-        labels=list(bank.labels),
-        times=np.arange(n_frames) * frame / SAMPLE_RATE,
-        frame_seconds=frame / SAMPLE_RATE,
-        duration=n_samples / SAMPLE_RATE,
-        energy_ratio=ratio.astype(np.float32),
-        audible=audible,
-        presence=presence.astype(np.float32),
-    )
+        reader.close()
+    return stream.finish()

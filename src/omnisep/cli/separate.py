@@ -120,6 +120,7 @@ EXAMPLES = """
 Examples:
   omnisep separate street.wav --text "dog barking"
   omnisep separate song.mp3 --image violin.png --negative-text "singing"
+  omnisep separate street.wav --text "dog barking" --negative auto
   omnisep separate clip.mp4 --text "siren" --audio siren_sample.wav --weights 2,1
   omnisep separate recordings/ --text "speech" --text "music" --each --format flac
   omnisep separate "takes/*.wav" --text "guitar" --query-aug --plot --json
@@ -135,7 +136,12 @@ Examples:
               help=f"Separate every {'/'.join(m.cli_flag for m in modalities.ALL)} on its own (all in one model pass) "
                    "instead of mixing them into one query.")
 @_modality_options(negative=True)
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(min=0), help="Strength of the negative query.")
+@click.option("--negative", "negative", type=click.Choice(["auto"]), default=None,
+              help="auto: scan each input and subtract the strongest other labels the model knows (reported).")
+@click.option("--negative-labels", default=None, type=click.IntRange(min=1), metavar="N",
+              help="With --negative auto: how many labels to subtract (default: chosen on validation data).")
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(min=0),
+              help="Strength of the negative query (--negative auto: 0.25 unless given).")
 @click.option("--naive-negative", is_flag=True, help="Use q - a*neg (the paper's baseline) instead of (1+a)q - a*neg.")
 @click.option("--query-aug", is_flag=True, help="Snap the query to the closest label the model was trained on (Query-Aug).")
 @click.option("-o", "--output-dir", default="separated", show_default=True, type=click.Path(file_okay=False, path_type=Path),
@@ -161,8 +167,8 @@ Examples:
 @click.option("--overlap", default=DEFAULT_OVERLAP_SECONDS, show_default=True, type=click.FloatRange(min=0),
               help="Context in seconds on each side of a chunk (half of it, at most half a chunk, is cross-faded).")
 def separate(
-    inputs, weights, each, alpha, naive_negative, query_aug, output_dir, model, device, file_format, bits, downmix,
-    overwrite, skip_existing, shard, log_path, plot, as_json, chunk_seconds, overlap, **parts,
+    inputs, weights, each, negative, negative_labels, alpha, naive_negative, query_aug, output_dir, model, device,
+    file_format, bits, downmix, overwrite, skip_existing, shard, log_path, plot, as_json, chunk_seconds, overlap, **parts,
 ):
     """Separate the sound a query describes from each INPUT (audio or video files, folders, or glob patterns).
 
@@ -186,7 +192,12 @@ def separate(
     if file_format == "flac" and bits == "float":
         raise click.UsageError("FLAC stores integer samples only: use --bits 16 or 24, or --format wav.")
     negatives = {m.negative_keyword: list(parts[_parts_key(m, True)]) or None for m in modalities.ALL}
-    negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else "proportional", query_aug=query_aug)
+    if negative_labels is not None and negative != "auto":
+        raise click.UsageError("--negative-labels chooses how many labels --negative auto subtracts; add --negative auto.")
+    if negative == "auto" and any(negatives.values()):
+        raise click.UsageError("--negative auto chooses the negative query itself; drop the --negative-<modality> options.")
+    negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else "proportional", query_aug=query_aug,
+                     auto_negative=_auto_negative(negative, negative_labels, _given(alpha, "alpha")))
     if each:
         queries = [Query(**{name: item}, **negatives) for name, items in positive.items() for item in items]
     else:
@@ -251,6 +262,24 @@ class _JobLog:
     def __exit__(self, *exc):
         if self._handle is not None:
             self._handle.close()
+
+
+def _given(value, name):
+    """The option's value when the user typed it, else None (the automatic negative has its own default alpha)."""
+    from click.core import ParameterSource
+
+    return value if click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE else None
+
+
+def _auto_negative(negative, count, alpha):
+    if negative != "auto":
+        return None
+    import dataclasses
+
+    from omnisep.negatives import AutoNegative
+
+    setting = AutoNegative() if count is None else AutoNegative(count=count)
+    return setting if alpha is None else dataclasses.replace(setting, alpha=alpha)
 
 
 def _planned_outputs(inputs, slugs, output_dir, suffix, plot):

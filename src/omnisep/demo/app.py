@@ -34,6 +34,8 @@ DEFAULT_MAX_UPLOAD_MB = 50
 DEFAULT_MAX_SECONDS = 600.0  # ten minutes: a CPU separates that in well under a minute
 CACHE_MAX_AGE_SECONDS = 3600
 SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
+# The repository's bundled example mixtures (a source checkout); absent in a wheel, then no examples are shown.
+EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
 SYSTEM_MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
 
 
@@ -121,6 +123,7 @@ class DemoSession:
         negative_audio: str | None = None,
         alpha: float = 0.5,
         query_aug: bool = False,
+        auto_negative: bool = False,
     ) -> DemoResult:
         if not mixture:
             raise OmniSepError("Upload or record a mixture first.")
@@ -134,6 +137,8 @@ class DemoSession:
         weights = [positive[m][1] for m in MODALITIES if positive[m][0]]
         if not any(w > 0 for w in weights):
             raise OmniSepError("At least one query needs a weight above 0.")
+        if auto_negative and (negative_text or negative_image or negative_audio):
+            raise OmniSepError("The automatic negative query chooses what to remove itself: clear the negative text, image and audio, or untick it.")
 
         audio, rate = self._load(mixture, "Mixture")
         parts = {}
@@ -148,7 +153,8 @@ class DemoSession:
         started = time.perf_counter()
         try:
             result = self.separator.separate(
-                audio, rate, weights=weights, alpha=float(alpha), query_aug=bool(query_aug), **parts
+                audio, rate, weights=weights, alpha=float(alpha), query_aug=bool(query_aug),
+                negative="auto" if auto_negative else None, **parts
             )
         except OmniSepError as exc:
             raise OmniSepError(_friendly(exc, image, negative_image)) from None
@@ -174,11 +180,56 @@ class DemoSession:
             f"Separated **{result.query_label}** from '{_display_name(mixture)}' "
             f"({audio.shape[-1] / rate:.1f} s) in {elapsed:.1f} s."
         )
-        if negative_text or negative_image or negative_audio:
+        if auto_negative:
+            chosen = ", ".join(f"'{c.label}' (presence {c.presence:.2f})" for c in result.negatives or [])
+            from omnisep.negatives import DEFAULT_ALPHA
+
+            status += (f" The automatic negative query removed {chosen} (alpha = {DEFAULT_ALPHA:g})." if chosen
+                       else " The automatic negative query found nothing else to remove.")
+        elif negative_text or negative_image or negative_audio:
             status += f" Negative query strength alpha = {alpha:g}."
         if query_aug and result.query_aug_score is not None:
             status += f" Query-Aug picked the model's label '{result.query_label}' (cosine {result.query_aug_score:.2f})."
         return DemoResult(target_path, residual_path, spectrogram_path, status)
+
+
+def scan_mixture(session: DemoSession, mixture) -> tuple[Path, str]:
+    """The scan timeline of a mixture (what sounds when) and a one-line summary."""
+    from omnisep.scan import scan
+    from omnisep.segments import find_segments, found_labels, plot_timeline
+
+    audio, rate = session._load(mixture, "Mixture")
+    result = scan(session.separator, audio, rate)
+    segments = find_segments(result)
+    session._prune_old_results()
+    folder = session.work_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-scan-{os.urandom(3).hex()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = plot_timeline(result, segments, folder / f"{_safe_stem(mixture)}_timeline.png",
+                         title=f"{_display_name(mixture)}: what the model hears, and when")
+    found = [f"{result.labels[i]} ({result.presence[i]:.2f})" for i in found_labels(result)][:5]
+    summary = ("Scan: " + ", ".join(found)) if found else "Scan: no label of the model reaches the threshold."
+    return path, summary
+
+
+def example_rows(folder: Path = EXAMPLES_DIR) -> list[list]:
+    """One-click inputs from examples/examples.json: [mixture, text, image, auto negative]."""
+    import json
+
+    index = folder / "examples.json"
+    if not index.is_file():
+        return []
+    rows = []
+    for entry in json.loads(index.read_text(encoding="utf-8")):
+        mixture = folder / entry["file"]
+        first, second = (source["label"] for source in entry["sources"][:2])
+        image = entry.get("image_queries", {}).get(second)
+        if not mixture.is_file():
+            continue
+        # One text query with the automatic negative, and one image query of the other source.
+        rows.append([str(mixture), first, None, True])
+        if image and (folder / image).is_file():
+            rows.append([str(mixture), "", str(folder / image), False])
+    return rows
 
 
 def _theme():
@@ -187,7 +238,8 @@ def _theme():
     return gr.themes.Base(font=list(SYSTEM_FONTS), font_mono=list(SYSTEM_MONO_FONTS))
 
 
-def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_SECONDS, work_dir: Path | None = None):
+def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_SECONDS, work_dir: Path | None = None,
+              examples_dir: Path | None = EXAMPLES_DIR):
     """The Gradio Blocks page around a :class:`DemoSession`."""
     import gradio as gr
 
@@ -204,6 +256,18 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
             raise gr.Error("Separation failed unexpectedly; the terminal running `omnisep demo` shows why.",
                            print_exception=False) from None
         return str(result.target_path), str(result.residual_path), str(result.spectrogram_path), result.status
+
+    def on_mixture(mixture):
+        if not mixture:
+            return None, ""
+        try:
+            path, summary = scan_mixture(session, mixture)
+        except OmniSepError as exc:
+            return None, str(exc)
+        except Exception:
+            log.exception("scan failed")
+            return None, "The scan failed unexpectedly; the terminal running `omnisep demo` shows why."
+        return str(path), summary
 
     with gr.Blocks(title="omnisep demo", analytics_enabled=False, delete_cache=(CACHE_MAX_AGE_SECONDS, CACHE_MAX_AGE_SECONDS)) as app:
         gr.Markdown(
@@ -228,8 +292,14 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
                     negative_image = gr.Image(type="filepath", label="Negative image", sources=["upload", "clipboard"])
                     negative_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Negative audio")
                     alpha = gr.Slider(0, 2, value=0.5, step=0.05, label="Alpha (strength of the negative query)", elem_id="alpha")
+                auto_negative = gr.Checkbox(label="Automatic negative query: scan the mixture and remove the strongest other sound",
+                                            elem_id="auto-negative")
                 query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")
                 run = gr.Button("Separate", variant="primary", elem_id="separate-button")
+                rows = example_rows(examples_dir) if examples_dir is not None else []
+                if rows:
+                    gr.Examples(rows, inputs=[mixture, text, image, auto_negative], label="Bundled examples (click one)",
+                                elem_id="examples", cache_examples=False)
             with gr.Column():
                 status = gr.Markdown("Results appear here.", elem_id="status")
                 target = gr.Audio(label="Target (the sound you asked for)", type="filepath", interactive=False,
@@ -238,13 +308,17 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
                                     buttons=["download"], elem_id="residual-audio")
                 spectrograms = gr.Image(label="Spectrograms: mixture, target, residual", type="filepath",
                                         show_label=False, interactive=False, height=340, elem_id="spectrograms")
+                scan_status = gr.Markdown("", elem_id="scan-status")
+                timeline = gr.Image(label="Scan of the mixture: which labels sound when", type="filepath",
+                                    interactive=False, elem_id="scan-timeline")
         run.click(
             on_separate,
             inputs=[mixture, text, text_weight, image, image_weight, audio_query, audio_weight,
-                    negative_text, negative_image, negative_audio, alpha, query_aug],
+                    negative_text, negative_image, negative_audio, alpha, query_aug, auto_negative],
             outputs=[target, residual, spectrograms, status],
             concurrency_limit=1,
         )
+        mixture.change(on_mixture, inputs=[mixture], outputs=[timeline, scan_status], concurrency_limit=1)
     return app
 
 
@@ -272,6 +346,7 @@ def launch(
     # Gradio's own uploads go to the cache folder too, not to /tmp.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(folder / "uploads"))
     app = build_app(separator, model_name=model_name, max_seconds=max_seconds, work_dir=folder / "results")
+    examples = [str(EXAMPLES_DIR)] if EXAMPLES_DIR.is_dir() else []
     try:
         app.launch(
             server_name=host,
@@ -287,7 +362,7 @@ def launch(
             theme=_theme(),
             prevent_thread_lock=True,
             quiet=True,
-            allowed_paths=[str(folder)],
+            allowed_paths=[str(folder), *examples],
         )
     except OSError as exc:
         raise OmniSepError(f"cannot serve the demo on {host}:{port} ({exc}); choose another --port.") from None
