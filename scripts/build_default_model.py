@@ -57,7 +57,7 @@ def main() -> None:
     from omnisep.data.cache import build_cache
     from omnisep.data.manifest import read_manifest
     from omnisep.encoders.bundled import BundledEncoder
-    from omnisep.encoders.train_heads import train_from_manifest
+    from omnisep.training.encoder_heads import train_from_manifest
 
     torch.manual_seed(args.seed)
     start = time.time()

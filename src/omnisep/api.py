@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from omnisep import apply, queries as query_math
-from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, downmix as downmix_channels
+from omnisep import apply, modalities, queries as query_math
+from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, channels_first, restore_layout
+from omnisep.audio import downmix as downmix_channels
 from omnisep.errors import OmniSepError, describe
 
 MediaItem = Any  # a path, or an array (image H x W x 3 uint8; audio mono float32, or (array, sample_rate))
@@ -49,8 +50,9 @@ def _is_audio_pair(value) -> bool:
 
 def _short_name(kind: str, item) -> str:
     """Texts as written, files by name, arrays by kind."""
-    if kind == "text":
-        return " ".join(str(item).split())
+    if modalities.BY_NAME[kind].given_as == "text":
+        text = " ".join(str(item).split())
+        return text if len(text) <= 80 else text[:77] + "..."
     if isinstance(item, (str, os.PathLike)):
         return Path(item).name
     return f"{kind} array"
@@ -78,20 +80,15 @@ class Query:
     alpha: float = 0.5
     negative_mode: str = "proportional"
     query_aug: bool = False
+    # omnisep.negatives.AutoNegative: choose the negative from a scan of each mixture.
+    auto_negative: Any = None
 
     def parts(self) -> list[tuple[str, Any]]:
-        return (
-            [("text", t) for t in _as_items(self.text)]
-            + [("image", i) for i in _as_items(self.image)]
-            + [("audio", a) for a in _as_items(self.audio)]
-        )
+        """``(modality, item)`` pairs in the order of ``omnisep.modalities.MODALITIES``."""
+        return [(m.name, item) for m in modalities.ALL for item in _as_items(getattr(self, m.name))]
 
     def negative_parts(self) -> list[tuple[str, Any]]:
-        return (
-            [("text", t) for t in _as_items(self.negative_text)]
-            + [("image", i) for i in _as_items(self.negative_image)]
-            + [("audio", a) for a in _as_items(self.negative_audio)]
-        )
+        return [(m.name, item) for m in modalities.ALL for item in _as_items(getattr(self, m.negative_keyword))]
 
     def describe(self) -> str:
         """A short human-readable label, e.g. ``dog barking + violin.png - speech``."""
@@ -99,6 +96,8 @@ class Query:
         return f"{positive} {self.describe_negative()}".strip()
 
     def describe_negative(self) -> str:
+        if self.auto_negative is not None:
+            return "- auto"
         return " ".join(f"- {_short_name(kind, item)}" for kind, item in self.negative_parts())
 
 
@@ -110,6 +109,7 @@ class EmbeddedQuery:
     label: str
     query_aug_score: float | None
     query: Query
+    negatives: list | None = None  # omnisep.negatives.NegativeChoice, once an automatic negative was chosen
     # Query-Aug v2's answer (label, probability, cosine, runner_up, runner_up_probability, known), when it ran.
     query_aug_match: dict | None = None
 
@@ -128,6 +128,7 @@ class SeparationResult:
     query_label: str
     query_aug_score: float | None = None
     query: Query | None = field(default=None, repr=False)
+    negatives: list | None = None  # the labels an automatic negative query subtracted (NegativeChoice)
 
 
 def _check_device(device: str | torch.device) -> torch.device:
@@ -161,7 +162,8 @@ class Separator:
         if encoder is None:
             from omnisep.encoders import get_encoder
 
-            encoder = get_encoder(self.config["encoder"]["name"])
+            recorded = self.config["encoder"]
+            encoder = get_encoder(recorded["name"], **(recorded.get("options") or {}))
         check_encoder(self.config, encoder.identity())
         self.encoder = encoder
 
@@ -181,29 +183,25 @@ class Separator:
         row = self._bank_rows.get(" ".join(text.split())) if isinstance(text, str) else None
         if row is not None:
             return self.bank.embeddings[row].clone()
-        return self.encoder.embed_text([text])[0]
+        return self.encoder.embed("text", [text])[0]
 
     def _embed_parts(self, parts: list[tuple[str, Any]], mixture_rate: int | None) -> list[torch.Tensor]:
+        return [self._part_vector(kind, item, mixture_rate) for kind, item in parts]
+
+    def _part_vector(self, kind: str, item, mixture_rate: int | None) -> torch.Tensor:
+        """One query part's vector; the special cases of each modality's input are resolved here."""
         from omnisep.images import centre_frames, video_frames
 
-        vectors = []
-        for kind, item in parts:
-            if kind == "text":
-                vectors.append(self._text_vector(item))
-            elif kind == "image":
-                if isinstance(item, (str, os.PathLike)) and Path(item).suffix.lower() in VIDEO_SUFFIXES:
-                    frames = centre_frames(video_frames(item, fps=1.0))
-                    vectors.append(query_math.normalize(self.encoder.embed_image(frames).mean(dim=0)))
-                else:
-                    vectors.append(self.encoder.embed_image([item])[0])
-            else:
-                if _is_audio_pair(item):
-                    vectors.append(self.encoder.embed_audio([item[0]], sample_rate=int(item[1]))[0])
-                elif isinstance(item, (str, os.PathLike)):
-                    vectors.append(self.encoder.embed_audio([item])[0])
-                else:
-                    vectors.append(self.encoder.embed_audio([item], sample_rate=mixture_rate)[0])
-        return vectors
+        if kind == "text":
+            return self._text_vector(item)
+        if kind == "image" and isinstance(item, (str, os.PathLike)) and Path(item).suffix.lower() in VIDEO_SUFFIXES:
+            frames = centre_frames(video_frames(item, fps=1.0))
+            return query_math.normalize(self.encoder.embed("image", frames).mean(dim=0))
+        if kind == "audio" and _is_audio_pair(item):
+            return self.encoder.embed("audio", [item[0]], sample_rate=int(item[1]))[0]
+        if kind == "audio" and not isinstance(item, (str, os.PathLike)):
+            return self.encoder.embed("audio", [item], sample_rate=mixture_rate)[0]
+        return self.encoder.embed(kind, [item])[0]
 
     def embed_query(self, query: Query | None = None, mixture_rate: int | None = None, **fields) -> torch.Tensor:
         """The vector the Separate-Net receives for a query: eq. 1, then Query-Aug (eq. 5), then eq. 4."""
@@ -222,15 +220,15 @@ class Separator:
                 prepared.append(query)
             else:
                 vector, label, score, match = self._embed(query, mixture_rate)
-                prepared.append(EmbeddedQuery(vector, label, score, query, match))
+                prepared.append(EmbeddedQuery(vector, label, score, query, query_aug_match=match))
         return prepared
 
     def _query_aug_matcher(self):
-        """Query-Aug v2 (omnisep.querynet.words) for the bundled encoder when its bank covers the model's labels."""
+        """Query-Aug v2 (omnisep.query_aug) for the bundled encoder when its bank covers the model's labels."""
         if not hasattr(self, "_matcher"):
             self._matcher = None
             if self.bank is not None and self.config["encoder"]["name"] == "bundled":
-                from omnisep.querynet.words import DEFAULT_BANK, ClassMatcher
+                from omnisep.query_aug import DEFAULT_BANK, ClassMatcher
 
                 if DEFAULT_BANK.is_file():
                     matcher = ClassMatcher.load(DEFAULT_BANK)
@@ -253,15 +251,25 @@ class Separator:
     def _embed(self, query: Query, mixture_rate: int | None) -> tuple[torch.Tensor, str, float | None, dict | None]:
         parts = query.parts()
         if not parts:
-            raise OmniSepError("a query needs at least one text, image or audio part.")
+            raise OmniSepError(f"a query needs at least one {', '.join(modalities.MODALITIES[:-1])} or {modalities.MODALITIES[-1]} part.")
         weights = list(query.weights) if query.weights is not None else [1.0] * len(parts)
         vector = query_math.compose(self._embed_parts(parts, mixture_rate), weights)
+        if query.auto_negative is not None and query.negative_parts():
+            raise OmniSepError("give either an automatic negative query or negative texts, images or audio, not both.")
         label, score, match = query.describe(), None, None  # Query-Aug replaces the positive part of the label
         if query.query_aug:
             if self.bank is None:
                 raise OmniSepError(f"model {describe(self.path)} has no query bank, so Query-Aug is not available.")
             vector, label, score, match = self._query_aug(vector, label)
         negatives = query.negative_parts()
+        if not negatives and (query.alpha != 0.5 or query.negative_mode != "proportional"):
+            import warnings
+
+            warnings.warn(
+                f"alpha {query.alpha:g} / the {query.negative_mode} mode only act on a negative query, and "
+                f"'{query.describe()}' has none; add a negative text, image or audio.",
+                stacklevel=4,
+            )
         if negatives:
             negative = query_math.compose(self._embed_parts(negatives, mixture_rate), [1.0] * len(negatives))
             vector = query_math.negative(vector, negative, alpha=query.alpha, mode=query.negative_mode)
@@ -286,13 +294,21 @@ class Separator:
         negative_mode: str = "proportional",
         query_aug: bool = False,
         downmix: bool = False,
+        negative=None,
         **options,
     ) -> SeparationResult:
-        """Separate what one query describes; ``options`` go to :meth:`separate_many` (chunking)."""
+        """Separate what one query describes; ``options`` go to :meth:`separate_many` (chunking).
+
+        ``negative="auto"`` (or an :class:`omnisep.negatives.AutoNegative`)
+        chooses the negative query from a scan of ``audio``; the result's
+        ``negatives`` lists the labels subtracted.
+        """
+        from omnisep.negatives import AutoNegative
+
         query = Query(
             text=text,
             image=image,
-            audio=audio_query,
+            audio=audio_query,  # `audio` is the mixture here (see modalities.AUDIO.api_keyword)
             weights=weights,
             negative_text=negative_text,
             negative_image=negative_image,
@@ -300,6 +316,7 @@ class Separator:
             alpha=alpha,
             negative_mode=negative_mode,
             query_aug=query_aug,
+            auto_negative=AutoNegative.coerce(negative),
         )
         return self.separate_many(audio, sample_rate, [query], downmix=downmix, **options)[0]
 
@@ -313,20 +330,56 @@ class Separator:
         overlap: float = apply.DEFAULT_OVERLAP_SECONDS,
         batch_size: int = apply.DEFAULT_BATCH_SIZE,
     ) -> list[SeparationResult]:
-        """Several queries, one U-Net pass; audio ``[C, T]`` or ``[T]``, results in the same layout."""
-        mixture, single = _check_mixture(audio, sample_rate)
+        """Several queries, one U-Net pass; results in the audio's layout.
+
+        Audio is ``[C, T]`` or ``[T]``; ``[T, C]`` with at most 8 channels (what
+        ``soundfile.read`` returns) is recognised as such. Integer arrays are
+        scaled by their type's range (int16 / 32768), float arrays taken as they are.
+        """
+        mixture, layout = _check_mixture(audio, sample_rate)
         if downmix:
             mixture = downmix_channels(mixture)
         embedded = self.prepare(queries, sample_rate)
+        if any(item.query.auto_negative is not None for item in embedded):
+            from omnisep.scan import scan
+
+            embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate))
         vectors = torch.stack([item.vector for item in embedded])
         targets = apply.separate_array(self.model, mixture, sample_rate, vectors, chunk_seconds, overlap, batch_size)
         results = []
         for item, target in zip(embedded, targets):
             residual = mixture - target
-            if single:
-                target, residual = target[0], residual[0]
-            results.append(SeparationResult(target, residual, int(sample_rate), item.label, item.query_aug_score, item.query))
+            target, residual = restore_layout(target, layout), restore_layout(residual, layout)
+            results.append(
+                SeparationResult(target, residual, int(sample_rate), item.label, item.query_aug_score, item.query, item.negatives)
+            )
         return results
+
+    def choose_negatives(self, embedded: Sequence[EmbeddedQuery], scan_mixture: Callable) -> list[EmbeddedQuery]:
+        """Queries with an automatic negative get it from the scan ``scan_mixture()`` (run once, if needed)."""
+        from omnisep import negatives
+
+        if self.bank is None:
+            raise OmniSepError(f"model {describe(self.path)} has no query bank, so it cannot choose negative queries.")
+        scanned = None
+        out = []
+        for item in embedded:
+            setting = item.query.auto_negative
+            if setting is None or item.negatives is not None:
+                out.append(item)
+                continue
+            scanned = scanned or scan_mixture()
+            choices = negatives.choose(scanned, item.vector, self.bank, setting)
+            alpha = item.query.alpha if setting.alpha is None else setting.alpha
+            vector = negatives.apply(item.vector, self.bank, choices, alpha, item.query.negative_mode)
+            label = item.label.removesuffix(" - auto")
+            out.append(
+                EmbeddedQuery(
+                    vector, f"{label} {negatives.describe(choices)}", item.query_aug_score, item.query, choices,
+                    query_aug_match=item.query_aug_match,
+                )
+            )
+        return out
 
     def separate_file(
         self,
@@ -345,16 +398,24 @@ class Separator:
         """Stream a file of any length through the model into .wav/.flac files, with flat memory.
 
         The result equals :meth:`separate_many` on the loaded file. Outputs
-        appear only once complete. Returns one dict per query: label,
-        Query-Aug score, output paths and peaks.
+        appear only once complete (:mod:`omnisep.fileio`); an output list
+        that names the input itself, or one file twice, is refused before any
+        work. Returns one dict per query: label, Query-Aug score, output paths
+        and peaks.
         """
         if len(targets) != len(queries) or (residuals is not None and len(residuals) != len(queries)):
             raise ValueError("one target path (and one residual path) per query is needed")
+        check_outputs(path, list(targets) + list(residuals or []))
         reader = AudioReader(path)
         writers: list[AudioWriter] = []
         try:
             channels = 1 if downmix else reader.channels
             embedded = self.prepare(queries, reader.sample_rate)
+            if any(item.query.auto_negative is not None for item in embedded):
+                from omnisep.scan import scan_file
+
+                # A first streamed pass over the file: flat memory, like the separation.
+                embedded = self.choose_negatives(embedded, lambda: scan_file(self, path))
             vectors = torch.stack([item.vector for item in embedded])
             # Opening the writers refuses existing outputs before any work is done.
             for output in list(targets) + list(residuals or []):
@@ -373,18 +434,21 @@ class Separator:
                 batch_size,
                 on_input,
             )
+            # Closing moves each file into place; still inside the try, so a
+            # failure here drops the partial files of the writers not yet closed.
+            peaks = [writer.close() for writer in writers]
         except BaseException:
             reader.close()
             for writer in writers:
                 writer.abort()
             raise
-        peaks = [writer.close() for writer in writers]
         rows = []
         for index, item in enumerate(embedded):
             row = {
                 "query": item.label,
                 "query_aug_score": item.query_aug_score,
                 **({"query_aug_match": item.query_aug_match} if item.query_aug_match is not None else {}),
+                **({"negatives": [choice.to_dict() for choice in item.negatives]} if item.negatives is not None else {}),
                 "target": str(targets[index]),
                 "target_peak": peaks[index],
             }
@@ -395,18 +459,38 @@ class Separator:
         return rows
 
 
-def _check_mixture(audio, sample_rate) -> tuple[np.ndarray, bool]:
-    """The mixture as float32 ``[C, T]`` and whether it came as ``[T]``."""
-    if isinstance(audio, torch.Tensor):
-        audio = audio.detach().cpu().numpy()
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim not in (1, 2):
-        raise OmniSepError(f"the audio must be an array [channels, samples] or [samples], got shape {audio.shape}.")
+def check_outputs(source: str | os.PathLike, outputs: Sequence[str | os.PathLike]) -> None:
+    """Refuse output lists that would overwrite the input or write one file twice (before any work)."""
+    source = Path(source)
+    seen: dict[str, Path] = {}
+    for output in map(Path, outputs):
+        key = os.path.normcase(os.path.realpath(output))
+        if key in seen:
+            raise OmniSepError(
+                f"{describe(output)} is named for two outputs (a target and a residual, or two queries); "
+                "each output needs its own file."
+            )
+        seen[key] = output
+        same = key == os.path.normcase(os.path.realpath(source))
+        if not same and output.exists():
+            try:
+                same = os.path.samefile(source, output)
+            except OSError:
+                same = False
+        if same:
+            raise OmniSepError(
+                f"the input {describe(source)} is also one of its own outputs ({describe(output)}); separating it "
+                "would overwrite the input, so choose another output folder."
+            )
+
+
+def _check_mixture(audio, sample_rate) -> tuple[np.ndarray, str]:
+    """The mixture as float32 ``[C, T]`` and its layout (see :func:`omnisep.audio.channels_first`)."""
+    mixture, layout = channels_first(audio, "the audio")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise OmniSepError(f"the sample rate must be a positive integer, got {sample_rate!r}.")
-    if audio.shape[-1] == 0:
+    if mixture.shape[-1] == 0:
         raise OmniSepError("the audio contains no samples (zero length).")
-    if not np.isfinite(audio).all():
+    if not np.isfinite(mixture).all():
         raise OmniSepError("the audio contains NaN or infinite sample values.")
-    single = audio.ndim == 1
-    return (audio[None] if single else audio), single
+    return mixture, layout

@@ -26,14 +26,11 @@ linear ramps that sum to one.
   masked spectra, and finished samples can be written out at once, which the
   streaming path needs.
 * Frames after the last real one are padded with silence (the 1e-10 floor),
-  exactly as :meth:`SeparateNet.separate` does for one piece.
+  exactly as :func:`omnisep.models.signal_path.separate` does for one piece.
 
-The U-Net runs once per chunk for all queries; queries are then applied in
-groups of ``QUERY_GROUP`` so memory does not grow with their number.
-
-Outputs are not clipped (the paper clips to [-1, 1]): keeping them linear is
-what makes ``residual = mixture - target`` exact; writers warn when a file
-format has to clip.
+Each chunk goes through :func:`omnisep.models.signal_path.separate_spectrogram`
+(the one signal path): the query-independent half of the network runs once
+per chunk for all queries. Outputs are not clipped (see ``signal_path``).
 """
 
 from __future__ import annotations
@@ -46,15 +43,13 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import soxr
 import torch
-import torch.nn.functional as F
 
-from omnisep import spectral
+from omnisep.models import signal_path
 from omnisep.spectral import HOP, N_FFT, SAMPLE_RATE
 
 DEFAULT_CHUNK_SECONDS = 20.0
 DEFAULT_OVERLAP_SECONDS = 2.0
 DEFAULT_BATCH_SIZE = 1
-QUERY_GROUP = 16
 
 FRAMES_PER_SECOND = SAMPLE_RATE / HOP
 _REACH = N_FFT // 2  # samples an STFT frame reaches on each side of its centre
@@ -72,10 +67,15 @@ def chunk_layout(model, chunk_seconds: float, overlap: float) -> tuple[int, int,
         raise ValueError(f"overlap must be >= 0 seconds, got {overlap}")
     multiple = model.time_multiple
     core = _round_up(max(1, round(chunk_seconds * FRAMES_PER_SECOND)), multiple)
-    # At least one grid step of context: the iSTFT of a kept sample needs two
-    # frames on either side, and the cross-fade needs room.
-    context = max(multiple, _round_up(round(overlap * FRAMES_PER_SECOND), multiple))
-    return core, context, context // 2
+    # At least the context the network declares (and one grid step: the iSTFT
+    # of a kept sample needs two frames on either side, and the cross-fade
+    # needs room).
+    minimum = _round_up(max(multiple, model.context_frames), multiple)
+    context = max(minimum, _round_up(round(overlap * FRAMES_PER_SECOND), multiple))
+    # A chunk's fade-in must end before its fade-out starts, or three chunks
+    # overlap and the ramps no longer sum to one: context longer than the core
+    # is still used as context, but the cross-fade is at most half a core.
+    return core, context, min(context // 2, core // 2)
 
 
 class ChunkedSeparator:
@@ -95,6 +95,7 @@ class ChunkedSeparator:
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         overlap: float = DEFAULT_OVERLAP_SECONDS,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        binary: bool | None = None,
     ):
         if queries.dim() != 2:
             raise ValueError(f"queries must be [Q, D], got shape {tuple(queries.shape)}")
@@ -105,6 +106,7 @@ class ChunkedSeparator:
         self.queries = queries.detach().to(self.device, torch.float32)
         self.signals = int(signals)
         self.batch_size = int(batch_size)
+        self.binary = binary  # None: the model's own mask type
         self.core, self.context, self.fade = chunk_layout(model, chunk_seconds, overlap)
         self.received = 0  # input samples so far
         self._buffer = np.zeros((self.signals, 0), np.float32)
@@ -204,27 +206,13 @@ class ChunkedSeparator:
         width = stop0 - first0
         segments = np.stack([self._segment(*self._window(chunk, n_frames)) for chunk in group])
         wave = torch.from_numpy(segments.reshape(len(group) * self.signals, -1)).to(self.device)
-        model = self.model
         with torch.inference_mode():
             # Frames 2 .. 2 + width are the ones whose window lies inside the segment.
-            spec = spectral.stft(wave)[..., 2 : 2 + width]
-            mag = spectral.warp(spec.abs().unsqueeze(1) + spectral.MAG_EPS)
-            pad = -width % model.time_multiple
-            if pad:
-                mag = F.pad(mag, (0, pad), value=spectral.MAG_EPS)
-            features = model.features(mag)[..., :width]
-            batch = features.shape[0]
-            estimates = []
-            for q0 in range(0, len(self.queries), QUERY_GROUP):
-                queries = self.queries[q0 : q0 + QUERY_GROUP]
-                logits = model.mask_logits(features, queries.unsqueeze(0).expand(batch, -1, -1))
-                masks = spectral.unwarp(model.masks(logits))
-                # Keeps the mixture phase; real x complex as real pairs (no complex copy of the masks).
-                masked = torch.view_as_complex(torch.view_as_real(spec).unsqueeze(1) * masks.unsqueeze(-1))
-                n_q = masked.shape[1]
-                wave_out = spectral.istft(masked.reshape(batch * n_q, *masked.shape[2:]), width * HOP)
-                estimates.append(wave_out.reshape(len(group), self.signals, n_q, -1).float().cpu().numpy())
-        estimate = np.concatenate(estimates, axis=2).transpose(0, 2, 1, 3)  # [G, Q, S, samples]
+            spec = signal_path.analyse(wave)[..., 2 : 2 + width]
+            queries = self.queries.unsqueeze(0).expand(spec.shape[0], -1, -1)
+            out = signal_path.separate_spectrogram(self.model, spec, queries, width * HOP, self.binary)
+        estimate = out.reshape(len(group), self.signals, len(self.queries), -1).cpu().numpy()
+        estimate = estimate.transpose(0, 2, 1, 3)  # [G, Q, S, samples]
         for index, chunk in enumerate(group):
             self._add(chunk, estimate[index], n_frames)
 
@@ -281,13 +269,17 @@ def separate_tensor(
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     overlap: float = DEFAULT_OVERLAP_SECONDS,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    binary: bool | None = None,
 ) -> torch.Tensor:
-    """Separate 16 kHz audio ``[T]`` (or ``[S, T]``) for queries ``[Q, D]`` -> ``[Q, T]`` (or ``[Q, S, T]``)."""
+    """Separate 16 kHz audio ``[T]`` (or ``[S, T]``) for queries ``[Q, D]`` -> ``[Q, T]`` (or ``[Q, S, T]``).
+
+    This is what ``omnisep separate`` computes at 16 kHz, and what evaluation scores.
+    """
     wave = torch.as_tensor(wave, dtype=torch.float32)
     single = wave.dim() == 1
     signals = wave.reshape(1, -1) if single else wave
     with eval_mode(model):
-        engine = ChunkedSeparator(model, queries, signals.shape[0], chunk_seconds, overlap, batch_size)
+        engine = ChunkedSeparator(model, queries, signals.shape[0], chunk_seconds, overlap, batch_size, binary)
         parts = [engine.push(signals.cpu().numpy()), engine.finish()]
     out = torch.from_numpy(np.concatenate(parts, axis=-1))
     return out[:, 0] if single else out

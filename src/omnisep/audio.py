@@ -14,10 +14,14 @@ the final name, and never clips silently.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
 import re
-import tempfile
+import shutil
+import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +30,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".aif", ".aiff", ".wma"}
@@ -51,6 +56,98 @@ def peak_dbfs(peak: float) -> float:
 
 def _format_list() -> str:
     return ", ".join(sorted(s.lstrip(".") for s in SUPPORTED_SUFFIXES))
+
+
+# At most this many channels in an array taken as [samples, channels] (soundfile's layout).
+MAX_SAMPLES_FIRST_CHANNELS = 8
+
+
+def float_samples(array, source: str = "the audio") -> np.ndarray:
+    """Any real sample array as float32, integers scaled by their type's range onto [-1, 1).
+
+    Floats pass through unchanged; ``int16`` is divided by 32768, ``uint8`` is
+    centred on 128 first (as WAV stores it). One rule for mixtures and audio queries.
+    """
+    audio = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
+    kind = audio.dtype.kind
+    if kind == "f":
+        return np.asarray(audio, dtype=np.float32)
+    if kind in "iu":
+        info = np.iinfo(audio.dtype)
+        scale = 2.0 ** (info.bits - 1)
+        offset = scale if kind == "u" else 0.0
+        return ((audio.astype(np.float64) - offset) / scale).astype(np.float32)
+    raise OmniSepError(f"{source} must hold real numbers (float or integer samples), got {audio.dtype} values.")
+
+
+def channels_first(array, source: str = "the audio") -> tuple[np.ndarray, str]:
+    """An audio array as float32 ``[C, T]``, and the layout it came in: ``"mono"``, ``"channels_first"``, ``"samples_first"``.
+
+    ``[T]`` and ``[C, T]`` are the documented layouts. An array whose first
+    axis is longer than its second with at most 8 columns is
+    ``soundfile.read``'s ``[T, C]``: it is transposed (results go back in the
+    same layout). Anything else with more than 64 channels is refused rather
+    than separated as thousands of tiny signals.
+    """
+    audio = float_samples(array, source)
+    if audio.ndim == 1:
+        return audio[None], "mono"
+    if audio.ndim != 2:
+        raise OmniSepError(f"{source} must be an array [channels, samples] or [samples], got shape {tuple(audio.shape)}.")
+    rows, columns = audio.shape
+    if rows > columns and 1 <= columns <= MAX_SAMPLES_FIRST_CHANNELS:
+        return np.ascontiguousarray(audio.T), "samples_first"
+    if rows > 64:
+        raise OmniSepError(
+            f"{source} has shape {tuple(audio.shape)}, which would be {rows} channels of {columns} samples; "
+            "pass [channels, samples] (or [samples, channels] with at most 8 channels)."
+        )
+    return audio, "channels_first"
+
+
+def restore_layout(audio: np.ndarray, layout: str) -> np.ndarray:
+    """Undo :func:`channels_first` on a ``[C, T]`` result."""
+    if layout == "mono":
+        return audio[0]
+    if layout == "samples_first":
+        return np.ascontiguousarray(audio.T)
+    return audio
+
+
+_STDERR_LOCK = threading.Lock()
+_stderr_state = {"depth": 0, "saved": None}
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what C decoders print on file descriptor 2 (mpg123's "Note: Trying to resync...").
+
+    Their findings reach the user as our own one-sentence error instead. Nested
+    and concurrent uses (threads of the web demo) share one redirection: the
+    first in redirects, the last out restores.
+    """
+    with _STDERR_LOCK:
+        if _stderr_state["depth"] == 0:
+            try:
+                sys.stderr.flush()
+                saved = os.dup(2)
+            except (OSError, ValueError, AttributeError):
+                saved = None
+            if saved is not None:
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            _stderr_state["saved"] = saved
+        _stderr_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _STDERR_LOCK:
+            _stderr_state["depth"] -= 1
+            if _stderr_state["depth"] == 0 and _stderr_state["saved"] is not None:
+                os.dup2(_stderr_state["saved"], 2)
+                os.close(_stderr_state["saved"])
+                _stderr_state["saved"] = None
 
 
 def check_input_file(path: str | os.PathLike) -> Path:
@@ -81,8 +178,12 @@ class AudioReader:
         self._soundfile: sf.SoundFile | None = None
         self._container = None
         self._promised_frames: int | None = None
+        self._header_seconds: float | None = None  # PyAV: the duration the container announces
+        self._only_stream = False
+        _check_ogg_end(self.path)
         try:
-            self._soundfile = sf.SoundFile(str(self.path))
+            with _native_stderr_silenced():
+                self._soundfile = sf.SoundFile(str(self.path))
         except (sf.LibsndfileError, RuntimeError):
             self._open_with_pyav()
         else:
@@ -134,11 +235,19 @@ class AudioReader:
         stream = self._container.streams.audio[0]
         codec = stream.codec_context
         self._stream = stream
+        if stream.duration and stream.time_base:
+            self._header_seconds = float(stream.duration * stream.time_base)
+        elif self._container.duration:
+            self._header_seconds = float(self._container.duration) / 1_000_000
+        self._only_stream = len(self._container.streams) == 1
         self.sample_rate = int(codec.sample_rate or stream.rate or 0)
         self.channels = int(codec.layout.nb_channels if codec.layout else codec.channels)
         if self.sample_rate <= 0 or self.channels <= 0:
             self.close()
-            raise OmniSepError(f"{describe(self.path)} has an audio stream without a sample rate or channels.")
+            raise OmniSepError(
+                f"{describe(self.path)} is corrupt or not really a {self.path.suffix.lstrip('.') or 'media'} file: "
+                "its audio stream has no sample rate or channel count."
+            )
 
     @property
     def duration_estimate(self) -> float | None:
@@ -169,7 +278,8 @@ class AudioReader:
     def _soundfile_blocks(self) -> Iterator[np.ndarray]:
         while True:
             try:
-                block = self._soundfile.read(self.block_frames, dtype="float32", always_2d=True)
+                with _native_stderr_silenced():
+                    block = self._soundfile.read(self.block_frames, dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError):
                 raise OmniSepError(
                     f"{describe(self.path)} is corrupt or truncated and could not be decoded."
@@ -207,10 +317,21 @@ class AudioReader:
                 f"{describe(self.path)} is truncated: its header promises {self._promised_frames} samples "
                 f"but only {self.frames_read} could be decoded."
             )
+        # Matroska/WebM (and others PyAV reads) state their duration up front;
+        # decoding that stops well short of it means the file was cut off.
+        decoded = self.frames_read / self.sample_rate
+        if self._header_seconds and decoded < self._header_seconds - max(0.5, 0.02 * self._header_seconds):
+            message = (
+                f"{describe(self.path)} looks truncated: its header gives {self._header_seconds:.1f} s of audio "
+                f"but decoding stopped at {decoded:.1f} s"
+            )
+            if self._only_stream:
+                raise OmniSepError(message + ".")
+            # With a video stream the container's length may be the video's: say so, do not refuse.
+            warnings.warn(message + " (the container may hold a longer video track).", stacklevel=3)
         if self.peak < NEAR_SILENT_PEAK:
             warnings.warn(
-                f"{describe(self.path)} is near-silent (peak {peak_dbfs(self.peak):.1f} dBFS); "
-                "its separated outputs will be near-silent too.",
+                f"{describe(self.path)} is near-silent (peak {peak_dbfs(self.peak):.1f} dBFS); is it the right file?",
                 stacklevel=3,
             )
 
@@ -227,6 +348,32 @@ class AudioReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255  # header, lacing table, payload
+
+
+def _check_ogg_end(path: Path) -> None:
+    """An Ogg stream ends with a page flagged end-of-stream; a cut-off file does not.
+
+    libsndfile and FFmpeg both take the last granule position found as the
+    length, so a truncated Ogg would otherwise decode to a shorter "complete" file.
+    """
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(4) != b"OggS":
+                return
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - _OGG_MAX_PAGE))
+            tail = handle.read()
+    except OSError:
+        return  # the decoder will name the problem
+    last = tail.rfind(b"OggS")
+    if last < 0 or len(tail) < last + 6 or not tail[last + 5] & 0x04:
+        raise OmniSepError(
+            f"{describe(path)} is truncated: the Ogg stream ends without its end-of-stream page "
+            "(the file was cut off while copying or recording)."
+        )
 
 
 def _frame_to_float(frame) -> np.ndarray:
@@ -279,6 +426,22 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 # -- writing ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _output_errors(path: Path):
+    """OS and libsndfile refusals while writing ``path`` -> one sentence (libsndfile says only "System error.")."""
+    try:
+        with fileio.output_errors(path):
+            yield
+    except (sf.LibsndfileError, RuntimeError) as error:
+        try:
+            full = shutil.disk_usage(path.parent).free < 1 << 20
+        except OSError:
+            full = False
+        if full:
+            raise OmniSepError(fileio.os_error_sentence(path, OSError(errno.ENOSPC, "No space left on device"))) from None
+        raise OmniSepError(f"{describe(path)} could not be written ({error}).") from None
+
+
 def _check_output(path: Path, subtype: str, overwrite: bool) -> str:
     """Validate an output path before any work is done; returns the libsndfile format."""
     fmt = WRITE_FORMATS.get(path.suffix.lower())
@@ -329,15 +492,8 @@ def save_audio(
     if subtype != "FLOAT" and peak > 1.0:
         _warn_clipping(path, peak, subtype)
         audio = np.clip(audio, -1.0, 1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        sf.write(temp_name, audio.T, int(sample_rate), subtype=subtype, format=fmt)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with _output_errors(path), fileio.atomic_path(path) as temp:
+        sf.write(str(temp), audio.T, int(sample_rate), subtype=subtype, format=fmt)
     return peak
 
 
@@ -361,12 +517,18 @@ class AudioWriter:
         self.subtype = subtype
         self.overwrite = overwrite
         fmt = _check_output(self.path, subtype, overwrite)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, self._temp_name = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
-        os.close(handle)
-        self._file = sf.SoundFile(
-            self._temp_name, "w", samplerate=int(sample_rate), channels=int(channels), subtype=subtype, format=fmt
-        )
+        self._file = None
+        with _output_errors(self.path):
+            fileio.clean_stale_partials(self.path)
+            self._temp_name = fileio.new_partial_file(self.path)
+            try:
+                self._file = sf.SoundFile(
+                    str(self._temp_name), "w", samplerate=int(sample_rate), channels=int(channels), subtype=subtype,
+                    format=fmt,
+                )
+            except BaseException:
+                fileio.discard(self._temp_name)
+                raise
         self.peak = 0.0
         self.frames_written = 0
 
@@ -378,20 +540,29 @@ class AudioWriter:
         self.peak = max(self.peak, peak)
         if self.subtype != "FLOAT" and peak > 1.0:
             block = np.clip(block, -1.0, 1.0)
-        self._file.write(block.T)
+        with _output_errors(self.path):
+            self._file.write(block.T)
         self.frames_written += block.shape[1]
 
     def close(self) -> float:
         """Finish the file and move it into place; returns the peak before clipping."""
         if self._file is None:
             return self.peak
-        self._file.close()
-        self._file = None
-        if self.path.exists() and not self.overwrite:
-            # Someone else wrote it while we worked: do not clobber their file.
-            Path(self._temp_name).unlink(missing_ok=True)
-            raise OmniSepError(f"{describe(self.path)} appeared while separating; it was left untouched.")
-        os.replace(self._temp_name, self.path)
+        try:
+            with _output_errors(self.path):
+                self._file.close()
+            self._file = None
+            if self.path.exists() and not self.overwrite:
+                # Someone else wrote it while we worked: do not clobber their file.
+                raise OmniSepError(
+                    f"{describe(self.path)} was created by another program while separating; that file was kept "
+                    "and this run's output for it was dropped."
+                )
+            with _output_errors(self.path):
+                fileio.commit(self._temp_name, self.path)
+        except BaseException:
+            self.abort()
+            raise
         if self.subtype != "FLOAT" and self.peak > 1.0:
             _warn_clipping(self.path, self.peak, self.subtype)
         return self.peak
@@ -399,9 +570,10 @@ class AudioWriter:
     def abort(self) -> None:
         """Drop the partial file; the final name is never touched."""
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(Exception):
+                self._file.close()
             self._file = None
-        Path(self._temp_name).unlink(missing_ok=True)
+        fileio.discard(self._temp_name)
 
     def __enter__(self) -> "AudioWriter":
         return self

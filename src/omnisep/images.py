@@ -67,6 +67,11 @@ def load_image(path_or_array, source: str | None = None) -> np.ndarray:
             image.load()
             # Phone photos are stored sideways with an EXIF note: show them the way viewers do.
             return _flatten(ImageOps.exif_transpose(image))
+    except Image.DecompressionBombError:
+        raise OmniSepError(
+            f"Image {describe(path)} is too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels, "
+            "Pillow's limit against decompression bombs); scale it down first."
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise OmniSepError(f"Image {describe(path)} cannot be read as an image ({type(exc).__name__}: {exc}).") from None
 

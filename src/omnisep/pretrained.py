@@ -46,9 +46,10 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         return path
     if _looks_like_path(text) or isinstance(name_or_path, Path):
         raise OmniSepError(f"model {describe(path)} does not exist.")
-    for folder in (BUNDLED_DIR, local_models_dir()):
-        if (folder / text).is_dir():
-            return folder / text
+    if BUNDLED_DIR / text in _bundled_models():
+        return BUNDLED_DIR / text
+    if (local_models_dir() / text).is_dir():
+        return local_models_dir() / text
     if text == DEFAULT_MODEL:
         raise OmniSepError(
             f"the bundled model {DEFAULT_MODEL!r} is missing from this installation ({describe(BUNDLED_DIR / text)} "
@@ -83,8 +84,13 @@ def describe_model(path: Path, name: str | None = None, source: str = "path") ->
     }
 
 
+def _bundled_models() -> list[Path]:
+    """The bundled checkpoints; the folder also holds assets that are not models (the encoder heads)."""
+    return [path for path in _candidates(BUNDLED_DIR) if (path / "config.json").is_file()]
+
+
 def list_models() -> list[dict[str, Any]]:
     """Bundled, then local models: name, source, path, encoder, labels (count), ngf; broken ones with an error."""
-    rows = [describe_model(path, source="bundled") for path in _candidates(BUNDLED_DIR)]
+    rows = [describe_model(path, source="bundled") for path in _bundled_models()]
     rows += [describe_model(path, source="local") for path in _candidates(local_models_dir())]
     return rows

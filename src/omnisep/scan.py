@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
 import torch
 
-from omnisep.errors import OmniSepError, describe
+from omnisep.errors import OmniSepError
 from omnisep.spectral import SAMPLE_RATE
 
 DEFAULT_FRAME_SECONDS = 0.5
-DEFAULT_THRESHOLD = 0.3  # two equally loud sources each explain about half the energy
+# Best clip-level F1 of presence on the corpus's validation mixtures with the bundled model
+# (docs/results/scan-presence/, scripts/evaluate_query_tools.sh); rerun that for another model.
+DEFAULT_THRESHOLD = 0.425
 PRESENCE_QUANTILE = 0.9  # a label heard in a tenth of the audible frames still counts
 SILENCE_DB = -60.0  # frames this far below the loudest one carry no evidence
 # Audio is streamed through the separator in blocks, so memory stays bounded by
@@ -123,9 +124,10 @@ class _FrameMeter:
         samples = np.concatenate([self.leftover, block], axis=1)
         whole = samples.shape[1] // self.frame * self.frame
         if whole:
-            framed = samples[:, :whole].astype(np.float64).reshape(samples.shape[0], -1, self.frame)
-            self.energies.append(np.square(framed).sum(axis=-1))
-        self.leftover = samples[:, whole:]
+            # Squares in float32, sums in float64: no float64 copy of a [Q, n] block.
+            framed = samples[:, :whole].reshape(samples.shape[0], -1, self.frame)
+            self.energies.append(np.square(framed).sum(axis=-1, dtype=np.float64))
+        self.leftover = samples[:, whole:].copy()  # not a view that keeps the whole block alive
 
     def close(self) -> np.ndarray:
         """``[Q, frames]``; a short last frame counts the samples it has."""
@@ -134,43 +136,52 @@ class _FrameMeter:
         return np.concatenate(self.energies, axis=1) if self.energies else np.zeros((self.leftover.shape[0], 0))
 
 
-def scan(
-    separator_or_model,
-    audio: np.ndarray,
-    sample_rate: int,
-    frame_seconds: float = DEFAULT_FRAME_SECONDS,
-) -> ScanResult:
-    """Separate every bank label from ``audio`` and score its presence per frame."""
-    from omnisep.apply import ChunkedSeparator
-    from omnisep.queries import normalize
+class ScanStream:
+    """Scan audio that arrives in blocks: mono 16 kHz samples in, a :class:`ScanResult` at the end.
 
-    if not frame_seconds > 0:
-        raise OmniSepError(f"the frame length must be positive, got {frame_seconds} s")
-    model, bank = _model_and_bank(separator_or_model)
-    wave = _mono_16k(audio, sample_rate)
-    frame = max(1, round(frame_seconds * SAMPLE_RATE))
-    n_samples = wave.shape[-1]
-    queries = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
+    Holds about one separator chunk of audio plus one number per (label,
+    frame), so an hour costs the memory of a minute (the per-frame ratios
+    grow by ``labels x 4`` bytes per frame).
+    """
 
-    # ChunkedSeparator is separate_tensor's engine: one U-Net pass per chunk for
-    # the whole bank; fed block by block, it never holds [Q, T] for the file.
-    was_training = model.training
-    model.eval()  # BatchNorm must use its running statistics
-    try:
-        engine = ChunkedSeparator(model, queries, signals=1)
-        targets = _FrameMeter(len(bank.labels), frame)
+    def __init__(self, separator_or_model, frame_seconds: float = DEFAULT_FRAME_SECONDS):
+        from omnisep.apply import ChunkedSeparator
+        from omnisep.queries import normalize
+
+        if not frame_seconds > 0:
+            raise OmniSepError(f"the frame length must be positive, got {frame_seconds} s")
+        self.model, self.bank = _model_and_bank(separator_or_model)
+        self.frame = max(1, round(frame_seconds * SAMPLE_RATE))
+        queries = normalize(torch.as_tensor(self.bank.embeddings, dtype=torch.float32))
+        # ChunkedSeparator is separate_tensor's engine: one U-Net pass per chunk for
+        # the whole bank; fed block by block, it never holds [Q, T] for the file.
+        self._was_training = self.model.training
+        self.model.eval()  # BatchNorm must use its running statistics
+        self.engine = ChunkedSeparator(self.model, queries, signals=1)
+        self.targets = _FrameMeter(len(self.bank.labels), self.frame)
+        self.mixture = _FrameMeter(1, self.frame)
+        self.samples = 0
+
+    def push(self, wave: np.ndarray) -> None:
+        """Add mono 16 kHz samples ``[n]``."""
+        wave = np.asarray(wave, dtype=np.float32).reshape(-1)
         step = max(1, round(STREAM_BLOCK_SECONDS * SAMPLE_RATE))
-        for start in range(0, n_samples, step):
-            targets.add(engine.push(wave[None, start : start + step])[:, 0])
-        targets.add(engine.finish()[:, 0])
-    finally:
-        model.train(was_training)
-    target_energy = targets.close()
-    mixture = _FrameMeter(1, frame)
-    mixture.add(wave[None])
-    mixture_energy = mixture.close()[0]
-    n_frames = mixture_energy.size
+        for start in range(0, wave.size, step):
+            block = wave[start : start + step]
+            self.mixture.add(block[None])
+            self.targets.add(self.engine.push(block[None])[:, 0])
+        self.samples += wave.size
 
+    def finish(self) -> ScanResult:
+        try:
+            self.targets.add(self.engine.finish()[:, 0])
+        finally:
+            self.model.train(self._was_training)
+        return _result(self.bank.labels, self.targets.close(), self.mixture.close()[0], self.frame, self.samples)
+
+
+def _result(labels, target_energy: np.ndarray, mixture_energy: np.ndarray, frame: int, n_samples: int) -> ScanResult:
+    n_frames = mixture_energy.size
     loudest = float(mixture_energy.max()) if n_frames else 0.0
     audible = (mixture_energy > loudest * 10 ** (SILENCE_DB / 10)) & (mixture_energy > 1e-12)
     ratio = np.zeros_like(target_energy)
@@ -179,9 +190,9 @@ def scan(
     if audible.any():
         presence = np.quantile(ratio[:, audible], PRESENCE_QUANTILE, axis=1)
     else:
-        presence = np.zeros(len(bank.labels))
+        presence = np.zeros(len(labels))
     return ScanResult(
-        labels=list(bank.labels),
+        labels=list(labels),
         times=np.arange(n_frames) * frame / SAMPLE_RATE,
         frame_seconds=frame / SAMPLE_RATE,
         duration=n_samples / SAMPLE_RATE,
@@ -191,62 +202,46 @@ def scan(
     )
 
 
-def check_plot_path(path: str | os.PathLike) -> str:
-    """Refuse a bad plot path before minutes of separation, not after."""
-    path = os.fspath(path)
-    if not path.lower().endswith(".png"):
-        raise OmniSepError(f"the plot {describe(path)} must be a .png file")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-        raise OmniSepError(f"cannot write the plot {describe(path)}: its folder does not exist")
-    return path
+def scan(
+    separator_or_model,
+    audio: np.ndarray,
+    sample_rate: int,
+    frame_seconds: float = DEFAULT_FRAME_SECONDS,
+) -> ScanResult:
+    """Separate every bank label from ``audio`` and score its presence per frame."""
+    stream = ScanStream(separator_or_model, frame_seconds)
+    stream.push(_mono_16k(audio, sample_rate))
+    return stream.finish()
 
 
-def plot_scan(
-    result: ScanResult,
+def scan_file(
+    separator_or_model,
     path: str | os.PathLike,
-    threshold: float = DEFAULT_THRESHOLD,
-    max_labels: int = 20,
-    title: str | None = None,
-) -> None:
-    """Time x label heat map of the most present labels, written atomically as PNG."""
-    import matplotlib
+    frame_seconds: float = DEFAULT_FRAME_SECONDS,
+    on_input=None,
+) -> ScanResult:
+    """:func:`scan` of a file of any length, decoded and resampled block by block (flat memory).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    ``on_input`` is called with each decoded block's length in input samples
+    (a progress bar). The result equals :func:`scan` on the loaded file.
+    """
+    import soxr
 
-    path = check_plot_path(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    from omnisep.audio import AudioReader
 
-    rows = result.ranking()[:max_labels]
-    heat = np.ma.masked_array(
-        result.energy_ratio[rows], mask=np.broadcast_to(~result.audible, (len(rows), result.audible.size))
-    )
-    cmap = matplotlib.colormaps["magma"].with_extremes(bad="#d0d0d0")  # silent frames: no evidence either way
-    fig, ax = plt.subplots(figsize=(10, 1.2 + 0.32 * max(len(rows), 1)), dpi=110)
-    image = ax.imshow(
-        heat,
-        aspect="auto",
-        interpolation="nearest",
-        cmap=cmap,
-        vmin=0.0,
-        vmax=1.0,
-        extent=(0.0, result.times.size * result.frame_seconds, len(rows) - 0.5, -0.5),
-    )
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(
-        [f"{result.labels[i]}  {result.presence[i]:.2f}{' *' if result.presence[i] >= threshold else ''}" for i in rows]
-    )
-    ax.set_xlabel("time (s)")
-    ax.set_title(title or f"scan: share of the mixture's energy per label (* present, threshold {threshold:g})")
-    fig.colorbar(image, ax=ax, label="energy ratio", pad=0.01)
-    fig.tight_layout()
-    handle, tmp = tempfile.mkstemp(suffix=".png", dir=folder)
-    os.close(handle)
+    stream = ScanStream(separator_or_model, frame_seconds)
+    reader = AudioReader(path)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        down = None
+        if reader.sample_rate != SAMPLE_RATE:
+            down = soxr.ResampleStream(reader.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="VHQ")
+        for block in reader:
+            mono = np.asarray(block, dtype=np.float32).mean(axis=0)
+            stream.push(mono if down is None else down.resample_chunk(mono, last=False))
+            if on_input is not None:
+                on_input(block.shape[1])
+        if down is not None:
+            stream.push(down.resample_chunk(np.zeros(0, np.float32), last=True))
     finally:
-        plt.close(fig)
+        reader.close()
+    return stream.finish()

@@ -75,11 +75,6 @@ def istft(spec: torch.Tensor, length: int | None = None) -> torch.Tensor:
     )
 
 
-def magnitude_phase(spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a complex spectrogram into linear magnitude and phase (radians)."""
-    return spec.abs(), spec.angle()
-
-
 def warp_coordinates(n_out: int = N_WARP) -> torch.Tensor:
     """Normalised source coordinate in [-1, 1] of each warped bin (float64).
 

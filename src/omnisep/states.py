@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
-from omnisep.models import SeparateNet, SeparateNetConfig
+from omnisep.models import MaskNetwork, build, config_from_dict, config_to_dict
 from omnisep.queries import QueryBank
 
 FORMAT = "omnisep-checkpoint"
@@ -40,7 +39,7 @@ _STATE_META_KEY = "omnisep_state"
 
 @dataclass
 class LoadedCheckpoint:
-    model: SeparateNet
+    model: MaskNetwork
     config: dict[str, Any]
     bank: QueryBank | None
     extra_tensors: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -55,7 +54,10 @@ def _check_identity(identity: dict[str, Any]) -> dict[str, Any]:
     missing = [key for key in ENCODER_FIELDS if key not in identity]
     if missing:
         raise ValueError(f"encoder identity lacks {', '.join(missing)}: {identity!r}")
-    return {key: identity[key] for key in ENCODER_FIELDS + OPTIONAL_IDENTITY_FIELDS if key in identity}
+    kept = {key: identity[key] for key in ENCODER_FIELDS + OPTIONAL_IDENTITY_FIELDS if key in identity}
+    if identity.get("options"):  # what get_encoder needs to rebuild it (e.g. the toy encoder's dim)
+        kept["options"] = dict(identity["options"])
+    return kept
 
 
 def _is_checkpoint_dir(path: Path) -> bool:
@@ -68,7 +70,7 @@ def _is_checkpoint_dir(path: Path) -> bool:
 
 def save_checkpoint(
     directory: str | os.PathLike,
-    model: SeparateNet,
+    model: MaskNetwork,
     encoder_identity: dict[str, Any],
     bank: QueryBank | None = None,
     training: dict[str, Any] | None = None,
@@ -77,8 +79,9 @@ def save_checkpoint(
     """Write a checkpoint directory atomically; an existing checkpoint there is replaced.
 
     Linux cannot swap two directories in one step: the old checkpoint is first
-    renamed to ``.NAME.old-*`` beside it and deleted only after the new one is
-    in place, so a crash at that instant leaves it there, not lost.
+    renamed to a hidden ``.NAME.omnisep-*.part`` beside it and deleted only
+    after the new one is in place, so a crash at that instant leaves it there,
+    not lost (:func:`omnisep.fileio.atomic_dir`).
 
     Refuses to replace a non-empty directory that is not an omnisep
     checkpoint, so a mistyped path cannot wipe unrelated files.
@@ -99,7 +102,7 @@ def save_checkpoint(
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model": model.config.to_dict(),
+        "model": config_to_dict(model.config),
         "encoder": identity,
         "query_bank": {"labels": list(bank.labels)} if bank is not None else None,
         "training": training or {},
@@ -110,41 +113,12 @@ def save_checkpoint(
     for name, value in (extra_tensors or {}).items():
         tensors[EXTRA_PREFIX + name] = value.detach().cpu().contiguous().clone()
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with fileio.output_errors(target), fileio.atomic_dir(target) as staging:
         save_file(tensors, str(staging / WEIGHTS_NAME), metadata={"format": FORMAT})
         with open(staging / CONFIG_NAME, "w", encoding="utf-8") as handle:
             json.dump(config, handle, indent=2, sort_keys=True)
             handle.write("\n")
-        for name in (WEIGHTS_NAME, CONFIG_NAME):
-            _fsync(staging / name)
-        _swap_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _swap_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an old ``target`` moves aside first and is deleted last."""
-    if not target.exists():
-        os.replace(staging, target)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    retired.rmdir()
-    os.replace(target, retired)
-    try:
-        os.replace(staging, target)
-    except BaseException:
-        os.replace(retired, target)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
@@ -197,7 +171,7 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
     config = read_config(path)
     weights_path = path / WEIGHTS_NAME
     try:
-        model_config = SeparateNetConfig.from_dict(config["model"])
+        model_config = config_from_dict(config["model"], strict=True)
     except OmniSepError as error:
         raise OmniSepError(f"{describe(path / CONFIG_NAME)}: {error}") from None
     tensors, _ = _read_safetensors(weights_path, map_location)
@@ -213,7 +187,7 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
                 f"{describe(weights_path)} lacks the tensor {QueryBank.EMBEDDINGS_KEY!r} that config.json announces."
             )
         try:
-            bank = QueryBank(labels, tensors[QueryBank.EMBEDDINGS_KEY])
+            bank = QueryBank.from_tensors(labels, tensors)
         except OmniSepError as error:
             raise OmniSepError(f"{describe(weights_path)}: {error}") from None
         if bank.dim != model_config.emb_dim:
@@ -223,7 +197,7 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
     tensors.pop(QueryBank.EMBEDDINGS_KEY, None)
     extra = {name[len(EXTRA_PREFIX):]: tensors.pop(name) for name in list(tensors) if name.startswith(EXTRA_PREFIX)}
 
-    model = SeparateNet(model_config)
+    model = build(model_config)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -239,6 +213,10 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str | torch.devi
             raise OmniSepError(
                 f"{describe(weights_path)}: tensor {name!r} has shape {tuple(value.shape)}, "
                 f"the model config needs {tuple(expected[name].shape)}."
+            )
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise OmniSepError(
+                f"{describe(weights_path)} is damaged: tensor {name!r} holds NaN or infinite weights."
             )
     model.load_state_dict(tensors)
     model.to(map_location)
@@ -332,16 +310,8 @@ def save_state_file(path: str | os.PathLike, state: Any) -> Path:
     target = Path(path)
     tensors, meta = flatten_state(state)
     metadata = {"format": STATE_FORMAT, _STATE_META_KEY: json.dumps(meta)}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=target.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, temp_name, metadata=metadata)
-        _fsync(Path(temp_name))
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with fileio.output_errors(target), fileio.atomic_path(target, fsync=True) as temp:
+        save_file(tensors, str(temp), metadata=metadata)
     return target
 
 

@@ -77,3 +77,22 @@ def test_a_file_that_is_not_audio_exits_2(tiny_checkpoint, tmp_path, capsys):
     bogus.write_text("not audio")
     assert main(["scan", str(bogus), "--model", str(tiny_checkpoint)]) == 2
     assert "notes.wav" in capsys.readouterr().err
+
+
+def test_export_writes_the_four_files(tiny_checkpoint, recording, tmp_path, capsys):
+    args = ["scan", str(recording), "--model", str(tiny_checkpoint), "--export", str(tmp_path), "--threshold", "0.05"]
+    assert main(args) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["street.labels.txt", "street.scan.json", "street.segments.csv", "street.timeline.png"]
+    summary = json.loads((tmp_path / "street.scan.json").read_text())
+    assert summary["input"] == str(recording) and summary["threshold"] == 0.05
+    lines = (tmp_path / "street.labels.txt").read_text().splitlines()
+    assert len(lines) == len(summary["segments"])
+    for line, segment in zip(lines, summary["segments"]):
+        start, end, label = line.split("\t")
+        assert (float(start), float(end), label) == pytest.approx((segment["start"], segment["end"], segment["label"]))
+    assert "wrote" in capsys.readouterr().err
+    # A second run refuses to overwrite (exit 2, one sentence), unless asked.
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0

@@ -159,3 +159,21 @@ def test_slugs():
     assert slugify("Dog barking - speech") == "dog-barking-minus-speech"
     assert slugify("violin + red.png") == "violin-plus-red-png"
     assert slugify("!!!") == "query"
+
+
+def test_automatic_negative_reports_its_choice(tmp_path, capsys, mix, tiny_checkpoint):
+    from omnisep.api import Separator
+    from omnisep.audio import load_audio
+
+    args = ["separate", str(mix), "--text", "dog barking", "--negative", "auto", "-o", str(tmp_path), "--model", str(tiny_checkpoint), "--json"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]["outputs"][0]
+    audio, rate = load_audio(mix)
+    expected = Separator(tiny_checkpoint).separate(audio, rate, text="dog barking", negative="auto")
+    assert [n["label"] for n in row["negatives"]] == [c.label for c in expected.negatives]
+    assert row["query"] == expected.query_label and row["query"].endswith("(auto)")
+    assert "dog-barking-minus-auto" in row["target"]
+    target, _ = sf.read(row["target"], dtype="float32", always_2d=True)
+    np.testing.assert_allclose(target.T, expected.target, atol=1e-4)
+    assert main(args[:-1] + ["--negative-text", "speech"]) == 2
+    assert main(["separate", str(mix), "--text", "x", "--negative-labels", "2", "--model", str(tiny_checkpoint)]) == 2

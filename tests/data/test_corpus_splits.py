@@ -43,11 +43,11 @@ def test_mixtures_pair_different_classes_of_one_split():
     assert len(rows) == 9
     by_id = {item["id"]: item for item in items}
     for row in rows:
-        target = by_id[row["target"]]
-        (interferer,) = [by_id[i] for i in row["interferers"]]
+        target = by_id[row.target]
+        (interferer,) = [by_id[i] for i in row.interferers]
         assert target["split"] == interferer["split"] == "test"
         assert target["label"] != interferer["label"]
-    assert [row["id"] for row in rows] == [f"mix-test-{i:05d}" for i in range(9)]
+    assert [row.id for row in rows] == [f"mix-test-{i:05d}" for i in range(9)]
     assert make_mixtures(items, "test", seed=3) == rows
     assert make_mixtures(items, "test", seed=4) != rows
 

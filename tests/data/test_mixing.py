@@ -11,8 +11,8 @@ from omnisep.data.mixing import (
     QueryTable,
     compose_queries,
     fit_to_length,
-    read_mixture_list,
 )
+from omnisep.data.mixtures import read_mixture_list
 from omnisep.errors import OmniSepError
 from omnisep.queries import mixup_weights
 

@@ -8,7 +8,7 @@ import soundfile as sf
 from PIL import Image
 
 from omnisep.data.manifest import read_manifest
-from omnisep.data.recipes import draw_mixtures, index_videos, read_split_list, ListedItem
+from omnisep.data.recipes.engine import draw_mixtures, index_videos, read_split_list, ListedItem
 from omnisep.data.recipes.music import prepare_music
 from omnisep.data.recipes.vggsound import prepare_vggsound
 from omnisep.errors import OmniSepError
@@ -198,8 +198,9 @@ def test_draws_are_seeded_per_item():
     assert first == draw_mixtures(pool[:4], pool, seed=7)
     assert first != draw_mixtures(pool[:4], pool, seed=8)
     # the draw of item k does not depend on how many items come before it
-    assert draw_mixtures(pool[:4], pool, seed=7)[3]["interferers"] == first[3]["interferers"]
-    assert all(row["seed"] == index for index, row in enumerate(first))
+    assert draw_mixtures(pool[:4], pool, seed=7)[3].interferers == first[3].interferers
+    # the recorded seed is the generator's entropy: default_rng(seed) repeats the row's draw
+    assert all(row.seed == (7, index) for index, row in enumerate(first))
 
 
 def test_vggsound_csv_layout_and_split_precedence(tmp_path):

@@ -188,3 +188,48 @@ def test_separation_in_the_browser(server, browser, inputs, tiny_checkpoint, tmp
     assert any((cache / "demo" / "results").rglob("street_target.wav"))
     assert "Traceback" not in log_path.read_text()
     page.close()
+
+
+def test_examples_scan_and_automatic_negative_in_the_browser(server, browser, tiny_checkpoint, tmp_path):
+    """One click fills a bundled example; the mixture's scan timeline appears; the automatic
+    negative query separates what the Python API separates and says which label it removed."""
+    from omnisep.api import Separator
+    from omnisep.audio import load_audio
+    from omnisep.demo.app import EXAMPLES_DIR
+
+    url, cache, log_path = server
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(url, wait_until="networkidle")
+    rows = page.locator("#examples tbody tr")
+    assert rows.count() == 6
+    rows.first.click()
+    page.wait_for_selector("#mixture audio", state="attached", timeout=30_000)
+    page.wait_for_function("document.querySelector('#text-query textarea').value === 'dog barking'", timeout=30_000)
+    assert page.is_checked("#auto-negative input")
+
+    page.locator("#scan-timeline img").wait_for(state="visible", timeout=60_000)
+    assert page.inner_text("#scan-status").startswith("Scan: ")
+
+    page.click("#separate-button")
+    target_link = page.locator("#target-audio a[download]")
+    target_link.wait_for(state="attached", timeout=60_000)
+    page.wait_for_function("document.querySelector('#status').innerText.includes('automatic negative')", timeout=30_000)
+    status = page.inner_text("#status")
+
+    audio, rate = load_audio(EXAMPLES_DIR / "dog_and_violin.wav")
+    expected = Separator(tiny_checkpoint).separate(audio, rate, text="dog barking", weights=[1.0], negative="auto")
+    removed = expected.negatives[0].label
+    assert f"Separated dog barking - {removed} (auto) from 'dog_and_violin.wav'" in status
+    assert f"removed '{removed}'" in status
+    target, target_rate = fetch_wav(target_link.get_attribute("href"), tmp_path, "target.wav")
+    assert target_rate == rate
+    np.testing.assert_allclose(target, expected.target, atol=1e-6)
+    if os.environ.get("OMNISEP_SCREENSHOTS") == "1":
+        page.screenshot(path=str(SCREENSHOT.with_name("demo-query-tools.png")), full_page=True)
+
+    outside = [u for u in requested if urlparse(u).scheme not in ("data", "blob") and urlparse(u).hostname not in LOCAL_HOSTS]
+    assert requested and not outside, f"the page reached beyond localhost: {outside}"
+    assert "Traceback" not in log_path.read_text()
+    page.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +155,41 @@ def test_demo_command_without_gradio_says_how_to_install(tiny_checkpoint, capsys
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real_find_spec(name, *a))
     assert main(["demo", "--model", str(tiny_checkpoint)]) == 2
     assert "pip install 'omnisep[demo]'" in capsys.readouterr().err
+
+
+def test_automatic_negative_query_is_the_api_result_and_is_reported(session, separator, files):
+    result = session.run(str(files / "dog & violin.wav"), text="dog barking", auto_negative=True)
+    mixture, rate = read(files / "dog & violin.wav")
+    expected = separator.separate(mixture, rate, text="dog barking", weights=[1.0], negative="auto")
+    target, _ = read(result.target_path)
+    np.testing.assert_allclose(target, expected.target, atol=1e-6)
+    chosen = [c.label for c in expected.negatives]
+    assert chosen and "dog barking" not in chosen  # the tiny bank has 3 labels; the query's own is never chosen
+    assert f"removed '{chosen[0]}'" in result.status
+    with pytest.raises(OmniSepError, match="chooses what to remove itself"):
+        session.run(str(files / "dog & violin.wav"), text="dog barking", negative_text="speech", auto_negative=True)
+
+
+def test_scan_timeline_of_the_mixture(session, separator, files):
+    from omnisep.demo.app import scan_mixture
+    from omnisep.scan import DEFAULT_THRESHOLD, scan
+
+    path, summary = scan_mixture(session, str(files / "dog & violin.wav"))
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+    mixture, rate = read(files / "dog & violin.wav")
+    result = scan(separator, mixture, rate)
+    best = result.ranking()[0]
+    if result.presence[best] >= DEFAULT_THRESHOLD:
+        assert summary.startswith(f"Scan: {result.labels[best]} ({result.presence[best]:.2f})")
+    else:
+        assert summary == "Scan: no label of the model reaches the threshold."
+
+
+def test_example_rows_come_from_the_bundled_examples():
+    from omnisep.demo.app import EXAMPLES_DIR, example_rows
+
+    rows = example_rows()
+    assert rows[0] == [str(EXAMPLES_DIR / "dog_and_violin.wav"), "dog barking", None, True]
+    assert rows[1] == [str(EXAMPLES_DIR / "dog_and_violin.wav"), "", str(EXAMPLES_DIR / "queries" / "playing-violin.png"), False]
+    assert len(rows) == 6 and all(Path(row[0]).is_file() for row in rows)

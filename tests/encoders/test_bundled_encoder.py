@@ -48,9 +48,8 @@ def test_text_image_and_audio_embeddings(encoder, cache_dir):
     audio = encoder.embed_audio([np.sin(2 * np.pi * 440 * np.arange(2 * rate) / rate).astype(np.float32)], rate)
     for out in (image, audio):
         assert out.shape == (1, 384) and torch.allclose(out.norm(dim=1), torch.ones(1), atol=1e-5)
-    # first use converted the pickled backbones into the cache folder
+    # first use converted the pickled EfficientNet into the cache folder (the sound CNN is shipped)
     assert sorted(p.name for p in (cache_dir / "backbones").iterdir()) == [
-        "aisfx-cnn.safetensors",
         "backbones.json",
         "efficientnet-lite0.safetensors",
     ]
@@ -103,7 +102,22 @@ def test_efficientnet_lite0_build_and_preprocessing_classify_a_photo():
     assert int(logits.argmax()) == 652
 
 
+def test_shipped_sfx_cnn_is_the_aisfx_package_checkpoint():
+    """The shipped safetensors hold exactly the tensors of aisfx 0.1.2's pickle (when aisfx is installed)."""
+    pytest.importorskip("aisfx")
+    from safetensors.torch import load_file
+
+    from omnisep.encoders.base import sha256_of_tensors
+
+    theirs = backbones.sfx_state_from_package()
+    shipped = load_file(str(backbones.SFX_ASSET))
+    assert sorted(shipped) == sorted(theirs)
+    assert all(torch.equal(shipped[name], theirs[name]) for name in theirs)
+    assert sha256_of_tensors(shipped).hexdigest() == backbones.SFX_SHA256
+
+
 def test_sfx_cnn_matches_the_aisfx_package_model(cache_dir):
+    pytest.importorskip("aisfx")
     from aisfx.models.cnn2d import EmbeddingNet
 
     from omnisep.encoders.backbones import _restricted_load, _site_file
@@ -111,10 +125,10 @@ def test_sfx_cnn_matches_the_aisfx_package_model(cache_dir):
     theirs = EmbeddingNet("max", 3, 1, 64)
     checkpoint = _restricted_load(_site_file("aisfx", "models/checkpoint.pth"))[0]
     theirs.load_state_dict({k[len("embedding_net.") :]: v for k, v in checkpoint.items() if k.startswith("embedding_net.")})
-    ours = backbones.load_sfx_cnn(*backbones.backbones_index())
+    ours = backbones.load_sfx_cnn()
     blocks = torch.rand(2, 100, 96)
     with torch.no_grad():
-        assert torch.allclose(ours(blocks), theirs.eval()(blocks), atol=1e-5)
+        assert torch.allclose(ours(blocks), theirs.eval()(blocks), atol=1e-6, rtol=0)
 
 
 def test_sfx_mel_filters_follow_librosa_htk_unit_area_definition():
@@ -153,7 +167,7 @@ def test_heads_trained_from_a_manifest_load_and_retrieve(encoder, tmp_path):
 
     import soundfile as sf
 
-    from omnisep.encoders.train_heads import train_from_manifest
+    from omnisep.training.encoder_heads import train_from_manifest
 
     rate, rng = 16000, np.random.default_rng(0)
     t = np.arange(rate) / rate

@@ -11,9 +11,11 @@ from PIL import Image
 
 from omnisep.encoders.toy import ToyEncoder
 from omnisep.errors import OmniSepError
-from omnisep.evaluation import protocol
 from omnisep.evaluation.metrics import SCORED_LENGTH
-from omnisep.evaluation.protocol import EvaluationConfig, QuerySpec, evaluate, load_test_set
+from omnisep.data.mixtures import load_test_set
+from omnisep.evaluation.protocol import EvaluationConfig, QuerySpec, evaluate
+from omnisep.evaluation.protocol.pool import score_job
+from omnisep.evaluation.protocol.queries import QueryBuilder
 from omnisep.evaluation.reports import write_evaluation_reports
 from omnisep.models import SeparateNet, SeparateNetConfig
 from omnisep.queries import QueryBank
@@ -139,7 +141,7 @@ def test_queries_follow_the_paper_equations(corpus):
 
     table = QueryTable(test_set.items, encoder=encoder)
     config = _config(audio_clips=5)
-    builder = protocol.QueryBuilder(test_set, table, config)
+    builder = QueryBuilder(test_set, table, config)
     target, interferer = test_set.mixtures[0]
     target_item, interferer_item = test_set.items[target], test_set.items[interferer]
     text = encoder.embed_text([target_item.label])[0]
@@ -288,7 +290,7 @@ def test_an_item_without_a_picture_skips_only_its_image_rows(corpus):
     target = test_set.mixtures[0][0]
     test_set.items[target].image = None  # a class with no picture (the corpus has six)
     table = QueryTable(test_set.items, encoder=encoder)
-    builder = protocol.QueryBuilder(test_set, table, _config(audio_clips=5))
+    builder = QueryBuilder(test_set, table, _config(audio_clips=5))
     specs = [QuerySpec.make("text"), QuerySpec.make("image"), QuerySpec.make("composed")]
     queries, available = builder.build(0, specs)
     assert available == [True, False, True]
@@ -300,5 +302,5 @@ def test_an_item_without_a_picture_skips_only_its_image_rows(corpus):
     job = {"target": source, "interferer": other, "mixture": source + other,
            "estimates": np.stack([source + 0.1 * other, source]), "keys": ["text", "image"], "unavailable": ["image"],
            "backend": "fast", "length": SCORED, "index": 0}
-    scores = protocol.score_job(job)["scores"]
+    scores = score_job(job)["scores"]
     assert scores["image"] is None and scores["text"]["sdr"] > 15

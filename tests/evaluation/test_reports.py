@@ -10,7 +10,7 @@ from omnisep.cli.evaluate import parse_alphas
 from omnisep.errors import OmniSepError
 from omnisep.evaluation.ablations import SETTINGS, paired_difference, read_ablation_run, training_overrides
 from omnisep.evaluation.metrics import ItemScore, Summary
-from omnisep.evaluation.plots import plot_alpha_sweep
+from omnisep.plotting.sweep import plot_alpha_sweep
 from omnisep.evaluation.reports import (
     AblationRun,
     ConditionResult,
@@ -48,11 +48,6 @@ def test_csv_keeps_full_precision():
     assert float(table[0]["sdr_sem"]) == pytest.approx(0.5)
     assert float(table[0]["sir_median"]) == 11.5
     assert float(table[0]["si_sdri_mean"]) == pytest.approx(1.5 - 1 + 1)
-
-
-def test_mixture_row_scores_the_mixture_itself():
-    row = ConditionResult.for_mixture("Unprocessed mixture", "Reference", [score(5.0, sdr_mix=-2.0)], skipped=0)
-    assert row.summary("sdr").mean == -2.0 and row.summary("sdri").mean == 0.0 and row.summary("sar").mean == 50.0
 
 
 def test_table2_average_is_mean_of_means_and_sems():

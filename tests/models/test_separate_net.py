@@ -79,35 +79,6 @@ def test_masks_soft_and_binary():
     torch.testing.assert_close(tiny_model().masks(logits, binary=True), torch.tensor([0.0, 0.0, 1.0]))
 
 
-def set_constant_mask_logit(model: SeparateNet, value: float) -> None:
-    with torch.no_grad():
-        model.scale.zero_()
-        model.bias.fill_(value)
-
-
-@pytest.mark.parametrize("logit,gain", [(50.0, 1.0), (0.0, 0.5), (-50.0, 0.0)])
-def test_separate_with_constant_masks_scales_the_mixture(logit, gain):
-    model = tiny_model()
-    set_constant_mask_logit(model, logit)
-    wave = torch.randn(2, 5000, generator=torch.Generator().manual_seed(3)) * 0.2  # 20 frames, padded to 24
-    queries = torch.randn(2, 3, 4)
-    out = model.separate(wave, queries)
-    assert out.shape == (2, 3, 5000)
-    for q in range(3):
-        torch.testing.assert_close(out[:, q], gain * wave, atol=1e-5, rtol=0)
-
-
-def test_separate_clips_and_honours_length():
-    model = tiny_model()
-    set_constant_mask_logit(model, 50.0)
-    wave = torch.full((1, 4096), 0.5)
-    wave[0, 1000:1100] = 1.7
-    out = model.separate(wave, torch.randn(1, 1, 4), length=4000)
-    assert out.shape == (1, 1, 4000)
-    assert out.max().item() == 1.0
-    torch.testing.assert_close(out[0, 0, :900], wave[0, :900], atol=1e-5, rtol=0)
-
-
 def test_query_dimension_mismatch_is_a_user_error():
     model = tiny_model()
     with pytest.raises(OmniSepError, match="4"):

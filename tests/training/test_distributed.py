@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from omnisep.training.config import TrainConfig
 from omnisep.training.distributed import StepBatchSampler, chunk_positions
 from omnisep.training.loop import train
-from omnisep.training.synthetic import make_corpus
+from omnisep.data.synthetic import make_corpus
 
 
 def test_chunks_cut_the_global_batch_in_contiguous_equal_parts():

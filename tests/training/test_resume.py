@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from omnisep.training.config import load_config
 from omnisep.training.loop import train
-from omnisep.training.synthetic import make_corpus
+from omnisep.data.synthetic import make_corpus
 
 TINY = """
 steps = 6

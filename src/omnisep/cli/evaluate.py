@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from omnisep.errors import OmniSepError
+from omnisep.modalities import MODALITIES
 
 
 def _csv_list(value: str, option: str) -> tuple[str, ...]:
@@ -65,9 +66,9 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
 @click.option("--encoder", "encoder_name", help="Encoder for queries (default: the one the checkpoint records).")
 @click.option("--imagebind-weights", type=click.Path(dir_okay=False), help="imagebind_huge.pth or .safetensors (imagebind encoder).")
 @click.option("--heads", type=click.Path(dir_okay=False), help="Heads file (bundled encoder).")
-@click.option("--modes", default="text,image,audio,composed", show_default=True, help="Query modes (Table 1 rows).")
+@click.option("--modes", default=",".join((*MODALITIES, "composed")), show_default=True, help="Query modes (Table 1 rows).")
 @click.option("--negative/--no-negative", default=True, show_default=True, help="Also score every mode with a negative query.")
-@click.option("--negative-source", type=click.Choice(["text", "image", "audio", "same"]), default="text", show_default=True,
+@click.option("--negative-source", type=click.Choice([*MODALITIES, "same"]), default="text", show_default=True,
               help="Which modality of the interferer gives the negative query ('same': the query's own).")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="Negative-query weight (paper: 0.5).")
 @click.option("--negative-mode", type=click.Choice(["proportional", "naive"]), default="proportional", show_default=True,
@@ -81,16 +82,18 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
 @click.option("--binary-mask", is_flag=True, help="Threshold the masks at 0.5 instead of the soft mask.")
 @click.option("--alpha-sweep", "alpha_sweep", default=None, metavar="START:STOP:STEP",
               help="Fig. 2: sweep alpha for proportional and naive negatives, e.g. 0:2:0.25.")
-@click.option("--sweep-modes", default="text,image,audio", show_default=True, help="Query modes of the alpha sweep.")
+@click.option("--sweep-modes", default=",".join(MODALITIES), show_default=True, help="Query modes of the alpha sweep.")
 @click.option("--descriptions", type=click.Path(dir_okay=False), help="Table 3: JSON {label: [free-form descriptions]} for the Query-Aug comparison.")
 @click.option("--limit", type=int, default=None, help="Score only the first N mixtures (a quick look; not a result).")
 @click.option("--batch-size", type=int, default=1, show_default=True, help="Mixtures per U-Net pass.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N for the Separate-Net.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Seed for audio-query clips and description choices.")
+@click.option("--usage", "usage", is_flag=True,
+              help="Also write usage.md/.json: absent-query energy, selectivity, per-class SDRi, scan accuracy (text queries).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imagebind_weights, heads, modes, negative, negative_source, alpha,
              negative_mode, audio_clips, omni_weights, oracles, backend, workers, binary_mask, alpha_sweep, sweep_modes,
-             descriptions, limit, batch_size, device, seed, quiet):
+             descriptions, limit, batch_size, device, seed, usage, quiet):
     """Score CHECKPOINT on TESTSET (a mixture list such as mixtures_test.jsonl).
 
     Writes table1.md/.csv (query mode x negative query, with the unprocessed
@@ -105,9 +108,12 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
       omnisep evaluate ckpt data/vggsound/mixtures_clean_plus.jsonl --cache data/vggsound/cache \\
           --out eval/vgg --alpha-sweep 0:2:0.25 --descriptions descriptions.json --backend fast
     """
-    from omnisep.evaluation.protocol import EvaluationConfig, evaluate as run_protocol, load_test_set, read_descriptions
+    from omnisep.data.mixtures import load_test_set
+    from omnisep.evaluation.protocol import EvaluationConfig, evaluate as run_protocol, read_descriptions
+    from omnisep.evaluation.metrics import require_backend
     from omnisep.evaluation.reports import write_evaluation_reports
 
+    require_backend(backend)
     config = EvaluationConfig(
         modes=_csv_list(modes, "--modes"),
         with_negative=negative,
@@ -142,5 +148,10 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
         "config": config.to_dict(),
     }
     written = write_evaluation_reports(out_dir, result, run_info)
+    if usage:
+        from omnisep.evaluation.usage import evaluate_usage
+
+        evaluate_usage(checkpoint, testset, test_set.manifest_path, out_dir, limit=limit, backend=backend)
+        written.append(Path(out_dir) / "usage.md")
     click.echo(Path(written[0]).read_text(encoding="utf-8").rstrip())
     click.echo(f"{result.items} mixtures in {result.seconds:.1f} s; wrote {', '.join(str(p) for p in written)}", err=True)

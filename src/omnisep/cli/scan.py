@@ -10,6 +10,33 @@ import click
 from omnisep.scan import DEFAULT_FRAME_SECONDS, DEFAULT_THRESHOLD
 
 
+class _progress:
+    """A rich progress bar on stderr while the file is scanned (only on a terminal)."""
+
+    def __init__(self, name: str, total: int | None, enabled: bool):
+        self.name, self.total, self.enabled = name, total, enabled
+        self.bar = None
+
+    def __enter__(self):
+        import sys
+
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        console = Console(file=sys.stderr)
+        if not (self.enabled and console.is_terminal):
+            return lambda n: None
+        self.bar = Progress(TextColumn("scan {task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=True)
+        self.bar.start()
+        task = self.bar.add_task(self.name, total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def _format_segments(segments: list[tuple[float, float]], limit: int = 4) -> str:
     text = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in segments[:limit])
     if len(segments) > limit:
@@ -17,7 +44,9 @@ def _format_segments(segments: list[tuple[float, float]], limit: int = 4) -> str
     return text or "-"
 
 
-def _print_table(result, threshold: float, top: int, source: str) -> None:
+def _print_table(result, threshold: float, top: int, source: str, min_seconds: float = 0.0, merge_gap: float = 0.0) -> None:
+    from omnisep.segments import label_segments
+
     from rich.console import Console
     from rich.table import Table
 
@@ -32,7 +61,7 @@ def _print_table(result, threshold: float, top: int, source: str) -> None:
             result.labels[index],
             f"{result.presence[index]:.2f}",
             "yes" if present else "",
-            _format_segments(result.segments(index, threshold)),
+            _format_segments([(x.start, x.end) for x in label_segments(result, index, threshold, min_seconds, merge_gap)]),
             style=None if present else "dim",
         )
     console = Console()
@@ -51,7 +80,14 @@ def _print_table(result, threshold: float, top: int, source: str) -> None:
 @click.option("--frame-seconds", default=DEFAULT_FRAME_SECONDS, show_default=True,
               type=click.FloatRange(min=0, min_open=True), help="Length of the time frames.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1), help="Rows in the table and the plot.")
-def scan(input_path, model, as_json, plot, threshold, frame_seconds, top):
+@click.option("--export", "export_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write INPUT.scan.json, .segments.csv, .labels.txt (Audacity label track) and .timeline.png there.")
+@click.option("--min-seconds", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Drop segments shorter than this.")
+@click.option("--merge-gap", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Join segments of a label separated by at most this many seconds.")
+@click.option("--overwrite", is_flag=True, help="Replace existing --export files.")
+def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export_dir, min_seconds, merge_gap, overwrite):
     """Find which labels of the model's query bank are present in INPUT, and when.
 
     Every label is separated at once (one U-Net pass per chunk); a label's
@@ -63,24 +99,39 @@ def scan(input_path, model, as_json, plot, threshold, frame_seconds, top):
       omnisep scan street.wav
       omnisep scan street.wav --json > street.json
       omnisep scan street.wav --plot street_scan.png --threshold 0.4
+      omnisep scan field_recording.flac --export scans/    # JSON, CSV, Audacity labels, timeline
+
+    The file is streamed (flat memory, any length); a progress bar shows on a terminal.
     """
-    from omnisep.audio import load_audio
+    from omnisep.audio import AudioReader
     from omnisep.pretrained import resolve_model
-    from omnisep.scan import check_plot_path, plot_scan, scan as run_scan
+    from omnisep.plotting import check_png_path
+    from omnisep.plotting.scan import plot_scan
+    from omnisep.scan import scan_file
+    from omnisep.segments import export, export_paths, find_segments
     from omnisep.states import load_checkpoint
 
     if plot is not None:
-        check_plot_path(plot)
+        check_png_path(plot)
+    if export_dir is not None:
+        export_paths(export_dir, input_path.stem, overwrite)  # refuse before minutes of work
+    reader = AudioReader(input_path)  # a bad file fails before the model loads
+    total = round(reader.duration_estimate * reader.sample_rate) if reader.duration_estimate else None
+    reader.close()
     # Only the model and its bank are needed: no query encoder to load.
     checkpoint = load_checkpoint(resolve_model(model))
-    audio, rate = load_audio(input_path)
-    result = run_scan(checkpoint, audio, rate, frame_seconds=frame_seconds)
+    with _progress(input_path.name, total, enabled=not as_json) as advance:
+        result = scan_file(checkpoint, input_path, frame_seconds=frame_seconds, on_input=advance)
+    if export_dir is not None:
+        segments = find_segments(result, threshold, min_seconds, merge_gap)
+        paths = export(result, segments, export_dir, input_path.stem, threshold, overwrite, input=str(input_path), model=model)
+        click.echo(f"wrote {len(segments)} segments to {', '.join(str(p) for p in paths.values())}", err=True)
     if plot is not None:
         plot_scan(result, plot, threshold=threshold, max_labels=top, title=f"{input_path.name}: share of the mixture's energy per label")
     if as_json:
         summary = {"input": str(input_path), "model": model, **result.to_dict(threshold)}
         click.echo(json.dumps(summary, indent=2))
     else:
-        _print_table(result, threshold, top, input_path.name)
+        _print_table(result, threshold, top, input_path.name, min_seconds, merge_gap)
     if plot is not None:
         click.echo(f"wrote {plot}", err=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import click
 
+from omnisep import modalities
 from omnisep.apply import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 from omnisep.errors import OmniSepError, describe
 
@@ -47,13 +48,43 @@ def expand_inputs(patterns: tuple[str, ...]) -> list[Path]:
     unique = list(dict.fromkeys(paths))
     stems: dict[str, Path] = {}
     for path in unique:
-        if path.stem in stems:
+        name = folder_name(path)
+        if name in stems:
             raise OmniSepError(
-                f"inputs {describe(stems[path.stem])} and {describe(path)} would both write to a folder named "
-                f"{path.stem!r}; rename one or separate them in two runs."
+                f"inputs {describe(stems[name])} and {describe(path)} would both write to a folder named "
+                f"{name!r}; rename one or separate them in two runs."
             )
-        stems[path.stem] = path
+        stems[name] = path
     return unique
+
+
+def folder_name(path: Path) -> str:
+    """The output folder of an input: its stem, made safe.
+
+    Stems such as ``..`` (from ``...wav``) or ``.`` (from ``..wav``) would
+    point outside or at the output folder itself: their dots become ``_``.
+    """
+    stem = path.stem
+    if stem.strip(".") == "" or "/" in stem or "\\" in stem:
+        stem = re.sub(r"[./\\]", "_", stem) or "_"
+    return stem
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``--shard I/N`` (I from 0), else torchrun's ``$RANK``/``$WORLD_SIZE``, else ``(0, 1)``."""
+    if text is None:
+        rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+        source = "$RANK/$WORLD_SIZE"
+    else:
+        rank, _, world = text.partition("/")
+        source = f"--shard {text!r}"
+    try:
+        rank, world = int(rank), int(world)
+    except ValueError:
+        raise OmniSepError(f"{source} must be two whole numbers I/N, e.g. --shard 0/4.") from None
+    if world < 1 or not 0 <= rank < world:
+        raise OmniSepError(f"{source} must satisfy 0 <= I < N (shards are numbered from 0), e.g. --shard 0/4.")
+    return rank, world
 
 
 def parse_weights(text: str | None) -> list[float] | None:
@@ -65,18 +96,23 @@ def parse_weights(text: str | None) -> list[float] | None:
         raise OmniSepError(f"--weights {text!r} must be numbers separated by commas, e.g. 2,2,1.") from None
 
 
-class _CliWarnings:
-    """Warnings as ``omnisep: warning: ...`` lines on stderr (not Python's file:line form)."""
+def _modality_options(negative: bool):
+    """One repeatable option per query modality (``--text``, ... or ``--negative-text``, ...), in table order."""
 
-    def __enter__(self):
-        self._context = warnings.catch_warnings()
-        self._context.__enter__()
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"omnisep: warning: {message}", err=True)
-        return self
+    def decorate(command):
+        for modality in reversed(modalities.ALL):  # decorators apply bottom-up; help lists them top-down
+            flag = modality.negative_cli_flag if negative else modality.cli_flag
+            command = click.option(
+                flag, _parts_key(modality, negative), multiple=True, metavar=modality.metavar,
+                help=modality.negative_help if negative else modality.help,
+            )(command)
+        return command
 
-    def __exit__(self, *exc):
-        self._context.__exit__(*exc)
+    return decorate
+
+
+def _parts_key(modality, negative: bool) -> str:
+    return f"{modality.negative_keyword if negative else modality.name}_parts"
 
 
 EXAMPLES = """
@@ -84,6 +120,7 @@ EXAMPLES = """
 Examples:
   omnisep separate street.wav --text "dog barking"
   omnisep separate song.mp3 --image violin.png --negative-text "singing"
+  omnisep separate street.wav --text "dog barking" --negative auto
   omnisep separate clip.mp4 --text "siren" --audio siren_sample.wav --weights 2,1
   omnisep separate recordings/ --text "speech" --text "music" --each --format flac
   omnisep separate "takes/*.wav" --text "guitar" --query-aug --plot --json
@@ -92,18 +129,19 @@ Examples:
 
 @click.command("separate", epilog=EXAMPLES)
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
-@click.option("--text", "texts", multiple=True, metavar="TEXT", help="Describe the sound to keep (repeatable).")
-@click.option("--image", "images", multiple=True, metavar="FILE",
-              help="An image (or a video: its centre frames) of what makes the sound (repeatable).")
-@click.option("--audio", "audios", multiple=True, metavar="FILE", help="An example recording of the sound (repeatable).")
+@_modality_options(negative=False)
 @click.option("--weights", metavar="W1,W2,..",
-              help="Weights of the query parts in the order texts, images, audios (default: equal).")
+              help=f"Weights of the query parts in the order {', '.join(m + 's' for m in modalities.MODALITIES)} (default: equal).")
 @click.option("--each", is_flag=True,
-              help="Separate every --text/--image/--audio on its own (all in one model pass) instead of mixing them into one query.")
-@click.option("--negative-text", "negative_texts", multiple=True, metavar="TEXT", help="A sound to leave out (repeatable).")
-@click.option("--negative-image", "negative_images", multiple=True, metavar="FILE", help="An image of a sound to leave out.")
-@click.option("--negative-audio", "negative_audios", multiple=True, metavar="FILE", help="A recording of a sound to leave out.")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(min=0), help="Strength of the negative query.")
+              help=f"Separate every {'/'.join(m.cli_flag for m in modalities.ALL)} on its own (all in one model pass) "
+                   "instead of mixing them into one query.")
+@_modality_options(negative=True)
+@click.option("--negative", "negative", type=click.Choice(["auto"]), default=None,
+              help="auto: scan each input and subtract the strongest other labels the model knows (reported).")
+@click.option("--negative-labels", default=None, type=click.IntRange(min=1), metavar="N",
+              help="With --negative auto: how many labels to subtract (default: chosen on validation data).")
+@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(min=0),
+              help="Strength of the negative query (--negative auto: 0.25 unless given).")
 @click.option("--naive-negative", is_flag=True, help="Use q - a*neg (the paper's baseline) instead of (1+a)q - a*neg.")
 @click.option("--query-aug", is_flag=True, help="Snap the query to the closest label the model was trained on (Query-Aug).")
 @click.option("-o", "--output-dir", default="separated", show_default=True, type=click.Path(file_okay=False, path_type=Path),
@@ -114,16 +152,23 @@ Examples:
 @click.option("--bits", default="16", show_default=True, type=click.Choice(list(BITS)), help="Sample format of the outputs.")
 @click.option("--downmix", is_flag=True, help="Separate the channels' average (mono outputs) instead of each channel.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--skip-existing", is_flag=True,
+              help="Skip inputs whose outputs all exist (rerun a large job with this to resume it).")
+@click.option("--shard", metavar="I/N", default=None,
+              help="Separate only every N-th input from the I-th (I from 0), for several processes or machines; "
+                   "default: torchrun's $RANK/$WORLD_SIZE.")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Append one JSON line per input (done, skipped or refused, with the reason) to this file; "
+                   "with shards, one file per shard (NAME.shard-I-of-N.jsonl).")
 @click.option("--plot", is_flag=True, help=f"Also write {PLOT_NAME} (mixture, target, residual) beside the outputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON on stdout (no progress bar).")
 @click.option("--chunk-seconds", default=DEFAULT_CHUNK_SECONDS, show_default=True, type=click.FloatRange(min=1),
               help="Audio separated per model pass; smaller uses less memory.")
 @click.option("--overlap", default=DEFAULT_OVERLAP_SECONDS, show_default=True, type=click.FloatRange(min=0),
-              help="Context in seconds on each side of a chunk (half of it is cross-faded).")
+              help="Context in seconds on each side of a chunk (half of it, at most half a chunk, is cross-faded).")
 def separate(
-    inputs, texts, images, audios, weights, each, negative_texts, negative_images, negative_audios, alpha,
-    naive_negative, query_aug, output_dir, model, device, file_format, bits, downmix, overwrite, plot, as_json,
-    chunk_seconds, overlap,
+    inputs, weights, each, negative, negative_labels, alpha, naive_negative, query_aug, output_dir, model, device,
+    file_format, bits, downmix, overwrite, skip_existing, shard, log_path, plot, as_json, chunk_seconds, overlap, **parts,
 ):
     """Separate the sound a query describes from each INPUT (audio or video files, folders, or glob patterns).
 
@@ -132,100 +177,207 @@ def separate(
     DIR/<input name>/<query>/target.wav (what the query describes) and
     residual.wav (everything else); target + residual equals the input.
     Files of any length are processed in chunks with flat memory.
+
+    With many inputs, one that cannot be read is reported and skipped (exit
+    code 2 at the end); --skip-existing resumes an interrupted job, --shard
+    splits it over processes, --log records every input's outcome.
     """
     from omnisep.api import Query
 
-    if not (texts or images or audios):
-        raise click.UsageError("give at least one query: --text, --image or --audio.")
+    positive = {m.name: list(parts[_parts_key(m, False)]) for m in modalities.ALL}
+    if not any(positive.values()):
+        raise click.UsageError(f"give at least one query: {modalities.listing()}.")
     if each and weights:
         raise click.UsageError("--weights mixes the parts of one query; it cannot be used with --each.")
     if file_format == "flac" and bits == "float":
         raise click.UsageError("FLAC stores integer samples only: use --bits 16 or 24, or --format wav.")
-    negatives = dict(
-        negative_text=list(negative_texts) or None,
-        negative_image=list(negative_images) or None,
-        negative_audio=list(negative_audios) or None,
-        alpha=alpha,
-        negative_mode="naive" if naive_negative else "proportional",
-        query_aug=query_aug,
-    )
+    negatives = {m.negative_keyword: list(parts[_parts_key(m, True)]) or None for m in modalities.ALL}
+    if negative_labels is not None and negative != "auto":
+        raise click.UsageError("--negative-labels chooses how many labels --negative auto subtracts; add --negative auto.")
+    if negative == "auto" and any(negatives.values()):
+        raise click.UsageError("--negative auto chooses the negative query itself; drop the --negative-<modality> options.")
+    negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else "proportional", query_aug=query_aug,
+                     auto_negative=_auto_negative(negative, negative_labels, _given(alpha, "alpha")))
     if each:
-        queries = [Query(text=t, **negatives) for t in texts] + [Query(image=i, **negatives) for i in images]
-        queries += [Query(audio=a, **negatives) for a in audios]
+        queries = [Query(**{name: item}, **negatives) for name, items in positive.items() for item in items]
     else:
-        queries = [Query(text=list(texts) or None, image=list(images) or None, audio=list(audios) or None,
-                         weights=parse_weights(weights), **negatives)]
+        queries = [Query(**{name: items or None for name, items in positive.items()}, weights=parse_weights(weights),
+                         **negatives)]
     slugs = [slugify(query.describe()) for query in queries]
     if len(set(slugs)) != len(slugs):
         raise OmniSepError(f"two queries would write to the same folder ({', '.join(slugs)}); make them distinct.")
 
-    with _CliWarnings():
-        results = _run(expand_inputs(inputs), queries, slugs, output_dir, model, device, file_format, BITS[bits],
-                       downmix, overwrite, plot, as_json, chunk_seconds, overlap)
+    if overwrite and skip_existing:
+        raise click.UsageError("--overwrite and --skip-existing contradict each other; choose one.")
+    rank, world = parse_shard(shard)
+    paths = expand_inputs(inputs)[rank::world]
+    if log_path is not None and world > 1:
+        log_path = log_path.with_name(f"{log_path.stem}.shard-{rank}-of-{world}{log_path.suffix or '.jsonl'}")
+    with _JobLog(log_path) as log:
+        results = _run(paths, queries, slugs, output_dir, model, device, file_format, BITS[bits], downmix, overwrite,
+                       skip_existing, plot, as_json, chunk_seconds, overlap, log)
     if as_json:
         click.echo(json.dumps(results, indent=2))
+    refused = results["refused"]
+    if refused:
+        if len(paths) == 1:
+            raise _AlreadyReported()
+        if len(refused) == len(paths):
+            raise OmniSepError(f"all {len(paths)} inputs were refused (each named above).")
+        others = "separated or skipped (already done)" if results["skipped"] else "separated"
+        raise OmniSepError(f"{len(refused)} of {len(paths)} inputs were refused (each named above); the others were {others}.")
+
+
+class _AlreadyReported(OmniSepError):
+    """The one refused input was already named on stderr: exit 2 without a second line."""
+
+
+class _JobLog:
+    """``--log``: one JSON line per input, flushed as written, so a killed job's log is readable."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._handle = None
+
+    def __enter__(self):
+        if self.path is not None:
+            from omnisep.fileio import output_errors
+
+            with output_errors(self.path):
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = open(self.path, "a", encoding="utf-8")
+        return self
+
+    def write(self, path: Path, status: str, started: float, message: str | None = None, outputs=None) -> None:
+        if self._handle is None:
+            return
+        import time
+
+        record = {"input": str(path), "status": status, "message": message, "outputs": outputs or [],
+                  "seconds": round(time.monotonic() - started, 3),
+                  "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+
+    def __exit__(self, *exc):
+        if self._handle is not None:
+            self._handle.close()
+
+
+def _given(value, name):
+    """The option's value when the user typed it, else None (the automatic negative has its own default alpha)."""
+    from click.core import ParameterSource
+
+    return value if click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE else None
+
+
+def _auto_negative(negative, count, alpha):
+    if negative != "auto":
+        return None
+    import dataclasses
+
+    from omnisep.negatives import AutoNegative
+
+    setting = AutoNegative() if count is None else AutoNegative(count=count)
+    return setting if alpha is None else dataclasses.replace(setting, alpha=alpha)
 
 
 def _planned_outputs(inputs, slugs, output_dir, suffix, plot):
     plan = {}
+    root = Path(os.path.abspath(output_dir))
     for path in inputs:
-        folders = [output_dir / path.stem / slug for slug in slugs]
+        folders = [output_dir / folder_name(path) / slug for slug in slugs]
         plan[path] = {
             "targets": [folder / f"target{suffix}" for folder in folders],
             "residuals": [folder / f"residual{suffix}" for folder in folders],
             "plots": [folder / PLOT_NAME for folder in folders] if plot else [],
         }
+        for folder in folders:  # folder_name and slugify make this hold; checked, not assumed
+            if Path(os.path.abspath(folder)).parent.parent != root:
+                raise OmniSepError(f"the outputs of {describe(path)} would be written outside {describe(output_dir)}.")
     return plan
 
 
-def _run(inputs, queries, slugs, output_dir, model, device, file_format, subtype, downmix, overwrite, plot, as_json,
-         chunk_seconds, overlap):
-    from omnisep.api import Separator
-    from omnisep.audio import AudioReader
+def _refuse(path, error, log, started):
+    click.echo(f"omnisep: error: {error}", err=True)
+    log.write(path, "refused", started, str(error))
+    return {"input": str(path), "error": str(error)}
 
-    # Every check that needs no model comes first: a typo fails in a second, not after loading.
-    readers = {}
-    for path in inputs:
-        reader = AudioReader(path)
-        readers[path] = (reader.sample_rate, reader.channels, reader.duration_estimate)
-        reader.close()
+
+def _run(inputs, queries, slugs, output_dir, model, device, file_format, subtype, downmix, overwrite, skip_existing,
+         plot, as_json, chunk_seconds, overlap, log):
+    import time
+
+    from omnisep.api import Separator, check_outputs
+    from omnisep.audio import AudioReader
+    from omnisep.fileio import clean_stale_partials
+
     plan = _planned_outputs(inputs, slugs, output_dir, f".{file_format}", plot)
-    if not overwrite:
-        for outputs in plan.values():
-            for output in outputs["targets"] + outputs["residuals"] + outputs["plots"]:
-                if output.exists():
-                    raise OmniSepError(f"{describe(output)} already exists; pass --overwrite to replace it.")
+    # Every check that needs no model comes first: a typo fails in a second, not after loading.
+    # A bad input is reported and dropped; the others go on.
+    readers, refused, skipped = {}, [], []
+    for path in inputs:
+        started = time.monotonic()
+        outputs = plan[path]
+        files = outputs["targets"] + outputs["residuals"] + outputs["plots"]
+        try:
+            check_outputs(path, files)
+            for output in files:
+                clean_stale_partials(output)  # left by a killed run
+            existing = [output for output in files if output.exists()]
+            if existing and not overwrite:
+                if skip_existing and len(existing) == len(files):
+                    skipped.append(str(path))
+                    log.write(path, "skipped", started, "all outputs exist", [str(f) for f in files])
+                    continue
+                hint = "pass --overwrite to replace it" + (" (or --skip-existing to skip finished inputs)"
+                                                          if len(inputs) > 1 else "")
+                raise OmniSepError(f"{describe(existing[0])} already exists; {hint}.")
+            with AudioReader(path) as reader:
+                readers[path] = (reader.sample_rate, reader.channels, reader.duration_estimate)
+        except OmniSepError as error:
+            refused.append(_refuse(path, error, log, started))
+    summary = {"model": None, "encoder": None, "results": [], "skipped": skipped, "refused": refused}
+    if not readers:
+        return summary
 
     separator = Separator(model, device=device)
     embedded = separator.prepare(queries)  # once for all inputs
+    summary.update(model=str(separator.path), encoder=separator.encoder.name)
     progress = None if as_json else _progress_bar()
-    results = []
     try:
-        for path in inputs:
-            rate, channels, duration = readers[path]
+        for path, (rate, channels, duration) in readers.items():
+            started = time.monotonic()
             task = None
             if progress is not None and progress.live.console.is_terminal:
                 total = round(duration * rate) if duration else None
                 task = progress.add_task(path.name, total=total)
             outputs = plan[path]
-            rows = separator.separate_file(
-                path, embedded, outputs["targets"], outputs["residuals"], subtype=subtype, overwrite=overwrite,
-                downmix=downmix, chunk_seconds=chunk_seconds, overlap=overlap,
-                on_input=(lambda n, task=task: progress.advance(task, n)) if task is not None else None,
-            )
-            if plot:
-                from omnisep.plotting import file_spectrogram
+            try:
+                rows = separator.separate_file(
+                    path, embedded, outputs["targets"], outputs["residuals"], subtype=subtype, overwrite=overwrite,
+                    downmix=downmix, chunk_seconds=chunk_seconds, overlap=overlap,
+                    on_input=(lambda n, task=task: progress.advance(task, n)) if task is not None else None,
+                )
+                if plot:
+                    from omnisep.plotting.spectrograms import file_spectrogram
 
-                mixture = file_spectrogram(path)
-                for row, plot_path in zip(rows, outputs["plots"]):
-                    _plot(path.name, mixture, row, plot_path)
-                    row["plot"] = str(plot_path)
-            if task is not None:
-                progress.remove_task(task)
+                    mixture = file_spectrogram(path)
+                    for row, plot_path in zip(rows, outputs["plots"]):
+                        _plot(path.name, mixture, row, plot_path)
+                        row["plot"] = str(plot_path)
+            except OmniSepError as error:
+                refused.append(_refuse(path, error, log, started))
+                continue
+            finally:
+                if task is not None:
+                    progress.remove_task(task)
             if progress is not None:
                 for row in rows:
                     progress.console.print(f"[bold]{path.name}[/]: {row['query']} -> {Path(row['target']).parent}")
-            results.append({
+            log.write(path, "done", started, None, [row[key] for row in rows for key in ("target", "residual", "plot")
+                                                    if key in row])
+            summary["results"].append({
                 "input": str(path),
                 "sample_rate": rate,
                 "channels": 1 if downmix else channels,
@@ -234,7 +386,7 @@ def _run(inputs, queries, slugs, output_dir, model, device, file_format, subtype
     finally:
         if progress is not None:
             progress.stop()
-    return {"model": str(separator.path), "encoder": separator.encoder.name, "results": results}
+    return summary
 
 
 def _progress_bar():
@@ -250,7 +402,7 @@ def _progress_bar():
 
 
 def _plot(title, mixture, row, plot_path):
-    from omnisep.plotting import file_spectrogram, plot_separation
+    from omnisep.plotting.spectrograms import file_spectrogram, plot_separation
 
     panels = [
         ("mixture", mixture),

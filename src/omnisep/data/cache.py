@@ -33,12 +33,12 @@ from safetensors import SafetensorError, safe_open
 
 from omnisep.encoders.weights import save_safetensors_atomic, write_json_atomic
 from omnisep.errors import OmniSepError, describe
+from omnisep.modalities import BY_NAME, MODALITIES, check as check_modalities
 
 CACHE_FORMAT = "omnisep-embedding-cache"
 CACHE_FORMAT_VERSION = 1
 INDEX_FILE = "index.json"
 SHARD_FOLDER = "shards"
-MODALITIES = ("text", "image", "audio")
 DEFAULT_SHARD_SIZE = 256
 OPEN_SHARDS = 16
 
@@ -155,16 +155,6 @@ class EmbeddingCache:
             for modality in MODALITIES
         }
 
-    def get_many(self, item_ids: Sequence[str]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """``{modality: (embeddings [B, D] with zero rows where absent, present bool [B])}``."""
-        out = {m: (torch.zeros(len(item_ids), self.dim), torch.zeros(len(item_ids), dtype=torch.bool)) for m in self.modalities}
-        for position, item_id in enumerate(item_ids):
-            for modality, vector in self.get(item_id).items():
-                if vector is not None:
-                    out[modality][0][position] = vector
-                    out[modality][1][position] = True
-        return out
-
 
 # -- building --------------------------------------------------------------------------------
 
@@ -192,16 +182,26 @@ def _cache_parts(path: Path) -> list[tuple[Path, dict]]:
     return parts
 
 
-def image_inputs(item):
-    """The arrays whose embeddings average into the item's image query, or None."""
-    from omnisep.images import centre_frames, load_image, video_frames
+def item_inputs(item, modality: str) -> list | None:
+    """What a manifest item's ``modality`` query is embedded from, or None when it has none.
 
-    if getattr(item, "image", None):
-        return [load_image(item.image)]
-    if getattr(item, "video", None):
-        # OmniSep's training image query: the frames at centre-1, centre, centre+1 (1 fps), averaged.
-        return centre_frames(video_frames(item.video, fps=1))
-    return None
+    text: its label; audio: its clip; image: its picture, or (OmniSep's training
+    image query) a video's 1 fps frames at centre-1, centre, centre+1, whose
+    embeddings are averaged (``Modality.pooled``).
+    """
+    if modality == "text":
+        return [item.label]
+    if modality == "audio":
+        return [item.audio]
+    if modality == "image":
+        from omnisep.images import centre_frames, load_image, video_frames
+
+        if getattr(item, "image", None):
+            return [load_image(item.image)]
+        if getattr(item, "video", None):
+            return centre_frames(video_frames(item.video, fps=1))
+        return None
+    raise ValueError(f"no manifest field holds {modality!r} queries")
 
 
 def _embed_chunk(encoder, items: list, modalities: Sequence[str], batch_size: int, on_batch) -> dict[str, torch.Tensor]:
@@ -211,26 +211,24 @@ def _embed_chunk(encoder, items: list, modalities: Sequence[str], batch_size: in
     present = {m: np.zeros(count, np.uint8) for m in modalities}
     for start in range(0, count, batch_size):
         batch = items[start : start + batch_size]
-        end = start + len(batch)
-        if "text" in modalities:
-            vectors["text"][start:end] = encoder.embed_text([item.label for item in batch]).numpy()
-            present["text"][start:end] = 1
-        if "audio" in modalities:
-            vectors["audio"][start:end] = encoder.embed_audio([item.audio for item in batch]).numpy()
-            present["audio"][start:end] = 1
-        if "image" in modalities:
-            owners, arrays = [], []
-            for row, item in zip(range(start, end), batch):
-                inputs = image_inputs(item)
-                if inputs:
-                    owners.extend([row] * len(inputs))
-                    arrays.extend(inputs)
-            if arrays:
-                embeddings = encoder.embed_image(arrays)
+        for modality in modalities:
+            owners, inputs = [], []
+            for row, item in enumerate(batch, start=start):
+                found = item_inputs(item, modality)
+                if found:
+                    owners.extend([row] * len(found))
+                    inputs.extend(found)
+            if not inputs:
+                continue
+            embeddings = encoder.embed(modality, inputs)
+            if BY_NAME[modality].pooled:  # several inputs per item: their mean, normalised
                 owner_index = torch.tensor(owners)
                 for row in sorted(set(owners)):
-                    vectors["image"][row] = F.normalize(embeddings[owner_index == row].mean(0), dim=0).numpy()
-                    present["image"][row] = 1
+                    vectors[modality][row] = F.normalize(embeddings[owner_index == row].mean(0), dim=0).numpy()
+                    present[modality][row] = 1
+            else:
+                vectors[modality][owners] = embeddings.numpy()
+                present[modality][owners] = 1
         on_batch(len(batch))
     tensors = {}
     for modality in modalities:
@@ -267,11 +265,7 @@ def build_cache(
     encoder, or for other modalities, is refused.
     """
     output = Path(output)
-    requested = list(modalities)
-    unknown = [m for m in requested if m not in MODALITIES]
-    if unknown or not requested:
-        raise OmniSepError(f"Unknown modality {', '.join(unknown) or '(none given)'}: choose from {', '.join(MODALITIES)}.")
-    modalities = tuple(m for m in MODALITIES if m in requested)
+    modalities = check_modalities(modalities)
     if output.exists() and not output.is_dir():
         raise OmniSepError(f"Embedding cache {describe(output)} is a file, not a folder.")
     identity = encoder.identity()

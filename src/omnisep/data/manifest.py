@@ -14,11 +14,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 
 REQUIRED_FIELDS = ("id", "audio", "label")
@@ -157,11 +157,10 @@ def write_manifest(path: str | os.PathLike, items: Iterable[ManifestItem]) -> Pa
     folder = path.resolve().parent
     folder.mkdir(parents=True, exist_ok=True)
     rows = [_row_for_writing(item, folder) for item in items]
-    handle = tempfile.NamedTemporaryFile(
-        "w", dir=folder, prefix=f".{path.name}.", suffix=".tmp", delete=False, newline="", encoding="utf-8"
-    )
-    try:
-        with handle:
+    with fileio.output_errors(path), fileio.atomic_path(path) as temp, open(
+        temp, "w", newline="", encoding="utf-8"
+    ) as handle:
+        if True:
             if kind == "jsonl":
                 for row in rows:
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
@@ -172,8 +171,4 @@ def write_manifest(path: str | os.PathLike, items: Iterable[ManifestItem]) -> Pa
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()
                 writer.writerows(rows)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
     return path

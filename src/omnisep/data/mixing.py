@@ -15,9 +15,7 @@ gain U(0.5, 1.5) clipped to [-1, 1], each source divided by N, mixture = sum.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -28,12 +26,14 @@ import torch.nn.functional as F
 
 from omnisep.audio import load_audio
 from omnisep.data.manifest import ManifestItem
+from omnisep.data.mixtures import read_mixture_list  # noqa: F401  (training.loop reads validation lists through here)
 from omnisep.errors import OmniSepError, describe
+from omnisep.modalities import MODALITIES, check as check_modalities
 from omnisep.queries import mixup_weights
 from omnisep.spectral import SAMPLE_RATE, SEGMENT
 
-MODALITIES = ("text", "image", "audio")
-MODALITY_MODES = ("mixup", "switch", "text", "image", "audio", "all_no_mixup")
+# How a training query is composed from an item's modalities (see compose_queries); one name alone = that modality only.
+MODALITY_MODES = ("mixup", "switch", *MODALITIES, "all_no_mixup")
 TRAIN_GAIN_RANGE = (0.5, 1.5)
 
 
@@ -53,7 +53,7 @@ def fit_to_length(clip: np.ndarray, length: int, rng: np.random.Generator | None
 
 
 class QueryTable:
-    """Per-item query embeddings ``[M, D]`` and availability ``[M]`` (text, image, audio).
+    """Per-item query embeddings ``[M, D]`` and availability ``[M]``, rows in ``MODALITIES`` order.
 
     From an embedding cache (the normal route: the frozen encoder ran once in
     ``omnisep embed``), or computed here with an encoder, which is fine for
@@ -78,14 +78,14 @@ class QueryTable:
                 )
 
     def _embed_all(self, items: Sequence[ManifestItem], encoder) -> None:
-        from omnisep.data.cache import image_inputs
+        from omnisep.data.cache import item_inputs
 
         labels = sorted({item.label for item in items})
-        text = dict(zip(labels, encoder.embed_text(labels)))
+        text = dict(zip(labels, encoder.embed("text", labels)))  # one embedding per label, shared by its items
         for item in items:
-            frames = image_inputs(item)  # the image, or frames around a video's centre, averaged
-            image = F.normalize(encoder.embed_image(frames).mean(0), dim=0) if frames else None
-            audio = encoder.embed_audio([load_clip(item.audio)], SAMPLE_RATE)[0]
+            frames = item_inputs(item, "image")  # the image, or frames around a video's centre, averaged
+            image = F.normalize(encoder.embed("image", frames).mean(0), dim=0) if frames else None
+            audio = encoder.embed("audio", [load_clip(item.audio)], SAMPLE_RATE)[0]
             self._rows[item.id] = self._stack({"text": text[item.label], "image": image, "audio": audio})
 
     def _stack(self, vectors: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,41 +149,6 @@ def compose_queries(
     return (weights.unsqueeze(-1) * parts).sum(-2)
 
 
-def read_mixture_list(path: str | os.PathLike, items: Sequence[ManifestItem], num_sources: int) -> list[list[int]]:
-    """Fixed evaluation mixtures: JSONL rows ``{"target": id, "interferers": [id, ...]}`` -> item indices."""
-    path = Path(path)
-    if not path.is_file():
-        raise OmniSepError(f"Mixture list {describe(path)} does not exist.")
-    index_of = {item.id: i for i, item in enumerate(items)}
-    mixtures = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-                ids = [row["target"], *row["interferers"]]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise OmniSepError(
-                    f"Mixture list {describe(path)} line {line_number}: expected "
-                    '{"target": id, "interferers": [id, ...]}.'
-                ) from None
-            if len(ids) != num_sources:
-                raise OmniSepError(
-                    f"Mixture list {describe(path)} line {line_number}: {len(ids)} sources, "
-                    f"but the run mixes {num_sources}."
-                )
-            unknown = [str(i) for i in ids if i not in index_of]
-            if unknown:
-                raise OmniSepError(
-                    f"Mixture list {describe(path)} line {line_number}: unknown item id {', '.join(unknown)}."
-                )
-            mixtures.append([index_of[i] for i in ids])
-    if not mixtures:
-        raise OmniSepError(f"Mixture list {describe(path)} lists no mixtures.")
-    return mixtures
-
-
 class MixtureDataset(torch.utils.data.Dataset):
     """Mixtures of ``num_sources`` clips of distinct labels.
 
@@ -213,9 +178,7 @@ class MixtureDataset(torch.utils.data.Dataset):
     ):
         if modality_mode not in MODALITY_MODES:
             raise OmniSepError(f"Unknown modality_mode '{modality_mode}' (choose from {', '.join(MODALITY_MODES)}).")
-        unknown = [m for m in modalities if m not in MODALITIES]
-        if unknown or not modalities:
-            raise OmniSepError(f"Unknown query modalities {unknown or '[]'} (choose from {', '.join(MODALITIES)}).")
+        check_modalities(modalities)
         self.items = list(items)
         self.queries = queries
         self.training = training

@@ -23,6 +23,7 @@ import numpy as np
 
 from omnisep.audio import load_audio, save_audio
 from omnisep.errors import OmniSepError
+from omnisep.modalities import BY_NAME, MODALITIES
 from omnisep.pretrained import cache_dir
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,9 @@ DEFAULT_PORT = 7860
 DEFAULT_MAX_UPLOAD_MB = 50
 DEFAULT_MAX_SECONDS = 600.0  # ten minutes: a CPU separates that in well under a minute
 CACHE_MAX_AGE_SECONDS = 3600
-SPECTROGRAM_MAX_FRAMES = 2000  # enough columns for a picture, cheap for long files
 SYSTEM_FONTS = ("system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif")
+# The repository's bundled example mixtures (a source checkout); absent in a wheel, then no examples are shown.
+EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "examples"
 SYSTEM_MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace")
 
 
@@ -70,38 +72,6 @@ def _duration(seconds: float) -> str:
 def _safe_stem(path: str | os.PathLike) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(path).stem).strip("._") or "mixture"
     return stem[:60]
-
-
-def spectrogram_png(panels: list[tuple[str, np.ndarray]], sample_rate: int, path: Path) -> Path:
-    """Stacked log spectrograms on one shared dB scale (the first panel's), as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy.signal import stft
-
-    n_fft = 1024 if sample_rate <= 24000 else 2048
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 1.6 * len(panels)), dpi=100, sharex=True, squeeze=False)
-    top = None
-    for ax, (title, audio) in zip(axes[:, 0], panels):
-        mono = np.asarray(audio, dtype=np.float32).reshape(-1, np.shape(audio)[-1]).mean(axis=0)
-        hop = max(n_fft // 4, -(-mono.size // SPECTROGRAM_MAX_FRAMES))
-        freqs, times, spec = stft(mono, fs=sample_rate, nperseg=n_fft, noverlap=max(0, n_fft - hop), boundary=None)
-        db = 20 * np.log10(np.abs(spec) + 1e-9)
-        if top is None:
-            top = float(db.max()) if db.size else 0.0
-        ax.pcolormesh(times, freqs / 1000, db, shading="auto", cmap="magma", vmin=top - 80, vmax=top)
-        ax.set_ylabel("kHz")
-        ax.set_title(title, fontsize=10, loc="left")
-    axes[-1, 0].set_xlabel("time (s)")
-    fig.tight_layout()
-    temp = path.with_name(f".{path.name}.part.png")
-    try:
-        fig.savefig(temp, format="png")
-        os.replace(temp, path)
-    finally:
-        plt.close(fig)
-    return path
 
 
 class DemoSession:
@@ -153,35 +123,38 @@ class DemoSession:
         negative_audio: str | None = None,
         alpha: float = 0.5,
         query_aug: bool = False,
+        auto_negative: bool = False,
     ) -> DemoResult:
         if not mixture:
             raise OmniSepError("Upload or record a mixture first.")
         text = (text or "").strip()
         negative_text = (negative_text or "").strip()
-        if not (text or image or audio_query):
+        # (value, weight) per modality; the weights follow the order of the query's parts (MODALITIES).
+        positive = {"text": (text, text_weight), "image": (image, image_weight), "audio": (audio_query, audio_weight)}
+        negatives = {"text": negative_text, "image": negative_image, "audio": negative_audio}
+        if not any(positive[m][0] for m in MODALITIES):
             raise OmniSepError("Give at least one query: a text, an image or an audio clip of the sound to keep.")
-        weights = [w for w, given in ((text_weight, text), (image_weight, image), (audio_weight, audio_query)) if given]
+        weights = [positive[m][1] for m in MODALITIES if positive[m][0]]
         if not any(w > 0 for w in weights):
             raise OmniSepError("At least one query needs a weight above 0.")
+        if auto_negative and (negative_text or negative_image or negative_audio):
+            raise OmniSepError("The automatic negative query chooses what to remove itself: clear the negative text, image and audio, or untick it.")
 
         audio, rate = self._load(mixture, "Mixture")
-        query_audio = self._load_clip(audio_query, "Audio query") if audio_query else None
-        negative_query_audio = self._load_clip(negative_audio, "Negative audio") if negative_audio else None
+        parts = {}
+        for name in MODALITIES:
+            value, negative = positive[name][0] or None, negatives[name] or None
+            if name == "audio":  # uploaded clips are decoded here, so their length is checked like the mixture's
+                value = self._load_clip(value, "Audio query") if value else None
+                negative = self._load_clip(negative, "Negative audio") if negative else None
+            parts[BY_NAME[name].api_keyword] = value
+            parts[BY_NAME[name].negative_keyword] = negative
 
         started = time.perf_counter()
         try:
             result = self.separator.separate(
-                audio,
-                rate,
-                text=text or None,
-                image=image or None,
-                audio_query=query_audio,
-                weights=weights,
-                negative_text=negative_text or None,
-                negative_image=negative_image or None,
-                negative_audio=negative_query_audio,
-                alpha=float(alpha),
-                query_aug=bool(query_aug),
+                audio, rate, weights=weights, alpha=float(alpha), query_aug=bool(query_aug),
+                negative="auto" if auto_negative else None, **parts
             )
         except OmniSepError as exc:
             raise OmniSepError(_friendly(exc, image, negative_image)) from None
@@ -196,20 +169,67 @@ class DemoSession:
         # Float samples: the residual may exceed full scale, and nothing is lost.
         save_audio(target_path, result.target, result.sample_rate, subtype="FLOAT")
         save_audio(residual_path, result.residual, result.sample_rate, subtype="FLOAT")
-        spectrogram = spectrogram_png(
-            [("mixture", audio), ("target", result.target), ("residual", result.residual)],
-            result.sample_rate,
+        from omnisep.plotting.spectrograms import plot_separation, spectrogram
+
+        spectrogram_path = plot_separation(
             folder / f"{stem}_spectrograms.png",
+            [(name, spectrogram(wave, result.sample_rate))
+             for name, wave in (("mixture", audio), ("target", result.target), ("residual", result.residual))],
         )
         status = (
             f"Separated **{result.query_label}** from '{_display_name(mixture)}' "
             f"({audio.shape[-1] / rate:.1f} s) in {elapsed:.1f} s."
         )
-        if negative_text or negative_image or negative_audio:
+        if auto_negative:
+            chosen = ", ".join(f"'{c.label}' (presence {c.presence:.2f})" for c in result.negatives or [])
+            from omnisep.negatives import DEFAULT_ALPHA
+
+            status += (f" The automatic negative query removed {chosen} (alpha = {DEFAULT_ALPHA:g})." if chosen
+                       else " The automatic negative query found nothing else to remove.")
+        elif negative_text or negative_image or negative_audio:
             status += f" Negative query strength alpha = {alpha:g}."
         if query_aug and result.query_aug_score is not None:
             status += f" Query-Aug picked the model's label '{result.query_label}' (cosine {result.query_aug_score:.2f})."
-        return DemoResult(target_path, residual_path, spectrogram, status)
+        return DemoResult(target_path, residual_path, spectrogram_path, status)
+
+
+def scan_mixture(session: DemoSession, mixture) -> tuple[Path, str]:
+    """The scan timeline of a mixture (what sounds when) and a one-line summary."""
+    from omnisep.scan import scan
+    from omnisep.segments import find_segments, found_labels, plot_timeline
+
+    audio, rate = session._load(mixture, "Mixture")
+    result = scan(session.separator, audio, rate)
+    segments = find_segments(result)
+    session._prune_old_results()
+    folder = session.work_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-scan-{os.urandom(3).hex()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = plot_timeline(result, segments, folder / f"{_safe_stem(mixture)}_timeline.png",
+                         title=f"{_display_name(mixture)}: what the model hears, and when")
+    found = [f"{result.labels[i]} ({result.presence[i]:.2f})" for i in found_labels(result)][:5]
+    summary = ("Scan: " + ", ".join(found)) if found else "Scan: no label of the model reaches the threshold."
+    return path, summary
+
+
+def example_rows(folder: Path = EXAMPLES_DIR) -> list[list]:
+    """One-click inputs from examples/examples.json: [mixture, text, image, auto negative]."""
+    import json
+
+    index = folder / "examples.json"
+    if not index.is_file():
+        return []
+    rows = []
+    for entry in json.loads(index.read_text(encoding="utf-8")):
+        mixture = folder / entry["file"]
+        first, second = (source["label"] for source in entry["sources"][:2])
+        image = entry.get("image_queries", {}).get(second)
+        if not mixture.is_file():
+            continue
+        # One text query with the automatic negative, and one image query of the other source.
+        rows.append([str(mixture), first, None, True])
+        if image and (folder / image).is_file():
+            rows.append([str(mixture), "", str(folder / image), False])
+    return rows
 
 
 def _theme():
@@ -218,7 +238,8 @@ def _theme():
     return gr.themes.Base(font=list(SYSTEM_FONTS), font_mono=list(SYSTEM_MONO_FONTS))
 
 
-def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_SECONDS, work_dir: Path | None = None):
+def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_SECONDS, work_dir: Path | None = None,
+              examples_dir: Path | None = EXAMPLES_DIR):
     """The Gradio Blocks page around a :class:`DemoSession`."""
     import gradio as gr
 
@@ -235,6 +256,18 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
             raise gr.Error("Separation failed unexpectedly; the terminal running `omnisep demo` shows why.",
                            print_exception=False) from None
         return str(result.target_path), str(result.residual_path), str(result.spectrogram_path), result.status
+
+    def on_mixture(mixture):
+        if not mixture:
+            return None, ""
+        try:
+            path, summary = scan_mixture(session, mixture)
+        except OmniSepError as exc:
+            return None, str(exc)
+        except Exception:
+            log.exception("scan failed")
+            return None, "The scan failed unexpectedly; the terminal running `omnisep demo` shows why."
+        return str(path), summary
 
     with gr.Blocks(title="omnisep demo", analytics_enabled=False, delete_cache=(CACHE_MAX_AGE_SECONDS, CACHE_MAX_AGE_SECONDS)) as app:
         gr.Markdown(
@@ -259,8 +292,14 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
                     negative_image = gr.Image(type="filepath", label="Negative image", sources=["upload", "clipboard"])
                     negative_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Negative audio")
                     alpha = gr.Slider(0, 2, value=0.5, step=0.05, label="Alpha (strength of the negative query)", elem_id="alpha")
+                auto_negative = gr.Checkbox(label="Automatic negative query: scan the mixture and remove the strongest other sound",
+                                            elem_id="auto-negative")
                 query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")
                 run = gr.Button("Separate", variant="primary", elem_id="separate-button")
+                rows = example_rows(examples_dir) if examples_dir is not None else []
+                if rows:
+                    gr.Examples(rows, inputs=[mixture, text, image, auto_negative], label="Bundled examples (click one)",
+                                elem_id="examples", cache_examples=False)
             with gr.Column():
                 status = gr.Markdown("Results appear here.", elem_id="status")
                 target = gr.Audio(label="Target (the sound you asked for)", type="filepath", interactive=False,
@@ -269,13 +308,17 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
                                     buttons=["download"], elem_id="residual-audio")
                 spectrograms = gr.Image(label="Spectrograms: mixture, target, residual", type="filepath",
                                         show_label=False, interactive=False, height=340, elem_id="spectrograms")
+                scan_status = gr.Markdown("", elem_id="scan-status")
+                timeline = gr.Image(label="Scan of the mixture: which labels sound when", type="filepath",
+                                    interactive=False, elem_id="scan-timeline")
         run.click(
             on_separate,
             inputs=[mixture, text, text_weight, image, image_weight, audio_query, audio_weight,
-                    negative_text, negative_image, negative_audio, alpha, query_aug],
+                    negative_text, negative_image, negative_audio, alpha, query_aug, auto_negative],
             outputs=[target, residual, spectrograms, status],
             concurrency_limit=1,
         )
+        mixture.change(on_mixture, inputs=[mixture], outputs=[timeline, scan_status], concurrency_limit=1)
     return app
 
 
@@ -303,6 +346,7 @@ def launch(
     # Gradio's own uploads go to the cache folder too, not to /tmp.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(folder / "uploads"))
     app = build_app(separator, model_name=model_name, max_seconds=max_seconds, work_dir=folder / "results")
+    examples = [str(EXAMPLES_DIR)] if EXAMPLES_DIR.is_dir() else []
     try:
         app.launch(
             server_name=host,
@@ -318,7 +362,7 @@ def launch(
             theme=_theme(),
             prevent_thread_lock=True,
             quiet=True,
-            allowed_paths=[str(folder)],
+            allowed_paths=[str(folder), *examples],
         )
     except OSError as exc:
         raise OmniSepError(f"cannot serve the demo on {host}:{port} ({exc}); choose another --port.") from None

@@ -6,6 +6,8 @@ in a checkpoint is enough to rebuild the encoder it was trained with.
 
 from __future__ import annotations
 
+import os
+
 from omnisep.encoders.base import QueryEncoder
 from omnisep.errors import OmniSepError
 
@@ -19,6 +21,7 @@ _ENCODERS = {
 }
 
 DEFAULT_ENCODER = "bundled"
+RUNTIME_OPTIONS = ("device", "batch_size")
 
 
 def list_encoders() -> list[dict]:
@@ -32,18 +35,24 @@ def get_encoder(name: str = DEFAULT_ENCODER, **options) -> QueryEncoder:
     """
     options = {key: value for key, value in options.items() if value is not None}
     if name == "toy":
-        from omnisep.encoders.toy import ToyEncoder
-
-        return ToyEncoder(**options)
-    if name == "bundled":
-        from omnisep.encoders.bundled import BundledEncoder
-
-        return BundledEncoder(**options)
-    if name == "imagebind":
-        from omnisep.encoders.imagebind import ImageBindEncoder
-
-        return ImageBindEncoder(**options)
-    raise OmniSepError(f"Unknown encoder '{name}': choose one of {', '.join(_ENCODERS)}.")
+        from omnisep.encoders.toy import ToyEncoder as kind
+    elif name == "bundled":
+        from omnisep.encoders.bundled import BundledEncoder as kind
+    elif name == "imagebind":
+        from omnisep.encoders.imagebind import ImageBindEncoder as kind
+    else:
+        raise OmniSepError(f"Unknown encoder '{name}': choose one of {', '.join(_ENCODERS)}.")
+    try:
+        encoder = kind(**options)
+    except TypeError as error:  # an option this encoder does not take (a typo in a config)
+        raise OmniSepError(f"encoder '{name}' does not accept the options {sorted(options)} ({error}).") from None
+    # What rebuilds the same embedding space elsewhere (checkpoints record it): not where or how fast it runs.
+    encoder.options = {
+        key: (os.fspath(value) if isinstance(value, os.PathLike) else value)
+        for key, value in options.items()
+        if key not in RUNTIME_OPTIONS
+    }
+    return encoder
 
 
 __all__ = ["QueryEncoder", "get_encoder", "list_encoders", "DEFAULT_ENCODER"]

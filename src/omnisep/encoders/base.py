@@ -1,7 +1,7 @@
 """The contract every query encoder keeps (see docs/ARCHITECTURE.md).
 
-Subclasses implement only the three ``_embed_*`` methods on clean, validated,
-batched input; this base class owns what must be identical across encoders:
+Subclasses implement only the ``_embed_<modality>`` methods (one per entry of
+:mod:`omnisep.modalities`) on clean, validated, batched input; this base class owns what must be identical across encoders:
 input checks with one-sentence errors, path decoding, resampling, batching,
 ``no_grad``, L2 normalisation, float32 on CPU, and the identity a checkpoint
 records so that embeddings from another encoder are refused.
@@ -75,10 +75,42 @@ class QueryEncoder(abc.ABC):
 
     # -- public API ----------------------------------------------------------------------
 
+    options: dict = {}  # set by get_encoder: the constructor options that shape the embedding space
+
     def identity(self) -> dict:
-        return {"name": self.name, "version": self.version, "weights_hash": self.weights_hash(), "dim": int(self.dim)}
+        """What a checkpoint records; ``options`` (only when given) lets ``get_encoder`` rebuild this encoder."""
+        identity = {"name": self.name, "version": self.version, "weights_hash": self.weights_hash(), "dim": int(self.dim)}
+        if self.options:
+            identity["options"] = dict(self.options)
+        return identity
+
+    def embed(self, modality: str, items: Sequence, sample_rate: int | None = None) -> torch.Tensor:
+        """Embed a batch of one modality's items into ``[N, dim]``, L2-normalised, float32 on CPU.
+
+        Items: texts (``"text"``); ``H x W x 3`` uint8 arrays or image paths
+        (``"image"``); mono float clips at ``sample_rate``, or audio paths
+        (``"audio"``). Each modality's input checks live in ``_prepare_<name>``
+        and the encoder's own model in ``_embed_<name>`` (see omnisep.modalities).
+        """
+        from omnisep.modalities import check
+
+        (name,) = check([modality])
+        prepared = getattr(self, f"_prepare_{name}")(items, sample_rate)
+        return self._batched(getattr(self, f"_embed_{name}"), prepared)
 
     def embed_text(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.embed("text", texts)
+
+    def embed_image(self, images: Sequence) -> torch.Tensor:
+        return self.embed("image", images)
+
+    def embed_audio(self, clips: Sequence, sample_rate: int | None = None) -> torch.Tensor:
+        """Embed mono clips given at ``sample_rate`` (or paths, decoded and downmixed)."""
+        return self.embed("audio", clips, sample_rate)
+
+    # -- input checks per modality (shared by every encoder) ---------------------------
+
+    def _prepare_text(self, texts: Sequence[str], sample_rate: int | None) -> list[str]:
         texts = _as_list(texts, str)
         cleaned = []
         for index, text in enumerate(texts):
@@ -87,18 +119,17 @@ class QueryEncoder(abc.ABC):
             text = " ".join(text.split())
             if not text:
                 raise OmniSepError(f"Text query #{index + 1} is empty: describe the sound to separate.")
+            check_text(text, f"Text query #{index + 1}")
             cleaned.append(text)
-        return self._batched(self._embed_text, cleaned)
+        return cleaned
 
-    def embed_image(self, images: Sequence) -> torch.Tensor:
+    def _prepare_image(self, images: Sequence, sample_rate: int | None) -> list[np.ndarray]:
         from omnisep.images import load_image
 
         images = _as_list(images, (str, os.PathLike, np.ndarray))
-        arrays = [load_image(image, source=f"Image query #{i + 1}") for i, image in enumerate(images)]
-        return self._batched(self._embed_image, arrays)
+        return [load_image(image, source=f"Image query #{i + 1}") for i, image in enumerate(images)]
 
-    def embed_audio(self, clips: Sequence, sample_rate: int | None = None) -> torch.Tensor:
-        """Embed mono clips given at ``sample_rate`` (or paths, decoded and downmixed)."""
+    def _prepare_audio(self, clips: Sequence, sample_rate: int | None) -> list[np.ndarray]:
         from omnisep.audio import load_audio, resample
 
         clips = _as_list(clips, (str, os.PathLike, np.ndarray, torch.Tensor))
@@ -116,7 +147,7 @@ class QueryEncoder(abc.ABC):
                 if int(sample_rate) != self.audio_sample_rate:
                     audio = resample(audio, int(sample_rate), self.audio_sample_rate)
             prepared.append(self._check_audio_length(audio, source))
-        return self._batched(self._embed_audio, prepared)
+        return prepared
 
     def check_embedding(self, vector, source: str) -> torch.Tensor:
         """Validate a precomputed embedding from elsewhere (a file, a cache) against this encoder."""
@@ -146,7 +177,7 @@ class QueryEncoder(abc.ABC):
             warnings.warn(
                 f"{source} is only {seconds:.2f} s long (under {self.full_audio_seconds:g} s): "
                 "it is padded, and its embedding is less reliable.",
-                stacklevel=3,
+                stacklevel=4,  # the caller of embed()
             )
         return audio
 
@@ -167,6 +198,28 @@ class QueryEncoder(abc.ABC):
         return f"{type(self).__name__}(name={self.name!r}, version={self.version!r}, dim={self.dim})"
 
 
+# Text encoders read a few hundred tokens at most (MiniLM 256, ImageBind 77); a query is a phrase.
+LONG_TEXT_CHARACTERS = 300
+
+
+def check_text(text: str, source: str) -> None:
+    """Refuse text that is not valid Unicode; warn about text far longer than a text encoder reads."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        bad = text[error.start : error.end]
+        raise OmniSepError(
+            f"{source} contains {bad!r}, which is not a valid Unicode character (bytes that are not UTF-8?); "
+            "retype the text."
+        ) from None
+    if len(text) > LONG_TEXT_CHARACTERS:
+        warnings.warn(
+            f"{source} is {len(text)} characters long; text encoders read only the first few hundred tokens "
+            "of a query, so the rest is ignored (describe the sound in a short phrase).",
+            stacklevel=4,
+        )
+
+
 def _as_list(items, kinds) -> list:
     # A lone string or array is one query, not a sequence of characters/rows.
     if isinstance(items, kinds) and not isinstance(items, (list, tuple)):
@@ -177,13 +230,13 @@ def _as_list(items, kinds) -> list:
 
 
 def _mono_array(clip, source: str) -> np.ndarray:
-    audio = clip.detach().cpu().numpy() if isinstance(clip, torch.Tensor) else np.asarray(clip)
+    from omnisep.audio import float_samples
+
+    audio = float_samples(clip, source)  # integers scaled by their range, as for mixtures
     if audio.ndim == 2 and 1 in audio.shape:
         audio = audio.reshape(-1)
     if audio.ndim != 1:
         raise OmniSepError(f"{source} must be a mono 1-D array, got shape {tuple(audio.shape)}.")
-    if not np.issubdtype(audio.dtype, np.floating):
-        raise OmniSepError(f"{source} must hold float samples in [-1, 1], got {audio.dtype}.")
     return np.ascontiguousarray(audio, dtype=np.float32)
 
 

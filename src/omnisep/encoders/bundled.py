@@ -102,7 +102,7 @@ class BundledEncoder(QueryEncoder):
     @property
     def audio_model(self):
         if self._audio_model is None:
-            self._audio_model = backbones.load_sfx_cnn(*self._converted()).to(self.device)
+            self._audio_model = backbones.load_sfx_cnn().to(self.device)
         return self._audio_model
 
     # -- identity ----------------------------------------------------------------------------
@@ -113,7 +113,7 @@ class BundledEncoder(QueryEncoder):
         minilm = backbones.minilm_path() / "model.safetensors"
         return [
             cached_file_hash(minilm, lambda: sha256_of_tensors(load_file(str(minilm))).hexdigest(), tag="tensors"),
-            *(entry["sha256"] for _, entry in sorted(self._converted()[1]["backbones"].items())),
+            *(sha for _, sha in sorted(backbones.backbone_hashes(self._converted()[1]).items())),
         ]
 
     def weights_hash(self) -> str:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import torch
 from safetensors.torch import save_file
+
+from omnisep import fileio
 
 HASH_INDEX = "weights-hashes.json"
 
@@ -25,33 +26,13 @@ def cache_root() -> Path:
 def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write to a temporary file in the same folder, then rename: never a half-written file under the final name."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, temporary, metadata=metadata)
-        os.chmod(temporary, 0o644)  # mkstemp makes owner-only files; weights are meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with fileio.atomic_path(path) as temporary:
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(temporary), metadata=metadata)
     return path
 
 
 def write_json_atomic(path: str | os.PathLike, data) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=1, sort_keys=True)
-            out.write("\n")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return fileio.write_json(path, data, fsync=False, indent=1, sort_keys=True)
 
 
 def cached_file_hash(path: str | os.PathLike, compute: Callable[[], str], tag: str = "") -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from omnisep.errors import OmniSepError, describe
 from omnisep.evaluation.metrics import Summary, summarize
 from omnisep.evaluation.reports import AblationRun, read_item_scores
+from omnisep.modalities import MODALITIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +31,7 @@ class AblationSetting:
 
     @property
     def flags(self) -> dict[str, bool]:
-        return {m: m in self.modalities for m in ("text", "image", "audio")}
+        return {m: m in self.modalities for m in MODALITIES}
 
 
 SETTINGS = (

@@ -37,6 +37,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from omnisep.errors import OmniSepError
+
 SCORED_LENGTH = 65280
 SILENCE_SUM_ABS = 1e-5
 FILTER_LENGTH = 512
@@ -137,9 +139,30 @@ def _images_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return 10.0 * math.log10(float(np.sum(reference**2)) / error)
 
 
+def require_backend(backend: str) -> None:
+    """Name a missing optional dependency before any work: museval is the extra ``omnisep[eval]``."""
+    import importlib.util
+
+    if backend == "museval" and importlib.util.find_spec("museval") is None:
+        raise OmniSepError(
+            "the museval metrics backend needs the museval package: pip install 'omnisep[eval]' "
+            "(it also wants FFmpeg on the system), or use --backend fast."
+        )
+
+
 def bss_eval_target(references: np.ndarray, estimates: np.ndarray, backend: str = "museval") -> tuple[float, float, float]:
     """SDR, SIR, SAR of the first estimate against the first reference (rows: sources), capped at CEILING_DB."""
     return tuple(_cap(value) for value in _bss_eval_target(references, estimates, backend))
+
+
+def _scorable_bss_eval(references: np.ndarray, estimates: np.ndarray, backend: str) -> tuple[float, float, float] | None:
+    """None when the references are linearly dependent (a target equal to its interferer): skipped, not a crash."""
+    import torch
+
+    try:
+        return bss_eval_target(references, estimates, backend)
+    except (np.linalg.LinAlgError, torch.linalg.LinAlgError):
+        return None
 
 
 def _bss_eval_target(references: np.ndarray, estimates: np.ndarray, backend: str) -> tuple[float, float, float]:
@@ -185,7 +208,10 @@ def score_mixture(target, interferer, mixture, backend: str = "museval", length:
     t, i, m = _crop([_as_signal(target, "target"), _as_signal(interferer, "interferer"), _as_signal(mixture, "mixture")], length)
     if is_silent(t) or is_silent(i) or is_silent(m):
         return None
-    sdr, sir, sar = bss_eval_target(np.stack([t, i]), np.stack([m, m]), backend)
+    scores = _scorable_bss_eval(np.stack([t, i]), np.stack([m, m]), backend)
+    if scores is None:
+        return None
+    sdr, sir, sar = scores
     return MixtureScore(sdr=sdr, sir=sir, sar=sar, si_sdr=si_sdr(t, m))
 
 
@@ -211,7 +237,10 @@ def score_estimate(
     complement = m - e
     if is_silent(t) or is_silent(i) or is_silent(e) or is_silent(complement):
         return None
-    sdr, sir, sar = bss_eval_target(np.stack([t, i]), np.stack([e, complement]), backend)
+    scores = _scorable_bss_eval(np.stack([t, i]), np.stack([e, complement]), backend)
+    if scores is None:
+        return None
+    sdr, sir, sar = scores
     return ItemScore(
         sdr=sdr,
         sir=sir,

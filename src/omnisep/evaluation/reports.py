@@ -1,24 +1,22 @@
 """Tables shaped like the paper's (Markdown for reading, CSV for tools).
 
-Reports are written only when a run is complete, each file atomically (temp
-file in the same folder, then ``os.replace``), so a table on disk is never a
-half-finished one. While a run is in progress its per-item scores go to a file
+Reports are written only when a run is complete, each file atomically
+(``omnisep.fileio``), so a table on disk is never a half-finished one. While a run is in progress its per-item scores go to a file
 clearly named ``*.partial.jsonl``; it becomes ``scores.jsonl`` only at the end.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 from omnisep.evaluation.metrics import ItemScore, Summary, summarize
 
@@ -45,18 +43,6 @@ class ConditionResult:
 
     def summary(self, metric: str) -> Summary:
         return summarize([score.to_dict()[metric] for score in self.scores])
-
-    @classmethod
-    def for_mixture(cls, name: str, group: str, mixture_scores: Sequence[ItemScore], skipped: int) -> "ConditionResult":
-        """The unprocessed mixture as a row: its own metrics in the estimate's place, SDRi = 0."""
-        rows = [
-            ItemScore(
-                sdr=s.sdr_mix, sir=s.sir_mix, sar=s.sar_mix, si_sdr=s.si_sdr_mix,
-                sdr_mix=s.sdr_mix, sir_mix=s.sir_mix, sar_mix=s.sar_mix, si_sdr_mix=s.si_sdr_mix,
-            )
-            for s in mixture_scores
-        ]
-        return cls(name=name, group=group, scores=rows, skipped=skipped)
 
 
 def format_mean_sem(summary: Summary) -> str:
@@ -213,19 +199,8 @@ def sweep_csv(sweep: Mapping[tuple[str, str], Sequence[tuple[float, Summary]]]) 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a whole file or nothing: a reader never sees a half-written report."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise
+    with fileio.output_errors(path):
+        fileio.write_text(path, text)
 
 
 class ScoreLog:
@@ -252,7 +227,7 @@ class ScoreLog:
 
     def finish(self) -> Path:
         self._handle.close()
-        os.replace(self.partial_path, self.final_path)
+        fileio.commit(self.partial_path, self.final_path)  # one rename, the umask's permissions
         return self.final_path
 
     def close(self) -> None:
@@ -298,7 +273,7 @@ def write_evaluation_reports(out_dir: str | os.PathLike, result, run_info: Mappi
 
     ``result`` is a finished :class:`omnisep.evaluation.protocol.EvaluationResult`.
     """
-    from omnisep.evaluation.plots import plot_alpha_sweep
+    from omnisep.plotting.sweep import plot_alpha_sweep
 
     out_dir = Path(out_dir)
     notes = [

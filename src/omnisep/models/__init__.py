@@ -1,6 +1,26 @@
-"""The Separate-Net and its U-Net."""
+"""Separate-Net kinds behind one contract (``base``), the registry that builds them, and the signal path."""
 
+from omnisep.models.base import FrameLayout, MaskNetwork, NetworkConfig
+from omnisep.models.registry import build, config_from_dict, config_to_dict, kinds, register
+from omnisep.models.film import FilmNet, FilmNetConfig
 from omnisep.models.separate_net import SeparateNet, SeparateNetConfig
 from omnisep.models.unet import UNet
 
-__all__ = ["SeparateNet", "SeparateNetConfig", "UNet"]
+register(SeparateNet)
+register(FilmNet)
+
+__all__ = [
+    "FilmNet",
+    "FilmNetConfig",
+    "FrameLayout",
+    "MaskNetwork",
+    "NetworkConfig",
+    "SeparateNet",
+    "SeparateNetConfig",
+    "UNet",
+    "build",
+    "config_from_dict",
+    "config_to_dict",
+    "kinds",
+    "register",
+]

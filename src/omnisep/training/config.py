@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -19,24 +20,22 @@ from pathlib import Path
 
 from omnisep.data.mixing import MODALITIES, MODALITY_MODES
 from omnisep.errors import OmniSepError, describe
+from omnisep.models.registry import config_from_dict
 from omnisep.spectral import HOP, SEGMENT
+from omnisep.training.resident import MixingSection
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-@dataclass
-class ModelSection:
-    ngf: int = 64
-    depth: int = 7
-    k: int = 32
-    binary_mask: bool = False
-    align_corners: bool = True  # the paper's up-sampling; false: exact chunked inference
+PIPELINES = ("files", "resident")
 
 
 @dataclass
 class EncoderSection:
     name: str = "bundled"
     options: dict = field(default_factory=dict)
+    # true: take the encoder's identity (and the Query-Aug label bank) from
+    # data.cache instead of loading the encoder, so that a training machine
+    # needs none of the encoder's packages or weights
+    from_cache: bool = False
 
 
 @dataclass
@@ -47,8 +46,12 @@ class DataSection:
     val_manifest: str | None = None
     val_mixtures: str | None = None  # JSONL {"target", "interferers"}: fixed validation mixtures
     cache: str | None = None  # embedding cache from `omnisep embed`; None = embed here with the encoder
-    num_sources: int = 2
+    num_sources: int = 2  # the file pipeline's sources per mixture (and the validation mixtures')
     segment_samples: int = SEGMENT
+    # files: the paper's mix-and-separate, examples decoded and mixed in worker
+    # processes; resident: clips held in device memory, mixtures drawn there as
+    # [mixing] says (1-3 sources, absent queries, reverberation, noise, levels)
+    pipeline: str = "files"
     num_workers: int = 4
     clip_cache_items: int = 256
     val_batch_size: int = 32
@@ -83,12 +86,19 @@ class TrainConfig:
     val_every: int = 10_000
     checkpoint_every: int = 1_000
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Warm start: a checkpoint whose weights initialise the network at step 0
+    # (a resumed run ignores it). Another kind's weights are adapted where the
+    # network knows how (a "film" network takes a "paper" network's U-Net).
+    init_from: str | None = None
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
-    model: ModelSection = field(default_factory=ModelSection)
+    # The network: "kind" (see omnisep.models.registry; default the paper's) and
+    # that kind's config fields; emb_dim comes from the encoder.
+    model: dict = field(default_factory=lambda: {"kind": "paper"})
     encoder: EncoderSection = field(default_factory=EncoderSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     queries: QuerySection = field(default_factory=QuerySection)
+    mixing: MixingSection = field(default_factory=MixingSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -99,12 +109,25 @@ class TrainConfig:
         config.validate(source)
         return config
 
+    def model_config(self, emb_dim: int):
+        """The network's config object for queries of ``emb_dim`` dimensions."""
+        if "emb_dim" in self.model:
+            raise OmniSepError("model.emb_dim is set by the encoder; remove it from the config.")
+        return config_from_dict({**self.model, "emb_dim": emb_dim})
+
     def validate(self, source: str = "the configuration") -> None:
         def fail(problem: str):
             raise OmniSepError(f"Config {source}: {problem}")
 
         if not self.data.train_manifest:
             fail("data.train_manifest is required.")
+        for where, value in _numbers(self):
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(f"{where} must be a finite number, got {value}.")
+        if not self.optim.lr > 0:
+            fail(f"optim.lr must be positive, got {self.optim.lr}.")
+        if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
+            fail(f"out_dir '{self.out_dir}' exists and is not a folder.")
         if self.precision not in PRECISIONS:
             fail(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'.")
         if self.queries.modality_mode not in MODALITY_MODES:
@@ -112,22 +135,43 @@ class TrainConfig:
         unknown = [m for m in self.queries.modalities if m not in MODALITIES]
         if unknown or not self.queries.modalities:
             fail(f"queries.modalities must be a non-empty subset of {', '.join(MODALITIES)}.")
+        try:
+            model_config = self.model_config(emb_dim=1)
+        except OmniSepError as error:
+            fail(f"[model] {error}")
+        multiple = model_config.time_multiple
         frames = 1 + self.data.segment_samples // HOP
-        if frames % (2**self.model.depth):
+        if frames % multiple:
             fail(
                 f"data.segment_samples = {self.data.segment_samples} gives {frames} STFT frames, "
-                f"which a depth-{self.model.depth} U-Net cannot halve {self.model.depth} times "
-                f"(use (m * {2**self.model.depth} - 1) * {HOP} + r samples, 0 <= r < {HOP})."
+                f"not a multiple of the {multiple} frames the network needs "
+                f"(use (m * {multiple} - 1) * {HOP} + r samples, 0 <= r < {HOP})."
             )
         for name in ("steps", "log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 fail(f"{name} must be at least 1.")
+        if self.encoder.from_cache and not self.data.cache:
+            fail("encoder.from_cache needs data.cache.")
+        if self.data.pipeline not in PIPELINES:
+            fail(f"data.pipeline must be one of {', '.join(PIPELINES)}, got '{self.data.pipeline}'.")
+        if self.data.pipeline == "resident":
+            self.mixing.validate(fail)
         if self.data.num_sources < 2:
             fail("data.num_sources must be at least 2.")
         if self.optim.batch_size < 1 or self.optim.accumulate_steps < 1:
             fail("optim.batch_size and optim.accumulate_steps must be at least 1.")
         if self.optim.decay_steps < self.optim.warmup_steps:
             fail("optim.decay_steps must not be smaller than optim.warmup_steps.")
+
+
+def _numbers(config, prefix: str = ""):
+    """(dotted name, value) of every number in a config, nested sections included."""
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if dataclasses.is_dataclass(value):
+            yield from _numbers(value, f"{prefix}{item.name}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield f"{prefix}{item.name}", value
 
 
 def _check_type(value, annotation, where: str, source: str):

@@ -112,10 +112,6 @@ def wrap_model(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, DistributedDataParallel) else model
-
-
 def gradient_sync(model: torch.nn.Module, last_micro_batch: bool):
     """All-reduce gradients only after the last micro-batch of a step."""
     if isinstance(model, DistributedDataParallel) and not last_micro_batch:

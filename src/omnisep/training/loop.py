@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,16 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from omnisep import fileio
 from omnisep.data.manifest import ManifestItem, read_manifest
-from omnisep.data.mixing import MODALITIES, MixtureDataset, QueryTable, read_mixture_list
+from omnisep.data.mixing import MODALITIES, MixtureDataset, QueryTable
+from omnisep.data.mixtures import read_mixture_list
 from omnisep.encoders import get_encoder
 from omnisep.encoders.base import identities_compatible
 from omnisep.errors import OmniSepError, describe
-from omnisep.models import SeparateNet, SeparateNetConfig
+from omnisep.models import MaskNetwork
+from omnisep.models import build as build_network
+from omnisep.models.registry import config_from_dict
 from omnisep.queries import QueryBank
 from omnisep.states import load_state_file, save_checkpoint, save_state_file
 from omnisep.training import distributed
@@ -74,7 +77,7 @@ def _query_tables(config: TrainConfig, encoder, train_items, val_items) -> tuple
     if config.data.cache:
         from omnisep.data.cache import EmbeddingCache
 
-        cache = EmbeddingCache(config.data.cache, encoder_identity=encoder.identity())
+        cache = EmbeddingCache(config.data.cache, encoder_identity=None if encoder is None else encoder.identity())
         train_table = QueryTable(train_items, cache=cache)
         val_table = QueryTable(val_items, cache=cache) if val_items else None
     else:
@@ -83,10 +86,39 @@ def _query_tables(config: TrainConfig, encoder, train_items, val_items) -> tuple
     return train_table, val_table
 
 
-def _label_bank(encoder, items: list[ManifestItem]) -> QueryBank:
-    """Query-Aug bank of the training classes: the text embedding of each label."""
+def _label_bank(encoder, items: list[ManifestItem], table: QueryTable) -> QueryBank:
+    """Query-Aug bank of the training classes: the text embedding of each label.
+
+    Without an encoder (``encoder.from_cache``) the cache's text embedding of
+    each label's first item is that label's embedding.
+    """
     labels = sorted({item.label for item in items})
-    return QueryBank(labels, encoder.embed_text(labels))
+    if encoder is not None:
+        return QueryBank(labels, encoder.embed_text(labels))
+    first = {}
+    for item in items:
+        first.setdefault(item.label, item.id)
+    text = MODALITIES.index("text")
+    rows = []
+    for label in labels:
+        embeddings, available = table.get(first[label])
+        if not available[text]:
+            raise OmniSepError(f"The embedding cache has no text embedding for '{first[label]}' (label '{label}').")
+        rows.append(embeddings[text])
+    return QueryBank(labels, torch.stack(rows))
+
+
+def _cache_identity(config: TrainConfig) -> dict:
+    from omnisep.data.cache import EmbeddingCache
+    from omnisep.states import ENCODER_FIELDS
+
+    recorded = EmbeddingCache(config.data.cache).encoder
+    if recorded.get("name") != config.encoder.name:
+        raise OmniSepError(
+            f"Embedding cache {describe(config.data.cache)} was made with encoder {recorded.get('name')!r}, "
+            f"but the config names {config.encoder.name!r}."
+        )
+    return {key: recorded[key] for key in ENCODER_FIELDS}
 
 
 def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precision: str) -> torch.Tensor:
@@ -101,7 +133,7 @@ def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precis
 
 
 @torch.no_grad()
-def validate(net: SeparateNet, dataset: MixtureDataset, config: TrainConfig, runtime: distributed.Runtime) -> dict:
+def validate(net: MaskNetwork, dataset: MixtureDataset, config: TrainConfig, runtime: distributed.Runtime) -> dict:
     """Mean validation loss per query modality (text, image, audio) and for the Query-Mixup query.
 
     One U-Net pass per batch serves all four queries. Each modality averages
@@ -119,25 +151,33 @@ def validate(net: SeparateNet, dataset: MixtureDataset, config: TrainConfig, run
         sources = batch["sources"].to(runtime.device)
         mag_mix, ground_truth, weight = separation_targets(mixture, sources)
         with distributed.autocast(runtime, config.precision):
-            features = net.features(mag_mix)
+            prepared = net.prepare(mag_mix)
         embeddings = batch["embeddings"].to(runtime.device)
         available = batch["available"].to(runtime.device)
         for m in range(len(MODALITIES)):
             present = available[:, :, m]
             if present.any():
                 with distributed.autocast(runtime, config.precision):
-                    logits = net.mask_logits(features, F.normalize(embeddings[:, :, m], dim=-1))
+                    logits = net.mask_logits(prepared, F.normalize(embeddings[:, :, m], dim=-1))
                 losses = weighted_bce(logits, ground_truth, weight)
                 totals[0, m] += (losses * present).sum()
                 totals[1, m] += present.sum()
         with distributed.autocast(runtime, config.precision):
-            logits = net.mask_logits(features, batch["queries"].to(runtime.device))
+            logits = net.mask_logits(prepared, batch["queries"].to(runtime.device))
         losses = weighted_bce(logits, ground_truth, weight)
         totals[0, -1] += losses.sum()
         totals[1, -1] += losses.numel()
     distributed.all_reduce_sum(totals, runtime)
     net.train(was_training)
     return {key: float(totals[0, i] / totals[1, i]) for i, key in enumerate(VALIDATION_KEYS) if totals[1, i] > 0}
+
+
+def _same_network(saved: dict, current: dict) -> bool:
+    """Whether a resume state's model section describes the configured network (older states lack ``kind``)."""
+    try:
+        return config_from_dict({**saved, "emb_dim": 1}) == config_from_dict({**current, "emb_dim": 1})
+    except OmniSepError:
+        return False
 
 
 def _rng_state() -> dict:
@@ -164,10 +204,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     with open(path, encoding="utf-8") as handle:
         rows = [line for line in handle if line.strip() and json.loads(line)["step"] <= step]
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".metrics.", delete=False, encoding="utf-8")
-    with handle:
-        handle.writelines(rows)
-    os.replace(handle.name, path)
+    fileio.write_text(path, "".join(rows))
 
 
 class _Trainer:
@@ -178,8 +215,12 @@ class _Trainer:
         self.out_dir = Path(config.out_dir)
         distributed.autocast(runtime, config.precision)  # refuse a bad precision before any work
 
-        self.encoder = get_encoder(config.encoder.name, **config.encoder.options)
-        self.encoder_identity = self.encoder.identity()
+        if config.encoder.from_cache:
+            self.encoder = None
+            self.encoder_identity = _cache_identity(config)
+        else:
+            self.encoder = get_encoder(config.encoder.name, **config.encoder.options)
+            self.encoder_identity = self.encoder.identity()
         train_items, val_items = _split_items(config)
         train_table, val_table = _query_tables(config, self.encoder, train_items, val_items)
         data = config.data
@@ -214,18 +255,13 @@ class _Trainer:
             )
         else:
             self.log("note: no validation items (split val/valid/validation); best/ is not written")
-        self.bank = _label_bank(self.encoder, train_items) if runtime.is_main else None
+        self.bank = _label_bank(self.encoder, train_items, train_table) if runtime.is_main else None
+        self.mixer = self._resident_mixer(train_table) if data.pipeline == "resident" else None
 
         torch.manual_seed(config.seed)  # same initial weights in every process and every run
-        model_config = SeparateNetConfig(
-            ngf=config.model.ngf,
-            depth=config.model.depth,
-            k=config.model.k,
-            emb_dim=self.encoder.dim,
-            binary_mask=config.model.binary_mask,
-            align_corners=config.model.align_corners,
-        )
-        self.net = SeparateNet(model_config).to(runtime.device)
+        self.net = build_network(config.model_config(int(self.encoder_identity["dim"]))).to(runtime.device)
+        if runtime.device.type == "cuda":
+            self.net = self.net.to(memory_format=torch.channels_last)  # faster tensor-core convolutions
         optim = config.optim
         self.optimizer = torch.optim.Adam(
             self.net.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay
@@ -236,7 +272,45 @@ class _Trainer:
         self.best_metric: float | None = None
         self.wall_s = 0.0
 
+    def _resident_mixer(self, table: QueryTable):
+        """Every training clip decoded once into device memory (see omnisep.training.resident)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from omnisep.data.mixing import load_clip
+        from omnisep.training.resident import ResidentMixer
+
+        items = self.train_set.items  # already without items that lack every query modality
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=max(1, min(16, os.cpu_count() or 1))) as pool:
+            clips = list(pool.map(load_clip, [item.audio for item in items]))
+        rows = [table.get(item.id) for item in items]
+        embeddings = torch.stack([row[0] for row in rows])
+        available = torch.stack([row[1] for row in rows]) & self.train_set.modality_mask
+        hours = sum(len(clip) for clip in clips) / 16000 / 3600
+        self.log(f"resident pipeline: {len(clips)} clips ({hours:.2f} h) decoded in {time.perf_counter() - started:.0f} s")
+        return ResidentMixer(
+            items, clips, embeddings, available, self.config.mixing, self.config.data.segment_samples,
+            self.config.seed, self.runtime.device, self.config.optim.batch_size,
+        )
+
     # ------------------------------------------------------------------ state
+
+    def warm_start(self, checkpoint: str) -> None:
+        """Initialise the network from a checkpoint trained with the same encoder (see ``init_from``)."""
+        from omnisep.states import check_encoder, load_checkpoint
+
+        loaded = load_checkpoint(checkpoint)
+        try:
+            check_encoder(loaded.config, self.encoder_identity)
+        except OmniSepError as error:
+            raise OmniSepError(f"init_from {describe(checkpoint)}: {error}") from None
+        kind = loaded.config["model"].get("kind", "paper")
+        state = self.net.adapt_state(loaded.model.state_dict(), kind)
+        try:
+            self.net.load_state_dict(state)
+        except RuntimeError as error:
+            raise OmniSepError(f"init_from {describe(checkpoint)} does not fit the configured network: {str(error).splitlines()[0]}") from None
+        self.log(f"warm start from {describe(checkpoint)} ({kind} network)")
 
     def load_resume_state(self) -> bool:
         path = self.out_dir / RESUME_FILE
@@ -245,7 +319,7 @@ class _Trainer:
         state = load_state_file(path)
         if not isinstance(state, dict) or state.get("format") != RESUME_FORMAT:
             raise OmniSepError(f"{describe(path)} is not an omnisep resume state.")
-        if state["config"]["model"] != self.config.to_dict()["model"]:
+        if not _same_network(state["config"]["model"], self.config.model):
             raise OmniSepError(
                 f"{describe(path)} was written for model {state['config']['model']}, but the config asks for "
                 f"{self.config.to_dict()['model']}; use another out_dir or --no-resume."
@@ -294,13 +368,16 @@ class _Trainer:
         self.net.train()
         accumulate = config.optim.accumulate_steps
         chunks = distributed.chunk_positions(config.optim.batch_size, runtime.world_size, accumulate, runtime.rank)
-        loader = torch.utils.data.DataLoader(
-            self.train_set,
-            batch_sampler=distributed.StepBatchSampler(self.step, config.steps, chunks),
-            num_workers=config.data.num_workers,
-            pin_memory=runtime.device.type == "cuda",
-        )
-        batches = iter(loader)
+        if self.mixer is not None:
+            batches = (self.mixer.batch(step, chunk) for step in range(self.step, config.steps) for chunk in chunks)
+        else:
+            loader = torch.utils.data.DataLoader(
+                self.train_set,
+                batch_sampler=distributed.StepBatchSampler(self.step, config.steps, chunks),
+                num_workers=config.data.num_workers,
+                pin_memory=runtime.device.type == "cuda",
+            )
+            batches = iter(loader)
         metrics_path = self.out_dir / "metrics.jsonl"
         interval_loss = torch.zeros((), dtype=torch.float64, device=runtime.device)
         interval_steps, interval_start = 0, time.perf_counter()
@@ -369,6 +446,11 @@ class _Trainer:
 def train(config: TrainConfig, *, resume: bool = True, log: Callable[[str], None] = print) -> TrainResult:
     """Train (or continue training) as the config says; under torchrun every process calls this."""
     runtime = distributed.start(config.device)
+    if runtime.device.type == "cuda":
+        # Fixed input sizes: let cuDNN pick its fastest convolutions once.
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     try:
         trainer = _Trainer(config, runtime, log)
         out_dir = Path(config.out_dir)
@@ -376,6 +458,8 @@ def train(config: TrainConfig, *, resume: bool = True, log: Callable[[str], None
             out_dir.mkdir(parents=True, exist_ok=True)
         if resume and trainer.load_resume_state():
             trainer.log(f"resuming from {describe(out_dir / RESUME_FILE)} at step {trainer.step}")
+        elif config.init_from:
+            trainer.warm_start(config.init_from)
         if runtime.is_main:
             _truncate_metrics(out_dir / "metrics.jsonl", trainer.step)
         if trainer.step >= config.steps:

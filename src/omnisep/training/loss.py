@@ -1,6 +1,7 @@
 """Targets and the weighted binary cross-entropy of the paper (eq. 3).
 
-Everything is computed on the batch, in torch, after the log-frequency warp:
+Everything is computed on the batch, in torch, on the network's own input
+(:func:`omnisep.models.signal_path.warped_magnitude`):
 the ground-truth mask is ``mag_source > 0.5 * mag_mix`` and each bin's weight
 is ``clamp(log1p(mag_mix), 1e-3, 10)``, so loud bins count more and silent
 ones barely at all.
@@ -11,17 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from omnisep import spectral
+from omnisep.models.signal_path import warped_magnitude
 
 WEIGHT_RANGE = (1e-3, 10.0)
-
-
-def warped_magnitude(waves: torch.Tensor) -> torch.Tensor:
-    """``[B, C, T] -> [B, C, 256, F]``: |STFT| + eps, warped to log frequency."""
-    batch, channels, samples = waves.shape
-    magnitude = spectral.stft(waves.reshape(batch * channels, samples)).abs() + spectral.MAG_EPS
-    magnitude = magnitude.reshape(batch, channels, *magnitude.shape[-2:])
-    return spectral.warp(magnitude)
 
 
 @torch.no_grad()

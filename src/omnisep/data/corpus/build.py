@@ -20,11 +20,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from omnisep import fileio
 from omnisep.data.corpus import CLASSES, SAMPLE_RATE, SPLITS, VOCABULARY, slug
 from omnisep.data.corpus.emoji import EmojiImages
 from omnisep.data.corpus.family import Clip, SourcePackage
 from omnisep.data.corpus.packages import SourceCache
 from omnisep.data.corpus.splits import make_mixtures
+from omnisep.data.mixtures import MixtureList
 from omnisep.errors import OmniSepError
 
 SPLIT_SHARES = {"train": 0.7, "val": 0.15, "test": 0.15}
@@ -97,16 +99,12 @@ def _prepare_out_dir(out_dir: Path) -> None:
 
 def write_wav(path: Path, audio: np.ndarray) -> None:
     """16-bit wav, written to a temporary name first so a crash leaves no truncated clip."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    sf.write(partial, np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    partial.replace(path)
+    with fileio.atomic_path(path) as partial:
+        sf.write(str(partial), np.clip(audio, -1.0, 1.0), SAMPLE_RATE, subtype="PCM_16", format="WAV")
 
 
 def write_text(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(path)
+    fileio.write_text(path, text, fsync=False)
 
 
 def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
@@ -184,8 +182,8 @@ def build_corpus(
     report.hours = total_seconds / 3600
 
     write_jsonl(out_dir / "manifest.jsonl", rows)
-    write_jsonl(out_dir / "mixtures_val.jsonl", make_mixtures(rows, "val", seed))
-    write_jsonl(out_dir / "mixtures_test.jsonl", make_mixtures(rows, "test", seed))
+    MixtureList(make_mixtures(rows, "val", seed)).write(out_dir / "mixtures_val.jsonl")
+    MixtureList(make_mixtures(rows, "test", seed)).write(out_dir / "mixtures_test.jsonl")
     write_text(out_dir / "labels.json", json.dumps(sorted(report.counts, key=labels.index), indent=1) + "\n")
     packages = [row for family in families for row in family.packages()] + images.packages()
     write_text(out_dir / "sources.md", sources_markdown(packages, rows, report))

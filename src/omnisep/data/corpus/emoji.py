@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from omnisep import fileio
 from omnisep.data.corpus import CLASSES, slug
 from omnisep.data.corpus.family import SourcePackage
 from omnisep.data.corpus.packages import SourceCache
@@ -82,7 +83,5 @@ def write_flat_png(source: Path, target: Path) -> None:
         rgba = image.convert("RGBA")
     canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
     flat = Image.alpha_composite(canvas, rgba).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE), Image.LANCZOS)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial.png")
-    flat.save(partial)
-    partial.replace(target)
+    with fileio.atomic_path(target) as partial:
+        flat.save(partial, format="PNG")

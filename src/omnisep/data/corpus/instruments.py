@@ -205,7 +205,13 @@ class GMRenderer:
     def __init__(self, soundfont: Path = FLUID_R3_GM):
         if not soundfont.is_file():
             raise OmniSepError(f"the soundfont '{soundfont}' is missing: install the Debian package fluid-soundfont-gm.")
-        import fluidsynth
+        try:
+            import fluidsynth
+        except ImportError:  # the package (extra "corpus") or the libfluidsynth it loads is missing
+            raise OmniSepError(
+                "rendering instruments needs FluidSynth: pip install 'omnisep[corpus]' and the system library "
+                "(Debian: apt-get install --no-install-recommends fluidsynth)."
+            ) from None
 
         self.synth = fluidsynth.Synth(
             samplerate=float(RENDER_RATE), gain=0.3,

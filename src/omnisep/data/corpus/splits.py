@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from omnisep.data.mixtures import MixtureSpec
+
 
 def assign_groups(groups: Sequence[str], seed: int, key: str = "") -> dict[str, str]:
     """Give each recording group one split; test and validation get a group first once there are enough.
@@ -30,11 +32,12 @@ def assign_groups(groups: Sequence[str], seed: int, key: str = "") -> dict[str, 
     return dict(zip(ordered, splits))
 
 
-def make_mixtures(items: Sequence[dict], split: str, seed: int, interferers: int = 1) -> list[dict]:
+def make_mixtures(items: Sequence[dict], split: str, seed: int, interferers: int = 1) -> list[MixtureSpec]:
     """One mixture per item of `split`: that item as target, interferers of other classes from the same split.
 
-    Each row is drawn from its own generator (seed, split, index), so the list
-    is reproducible and a row does not change when another class is added.
+    Each row is drawn from its own generator ``default_rng(row seed)``, the row
+    seed derived from (seed, split, index) and recorded as the row's ``seed``;
+    so the list is reproducible and a row does not change when another class is added.
     """
     pool = sorted((item for item in items if item["split"] == split), key=lambda item: item["id"])
     split_code = zlib.crc32(split.encode())
@@ -46,5 +49,5 @@ def make_mixtures(items: Sequence[dict], split: str, seed: int, interferers: int
         row_seed = int(np.random.SeedSequence([seed, split_code, index]).generate_state(1)[0])
         rng = np.random.default_rng(row_seed)
         chosen = [others[i] for i in rng.choice(len(others), size=interferers, replace=False)]
-        rows.append({"id": f"mix-{split}-{index:05d}", "target": target["id"], "interferers": chosen, "seed": row_seed})
+        rows.append(MixtureSpec(target["id"], tuple(chosen), id=f"mix-{split}-{index:05d}", seed=row_seed))
     return rows

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from omnisep.data.recipes import ListedItem, RecipeResult, prepare
+from omnisep.data.recipes.engine import ListedItem, RecipeResult, prepare
 from omnisep.errors import OmniSepError, describe
 
 SOURCE = "music"

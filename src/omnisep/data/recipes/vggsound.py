@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from omnisep.data.recipes import RecipeResult, prepare
+from omnisep.data.recipes.engine import RecipeResult, prepare
 
 SOURCE = "vggsound"
 

@@ -1,6 +1,6 @@
-"""Train the bundled encoder's heads from a manifest.
+"""Train the bundled encoder's heads from a manifest (a training step, so it lives above data/ and encoders/).
 
-    python -m omnisep.encoders.train_heads corpus/manifest.jsonl -o src/omnisep/pretrained/encoder-heads/heads.safetensors
+    omnisep encoders train-heads corpus/manifest.jsonl -o src/omnisep/pretrained/encoder-heads/heads.safetensors
 
 Audio clips and pictures (``image``, or the centre frames of ``video``) of
 the training items go through the frozen backbones once; each label text
@@ -13,8 +13,6 @@ the heads' JSON record.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -70,7 +68,7 @@ def augment_image(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _features(encoder, items: Sequence, copies: int, rng: np.random.Generator):
     """Backbone features and labels of every item's audio and picture, plus ``copies`` augmented versions."""
     from omnisep.audio import load_audio
-    from omnisep.data.cache import image_inputs
+    from omnisep.data.cache import item_inputs
 
     rate = encoder.audio_sample_rate
     audio, audio_labels, image, image_labels = [], [], [], []
@@ -81,7 +79,7 @@ def _features(encoder, items: Sequence, copies: int, rng: np.random.Generator):
         clips = [wave] + [augment_audio(wave, rate, rng) for _ in range(copies)]
         audio.append(encoder.audio_backbone_features(clips))
         audio_labels.extend([item.label] * len(clips))
-        frames = image_inputs(item)
+        frames = item_inputs(item, "image")
         if frames:
             versions = [frames] + [[augment_image(f, rng) for f in frames] for _ in range(copies)]
             image.extend(encoder.image_backbone_features(version).mean(0, keepdim=True) for version in versions)
@@ -152,28 +150,3 @@ def train_from_manifest(
     save_heads(output, heads, training=record)
     log(f"wrote {output}")
     return record
-
-
-def main(argv=None) -> int:
-    import click
-
-    @click.command()
-    @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("--hidden", default=512, show_default=True, help="Hidden width of the heads (0: linear).")
-    @click.option("--epochs", default=200, show_default=True)
-    @click.option("--augment", "augment_copies", default=3, show_default=True, help="Augmented copies per training item.")
-    @click.option("--seed", default=0, show_default=True)
-    def command(manifest, output, hidden, epochs, augment_copies, seed):
-        train_from_manifest(manifest, output, hidden=hidden, epochs=epochs, augment_copies=augment_copies, seed=seed, log=click.echo)
-
-    try:
-        command.main(args=argv, standalone_mode=False)
-    except OmniSepError as exc:
-        click.echo(f"omnisep: error: {exc}", err=True)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from omnisep.audio import save_audio
-from omnisep.plotting import file_spectrogram, plot_separation, spectrogram
+from omnisep.plotting.spectrograms import file_spectrogram, plot_separation, spectrogram
 
 RATE = 16000
 

@@ -5,13 +5,12 @@ whistle with vibrato, hiss above 5 kHz, decaying bell strikes around
 1-1.6 kHz), so a tiny Separate-Net learns to separate them in a minute on a
 CPU. Nothing is downloaded: every clip is rendered from a seeded generator.
 
-    python -m omnisep.training.synthetic runs/tiny-corpus
+    omnisep corpus synthetic runs/tiny-corpus
     omnisep train configs/tiny.toml
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,8 +61,3 @@ def make_corpus(
             items.append(ManifestItem(id=item_id, audio=path, label=label, split=split, source="synthetic"))
     return write_manifest(folder / "manifest.csv", items)
 
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m omnisep.training.synthetic OUT_DIR")
-    print(make_corpus(sys.argv[1], train_per_class=12, val_per_class=3, test_per_class=3))

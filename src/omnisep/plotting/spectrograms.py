@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from omnisep.audio import AudioReader
+from omnisep.plotting import CMAP, new_figure, save_figure
 
 DYNAMIC_RANGE_DB = 80.0
 DEFAULT_N_FFT = 2048
@@ -93,11 +93,8 @@ def file_spectrogram(
 
 def spectrogram_figure(panels: Sequence[tuple[str, Spectrogram]], title: str | None = None):
     """A matplotlib Figure with one panel per (name, spectrogram), on one shared dB scale."""
-    # The object API needs no pyplot and no GUI backend, and leaves the caller's backend alone.
-    from matplotlib.figure import Figure
-
     top = max(float(s.db.max()) for _, s in panels)
-    figure = Figure(figsize=(10, 2.2 * len(panels) + 0.6), layout="constrained")
+    figure = new_figure(10, 2.2 * len(panels) + 0.6)
     axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     image = None
     for axis, (name, spec) in zip(axes, panels):
@@ -110,7 +107,7 @@ def spectrogram_figure(panels: Sequence[tuple[str, Spectrogram]], title: str | N
             extent=extent,
             vmin=top - DYNAMIC_RANGE_DB,
             vmax=top,
-            cmap="magma",
+            cmap=CMAP,
             interpolation="nearest",
         )
         axis.set_ylabel("kHz")
@@ -120,21 +117,6 @@ def spectrogram_figure(panels: Sequence[tuple[str, Spectrogram]], title: str | N
     if title:
         figure.suptitle(title)
     return figure
-
-
-def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
-    """Write a PNG atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(handle)
-    try:
-        figure.savefig(temp_name, format="png", dpi=dpi)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def plot_separation(path: str | os.PathLike, panels: Sequence[tuple[str, Spectrogram]], title: str | None = None) -> Path:

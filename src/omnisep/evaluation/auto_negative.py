@@ -1,0 +1,459 @@
+"""How much the automatic negative query gains, against no negative and the oracle negative.
+
+For every mixture of a test set (target T, interferer I) and every query mode
+of Table 1 (text, image, audio, composed; built exactly as ``omnisep
+evaluate`` builds them), one U-Net pass serves every query of the sweep:
+
+* the plain query (no negative);
+* the oracle negative: I's own label, eq. 4, for each alpha;
+* the automatic negative (:mod:`omnisep.negatives`) for each setting of the
+  sweep: how many labels, the similarity cut-off, which signal is scanned
+  (the mixture, or the residual the plain query leaves), and alpha.
+
+Scores are the protocol's SDR (BSSEval v4 images variant, which needs no
+projection and is what both metric backends compute for the SDR) and SDRi
+over the unprocessed mixture, on the same 65,280 samples, with the same skip
+rule. ``choose_defaults`` picks the setting with the best mean SDRi over the
+modes among those that are never worse than no negative on average, on the
+VALIDATION mixtures; the test mixtures only report it.
+
+    python -m omnisep.evaluation.auto_negative MODEL corpus/mixtures_val.jsonl --cache CACHE --out val.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from omnisep.evaluation.metrics import SCORED_LENGTH, _cap, _images_sdr, is_silent, summarize
+
+DEFAULT_COUNTS = (1, 2, 3)
+DEFAULT_ALPHAS = (0.25, 0.5, 1.0)
+DEFAULT_SIMILARITIES = (0.55, 0.7, 1.01)  # 1.01: only the own label is left out
+DEFAULT_SOURCES = ("mixture",)
+MODES = ("text", "image", "audio", "composed")
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray, length: int = SCORED_LENGTH) -> float | None:
+    reference = np.asarray(reference, np.float64)[:length]
+    estimate = np.asarray(estimate, np.float64)[:length]
+    if is_silent(reference) or is_silent(estimate):
+        return None
+    return _cap(_images_sdr(reference, estimate))
+
+
+class _OnePass:
+    """One network pass per mixture for any number of query batches: ``signal_path.separate`` split in two."""
+
+    def __init__(self, model, mixture: torch.Tensor):
+        from omnisep.models import signal_path
+
+        self.model, self.path = model, signal_path
+        with torch.no_grad():
+            self.spec = signal_path.analyse(mixture[None])
+            self.frames = self.spec.shape[-1]
+            self.prepared = model.prepare(signal_path.pad_frames(signal_path.network_input(self.spec), model.time_multiple))
+
+    def separate(self, queries: torch.Tensor, length: int) -> np.ndarray:
+        """``[Q, D]`` -> ``[Q, length]``, exactly what ``signal_path.separate`` returns."""
+        path, outputs = self.path, []
+        with torch.no_grad():
+            for q0 in range(0, len(queries), path.QUERY_GROUP):
+                logits = self.model.mask_logits(self.prepared, queries[None, q0 : q0 + path.QUERY_GROUP])[..., : self.frames]
+                outputs.append(path.synthesise(path.apply_masks(self.spec, self.model.masks(logits)), length).float())
+        return torch.cat(outputs, dim=1)[0].numpy()
+
+    def scan(self, bank, mixture: np.ndarray, frame_seconds: float = 0.5):
+        """:func:`omnisep.scan.scan` of the mixture from this pass's features (the scan's engine runs
+        the same single U-Net pass on an input of one chunk, so the numbers are the same)."""
+        from omnisep.queries import normalize
+        from omnisep.scan import _FrameMeter, _result
+        from omnisep.spectral import SAMPLE_RATE
+
+        frame = max(1, round(frame_seconds * SAMPLE_RATE))
+        estimates = self.separate(normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32)), mixture.size)
+        targets, mix = _FrameMeter(len(bank.labels), frame), _FrameMeter(1, frame)
+        targets.add(estimates)
+        mix.add(mixture[None].astype(np.float32))
+        return _result(bank.labels, targets.close(), mix.close()[0], frame, mixture.size)
+
+
+class _BankTable:
+    """Text-only query table from the checkpoint's bank: a text query is the bank row of its label
+    (training fills the bank with the same encoder's label embeddings), so text needs no cache."""
+
+    def __init__(self, items, bank):
+        rows = dict(zip(bank.labels, torch.as_tensor(bank.embeddings, dtype=torch.float32)))
+        missing = sorted({item.label for item in items} - set(rows))
+        if missing:
+            raise click.ClickException(f"labels {missing[:3]} are not in the model's bank; give --cache")
+        self.dim = bank.dim
+        self._rows = {item.id: rows[item.label] for item in items}
+
+    def get(self, item_id):
+        rows = torch.zeros(3, self.dim)
+        rows[0] = self._rows[item_id]
+        return rows, torch.tensor([True, False, False])
+
+    def available(self, item_id):
+        return self.get(item_id)[1]
+
+
+def setting_key(source: str, count: int, similarity: float, alpha: float) -> str:
+    return f"auto/{source}/n{count}/sim{similarity:g}/a{alpha:g}"
+
+
+def run(
+    checkpoint,
+    mixtures,
+    manifest=None,
+    cache=None,
+    modes=MODES,
+    counts=DEFAULT_COUNTS,
+    alphas=DEFAULT_ALPHAS,
+    similarities=DEFAULT_SIMILARITIES,
+    sources=DEFAULT_SOURCES,
+    limit: int | None = None,
+    progress: bool = True,
+    controls: bool = True,
+    partial=None,
+) -> dict:
+    """Per mode and per query key, the SDRi of every mixture (None where skipped), plus label-choice stats.
+
+    ``controls`` adds two queries that tell what the scan contributes: a negative from a random
+    other label (never the own one), and the query scaled by ``1 + alpha`` with nothing
+    subtracted (eq. 4's first term alone). ``partial`` (a path): the data so far is written
+    there every 20 mixtures.
+    """
+    from omnisep import negatives
+    from omnisep.data.mixing import MixtureDataset
+    from omnisep.data.mixtures import load_test_set
+    from omnisep.evaluation.protocol import EvaluationConfig
+    from omnisep.evaluation.protocol.queries import QueryBuilder, load_query_table, needed_items
+    from omnisep.queries import negative
+    from omnisep.scan import scan
+    from omnisep.states import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    model, bank = loaded.model.eval(), loaded.bank
+    test_set = load_test_set(mixtures, manifest)
+    config = EvaluationConfig(modes=tuple(modes), negative_source="text")
+    if cache is None:
+        if set(modes) != {"text"}:
+            raise click.ClickException("image, audio and composed queries need the embedding cache (--cache)")
+        table = _BankTable(test_set.items, bank)
+    else:
+        table = load_query_table(test_set, needed_items(test_set, config), cache, None)
+    builder = QueryBuilder(test_set, table, config, bank)
+    dataset = MixtureDataset(test_set.items, table, training=False, num_sources=len(test_set.mixtures[0]),
+                             mixtures=test_set.mixtures)
+    count = len(test_set.mixtures) if limit is None else min(limit, len(test_set.mixtures))
+    scores: dict[str, dict[str, list]] = {mode: defaultdict(list) for mode in modes}
+    choices_log: dict[str, dict[str, dict]] = {mode: defaultdict(lambda: {"hit": 0, "own": 0, "none": 0, "n": 0}) for mode in modes}
+    settings = list(itertools.product(sources, counts, similarities))
+    started = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=count, unit="mixture", desc="auto-negative", dynamic_ncols=True)
+    for index in range(count):
+        example = dataset[index]
+        sources_ = example["sources"]
+        target, interferer = sources_[0].numpy(), sources_[1:].sum(0).numpy()
+        mixture = example["mixture"]
+        target_item, *interferers = test_set.mixtures[index]
+        target_label = test_set.items[target_item].label
+        interferer_labels = {test_set.items[i].label for i in interferers}
+        mixture_sdr = sdr(target, mixture.numpy())
+        valid = mixture_sdr is not None and not is_silent(interferer[:SCORED_LENGTH])
+        one_pass = _OnePass(model, mixture)
+        scanned = {"mixture": one_pass.scan(bank, mixture.numpy())}
+        for mode in modes:
+            query = builder.base_query(target_item, mode, index)
+            if query is None:
+                continue
+            keyed: dict[str, torch.Tensor] = {"plain": query}
+            oracle = builder.negative_query(interferers, mode, index)
+            for alpha in alphas:
+                keyed[f"oracle/a{alpha:g}"] = negative(query, oracle, alpha)
+            if controls:
+                own = int(negatives.similarities(query, bank).argmax())
+                rng = np.random.default_rng([1234, index, MODES.index(mode)])
+                other = int(rng.choice([i for i in range(len(bank.labels)) if i != own]))
+                for alpha in alphas:
+                    keyed[f"control/random/a{alpha:g}"] = negative(query, bank.embeddings[other], alpha)
+                    keyed[f"control/scaled/a{alpha:g}"] = (1.0 + alpha) * query
+            if "residual" in sources:
+                plain = one_pass.separate(query[None], mixture.shape[-1])[0]
+                scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000)
+            for source, n, similarity in settings:
+                chosen = negatives.choose(scanned[source], query, bank, negatives.AutoNegative(n, min(similarity, 1.0)))
+                labels = {c.label for c in chosen}
+                stats = choices_log[mode][f"auto/{source}/n{n}/sim{similarity:g}"]
+                stats["n"] += 1
+                stats["hit"] += bool(labels & interferer_labels)
+                stats["own"] += target_label in labels
+                stats["none"] += not chosen
+                for alpha in alphas:
+                    keyed[setting_key(source, n, similarity, alpha)] = negatives.apply(query, bank, chosen, alpha)
+            # Equal vectors give equal estimates: separate each distinct one once.
+            distinct: dict[bytes, int] = {}
+            vectors = []
+            for vector in keyed.values():
+                key = vector.numpy().tobytes()
+                if key not in distinct:
+                    distinct[key] = len(vectors)
+                    vectors.append(vector)
+            estimates = one_pass.separate(torch.stack(vectors), SCORED_LENGTH)
+            for name, vector in keyed.items():
+                value = None
+                if valid:
+                    estimate = estimates[distinct[vector.numpy().tobytes()]]
+                    complement = mixture.numpy()[:SCORED_LENGTH] - estimate
+                    score = None if is_silent(complement) else sdr(target, estimate)
+                    value = None if score is None else score - mixture_sdr
+                scores[mode][name].append(value)
+        if bar is not None:
+            bar.update(1)
+        if partial is not None and (index + 1) % 20 == 0:
+            Path(partial).write_text(json.dumps(_package(checkpoint, mixtures, index + 1, started, counts, alphas, similarities,
+                                                         sources, scores, choices_log)))
+    if bar is not None:
+        bar.close()
+    return _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log)
+
+
+def _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log) -> dict:
+    return {
+        "checkpoint": str(checkpoint),
+        "mixtures": str(mixtures),
+        "count": count,
+        "seconds": round(time.perf_counter() - started, 1),
+        "grid": {"counts": list(counts), "alphas": list(alphas), "similarities": list(similarities), "sources": list(sources)},
+        "scores": {mode: dict(values) for mode, values in scores.items()},
+        "choices": {mode: {k: dict(v) for k, v in values.items()} for mode, values in choices_log.items()},
+    }
+
+
+def _paired(values: list, reference: list) -> tuple[list[float], list[float]]:
+    pairs = [(v, r) for v, r in zip(values, reference) if v is not None and r is not None]
+    return [v for v, _ in pairs], [r for _, r in pairs]
+
+
+def summarize_run(data: dict) -> dict:
+    """Per mode and key: mean SDRi, SEM, and the paired gain over the plain query."""
+    out = {}
+    for mode, keyed in data["scores"].items():
+        plain = keyed.get("plain")
+        if plain is None:
+            continue
+        rows = {}
+        for key, values in keyed.items():
+            kept, base = _paired(values, plain)
+            if not kept:
+                continue
+            summary = summarize(kept)
+            gains = np.asarray(kept) - np.asarray(base)
+            rows[key] = {
+                "sdri": summary.mean,
+                "sem": summary.sem,
+                "median": summary.median,
+                "n": len(kept),
+                "gain": float(gains.mean()),
+                "gain_sem": float(gains.std(ddof=1) / math.sqrt(len(gains))) if len(gains) > 1 else 0.0,
+            }
+        out[mode] = rows
+    return out
+
+
+def choose_defaults(summary: dict, alpha: float | None = None) -> str:
+    """The automatic setting with the best mean SDRi over the modes, at ``alpha`` (the strength users get
+    by default; None: any), preferring settings no worse than the plain query on average in every mode.
+
+    When no setting meets that, the best one is returned all the same (``meets_target`` says so).
+    """
+    keys = set.intersection(*(set(k for k in rows if k.startswith("auto/")) for rows in summary.values()))
+    if alpha is not None:
+        keys = {k for k in keys if k.endswith(f"/a{alpha:g}")}
+    if not keys:
+        raise click.ClickException("the runs hold no automatic setting to choose from")
+
+    def rank(key):
+        safe = all(rows[key]["gain"] >= 0 for rows in summary.values())
+        return (safe, float(np.mean([rows[key]["sdri"] for rows in summary.values()])), -int(key.split("/n")[1].split("/")[0]))
+
+    return max(sorted(keys), key=rank)
+
+
+def meets_target(summary: dict, key: str) -> bool:
+    return all(rows[key]["gain"] >= 0 for rows in summary.values())
+
+
+def report(summary: dict, chosen: str, choices: dict | None = None) -> str:
+    """A Markdown table: plain, oracle (alpha 0.5 and the chosen alpha), the chosen automatic setting."""
+    alpha = chosen.rsplit("/a", 1)[1]
+    lines = [
+        f"automatic setting: `{chosen}`",
+        "",
+        "| query | no negative | oracle NQ, α=0.5 | oracle NQ, α=" + alpha + " | automatic NQ | auto gain / oracle gain (α=" + alpha + ") | interferer chosen | own label chosen |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for mode, rows in summary.items():
+        plain, oracle05, oracle, auto = rows["plain"], rows["oracle/a0.5"], rows[f"oracle/a{alpha}"], rows[chosen]
+        share = auto["gain"] / oracle["gain"] if oracle["gain"] > 0 else float("nan")
+        stats = (choices or {}).get(mode, {}).get(chosen.rsplit("/a", 1)[0])
+        hit = f"{stats['hit'] / stats['n']:.0%}" if stats else "-"
+        own = f"{stats['own'] / stats['n']:.0%}" if stats else "-"
+        lines.append(
+            f"| {mode} | {plain['sdri']:.2f} ± {plain['sem']:.2f} | {oracle05['sdri']:.2f} ({oracle05['gain']:+.2f}) "
+            f"| {oracle['sdri']:.2f} ({oracle['gain']:+.2f}) | {auto['sdri']:.2f} ({auto['gain']:+.2f} ± {auto['gain_sem']:.2f}) "
+            f"| {share:.0%} | {hit} | {own} |"
+        )
+    return "\n".join(lines)
+
+
+def controls_table(summary: dict, chosen: str) -> str:
+    """What the scan's choice adds: the same alpha with a random other label, and with nothing subtracted."""
+    alpha = chosen.rsplit("/a", 1)[1]
+    lines = [
+        f"| query | no negative | oracle NQ | automatic NQ | random other label as NQ | (1 + α) q, nothing subtracted |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, rows in summary.items():
+        keys = ["plain", f"oracle/a{alpha}", chosen, f"control/random/a{alpha}", f"control/scaled/a{alpha}"]
+        if not all(key in rows for key in keys):
+            continue
+        cells = [f"{rows[k]['sdri']:.2f}" + ("" if k == "plain" else f" ({rows[k]['gain']:+.2f})") for k in keys]
+        lines.append(f"| {mode} (n={rows['plain']['n']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def sweep_table(summary: dict, source: str) -> str:
+    """Mean SDRi gain over no negative, averaged over the modes, for every (labels, cut-off) x alpha."""
+    keys = sorted({k for rows in summary.values() for k in rows if k.startswith(f"auto/{source}/")})
+    settings = sorted({k.rsplit("/a", 1)[0] for k in keys}, key=lambda s: (int(s.split("/n")[1].split("/")[0]), float(s.split("sim")[1])))
+    alphas = sorted({float(k.rsplit("/a", 1)[1]) for k in keys})
+    lines = ["| labels, cut-off | " + " | ".join(f"α={a:g}" for a in alphas) + " |", "|---" * (len(alphas) + 1) + "|"]
+    for setting in settings:
+        cells = []
+        for alpha in alphas:
+            key = f"{setting}/a{alpha:g}"
+            gains = [rows[key]["gain"] for rows in summary.values() if key in rows]
+            cells.append(f"{np.mean(gains):+.2f}" if gains else "-")
+        n, sim = setting.split("/n")[1].split("/sim")
+        lines.append(f"| {n}, {'own only' if float(sim) > 1 else sim} | " + " | ".join(cells) + " |")
+    oracle = [f"{np.mean([rows[f'oracle/a{a:g}']['gain'] for rows in summary.values()]):+.2f}" for a in alphas]
+    lines.append("| *oracle (interferer's label)* | " + " | ".join(oracle) + " |")
+    return "\n".join(lines)
+
+
+@click.group()
+def main():
+    """Sweep the automatic negative query (run), then pick on validation and report on test (report)."""
+
+
+@main.command("run")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
+@click.argument("mixtures", type=click.Path(exists=True, dir_okay=False))
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), default=None)
+@click.option("--cache", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Embedding cache of the checkpoint's encoder (not needed for --modes text).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file with every score.")
+@click.option("--limit", type=click.IntRange(min=1), default=None)
+@click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated query modes.")
+@click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture,residual.")
+@click.option("--quiet", is_flag=True)
+def run_command(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, quiet):
+    """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = run(checkpoint, mixtures, manifest, cache, modes=tuple(m.strip() for m in modes.split(",") if m.strip()), limit=limit,
+               sources=tuple(s.strip() for s in sources.split(",") if s.strip()), progress=not quiet,
+               partial=out.with_name(f"{out.stem}.partial.json"))
+    data["summary"] = summarize_run(data)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_name(f".{out.name}.part")
+    temp.write_text(json.dumps(data))
+    temp.replace(out)
+    click.echo(f"{data['count']} mixtures in {data['seconds']} s -> {out}; best setting: {choose_defaults(data['summary'])}")
+
+
+def merge(paths) -> dict:
+    """Runs of the same mixtures with different modes, as one run."""
+    runs = [json.loads(Path(path).read_text()) for path in paths]
+    merged = dict(runs[0])
+    merged["counts"] = {mode: runs[0]["count"] for mode in runs[0]["scores"]}
+    for other in runs[1:]:
+        if other["mixtures"] != merged["mixtures"]:
+            raise click.ClickException("merged runs must come from the same mixture list")
+        for key in ("scores", "choices"):
+            merged[key] = {**merged[key], **other[key]}
+        merged["counts"].update({mode: other["count"] for mode in other["scores"]})
+        merged["seconds"] = merged["seconds"] + other["seconds"]
+    merged["count"] = max(merged["counts"].values())
+    merged["summary"] = summarize_run(merged)
+    return merged
+
+
+@main.command("report")
+@click.option("--validation", "validation", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--test", "test", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--controls", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A test run whose controls table is shown (default: the merged --test runs).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def report_command(validation, test, controls, out):
+    """Choose the setting on the --validation runs, report it on the --test runs: OUT/results.md, OUT/summary.json.
+
+    Later runs override earlier ones for the modes they share."""
+    val, tst = merge(validation), merge(test)
+    chosen = choose_defaults(val["summary"])
+    safe = meets_target(val["summary"], chosen)
+    sources = val["grid"]["sources"]
+    text = [
+        "# Automatic negative query",
+        "",
+        "Setting chosen on the validation mixtures, reported on the test mixtures; mixtures per query mode "
+        f"(the first N of each list): validation {val['counts']}, test {tst['counts']}.",
+        "SDRi in dB, mean ± SEM over the mixtures a query mode can be formed for; gains in brackets are paired",
+        "differences to the same query without a negative. Model: `" + str(tst["checkpoint"]) + "`.",
+        "",
+        ("" if safe else "**No automatic setting is, on average, at least as good as no negative in every mode on "
+         "the validation mixtures; the least harmful one is shown.**"),
+        "",
+        "## Test mixtures",
+        "",
+        report(tst["summary"], chosen, tst.get("choices")),
+        "",
+        "## Validation mixtures (where the setting was chosen)",
+        "",
+        report(val["summary"], chosen, val.get("choices")),
+        "",
+    ]
+    control_run = merge([controls]) if controls else tst
+    table = controls_table(control_run["summary"], chosen)
+    if table:
+        text += [f"## Controls on the test mixtures (α = {chosen.rsplit('/a', 1)[1]}; the first {control_run['count']} mixtures)", "",
+                 "What the scan's choice adds over subtracting any other label, and over scaling the query alone.", "",
+                 table, ""]
+    for source in sources:
+        text += [f"## Sweep on the validation mixtures (scan of the {source}): mean gain over no negative, averaged over the modes", "",
+                 sweep_table(val["summary"], source), ""]
+        text += [f"## The same sweep on the test mixtures (for reference; not used to choose)", "", sweep_table(tst["summary"], source), ""]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.md").write_text("\n".join(text))
+    (out / "summary.json").write_text(json.dumps({"chosen": chosen, "validation": val["summary"], "test": tst["summary"],
+                                                  "choices_test": tst.get("choices"), "seconds": [val["seconds"], tst["seconds"]]}, indent=1))
+    click.echo("\n".join(text))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""The one signal path: wave -> |STFT| -> log-frequency warp -> network -> masks -> un-warp -> x mixture STFT -> iSTFT.
+
+Whole-file and streamed inference (:mod:`omnisep.apply`), evaluation and the
+training targets all go through these functions, so what is trained, what
+is scored and what users get are the same computation.
+
+Outputs are not clipped (the paper's code clips to [-1, 1]): keeping them
+linear is what makes ``residual = mixture - target`` exact, and evaluation
+scores exactly what ``omnisep separate`` writes. File writers warn when an
+integer format has to clip.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from omnisep import spectral
+from omnisep.models.base import PAPER_LAYOUT, MaskNetwork
+
+QUERY_GROUP = 16  # queries masked and inverted at a time, so memory does not grow with their number
+
+
+def check_layout(net: MaskNetwork) -> None:
+    if net.layout != PAPER_LAYOUT:
+        raise ValueError(f"the signal path implements {PAPER_LAYOUT}, the network needs {net.layout}")
+
+
+def analyse(wave: torch.Tensor) -> torch.Tensor:
+    """Complex STFT ``[B, T] -> [B, 513, 1 + T // 256]`` (centred, zero padded)."""
+    return spectral.stft(wave)
+
+
+def network_input(spec: torch.Tensor) -> torch.Tensor:
+    """``[B, 513, F]`` complex -> ``warp(|X| + 1e-10)`` ``[B, 1, 256, F]``."""
+    return spectral.warp(spec.abs().unsqueeze(1) + spectral.MAG_EPS)
+
+
+def warped_magnitude(waves: torch.Tensor) -> torch.Tensor:
+    """``[B, C, T] -> [B, C, 256, F]``: the network input of each signal (training targets use it too)."""
+    batch, channels, samples = waves.shape
+    spec = analyse(waves.reshape(batch * channels, samples))
+    mag = network_input(spec)
+    return mag.reshape(batch, channels, *mag.shape[-2:])
+
+
+def pad_frames(mag_warped: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad the frame axis to a multiple with silent frames (the 1e-10 floor), as the network needs."""
+    pad = -mag_warped.shape[-1] % multiple
+    return F.pad(mag_warped, (0, pad), value=spectral.MAG_EPS) if pad else mag_warped
+
+
+def apply_masks(spec: torch.Tensor, masks_warped: torch.Tensor) -> torch.Tensor:
+    """Un-warp masks ``[B, Q, 256, F]`` and scale the mixture spectrogram ``[B, 513, F]`` -> ``[B, Q, 513, F]``.
+
+    Keeps the mixture phase; real x complex is done on real pairs, so no
+    complex copy of the masks is made.
+    """
+    masks = spectral.unwarp(masks_warped)
+    return torch.view_as_complex(torch.view_as_real(spec).unsqueeze(1) * masks.unsqueeze(-1))
+
+
+def synthesise(masked: torch.Tensor, length: int) -> torch.Tensor:
+    """iSTFT of ``[B, Q, 513, F]`` -> ``[B, Q, length]``."""
+    batch, n_queries = masked.shape[:2]
+    out = spectral.istft(masked.reshape(batch * n_queries, *masked.shape[2:]), length)
+    return out.reshape(batch, n_queries, -1)
+
+
+def separate_spectrogram(
+    net: MaskNetwork, spec: torch.Tensor, queries: torch.Tensor, length: int, binary: bool | None = None
+) -> torch.Tensor:
+    """Mixture STFT ``[B, 513, F]`` and queries ``[B, Q, D]`` -> estimates ``[B, Q, length]``.
+
+    The frame axis is padded to the network's multiple with silent frames
+    and the logits cropped back, so real frames keep their values. The
+    query-independent half of the network runs once for all queries.
+    """
+    check_layout(net)
+    n_frames = spec.shape[-1]
+    prepared = net.prepare(pad_frames(network_input(spec), net.time_multiple))
+    outputs = []
+    for q0 in range(0, queries.shape[1], QUERY_GROUP):
+        logits = net.mask_logits(prepared, queries[:, q0 : q0 + QUERY_GROUP])[..., :n_frames]
+        outputs.append(synthesise(apply_masks(spec, net.masks(logits, binary)), length).float())
+    return torch.cat(outputs, dim=1)
+
+
+def separate(
+    net: MaskNetwork, wave: torch.Tensor, queries: torch.Tensor, length: int | None = None, binary: bool | None = None
+) -> torch.Tensor:
+    """One piece of audio ``[B, T]`` and queries ``[B, Q, D]`` -> ``[B, Q, length]`` (default ``T``).
+
+    Call ``eval()`` first for inference: in training mode BatchNorm uses the
+    batch statistics. Long files go through :mod:`omnisep.apply`, which cuts
+    them into chunks and calls :func:`separate_spectrogram` on each.
+    """
+    return separate_spectrogram(net, analyse(wave), queries, wave.shape[-1] if length is None else length, binary)

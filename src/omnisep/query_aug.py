@@ -1,0 +1,123 @@
+"""Query-Aug v2 at run time: the shipped text bank, matched over all of a class's entries, with a calibrated answer.
+
+The bank is built by :mod:`omnisep.querynet.words` (build time, WordNet and
+descriptions) and shipped as ``pretrained/query-aug/bank.safetensors`` +
+``.json``. A query is scored against a class by a soft maximum over that
+class's entries, ``s_c = tau_e * logsumexp(cos(q, e) / tau_e)``; the class
+probabilities are ``softmax(s / T)``. Under the fitted probability or cosine
+floor the answer is *unknown* and :class:`omnisep.api.Separator` leaves the
+query as it is instead of snapping it (paper eq. 5 snaps always).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from omnisep.errors import OmniSepError, describe
+
+DEFAULT_BANK = Path(__file__).resolve().parent / "pretrained" / "query-aug" / "bank.safetensors"
+
+
+@dataclass
+class Match:
+    """What Query-Aug understood: the class, its calibrated probability, and the runner-up."""
+
+    label: str
+    probability: float
+    cosine: float
+    runner_up: str
+    runner_up_probability: float
+    known: bool
+
+    def describe(self) -> str:
+        head = self.label if self.known else f"unknown (closest: {self.label})"
+        return f"{head} p={self.probability:.2f}, runner-up {self.runner_up} p={self.runner_up_probability:.2f}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ClassMatcher:
+    """Scores a query against every class over all its entries; calibrated, with an unknown answer."""
+
+    def __init__(self, labels, entry_labels, embeddings, texts=None, kinds=None, entry_temperature=0.05,
+                 temperature=1.0, min_probability=0.0, min_cosine=-1.0):
+        self.labels = list(labels)
+        index = {label: i for i, label in enumerate(self.labels)}
+        self.entry_class = torch.tensor([index[label] for label in entry_labels])
+        self.embeddings = F.normalize(torch.as_tensor(embeddings).float(), dim=-1)
+        self.texts, self.kinds = texts, kinds
+        self.entry_temperature = float(entry_temperature)
+        self.temperature = float(temperature)
+        self.min_probability = float(min_probability)
+        self.min_cosine = float(min_cosine)
+
+    def class_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(soft-max score per class ``[N, C]``, best cosine per class ``[N, C]``).
+
+        ``exclude`` (``[N, entries]`` bool) leaves entries out per query (leave-one-out calibration).
+        """
+        cos = F.normalize(torch.as_tensor(queries).float().reshape(-1, self.embeddings.shape[1]), dim=-1) @ self.embeddings.T
+        if exclude is not None:
+            cos = cos.masked_fill(exclude, -math.inf)
+        scores = torch.full((cos.shape[0], len(self.labels)), -math.inf)
+        best = torch.full_like(scores, -math.inf)
+        for c in range(len(self.labels)):
+            rows = cos[:, self.entry_class == c]
+            scores[:, c] = self.entry_temperature * torch.logsumexp(rows / self.entry_temperature, dim=1)
+            best[:, c] = rows.max(dim=1).values
+        return scores, best
+
+    def probabilities(self, queries: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.class_scores(queries)[0] / self.temperature, dim=-1)
+
+    def match(self, queries: torch.Tensor) -> list[Match]:
+        scores, best = self.class_scores(queries)
+        probabilities = torch.softmax(scores / self.temperature, dim=-1)
+        top = probabilities.topk(min(2, len(self.labels)), dim=-1)
+        found = []
+        for row in range(len(probabilities)):
+            first, second = top.indices[row].tolist() + [top.indices[row, 0].item()] * (2 - top.indices.shape[1])
+            p = float(probabilities[row, first])
+            cosine = float(best[row, first])
+            found.append(Match(self.labels[first], p, cosine, self.labels[second], float(probabilities[row, second]),
+                               p >= self.min_probability and cosine >= self.min_cosine))
+        return found
+
+    # -- storage -----------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike, record: dict | None = None) -> Path:
+        from omnisep.encoders.weights import save_safetensors_atomic, write_json_atomic
+
+        path = Path(path)
+        save_safetensors_atomic({"embeddings": self.embeddings.half().contiguous()}, path, {"format": "omnisep-query-aug-bank"})
+        write_json_atomic(path.with_suffix(".json"), {
+            "format": "omnisep-query-aug-bank", "labels": self.labels,
+            "entries": [{"label": self.labels[c], "kind": k, "text": t}
+                        for c, k, t in zip(self.entry_class.tolist(), self.kinds or [], self.texts or [])],
+            "entry_temperature": self.entry_temperature, "temperature": self.temperature,
+            "min_probability": self.min_probability, "min_cosine": self.min_cosine, "record": record or {},
+        })
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = DEFAULT_BANK) -> "ClassMatcher":
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+            embeddings = load_file(str(path))["embeddings"].float()
+            entries = meta["entries"]
+            return cls(meta["labels"], [e["label"] for e in entries], embeddings, [e["text"] for e in entries],
+                       [e["kind"] for e in entries], meta["entry_temperature"], meta["temperature"],
+                       meta["min_probability"], meta["min_cosine"])
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise OmniSepError(f"Query-Aug bank {describe(path)} is missing or damaged ({type(error).__name__}).") from None

@@ -1,0 +1,254 @@
+"""Training mixtures made on the training device from clips held in its memory ("resident" pipeline).
+
+The file pipeline (:mod:`omnisep.data.mixing`) decodes and mixes each example
+in Python worker processes, which caps a GPU at a few hundred mixtures per
+second and costs most of a CPU step. Here every training clip is decoded
+once into one flat tensor on the device; a batch is a handful of tensor
+operations (gathers, FFT convolutions, sums).
+
+The mixtures look like use, not like the paper's fixed two-source sums:
+
+* 1 to ``max_sources`` sources of distinct classes;
+* the queried sound at a target-to-rest ratio drawn from a range (dB), or,
+  with probability ``absent_prob``, a class that is *not* in the mixture,
+  whose target is silence;
+* reverberation (a synthetic exponentially decaying room response per
+  source), background noise (white to brown) and the overall level vary.
+
+Every random choice comes from ``(seed, step)``, drawn on the CPU, so a
+resumed run (and every process of a distributed one) sees the same batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from omnisep.data.manifest import ManifestItem
+from omnisep.errors import OmniSepError
+from omnisep.spectral import SAMPLE_RATE
+
+RIR_SECONDS = 0.5
+SILENT_RMS = 1e-4
+
+
+@dataclass
+class MixingSection:
+    """How the resident pipeline draws training mixtures (``[mixing]`` in a training config)."""
+
+    source_weights: list = field(default_factory=lambda: [0.2, 0.5, 0.3])  # P(1 source), P(2), P(3), ...
+    absent_prob: float = 0.15
+    target_to_rest_db: list = field(default_factory=lambda: [-10.0, 10.0])
+    reverb_prob: float = 0.25
+    rt60_s: list = field(default_factory=lambda: [0.15, 0.8])
+    noise_prob: float = 0.3
+    noise_snr_db: list = field(default_factory=lambda: [5.0, 30.0])
+    level_db: list = field(default_factory=lambda: [-35.0, -12.0])  # mixture RMS, dB re full scale
+
+    def validate(self, fail) -> None:
+        weights = self.source_weights
+        if not weights or any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0:
+            fail("mixing.source_weights must be non-negative numbers with a positive sum.")
+        for name in ("absent_prob", "reverb_prob", "noise_prob"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                fail(f"mixing.{name} must be between 0 and 1, got {value}.")
+        for name in ("target_to_rest_db", "rt60_s", "noise_snr_db", "level_db"):
+            value = getattr(self, name)
+            if len(value) != 2 or not all(isinstance(v, (int, float)) for v in value) or value[0] > value[1]:
+                fail(f"mixing.{name} must be a range [low, high], got {value}.")
+        if self.rt60_s[0] <= 0:
+            fail("mixing.rt60_s must be positive.")
+
+
+class ClipBank:
+    """All clips in one flat float tensor; crops wrap around (short clips are tiled)."""
+
+    def __init__(self, clips: Sequence[np.ndarray], device: torch.device):
+        if not clips:
+            raise OmniSepError("The resident pipeline has no training clips.")
+        lengths = np.array([len(clip) for clip in clips], dtype=np.int64)
+        if (lengths == 0).any():
+            raise OmniSepError("A training clip is empty.")
+        self.offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)[:-1]])).to(device)
+        self.lengths = torch.from_numpy(lengths).to(device)
+        self.samples = torch.from_numpy(np.concatenate(clips).astype(np.float32)).to(device)
+
+    def crops(self, clip: torch.Tensor, start: torch.Tensor, length: int) -> torch.Tensor:
+        """``clip``, ``start`` of any shape ``S`` -> ``S + [length]`` samples, wrapping inside each clip."""
+        steps = torch.arange(length, device=self.samples.device)
+        position = (start.unsqueeze(-1) + steps) % self.lengths[clip].unsqueeze(-1)
+        return self.samples[self.offsets[clip].unsqueeze(-1) + position]
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.pow(2).mean(-1).sqrt()
+
+
+def _db(value):
+    return 10.0 ** (np.asarray(value) / 20.0)
+
+
+class ResidentMixer:
+    """``batch(step, positions)`` -> mixtures ``[B, T]``, targets ``[B, 1, T]``, queries ``[B, 1, D]`` on the device."""
+
+    def __init__(
+        self,
+        items: Sequence[ManifestItem],
+        clips: Sequence[np.ndarray],
+        embeddings: torch.Tensor,
+        available: torch.Tensor,
+        mixing: MixingSection,
+        segment_samples: int,
+        seed: int,
+        device: torch.device,
+        global_batch: int,
+    ):
+        self.device = device
+        self.mixing = mixing
+        self.segment = int(segment_samples)
+        self.seed = int(seed)
+        self.global_batch = int(global_batch)
+        self.bank = ClipBank(clips, device)
+        labels = sorted({item.label for item in items})
+        self.label_of_item = np.array([labels.index(item.label) for item in items])
+        self.items_of_label = [np.flatnonzero(self.label_of_item == n) for n in range(len(labels))]
+        self.n_labels = len(labels)
+        weights = np.asarray(mixing.source_weights, dtype=np.float64)
+        self.max_sources = min(len(weights), self.n_labels - 1 if mixing.absent_prob > 0 else self.n_labels)
+        if self.max_sources < 1:
+            raise OmniSepError("The resident pipeline needs at least two classes.")
+        weights = weights[: self.max_sources]
+        self.source_probs = weights / weights.sum()
+        self.parts = F.normalize(embeddings.float(), dim=-1).to(device) * available.unsqueeze(-1).to(device)
+        self.available = available.to(device)
+        if not self.available.any(-1).all():
+            raise OmniSepError("An item of the resident pipeline has no query embedding for the configured modalities.")
+
+    # -- the random plan of a step, drawn on the CPU ---------------------------------------------
+
+    def _plan(self, step: int) -> dict:
+        rng = np.random.default_rng([self.seed, int(step), 7])
+        batch, most = self.global_batch, self.max_sources
+        counts = rng.choice(np.arange(1, most + 1), size=batch, p=self.source_probs)
+        absent = rng.random(batch) < self.mixing.absent_prob
+        clips = np.zeros((batch, most), np.int64)
+        used = np.zeros((batch, most), bool)
+        query_item = np.zeros(batch, np.int64)
+        for b in range(batch):
+            chosen_labels = rng.choice(self.n_labels, size=counts[b] + 1, replace=False)
+            for s, label in enumerate(chosen_labels[: counts[b]]):
+                options = self.items_of_label[label]
+                clips[b, s] = options[rng.integers(len(options))]
+                used[b, s] = True
+            query_label = chosen_labels[counts[b]] if absent[b] else chosen_labels[0]
+            if absent[b]:
+                options = self.items_of_label[query_label]
+                query_item[b] = options[rng.integers(len(options))]
+            else:
+                query_item[b] = clips[b, 0]
+        m = self.mixing
+        return {
+            "clips": clips,
+            "used": used,
+            "absent": absent,
+            "query_item": query_item,
+            "start": rng.integers(0, 2**62, size=(batch, most)),
+            "ratio_db": rng.uniform(*m.target_to_rest_db, size=batch),
+            "other_db": rng.uniform(-3.0, 3.0, size=(batch, most)),
+            "reverb": rng.random((batch, most)) < m.reverb_prob,
+            "rt60": rng.uniform(*m.rt60_s, size=(batch, most)),
+            "noise": rng.random(batch) < m.noise_prob,
+            "noise_snr_db": rng.uniform(*m.noise_snr_db, size=batch),
+            "noise_tilt": rng.uniform(0.0, 2.0, size=batch),  # 0 white, 1 pink, 2 brown
+            "level_db": rng.uniform(*m.level_db, size=batch),
+            "mixup": rng.random((batch, self.parts.shape[1])),
+        }
+
+    # -- the batch, on the device -------------------------------------------------------------------
+
+    def _noise_source(self, step: int, salt: int, shape: tuple, rows: np.ndarray) -> torch.Tensor:
+        """Gaussian noise of the whole global batch from ``(seed, step, salt)``, made on the device; this process's rows."""
+        seed = int(np.random.default_rng([self.seed, int(step), salt]).integers(2**62))
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return torch.randn((self.global_batch, *shape), generator=generator, device=self.device)[torch.from_numpy(rows).to(self.device)]
+
+    def batch(self, step: int, positions: Sequence[int]) -> dict:
+        plan = self._plan(step)
+        rows = np.asarray(list(positions), dtype=np.int64)
+        take = {key: value[rows] for key, value in plan.items()}
+        take["step"], take["rows"] = int(step), rows
+        device, length = self.device, self.segment
+        clips = torch.from_numpy(take["clips"]).to(device)
+        used = torch.from_numpy(take["used"]).to(device)
+        lengths = self.bank.lengths[clips]
+        start = torch.from_numpy(take["start"] % 2**31).to(device) % lengths
+        sources = self.bank.crops(clips, start, length) * used.unsqueeze(-1)  # [B, S, T]
+        # Unit RMS per source (silent crops stay silent), then the target-to-rest ratio.
+        rms = _rms(sources)
+        sources = sources / rms.clamp_min(SILENT_RMS).unsqueeze(-1) * (rms > SILENT_RMS).unsqueeze(-1)
+        gains = torch.from_numpy(_db(take["other_db"])).float().to(device) * used
+        sources = sources * gains.unsqueeze(-1)
+        sources = self._reverberate(sources, take)
+        target = sources[:, 0]
+        rest = sources[:, 1:].sum(1)
+        target_rms, rest_rms = _rms(target), _rms(rest)
+        ratio = torch.from_numpy(_db(take["ratio_db"])).float().to(device)
+        has_rest = rest_rms > SILENT_RMS
+        scale = torch.where(has_rest, target_rms.clamp_min(SILENT_RMS) / (ratio * rest_rms.clamp_min(SILENT_RMS)), torch.ones_like(ratio))
+        rest = rest * scale.unsqueeze(-1)
+        rest = rest + self._noise(target + rest, take)
+        absent = torch.from_numpy(take["absent"]).to(device)
+        mixture = target + rest
+        # The overall level, then keep the peak inside full scale.
+        level = torch.from_numpy(_db(take["level_db"])).float().to(device) / _rms(mixture).clamp_min(SILENT_RMS)
+        peak = (mixture * level.unsqueeze(-1)).abs().amax(-1)
+        level = level * torch.where(peak > 0.99, 0.99 / peak.clamp_min(1e-9), torch.ones_like(peak))
+        mixture = mixture * level.unsqueeze(-1)
+        # An absent query's target is silence: its class is not in the mixture at all.
+        target = target * level.unsqueeze(-1) * (~absent).unsqueeze(-1)
+        return {"mixture": mixture, "sources": target.unsqueeze(1), "queries": self._queries(take).unsqueeze(1)}
+
+    def _reverberate(self, sources: torch.Tensor, take: dict) -> torch.Tensor:
+        reverb = torch.from_numpy(take["reverb"]).to(self.device)
+        if not reverb.any():
+            return sources
+        taps = int(RIR_SECONDS * SAMPLE_RATE)
+        batch, count, length = sources.shape
+        noise = self._noise_source(take["step"], 11, (count, taps), take["rows"])
+        time = torch.arange(taps, device=self.device) / SAMPLE_RATE
+        rt60 = torch.from_numpy(take["rt60"]).float().to(self.device)
+        decay = torch.exp(-6.9078 * time / rt60.unsqueeze(-1))  # -60 dB at rt60
+        rir = noise * decay * 0.3
+        rir[..., 0] = 1.0  # the direct path
+        size = length + taps
+        wet = torch.fft.irfft(torch.fft.rfft(sources, size) * torch.fft.rfft(rir, size), size)[..., :length]
+        # Keep each source's energy, so the level plan still holds.
+        wet = wet * (_rms(sources) / _rms(wet).clamp_min(SILENT_RMS)).unsqueeze(-1)
+        return torch.where(reverb.unsqueeze(-1), wet, sources)
+
+    def _noise(self, signal: torch.Tensor, take: dict) -> torch.Tensor:
+        wanted = torch.from_numpy(take["noise"]).to(self.device)
+        if not wanted.any():
+            return torch.zeros_like(signal)
+        batch, length = signal.shape
+        white = self._noise_source(take["step"], 13, (length,), take["rows"])
+        spectrum = torch.fft.rfft(white)
+        freqs = torch.fft.rfftfreq(length, device=self.device).clamp_min(1.0 / length)
+        tilt = torch.from_numpy(take["noise_tilt"]).float().to(self.device)
+        coloured = torch.fft.irfft(spectrum * freqs.unsqueeze(0) ** (-tilt.unsqueeze(-1) / 2), length)
+        snr = torch.from_numpy(_db(take["noise_snr_db"])).float().to(self.device)
+        coloured = coloured / _rms(coloured).clamp_min(1e-9).unsqueeze(-1) * (_rms(signal) / snr).unsqueeze(-1)
+        return coloured * wanted.unsqueeze(-1)
+
+    def _queries(self, take: dict) -> torch.Tensor:
+        """Query-Mixup (paper eq. 1) over the query item's available modalities."""
+        item = torch.from_numpy(take["query_item"]).to(self.device)
+        available = self.available[item]
+        weights = torch.from_numpy(take["mixup"]).float().to(self.device).clamp_min(1e-6) * available
+        weights = weights / weights.sum(-1, keepdim=True)
+        return (weights.unsqueeze(-1) * self.parts[item]).sum(-2)

@@ -1,0 +1,57 @@
+"""`Separator.separate(..., negative="auto")` and `separate_file` with the band model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from omnisep.api import Query, Separator
+from omnisep.errors import OmniSepError
+from omnisep.negatives import AutoNegative
+
+SR = 16000
+
+
+@pytest.fixture()
+def separator(band_separator):
+    """A Separator around the band model, without loading any checkpoint or encoder."""
+    instance = Separator.__new__(Separator)
+    instance.model, instance.bank = band_separator.model, band_separator.bank
+    instance.path = "band-model"
+    instance._bank_rows = {label: row for row, label in enumerate(band_separator.bank.labels)}
+    instance.encoder = None
+    return instance
+
+
+def test_auto_negative_equals_the_oracle_negative(separator, band_separator):
+    low, high = band_separator.tones()
+    mixture = low + high
+    auto = separator.separate(mixture, SR, text="low", negative="auto")
+    oracle = separator.separate(mixture, SR, text="low", negative_text="high", alpha=0.25)  # the automatic default
+    plain = separator.separate(mixture, SR, text="low")
+    assert [c.label for c in auto.negatives] == ["high"]
+    assert auto.query_label == "low - high (auto)"
+    assert plain.negatives is None
+    np.testing.assert_allclose(auto.target, oracle.target, atol=1e-6)
+    assert np.abs(auto.target - plain.target).max() > 0.01
+    np.testing.assert_allclose(auto.target + auto.residual, mixture, atol=1e-6)
+
+
+def test_streamed_file_chooses_the_same(separator, band_separator, tmp_path):
+    low, high = band_separator.tones(seconds=3.0)
+    path = tmp_path / "mix.wav"
+    sf.write(path, np.stack([low + high, low + high], axis=1), SR, subtype="FLOAT")
+    query = Query(text="low", auto_negative=AutoNegative())
+    rows = separator.separate_file(path, [query], [tmp_path / "t.wav"], [tmp_path / "r.wav"])
+    assert rows[0]["query"] == "low - high (auto)"
+    assert [n["label"] for n in rows[0]["negatives"]] == ["high"]
+    target, _ = sf.read(tmp_path / "t.wav", dtype="float32", always_2d=True)
+    expected = separator.separate(low + high, SR, text="low", negative_text="high", alpha=0.25).target
+    np.testing.assert_allclose(target[:, 0], expected, atol=1e-4)
+
+
+def test_auto_and_explicit_negatives_do_not_mix(separator, band_separator):
+    low, high = band_separator.tones(seconds=1.0)
+    with pytest.raises(OmniSepError, match="not both"):
+        separator.separate(low + high, SR, text="low", negative="auto", negative_text="high")

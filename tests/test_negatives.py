@@ -1,0 +1,84 @@
+"""Automatic negative queries on a mixture whose interferer is known (the band model, conftest)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from omnisep import negatives
+from omnisep.apply import separate_tensor
+from omnisep.errors import OmniSepError
+from omnisep.negatives import AutoNegative, NegativeChoice, choose
+from omnisep.queries import negative
+from omnisep.scan import scan
+
+SR = 16000
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(reference**2) / np.sum((estimate - reference) ** 2)))
+
+
+def test_the_interferer_is_chosen_and_helps_as_much_as_the_oracle(band_separator):
+    bank = band_separator.bank
+    low, high = band_separator.tones()
+    mixture = low + high
+    result = scan(band_separator, mixture, SR)
+    query = bank.embeddings[0]  # "low"
+    # "low" is the query's own label, "low-ish" (cosine 0.96) a near-synonym: neither may be subtracted.
+    chosen = choose(result, query, bank, AutoNegative(count=1, max_similarity=0.8))
+    assert [c.label for c in chosen] == ["high"]
+    assert chosen[0].presence == pytest.approx(0.353, abs=0.005)
+    assert chosen[0].similarity == pytest.approx(0.0, abs=1e-6)
+
+    automatic = negatives.apply(query, bank, chosen, alpha=0.5)
+    oracle = negative(query, bank.embeddings[1], alpha=0.5)
+    torch.testing.assert_close(automatic, oracle)
+    plain, auto = separate_tensor(band_separator.model, torch.from_numpy(mixture), torch.stack([query, automatic])).numpy()
+    # Mask logits +-1.52 plain, +-1.93 with the negative: 11.9 dB -> 14.9 dB.
+    assert sdr(low, plain) == pytest.approx(11.93, abs=0.1)
+    assert sdr(low, auto) == pytest.approx(14.92, abs=0.1)
+
+
+def test_without_the_similarity_cut_the_synonym_would_be_subtracted(band_separator):
+    bank = band_separator.bank
+    low, high = band_separator.tones()
+    result = scan(band_separator, low + high, SR)
+    chosen = choose(result, bank.embeddings[0], bank, AutoNegative(count=2, max_similarity=1.0))
+    # Only the own label is left out; presences: high 0.353, low-ish 0.350, hum 0.25.
+    assert [c.label for c in chosen] == ["high", "low-ish"]
+    chosen = choose(result, bank.embeddings[0], bank, AutoNegative(count=3, max_similarity=0.8))
+    assert [c.label for c in chosen] == ["high", "hum"]
+
+
+def test_a_clean_recording_gets_no_negative_above_the_presence_floor(band_separator):
+    bank = band_separator.bank
+    low, _ = band_separator.tones()
+    result = scan(band_separator, low, SR)
+    # "high" leaks 0.18**2 of the energy; "hum" halves everything (0.25).
+    assert result.presence[1] == pytest.approx(0.033, abs=0.005)
+    assert choose(result, bank.embeddings[0], bank, AutoNegative(min_presence=0.3)) == []
+    query = bank.embeddings[0]
+    assert negatives.apply(query, bank, [], alpha=0.5) is query
+    assert negatives.describe([]) == "(auto: nothing else found)"
+
+
+def test_settings_are_checked():
+    assert AutoNegative.coerce("auto") == AutoNegative()
+    assert AutoNegative.coerce(3) == AutoNegative(count=3)
+    assert AutoNegative.coerce(None) is None
+    with pytest.raises(OmniSepError, match="at least 1 label"):
+        AutoNegative(count=0)
+    with pytest.raises(OmniSepError, match="not understood"):
+        AutoNegative.coerce("speech")
+    with pytest.raises(OmniSepError, match="cosine in"):
+        AutoNegative(max_similarity=1.5)
+
+
+def test_two_labels_are_averaged_as_in_eq_1(band_separator):
+    bank = band_separator.bank
+    choices = [NegativeChoice("high", 0.4, 0.0), NegativeChoice("hum", 0.3, 0.0)]
+    expected = bank.embeddings[1] + bank.embeddings[3]
+    torch.testing.assert_close(negatives.negative_vector(bank, choices), expected)
+    assert negatives.describe(choices) == "- high - hum (auto)"

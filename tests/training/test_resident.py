@@ -1,0 +1,81 @@
+"""The resident pipeline draws the mixtures its [mixing] section describes, deterministically per step."""
+
+import numpy as np
+import torch
+
+from omnisep.data.manifest import ManifestItem
+from omnisep.training.resident import MixingSection, ResidentMixer
+
+LABELS = ["a", "b", "c", "d"]
+DIM = 8
+
+
+def mixer(**mixing) -> ResidentMixer:
+    rng = np.random.default_rng(0)
+    items, clips = [], []
+    for n, label in enumerate(LABELS * 2):
+        items.append(ManifestItem(id=f"{label}{n}", audio=f"{label}{n}.wav", label=label))
+        clips.append((rng.standard_normal(3000 + 500 * n) * (n + 1)).astype(np.float32))
+    embeddings = torch.randn(len(items), 3, DIM, generator=torch.Generator().manual_seed(1))
+    available = torch.ones(len(items), 3, dtype=torch.bool)
+    available[0, 1] = False
+    section = MixingSection(**mixing)
+    return ResidentMixer(items, clips, embeddings, available, section, 4000, 7, torch.device("cpu"), 32)
+
+
+def rms(x):
+    return x.pow(2).mean(-1).sqrt()
+
+
+def test_same_step_same_batch_and_positions_are_slices():
+    m = mixer()
+    whole = m.batch(3, range(32))
+    again = m.batch(3, range(32))
+    part = m.batch(3, range(8, 16))
+    for key in whole:
+        torch.testing.assert_close(whole[key], again[key], rtol=0, atol=0)
+        torch.testing.assert_close(whole[key][8:16], part[key], rtol=0, atol=0)
+    assert not torch.equal(m.batch(4, range(32))["mixture"], whole["mixture"])
+    assert whole["mixture"].shape == (32, 4000) and whole["sources"].shape == (32, 1, 4000)
+    assert whole["queries"].shape == (32, 1, DIM)
+
+
+def test_target_to_rest_ratio_levels_and_absent_targets():
+    m = mixer(reverb_prob=0.0, noise_prob=0.0, absent_prob=0.3, source_weights=[0.0, 1.0])
+    plan = m._plan(5)
+    batch = m.batch(5, range(32))
+    target, mixture = batch["sources"][:, 0], batch["mixture"]
+    absent = plan["absent"]
+    assert absent.any() and (~absent).any()
+    assert (target[torch.from_numpy(absent)] == 0).all()
+    present = ~absent
+    ratio = 20 * torch.log10(rms(target[present]) / rms(mixture[present] - target[present]))
+    np.testing.assert_allclose(ratio.numpy(), plan["ratio_db"][present], atol=0.05)
+    peaks = mixture.abs().amax(-1)
+    assert (peaks <= 0.99 + 1e-6).all()
+    level = 20 * torch.log10(rms(mixture))
+    unclipped = peaks < 0.989
+    np.testing.assert_allclose(level[unclipped].numpy(), plan["level_db"][unclipped.numpy()], atol=0.05)
+
+
+def test_a_single_source_is_the_whole_mixture():
+    m = mixer(reverb_prob=0.0, noise_prob=0.0, absent_prob=0.0, source_weights=[1.0])
+    batch = m.batch(0, range(32))
+    torch.testing.assert_close(batch["sources"][:, 0], batch["mixture"])
+
+
+def test_noise_and_reverb_go_to_the_rest_and_queries_compose_available_modalities():
+    m = mixer(reverb_prob=1.0, noise_prob=1.0, absent_prob=0.0, source_weights=[1.0], noise_snr_db=[10.0, 10.0])
+    batch = m.batch(1, range(32))
+    target, mixture = batch["sources"][:, 0], batch["mixture"]
+    snr = 20 * torch.log10(rms(target) / rms(mixture - target))
+    np.testing.assert_allclose(snr.numpy(), 10.0, atol=0.05)
+    # Query-Mixup: a convex combination of the query item's normalised embeddings.
+    plan = m._plan(1)
+    assert (plan["query_item"] == 0).any()  # the item without a picture is queried at least once
+    for b, item in enumerate(plan["query_item"]):
+        parts = m.parts[item][m.available[item]]  # [M', D] of the available modalities only
+        weights = torch.linalg.lstsq(parts.T, batch["queries"][b, 0].unsqueeze(-1)).solution[:, 0]
+        assert abs(weights.sum().item() - 1.0) < 1e-4 and (weights > -1e-4).all()
+        residual = batch["queries"][b, 0] - weights @ parts
+        assert residual.abs().max() < 1e-5
