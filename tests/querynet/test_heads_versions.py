@@ -95,16 +95,17 @@ def test_a_changed_audio_head_breaks_the_lineage(tmp_path):
 
 
 def test_shipped_heads_v2_stand_in_for_the_default_checkpoints_v1():
-    """The shipped default checkpoint was trained with heads v1; the shipped v2 heads load it."""
+    """The default heads are v1, exactly those the shipped checkpoint records; the opt-in v2 heads load it too."""
+    from omnisep.encoders import get_encoder
     from omnisep.encoders.bundled import DEFAULT_HEADS
     from omnisep.pretrained import resolve_model
 
-    info = json.loads(DEFAULT_HEADS.with_suffix(".json").read_text())
-    if info.get("heads_version", 1) < 2:
-        pytest.skip("the shipped heads are still version 1")
+    assert DEFAULT_HEADS == V1_HEADS and json.loads(DEFAULT_HEADS.with_suffix(".json").read_text()).get("heads_version", 1) == 1
     recorded = json.loads((resolve_model("default") / "config.json").read_text())["encoder"]
-    v1 = BundledEncoder(V1_HEADS)
-    assert v1.identity()["weights_hash"] == recorded["weights_hash"]
-    current = v1.with_heads(DEFAULT_HEADS).identity()
-    assert current["heads_version"] == 2 and recorded["weights_hash"] in current["compatible_hashes"]
-    check_encoder({"encoder": recorded}, current)
+    v1 = BundledEncoder()
+    assert v1.identity()["weights_hash"] == recorded["weights_hash"] and "compatible_hashes" not in v1.identity()
+    current = get_encoder("bundled", heads="v2")
+    assert current.options == {"heads": "v2"}
+    identity = current.identity()
+    assert identity["heads_version"] == 2 and recorded["weights_hash"] in identity["compatible_hashes"]
+    check_encoder({"encoder": recorded}, identity)

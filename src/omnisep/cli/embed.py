@@ -28,7 +28,7 @@ from omnisep.modalities import MODALITIES
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1), help="Queries per encoder call.")
 @click.option("--shard-size", default=256, show_default=True, type=click.IntRange(min=1), help="Items per shard file.")
 @click.option("--imagebind-weights", type=click.Path(dir_okay=False, path_type=Path), default=None, help="imagebind_huge.pth or .safetensors.")
-@click.option("--heads", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Heads file for the bundled encoder.")
+@click.option("--heads", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Heads file for the bundled encoder, or a shipped version: v1 (default) or v2 (image head v2, opt-in).")
 @click.option("--device", default="cpu", show_default=True, help="torch device for the encoder.")
 @click.option("--rank", type=click.IntRange(min=0), default=None, help="This process's share (default: $RANK, else 0).")
 @click.option("--world-size", type=click.IntRange(min=1), default=None, help="Number of shares (default: $WORLD_SIZE, else 1).")

@@ -24,6 +24,10 @@ from omnisep.encoders.weights import cached_file_hash
 from omnisep.errors import OmniSepError, describe
 
 DEFAULT_HEADS = Path(__file__).resolve().parent.parent / "pretrained" / "encoder-heads" / "heads.safetensors"
+# Shipped heads by version name. v1 is the default (the shipped Separate-Net was trained with it); image head v2
+# is opt-in (``get_encoder("bundled", heads="v2")``): better on held-out picture styles, worse on Twemoji with the
+# current checkpoints (docs/encoders.md, "Heads versions").
+SHIPPED_HEADS = {"v1": DEFAULT_HEADS, "v2": DEFAULT_HEADS.parent / "v2" / "heads.safetensors"}
 TEXT_DIM = 384
 BACKBONE_DIMS = {"image": 1280, "audio": 512}
 
@@ -42,7 +46,10 @@ class BundledEncoder(QueryEncoder):
         batch_size: int = 32,
         backbones_dir: str | os.PathLike | None = None,
     ):
-        """``heads=None`` with ``allow_untrained_heads=True`` gives seeded random heads (tests, head training)."""
+        """``heads``: a heads file or a shipped version name (``"v1"``, the default, or ``"v2"``).
+
+        ``heads=None`` with ``allow_untrained_heads=True`` gives seeded random heads (tests, head training).
+        """
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         self._backbones_dir = backbones_dir
@@ -52,7 +59,7 @@ class BundledEncoder(QueryEncoder):
             self.heads = build_heads({m: HeadConfig(d, TEXT_DIM, 512) for m, d in BACKBONE_DIMS.items()}).eval()
             self.heads_info = {"untrained": True}
         else:
-            heads = Path(heads)
+            heads = SHIPPED_HEADS.get(os.fspath(heads), Path(heads))
             if not heads.is_file():
                 raise OmniSepError(
                     f"The bundled encoder's trained heads {describe(heads)} are missing: train them "

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError
 from omnisep.encoders.heads import HeadConfig, ProjectionHead, heads_sha256, load_heads, save_heads, train_heads
 
@@ -73,7 +74,9 @@ def picture_features(encoder, pictures, copies: int, seed: int, log=print) -> tu
 def load_or_compute_features(work: Path, encoder, pictures, copies: int, seed: int, log=print):
     """Features of every picture copy, cached per source in ``work/features-SOURCE.safetensors``
     (keyed by that source's picture list), so an interrupted run resumes where it stopped."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from omnisep.encoders.weights import save_safetensors_atomic
 
     work.mkdir(parents=True, exist_ok=True)
     features, owners = [], []
@@ -86,8 +89,8 @@ def load_or_compute_features(work: Path, encoder, pictures, copies: int, seed: i
         else:
             log(f"  features of {source} ({len(chosen)} pictures x {1 + copies})")
             rows, _ = picture_features(encoder, [pictures[i] for i in chosen], copies, seed, log)
-            save_file({"features": rows.contiguous()}, str(path))
-            meta.write_text(key)
+            save_safetensors_atomic({"features": rows}, path)
+            fileio.write_text(meta, key, fsync=False)
         features.append(rows)
         owners.extend(i for i in chosen for _ in range(1 + copies))
     return torch.cat(features), owners
@@ -197,7 +200,7 @@ def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, l
         },
     }
     work.mkdir(parents=True, exist_ok=True)
-    (work / "image-head-loso.json").write_text(json.dumps(record, indent=1))
+    fileio.write_json(work / "image-head-loso.json", record, fsync=False, indent=1)
     # Heads trained without the held-out source (for the SDRi of that style) and on everything (shipped).
     v1_heads, v1_info = load_heads(heads_path)
     variants = [("without-" + source, source) for source in dict.fromkeys([hold_out, "twemoji"])]
@@ -214,7 +217,8 @@ def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, l
     return record
 
 
-V1_HEADS = Path(__file__).resolve().parent.parent / "pretrained" / "encoder-heads" / "v1" / "heads.safetensors"
+V1_HEADS = Path(__file__).resolve().parent.parent / "pretrained" / "encoder-heads" / "heads.safetensors"  # the default
+V2_HEADS = V1_HEADS.parent / "v2" / "heads.safetensors"  # shipped opt-in: get_encoder("bundled", heads="v2")
 
 
 def write_v2_heads(path, image_head: ProjectionHead, v1_heads, v1_info: dict, training: dict) -> Path:

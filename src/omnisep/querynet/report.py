@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from omnisep import fileio
 from omnisep.querynet import audio_query
 
 HOLD_OUT = "gcompris-drawing"
@@ -186,7 +187,9 @@ def audio_embeddings(encoder, waves: dict, rate: int) -> dict:
 
 def cached_audio_embeddings(work: Path, encoder, waves: dict, rate: int, ids: dict) -> dict:
     """:func:`audio_embeddings`, kept in ``work/audio-examples.safetensors`` (keyed by the example clips)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from omnisep.encoders.weights import save_safetensors_atomic
 
     path, meta = work / "audio-examples.safetensors", work / "audio-examples.json"
     key = json.dumps([list(audio_query.CONDITIONS), sorted(ids.items()), "loudest 4 s"])
@@ -196,8 +199,8 @@ def cached_audio_embeddings(work: Path, encoder, waves: dict, rate: int, ids: di
                 for v in ("plain", "prepared")}
     out = audio_embeddings(encoder, waves, rate)
     work.mkdir(parents=True, exist_ok=True)
-    save_file({f"{c}|{v}|{label}": vector.contiguous() for (c, v), rows in out.items() for label, vector in rows.items()}, str(path))
-    meta.write_text(key)
+    save_safetensors_atomic({f"{c}|{v}|{label}": vector for (c, v), rows in out.items() for label, vector in rows.items()}, path)
+    fileio.write_text(meta, key, fsync=False)
     return out
 
 
@@ -264,10 +267,10 @@ def paired(scores: dict, form: str, reference: str = "text") -> dict:
 
 
 def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, log=print, audio_conditions: bool = True) -> dict:
-    from omnisep.encoders.bundled import DEFAULT_HEADS, BundledEncoder
+    from omnisep.encoders.bundled import BundledEncoder
     from omnisep.evaluation.protocol import load_test_set
     from omnisep.images import load_image
-    from omnisep.querynet.image_head import V1_HEADS
+    from omnisep.querynet.image_head import V1_HEADS, V2_HEADS
     from omnisep.querynet.pictures import collect_pictures, flatten
     from omnisep.querynet.words import ClassMatcher, read_queries, CONFIGS
 
@@ -302,7 +305,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     target_label = lambda m: test_set.items[test_set.mixtures[m][0]].label  # noqa: E731
     heads_v2_twemoji, _ = _head(work / "heads-v2-without-twemoji.safetensors")
     heads_v2_held, _ = _head(work / f"heads-v2-without-{hold_out}.safetensors")
-    heads_v2_all, _ = _head(work / "heads-v2-all.safetensors") if (work / "heads-v2-all.safetensors").is_file() else _head(DEFAULT_HEADS)
+    heads_v2_all, _ = _head(work / "heads-v2-all.safetensors") if (work / "heads-v2-all.safetensors").is_file() else _head(V2_HEADS)
     corpus_pictures = {}
     for m in mixtures:
         item = test_set.items[test_set.mixtures[m][0]]
@@ -371,8 +374,8 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     }
     summary["seconds"] = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-    (out / "README.md").write_text(markdown(summary))
+    fileio.write_text(out / "summary.json", json.dumps(summary, indent=1, default=str), fsync=False)
+    fileio.write_text(out / "README.md", markdown(summary), fsync=False)
     log(f"wrote {out}/summary.json and README.md")
     return summary
 
