@@ -23,6 +23,7 @@ COMMANDS = {
     "corpus": ("omnisep.cli.corpus", "corpus", "Build the offline corpus from registry packages (or a synthetic one)."),
     "recipes": ("omnisep.cli.recipes", "recipes", "Prepare VGGSound or MUSIC videos you have as an omnisep corpus."),
     "scan": ("omnisep.cli.scan", "scan", "Find which of the model's labels are present in a recording, and when."),
+    "live": ("omnisep.cli.live", "live", "Separate a live signal (pipe or sound card) with a latency you choose."),
     "demo": ("omnisep.cli.demo", "demo", "Start the local web demo."),
     "models": ("omnisep.cli.models", "models", "List bundled and local models."),
     "encoders": ("omnisep.cli.encoders", "encoders", "Convert encoder weights; train the bundled encoder's heads."),
