@@ -37,8 +37,17 @@ from omnisep.evaluation.metrics import score_estimate, score_mixture
 from omnisep.live import STFT_FRAMES, BlockOnlineSeparator, split_latency
 from omnisep.spectral import HOP, SAMPLE_RATE, SEGMENT
 
-# (latency seconds, hop seconds or None for the default even split)
-SETTINGS = [(0.064, None), (0.1, 0.048), (0.25, None), (0.5, None), (1.0, None)]
+# (latency s, hop s or None for the default even split, aligned window, past context s)
+SETTINGS = [
+    (0.064, None, False, 1.0),
+    (0.1, 0.048, False, 1.0),
+    (0.25, None, False, 1.0),
+    (0.25, 0.128, False, 1.0),
+    (0.25, None, False, 3.0),
+    (0.25, None, True, 1.0),
+    (0.5, None, False, 1.0),
+    (1.0, None, False, 1.0),
+]
 
 
 def load_mixtures(mixtures_path, manifest_path, limit):
@@ -59,15 +68,17 @@ def sdr_rows(separator, rows, settings, backend="fast"):
     mix_scores = [score_mixture(s[0], s[1:].sum(0), m, backend) for s, m in zip(sources, mixtures)]
     offline = np.stack([separate_tensor(model, torch.from_numpy(m), v[None])[0].numpy() for m, v in zip(mixtures, vectors)])
     results = {"offline": _score(sources, mixtures, offline, mix_scores, backend)}
-    for latency, hop, align in settings:
+    for latency, hop, align, context in settings:
         a, h = split_latency(latency, hop)
-        engine = BlockOnlineSeparator(model, vectors, mixtures.shape[0], a, h, align=align, paired=True)
+        engine = BlockOnlineSeparator(
+            model, vectors, mixtures.shape[0], a, h, round(context * SAMPLE_RATE / HOP), align=align, paired=True
+        )
         out = []
         for start in range(0, mixtures.shape[1], h * HOP):
             out.append(engine.push(mixtures[:, start : start + h * HOP]))
         out.append(engine.finish())
         online = np.concatenate(out, axis=-1)[0]  # [B, T]: each mixture with its own query
-        key = f"{(STFT_FRAMES + a + h) * HOP / SAMPLE_RATE * 1000:.0f} ms (a={a}, h={h}{', aligned' if align else ''})"
+        key = f"{(STFT_FRAMES + a + h) * HOP / SAMPLE_RATE * 1000:.0f} ms (a={a}, h={h}, W={engine.width}{', aligned' if align else ''})"
         results[key] = _score(sources, mixtures, online, mix_scores, backend)
         results[key]["agreement_db"] = float(
             np.mean([10 * np.log10((o**2).sum() / max(((o - x) ** 2).sum(), 1e-20)) for o, x in zip(offline, online)])
@@ -94,8 +105,8 @@ def speed_rows(separator, settings, seconds=8.0):
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
     rows = []
-    for latency, hop, align in settings:
-        stream = separator.stream(text="dog barking", latency=latency, hop=hop, align=align)
+    for latency, hop, align, context in settings:
+        stream = separator.stream(text="dog barking", latency=latency, hop=hop, align=align, context=context)
         step = round(stream.hop * SAMPLE_RATE)
         times = []
         for start in range(0, wave.shape[0], step):
@@ -111,6 +122,7 @@ def speed_rows(separator, settings, seconds=8.0):
             {
                 "latency_ms": round(stream.latency * 1000, 1),
                 "aligned": align,
+                "context_s": context,
                 "lookahead_ms": round(stream.lookahead * 1000, 1),
                 "hop_ms": round(stream.hop * 1000, 1),
                 "window_frames": stream.engine.width,
@@ -142,12 +154,11 @@ def main():
         "model": str(separator.path),
     }
     if not args.skip_speed:
-        report["speed"] = speed_rows(separator, [(latency, hop, False) for latency, hop in SETTINGS] + [(0.25, None, True)])
+        report["speed"] = speed_rows(separator, SETTINGS)
     if not args.skip_quality:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         rows = load_mixtures(args.mixtures, args.manifest, args.limit)
-        settings = [(latency, hop, False) for latency, hop in SETTINGS if latency >= 0.1] + [(0.25, None, True)]
-        report["quality"] = sdr_rows(separator, rows, settings)
+        report["quality"] = sdr_rows(separator, rows, [row for row in SETTINGS if row[0] >= 0.1])
         report["quality_mixtures"] = len(rows)
     if args.json:
         with open(args.json, "w") as handle:
