@@ -80,6 +80,11 @@ def sdr_rows(separator, rows, settings, backend="fast"):
         online = np.concatenate(out, axis=-1)[0]  # [B, T]: each mixture with its own query
         key = f"{(STFT_FRAMES + a + h) * HOP / SAMPLE_RATE * 1000:.0f} ms (a={a}, h={h}, W={engine.width}{', aligned' if align else ''})"
         results[key] = _score(sources, mixtures, online, mix_scores, backend)
+        variant = [f"hop {hop * 1000:g} ms"] if hop is not None and latency > 0.1 else []
+        variant += [f"{context:g} s context"] if context != 1.0 else []
+        variant += ["aligned window"] if align else []
+        results[key]["latency_ms"] = (STFT_FRAMES + a + h) * HOP / SAMPLE_RATE * 1000
+        results[key]["variant"] = ", ".join(variant)
         results[key]["agreement_db"] = float(
             np.mean([10 * np.log10((o**2).sum() / max(((o - x) ** 2).sum(), 1e-20)) for o, x in zip(offline, online)])
         )
@@ -146,7 +151,13 @@ def main():
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--plot", help="PNG of SDRi against latency")
+    parser.add_argument("--from-json", help="only draw --plot from an earlier --json report")
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json) as handle:
+            plot(json.load(handle), args.plot)
+        return
     separator = Separator(args.model)
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}",
@@ -164,6 +175,27 @@ def main():
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=2)
     print(json.dumps(report, indent=2))
+    if args.plot and "quality" in report:
+        plot(report, args.plot)
+
+
+def plot(report: dict, path: str) -> None:
+    from omnisep.plotting.live import plot_live
+
+    points = []
+    for key, row in report["quality"].items():
+        if key == "offline":
+            continue
+        if "latency_ms" not in row:  # reports written before these fields: read them from the key
+            latency = float(key.split(" ms")[0])
+            fields = dict(part.split("=") for part in key.split("(")[1].rstrip(")").split(", ") if "=" in part)
+            variant = ["aligned window"] if "aligned" in key else ["3 s context"] if fields.get("W", "128") != "128" else []
+            default_h = split_latency(latency / 1000 + 1e-6)[1]
+            if latency > 100 and int(fields["h"]) != default_h:
+                variant.append(f"hop {int(fields['h']) * HOP * 1000 // SAMPLE_RATE} ms")
+            row = dict(row, latency_ms=latency, variant=", ".join(variant))
+        points.append((row["latency_ms"], row["sdri"], row["variant"]))
+    plot_live(points, report["quality"]["offline"]["sdri"], path)
 
 
 if __name__ == "__main__":
