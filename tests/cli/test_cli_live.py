@@ -63,3 +63,52 @@ def test_sound_card_mode_without_portaudio_says_what_to_install(tiny_checkpoint)
     done = run_live(["--text", "dog", "--model", str(tiny_checkpoint), "--card"], b"")
     assert done.returncode == 2
     assert b"sounddevice" in done.stderr and b"Traceback" not in done.stderr
+
+
+class FakeCard:
+    """Stands in for the sounddevice module: a stream that records 0.1 s blocks, then Ctrl-C."""
+
+    PortAudioError = RuntimeError
+
+    def __init__(self, blocks=12):
+        self.blocks, self.read_frames, self.written = blocks, 0, []
+
+    def query_devices(self, device=None, kind=None):
+        return {"default_samplerate": 16000.0, "name": "fake"} if kind else "0 fake card"
+
+    def Stream(self, samplerate, blocksize, channels, dtype, device):
+        card = self
+
+        class Stream:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+            def read(self, frames):
+                if card.blocks == 0:
+                    raise KeyboardInterrupt
+                card.blocks -= 1
+                card.read_frames += frames
+                return np.full((frames, channels), 0.1, np.float32), card.blocks == 5  # one overflow
+
+            def write(self, data):
+                card.written.append(data)
+                return False
+
+        return Stream()
+
+
+def test_sound_card_loop_plays_what_it_records_and_reports_on_ctrl_c(tiny_checkpoint, monkeypatch, capsys):
+    from omnisep.cli import main
+
+    card = FakeCard()
+    monkeypatch.setitem(sys.modules, "sounddevice", card)
+    assert main(["live", "--text", "dog", "--model", str(tiny_checkpoint), "--card", "--channels", "2"]) == 0
+    written = np.concatenate(card.written)
+    assert written.shape == (card.read_frames, 2)
+    err = capsys.readouterr().err
+    assert "input overflows 1, output underruns 0" in err
+    assert main(["live", "--list-devices"]) == 0
+    assert "fake card" in capsys.readouterr().out

@@ -205,15 +205,17 @@ def _run_card(query, model, latency, hop, which, channels, input_device, output_
         raise OmniSepError(f"cannot open the sound card ({exc}).") from None
     started = time.monotonic()
     with audio, Live(console=console, refresh_per_second=10, transient=False) as meter:
-        # The output runs `latency` behind the input: prime it with that much silence.
-        audio.write(np.zeros((stream.latency_samples, channels), np.float32))
         try:
             while True:
                 data, overflowed = audio.read(block)
                 overflows += bool(overflowed)
                 out = stream.push(data.T)[pick]
-                if out.shape[-1]:
-                    underruns += bool(audio.write(np.ascontiguousarray(out.T)))
+                # Until `latency` has gone in, the stream gives less than it gets: the
+                # missing start is silence, so the card plays as much as it records.
+                short = data.shape[0] - out.shape[-1]
+                if short > 0:
+                    out = np.concatenate([np.zeros((channels, short), np.float32), out], axis=1)
+                underruns += bool(audio.write(np.ascontiguousarray(out.T)))
                 meter.update(_meter(data.T, out, overflows, underruns, time.monotonic() - started))
         except KeyboardInterrupt:
             pass
