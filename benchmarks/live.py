@@ -156,7 +156,10 @@ def main():
     args = parser.parse_args()
     if args.from_json:
         with open(args.from_json) as handle:
-            plot(json.load(handle), args.plot)
+            report = json.load(handle)
+        print(markdown(report))
+        if args.plot:
+            plot(report, args.plot)
         return
     separator = Separator(args.model)
     report = {
@@ -177,6 +180,36 @@ def main():
     print(json.dumps(report, indent=2))
     if args.plot and "quality" in report:
         plot(report, args.plot)
+
+
+def markdown(report: dict) -> str:
+    """The speed and quality rows as one markdown table (settings in the order of SETTINGS)."""
+    quality = report.get("quality", {})
+    offline = quality.get("offline", {}).get("sdri")
+    lines = [
+        "| latency | look-ahead | hop | window | compute / hop | RTF | x real time | streams / core | SDRi | loss vs offline | agreement |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = list(quality.items())[1:]
+    for speed in report.get("speed", []):
+        extra = (", aligned" if speed["aligned"] else "") + (f", {speed.get('context_s', 1):g} s context" if speed.get("context_s", 1) != 1 else "")
+        match = [
+            row for key, row in rows
+            if key.startswith(f"{speed['latency_ms']:.0f} ms")
+            and f"h={round(speed['hop_ms'] / 16)}," in key
+            and ("aligned" in key) == speed["aligned"]
+            and (f"W={speed['window_frames']}" in key or "W=" not in key)
+        ]
+        q = match[0] if match else None
+        lines.append(
+            f"| {speed['latency_ms']:g} ms | {speed['lookahead_ms']:g} ms | {speed['hop_ms']:g} ms | "
+            f"{speed['window_frames']} frames{extra} | {speed['compute_per_hop_ms']:g} ms | {speed['rtf']:.2f} | "
+            f"{speed['x_real_time']:g} | {speed['streams_per_core']} | "
+            + (f"{q['sdri']:.2f} dB | {q['sdri'] - offline:+.2f} dB | {q['agreement_db']:.1f} dB |" if q else "- | - | - |")
+        )
+    if offline is not None:
+        lines.append(f"| offline (whole clip) | | | | | | | | {offline:.2f} dB | | |")
+    return "\n".join(lines)
 
 
 def plot(report: dict, path: str) -> None:
