@@ -43,7 +43,6 @@ SETTINGS = [
     (0.1, 0.048, False, 1.0),
     (0.25, None, False, 1.0),
     (0.25, 0.128, False, 1.0),
-    (0.25, None, False, 3.0),
     (0.25, None, True, 1.0),
     (0.5, None, False, 1.0),
     (1.0, None, False, 1.0),

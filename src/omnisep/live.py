@@ -46,12 +46,13 @@ import torch
 
 from omnisep.errors import OmniSepError
 from omnisep.models import signal_path
-from omnisep.spectral import HOP, N_FFT, SAMPLE_RATE
+from omnisep.spectral import HOP, MAG_EPS, N_FFT, SAMPLE_RATE
 
 _REACH = N_FFT // 2  # samples a frame reaches on each side of its centre
 STFT_FRAMES = 3  # 768 samples: the iSTFT reach of a sample plus the window of its last frame
 DEFAULT_LATENCY = 0.25
 DEFAULT_CONTEXT = 1.0  # seconds of past audio each window keeps at least
+PAD_BEFORE = True  # see BlockOnlineSeparator._step
 RESAMPLE_QUALITY = "HQ"  # soxr: half VHQ's hold-back, still far below audible error
 
 
@@ -111,6 +112,7 @@ class BlockOnlineSeparator:
     ):
         """``paired``: query ``i`` belongs to signal ``i`` alone (benchmarks score many mixtures in one batch)."""
         self.paired = bool(paired)
+        self.pad_before = PAD_BEFORE
         if self.paired and queries.shape[0] != signals:
             raise ValueError("paired queries need one query per signal")
         if lookahead_frames < 0 or hop_frames < 1 or context_frames < 4:
@@ -185,11 +187,19 @@ class BlockOnlineSeparator:
         wave = torch.from_numpy(segment).to(self.device)
         with torch.inference_mode():
             spec = signal_path.analyse(wave)[..., 2 : 2 + n_frames - first]  # frames [first, n_frames)
-            net_in = signal_path.pad_frames(signal_path.network_input(spec), self.multiple)
-            prepared = self.model.prepare(net_in)
+            net_in = signal_path.network_input(spec)
+            # Until a window's worth of audio has come, the unaligned window is
+            # filled with silence *before* the signal, so the newest audio always
+            # sits at its right edge (as in steady state); aligned windows pad
+            # after it, as the offline path does.
+            before = 0 if self.align or not self.pad_before else max(0, self.width - net_in.shape[-1])
+            if before:
+                net_in = torch.nn.functional.pad(net_in, (before, 0), value=MAG_EPS)
+            prepared = self.model.prepare(signal_path.pad_frames(net_in, self.multiple))
             queries = self.queries[:, None] if self.paired else self.queries.unsqueeze(0).expand(self.signals, -1, -1)
-            lo, hi = self._decided - first, decide_to - first
+            lo, hi = before + self._decided - first, before + decide_to - first
             logits = self.model.mask_logits(prepared, queries)[..., lo:hi]
+            lo, hi = self._decided - first, decide_to - first
             masked = signal_path.apply_masks(spec[..., lo:hi], self.model.masks(logits, self.binary))
         self.steps += 1
         self._masked = masked if self._masked is None else torch.cat([self._masked, masked], dim=-1)

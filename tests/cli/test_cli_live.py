@@ -24,18 +24,18 @@ def run_live(args, data: bytes):
 
 @pytest.fixture(scope="module")
 def audio():
-    return (0.2 * np.random.default_rng(0).standard_normal((2, int(1.3 * RATE)))).astype(np.float32)
+    return (0.2 * np.random.default_rng(0).standard_normal((2, int(1.0 * RATE)))).astype(np.float32)
 
 
 def test_raw_pcm_pipe_gives_the_python_streams_output(tiny_checkpoint, audio):
     pcm = (audio.T * 32767).round().astype("<i2")
-    args = ["--text", "dog barking", "--model", str(tiny_checkpoint), "--rate", str(RATE), "--channels", "2", "--latency", "0.1"]
+    args = ["--text", "dog barking", "--model", str(tiny_checkpoint), "--rate", str(RATE), "--channels", "2", "--latency", "0.25"]
     done = run_live(args + ["--output", "residual"], pcm.tobytes())
     assert done.returncode == 0, done.stderr.decode()
     assert b"latency" in done.stderr
     out = np.frombuffer(done.stdout, "<i2").reshape(-1, 2).T
     assert out.shape == audio.shape
-    stream = Separator(tiny_checkpoint).stream(text="dog barking", sample_rate=RATE, channels=2, latency=0.1)
+    stream = Separator(tiny_checkpoint).stream(text="dog barking", sample_rate=RATE, channels=2, latency=0.25)
     mixture = pcm.T.astype(np.float32) / 32768.0
     parts = [stream.push(mixture[:, i : i + 1024])[1] for i in range(0, mixture.shape[1], 1024)] + [stream.finish()[1]]
     expected = (np.clip(np.concatenate(parts, axis=1), -1, 1) * 32767).round()
