@@ -381,6 +381,35 @@ class Separator:
             )
         return out
 
+    def stream(
+        self,
+        query: Query | EmbeddedQuery | None = None,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        latency: float = 0.25,
+        hop: float | None = None,
+        context: float = 1.0,
+        align: bool = False,
+        **fields,
+    ):
+        """A live filter (:class:`omnisep.live.LiveStream`) for one query (a :class:`Query` or its fields).
+
+        ``stream.push(block)`` returns ``(target, residual)`` delayed by
+        exactly ``stream.latency`` seconds; ``stream.finish()`` returns the
+        rest; ``stream.set_query(...)`` changes the query while it runs.
+        Query fields are those of :class:`Query` (``text``, ``image``,
+        ``audio``, ``negative_text`` ...).
+        """
+        from omnisep.live import LiveStream
+
+        def embed(new_query, new_fields) -> EmbeddedQuery:
+            return self.prepare([new_query if new_query is not None else Query(**new_fields)], sample_rate)[0]
+
+        embedded = embed(query, fields)
+        return LiveStream(
+            self.model, embedded.vector, sample_rate, channels, latency, hop, context, align, embedded.label, embed
+        )
+
     def separate_file(
         self,
         path: str | os.PathLike,

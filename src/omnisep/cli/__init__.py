@@ -26,6 +26,7 @@ COMMANDS = {
     "recipes": ("omnisep.cli.recipes", "recipes", "Prepare VGGSound or MUSIC videos you have as an omnisep corpus."),
     "scan": ("omnisep.cli.scan", "scan", "Find which of the model's labels are present in a recording, and when."),
     "map": ("omnisep.cli.map", "map_command", "Draw the query embeddings in 2-D (paper Fig. 3) with separability numbers."),
+    "live": ("omnisep.cli.live", "live", "Separate a live signal (pipe or sound card) with a latency you choose."),
     "demo": ("omnisep.cli.demo", "demo", "Start the local web demo."),
     "models": ("omnisep.cli.models", "models", "List bundled and local models."),
     "encoders": ("omnisep.cli.encoders", "encoders", "Convert encoder weights; train the bundled encoder's heads."),

@@ -1,0 +1,41 @@
+"""The bundled examples separate as they did before the one-signal-path refactor (issue 11).
+
+The reference holds every 997th sample and the energy of each target that the
+code at commit e66cac7 wrote for the examples' label and picture queries with
+the bundled default model (made once by running that commit's Separator).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = json.loads((Path(__file__).parent / "data" / "reference" / "example_targets.json").read_text())["outputs"]
+
+
+@pytest.fixture(scope="module")
+def separator():
+    from omnisep import Separator
+
+    return Separator()
+
+
+@pytest.mark.parametrize("key", sorted(REFERENCE))
+def test_example_targets_are_unchanged(separator, key):
+    from omnisep.audio import load_audio
+
+    file, modality, label = key.split("|")
+    audio, rate = load_audio(ROOT / "examples" / file)
+    if modality == "text":
+        result = separator.separate(audio, rate, text=label)
+    else:
+        examples = json.loads((ROOT / "examples" / "examples.json").read_text())
+        picture = next(e["image_queries"][label] for e in examples if e["file"] == file)
+        result = separator.separate(audio, rate, image=ROOT / "examples" / picture)
+    target = result.target[0].astype(np.float64)
+    reference = REFERENCE[key]
+    assert target.size == reference["length"]
+    np.testing.assert_allclose(target[::997], reference["samples"], atol=2e-6)
+    assert abs(float((target**2).sum()) / reference["energy"] - 1.0) < 1e-5
