@@ -120,3 +120,38 @@ def test_evaluation_scores_exactly_what_separate_writes(tmp_path, tiny_checkpoin
     scored = separated_estimates(separator.model, torch.from_numpy(mixture), query, config)
     assert scored.shape == (1, config.length)
     np.testing.assert_array_equal(scored[0].numpy(), written[: config.length])
+
+
+def test_training_from_an_embedding_cache_alone(tmp_path):
+    """encoder.from_cache: no encoder is loaded; the checkpoint records the cache's encoder and label bank."""
+    from omnisep.data.cache import EmbeddingCache, build_cache
+    from omnisep.data.manifest import read_manifest
+    from omnisep.data.synthetic import make_corpus
+    from omnisep.encoders import get_encoder
+    from omnisep.states import check_encoder, load_checkpoint
+    from omnisep.training import loop
+    from omnisep.training.config import TrainConfig
+
+    manifest = make_corpus(tmp_path / "corpus", train_per_class=2, val_per_class=1, test_per_class=0)
+    encoder = get_encoder("toy")
+    build_cache(read_manifest(manifest), encoder, tmp_path / "cache")
+    config = TrainConfig.from_dict({
+        "out_dir": str(tmp_path / "run"), "steps": 2, "log_every": 1, "val_every": 2, "checkpoint_every": 2,
+        "device": "cpu", "model": {"kind": "film", "ngf": 2, "depth": 3, "k": 2, "film_hidden": 4},
+        "encoder": {"name": "toy", "from_cache": True},
+        "data": {"train_manifest": str(manifest), "cache": str(tmp_path / "cache"), "segment_samples": 2047,
+                 "num_workers": 0, "pipeline": "resident"},
+        "optim": {"batch_size": 2, "warmup_steps": 1},
+    })
+    original = loop.get_encoder
+    loop.get_encoder = lambda *args, **kwargs: (_ for _ in ()).throw(AssertionError("the encoder was loaded"))
+    try:
+        assert loop.train(config, log=lambda message: None).step == 2
+    finally:
+        loop.get_encoder = original
+    loaded = load_checkpoint(tmp_path / "run" / "last")
+    check_encoder(loaded.config, encoder.identity())
+    assert loaded.config["encoder"]["weights_hash"] == EmbeddingCache(tmp_path / "cache").encoder["weights_hash"]
+    labels = sorted({item.label for item in read_manifest(manifest)})
+    assert list(loaded.bank.labels) == labels
+    torch.testing.assert_close(loaded.bank.embeddings, encoder.embed_text(labels), atol=1e-6, rtol=0)

@@ -118,7 +118,12 @@ def _cache_identity(config: TrainConfig) -> dict:
             f"Embedding cache {describe(config.data.cache)} was made with encoder {recorded.get('name')!r}, "
             f"but the config names {config.encoder.name!r}."
         )
-    return {key: recorded[key] for key in ENCODER_FIELDS}
+    from omnisep.encoders.base import OPTIONAL_IDENTITY_FIELDS
+
+    identity = {key: recorded[key] for key in ENCODER_FIELDS + OPTIONAL_IDENTITY_FIELDS if key in recorded}
+    if recorded.get("options"):
+        identity["options"] = dict(recorded["options"])
+    return identity
 
 
 def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precision: str) -> torch.Tensor:
