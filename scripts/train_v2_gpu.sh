@@ -50,8 +50,8 @@ for kind in kinds:
     rows = [json.loads(l) for l in open(f"{runs}/{kind}/metrics.jsonl") if '"samples_per_s"' in l]
     rows = rows[1:] or rows  # the first interval includes start-up and cuDNN's search
     rates.append(sum(r["samples_per_s"] for r in rows) / len(rows))
-config = open(f"configs/v2-{kinds[0]}.toml").read()
-batch = int(config.split("batch_size = ")[1].split()[0])
+import tomllib
+batch = tomllib.load(open(f"configs/v2-{kinds[0]}.toml", "rb"))["optim"]["batch_size"]
 print(probe + int(min(rates) * budget / batch), file=sys.stdout)
 print(f"probe rates (mixtures/s, side by side): {dict(zip(kinds, [round(r) for r in rates]))}", file=sys.stderr)
 PY

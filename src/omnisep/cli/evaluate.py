@@ -85,7 +85,7 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
 @click.option("--sweep-modes", default=",".join(MODALITIES), show_default=True, help="Query modes of the alpha sweep.")
 @click.option("--descriptions", type=click.Path(dir_okay=False), help="Table 3: JSON {label: [free-form descriptions]} for the Query-Aug comparison.")
 @click.option("--limit", type=int, default=None, help="Score only the first N mixtures (a quick look; not a result).")
-@click.option("--batch-size", type=int, default=1, show_default=True, help="Mixtures per U-Net pass.")
+@click.option("--batch-size", type=int, default=1, show_default=True, help="Mixtures read per step (each is then separated on its own, exactly as `omnisep separate` does).")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N for the Separate-Net.")
 @click.option("--seed", type=int, default=1234, show_default=True, help="Seed for audio-query clips and description choices.")
 @click.option("--usage", "usage", is_flag=True,

@@ -26,7 +26,7 @@ from torch import nn
 from omnisep import spectral
 from omnisep.models.base import MaskNetwork
 from omnisep.models.separate_net import LINEAR_INIT_STD, SeparateNetConfig
-from omnisep.models.unet import BN_WEIGHT_STD, CONV_INIT_STD, level_channels
+from omnisep.models.unet import init_like_paper, level_channels
 
 
 @dataclass(frozen=True)
@@ -90,14 +90,7 @@ class FilmNet(MaskNetwork):
         self._initialise()
 
     def _initialise(self) -> None:
-        for module in list(self.down.modules()) + list(self.up.modules()):
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, 0.0, CONV_INIT_STD)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.normal_(module.weight, 1.0, BN_WEIGHT_STD)
-                nn.init.zeros_(module.bias)
-        nn.init.normal_(self.input_norm.weight, 1.0, BN_WEIGHT_STD)
-        nn.init.zeros_(self.input_norm.bias)
+        init_like_paper([*self.down.modules(), *self.up.modules(), self.input_norm])
         nn.init.normal_(self.query_proj.weight, 0.0, LINEAR_INIT_STD)
 
     @property

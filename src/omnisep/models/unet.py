@@ -19,6 +19,19 @@ CONV_INIT_STD = 1e-3
 BN_WEIGHT_STD = 0.02
 
 
+def init_like_paper(modules) -> None:
+    """The paper's initialisation of convolutions (N(0, 1e-3)) and batch norms (weight N(1, 0.02), bias 0).
+
+    Biases of convolutions keep PyTorch's default, as in the paper's code.
+    """
+    for module in modules:
+        if isinstance(module, nn.Conv2d):
+            nn.init.normal_(module.weight, 0.0, CONV_INIT_STD)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.normal_(module.weight, 1.0, BN_WEIGHT_STD)
+            nn.init.zeros_(module.bias)
+
+
 def level_channels(ngf: int, depth: int) -> list[int]:
     """Feature channels after each down level: ngf, 2 ngf, 4 ngf, then 8 ngf."""
     return [ngf * 2 ** min(level, 3) for level in range(depth)]
@@ -83,12 +96,7 @@ class UNet(nn.Module):
 
         The last convolution's bias keeps PyTorch's default, as in the paper's code.
         """
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, 0.0, CONV_INIT_STD)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.normal_(module.weight, 1.0, BN_WEIGHT_STD)
-                nn.init.zeros_(module.bias)
+        init_like_paper(self.modules())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         multiple = 2**self.depth
