@@ -15,6 +15,7 @@ bundled one. On a CUDA machine the same is timed on the GPU (fp32 and bf16).
     python benchmarks/train_speed.py --ngf 16 --batch-size 4 --steps 4
     python benchmarks/train_speed.py --devices cuda --cuda-batch-size 128
     python benchmarks/train_speed.py --ngf 16 --kinds paper film --pipelines files resident
+    python benchmarks/train_speed.py --ngf 16 --kinds film --pipelines resident --cpu-precisions fp32 bf16
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="CPU batch (the paper's 128 takes minutes per step)")
     parser.add_argument("--cuda-batch-size", type=int, default=128, help="GPU batch (the paper's)")
     parser.add_argument("--cuda-precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--cpu-precisions", nargs="+", default=["fp32"],
+                        help="fp32 and/or bf16 (autocast; fast on CPUs with AVX-512 BF16 or AMX)")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per setting")
     parser.add_argument("--warmup-steps", type=int, default=1, help="untimed first steps")
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes (0: in the training process)")
@@ -103,7 +106,7 @@ def main() -> None:
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     rows = []
     for device in args.devices:
-        settings = [("fp32", args.batch_size)] if device == "cpu" else [(p, args.cuda_batch_size) for p in args.cuda_precisions]
+        settings = [(p, args.batch_size) for p in args.cpu_precisions] if device == "cpu" else [(p, args.cuda_batch_size) for p in args.cuda_precisions]
         for precision, batch_size in settings:
             for ngf in args.ngf:
                 for kind in args.kinds:

@@ -90,7 +90,7 @@ class TrainConfig:
     # (a resumed run ignores it). Another kind's weights are adapted where the
     # network knows how (a "film" network takes a "paper" network's U-Net).
     init_from: str | None = None
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast, CUDA only)
+    precision: str = "fp32"  # fp32 | bf16 (autocast, CUDA or CPU) | fp16 (autocast, CUDA only)
     # The network: "kind" (see omnisep.models.registry; default the paper's) and
     # that kind's config fields; emb_dim comes from the encoder.
     model: dict = field(default_factory=lambda: {"kind": "paper"})
