@@ -22,22 +22,22 @@ NICE=(nice -n 10)
 # 2. Automatic negative query. Text queries are the bank's rows and need no cache: all validation and
 #    test mixtures. Image, audio and composed queries (and the controls): the first 120 test mixtures.
 #    The setting is chosen on the validation mixtures (text queries).
-"${NICE[@]}" python3 -m omnisep.evaluation.auto_negative run "$MODEL" "$CORPUS/mixtures_val.jsonl" \
+"${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_val.jsonl" \
     --modes text --out "$WORK/auto-negative-text-val.json" --quiet &
-"${NICE[@]}" python3 -m omnisep.evaluation.auto_negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" \
+"${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" \
     --modes text --out "$WORK/auto-negative-text-test.json" --quiet
 wait
-"${NICE[@]}" python3 -m omnisep.evaluation.auto_negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" \
+"${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" \
     --cache "$CACHE" --limit 120 --out "$WORK/auto-negative-all-test120.json" --quiet
-python3 -m omnisep.evaluation.auto_negative report --validation "$WORK/auto-negative-text-val.json" \
+omnisep evaluate-auto-negative report --validation "$WORK/auto-negative-text-val.json" \
     --test "$WORK/auto-negative-all-test120.json" --test "$WORK/auto-negative-text-test.json" \
     --controls "$WORK/auto-negative-all-test120.json" --out "${OUT}auto-negative"
 
 # 3. Scan presence: scan every validation and test mixture, choose the threshold on validation.
-"${NICE[@]}" python3 -m omnisep.evaluation.presence run "$MODEL" "$CORPUS/mixtures_val.jsonl" --out "$WORK/presence-val.npz" --quiet &
-"${NICE[@]}" python3 -m omnisep.evaluation.presence run "$MODEL" "$CORPUS/mixtures_test.jsonl" --out "$WORK/presence-test.npz" --quiet
+"${NICE[@]}" omnisep evaluate-presence run "$MODEL" "$CORPUS/mixtures_val.jsonl" --out "$WORK/presence-val.npz" --quiet &
+"${NICE[@]}" omnisep evaluate-presence run "$MODEL" "$CORPUS/mixtures_test.jsonl" --out "$WORK/presence-test.npz" --quiet
 wait
-python3 -m omnisep.evaluation.presence report "$WORK/presence-val.npz" "$WORK/presence-test.npz" --out "${OUT}scan-presence"
+omnisep evaluate-presence report "$WORK/presence-val.npz" "$WORK/presence-test.npz" --out "${OUT}scan-presence"
 
 # 4. Pictures for docs/demo.md: the scan timeline of a bundled example.
 omnisep scan examples/owl_and_piano.wav --model "$MODEL" --export "$WORK" --overwrite > /dev/null

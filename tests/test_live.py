@@ -1,11 +1,13 @@
 """Live streams: equality with the offline path, exact lengths and delay, the residual identity, bad input."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from omnisep.api import Query, Separator
-from omnisep.apply import separate_array, separate_tensor
+from omnisep.apply import ChunkedSeparator, separate_array, separate_tensor
 from omnisep.audio import load_audio, save_audio
 from omnisep.errors import OmniSepError
 from omnisep.live import BlockOnlineSeparator, LiveStream, split_latency
@@ -111,6 +113,22 @@ def test_bad_blocks_and_a_closed_stream_raise_clear_errors():
         LiveStream(model, QUERIES[0], 0, 1)
     with pytest.raises(OmniSepError):
         LiveStream(model, QUERIES[0], 16000, 0)
+
+
+@pytest.mark.parametrize("engine", [ChunkedSeparator, BlockOnlineSeparator])
+def test_both_16k_engines_check_blocks_with_one_rule(engine):
+    separator = engine(lively_model(depth=4), QUERIES, 2)
+    for bad in (np.zeros(100), np.zeros((3, 100)), np.zeros((2, 5, 5))):
+        with pytest.raises(ValueError, match=rf"^expected a block \[2, n\], got shape {re.escape(str(bad.shape))}$"):
+            separator.push(bad)
+    separator.push(np.zeros((2, 300), np.float64))  # any real dtype, taken as float32
+    assert separator.received == 300 and separator._buffer.dtype == np.float32
+    separator.finish()
+    with pytest.raises(RuntimeError, match=r"^push\(\) after finish\(\)$"):
+        separator.push(np.zeros((2, 10), np.float32))
+    with pytest.raises(RuntimeError, match=r"^finish\(\) called twice$"):
+        separator.finish()
+    assert separator.total == 300
 
 
 def test_separator_stream_with_queries_negative_queries_and_a_query_change(tiny_checkpoint, tmp_path):

@@ -78,7 +78,38 @@ def chunk_layout(model, chunk_seconds: float, overlap: float) -> tuple[int, int,
     return core, context, min(context // 2, core // 2)
 
 
-class ChunkedSeparator:
+class BlockEngine:
+    """What the 16 kHz engines share (:class:`ChunkedSeparator`, :class:`omnisep.live.BlockOnlineSeparator`):
+    blocks ``[S, n]`` in, checked the same way, into a buffer, until an end that comes once.
+
+    A subclass sets ``signals``, ``received = 0``, ``total = None``, ``_buffer`` (``[S, 0]``) and
+    ``_buffer_start`` in its ``__init__``.
+    """
+
+    signals: int
+    received: int  # input samples so far
+    total: int | None  # input samples in all, once finish() has been called
+    _buffer: np.ndarray  # input from _buffer_start on
+
+    def _accept(self, block: np.ndarray) -> None:
+        """Check a pushed block (an open stream, ``[S, n]``), append it to the buffer as float32 and count it."""
+        if self.total is not None:
+            raise RuntimeError("push() after finish()")
+        block = np.asarray(block, dtype=np.float32)
+        if block.ndim != 2 or block.shape[0] != self.signals:
+            raise ValueError(f"expected a block [{self.signals}, n], got shape {block.shape}")
+        self._buffer = np.concatenate([self._buffer, block], axis=1)
+        self.received += block.shape[1]
+
+    def _close(self) -> int:
+        """Mark the end of the input (once); returns the number of input samples."""
+        if self.total is not None:
+            raise RuntimeError("finish() called twice")
+        self.total = self.received
+        return self.total
+
+
+class ChunkedSeparator(BlockEngine):
     """The 16 kHz engine: audio ``[S, n]`` in (any block sizes), separated ``[Q, S, m]`` out.
 
     Output samples come out in order as soon as no later chunk can change
@@ -132,13 +163,7 @@ class ChunkedSeparator:
 
     def push(self, block: np.ndarray) -> np.ndarray:
         """Add input samples ``[S, n]``; returns the output samples finished so far."""
-        if self.total is not None:
-            raise RuntimeError("push() after finish()")
-        block = np.asarray(block, dtype=np.float32)
-        if block.ndim != 2 or block.shape[0] != self.signals:
-            raise ValueError(f"expected a block [{self.signals}, n], got shape {block.shape}")
-        self._buffer = np.concatenate([self._buffer, block], axis=1)
-        self.received += block.shape[1]
+        self._accept(block)
         ready = []
         while True:
             _, stop = self._window(self._next_chunk + len(ready), None)
@@ -155,9 +180,7 @@ class ChunkedSeparator:
 
     def finish(self) -> np.ndarray:
         """Flush: separates the remaining chunks and returns the last output samples."""
-        if self.total is not None:
-            raise RuntimeError("finish() called twice")
-        self.total = self.received
+        self._close()
         n_frames = self.total // HOP + 1
         chunks = list(range(self._next_chunk, math.ceil(n_frames / self.core))) if self.total else []
         for start in range(0, len(chunks), self.batch_size):

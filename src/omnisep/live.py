@@ -44,6 +44,7 @@ import numpy as np
 import soxr
 import torch
 
+from omnisep.apply import BlockEngine
 from omnisep.errors import OmniSepError
 from omnisep.models import signal_path
 from omnisep.spectral import HOP, MAG_EPS, N_FFT, SAMPLE_RATE
@@ -90,7 +91,7 @@ def split_latency(latency: float, hop: float | None = None) -> tuple[int, int]:
     return spare - h, h
 
 
-class BlockOnlineSeparator:
+class BlockOnlineSeparator(BlockEngine):
     """The 16 kHz engine (see the module docstring): audio ``[S, n]`` in, final targets ``[Q, S, m]`` out.
 
     ``push`` returns every output sample that has become final; by the time
@@ -153,23 +154,14 @@ class BlockOnlineSeparator:
     # -- feeding -------------------------------------------------------------------------------
 
     def push(self, block: np.ndarray) -> np.ndarray:
-        if self.total is not None:
-            raise RuntimeError("push() after finish()")
-        block = np.asarray(block, dtype=np.float32)
-        if block.ndim != 2 or block.shape[0] != self.signals:
-            raise ValueError(f"expected a block [{self.signals}, n], got shape {block.shape}")
-        self._buffer = np.concatenate([self._buffer, block], axis=1)
-        self.received += block.shape[1]
+        self._accept(block)
         while self._next_instant <= self.received:
             self._step(self._next_instant, final=False)
             self._next_instant += self.hop * HOP
         return self._hand_out()
 
     def finish(self) -> np.ndarray:
-        if self.total is not None:
-            raise RuntimeError("finish() called twice")
-        self.total = self.received
-        if self.total:
+        if self._close():
             self._step(self.total, final=True)
         return self._hand_out()
 

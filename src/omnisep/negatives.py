@@ -24,7 +24,7 @@ import torch
 
 from omnisep.errors import OmniSepError
 
-# Chosen on the corpus's validation mixtures (docs/results/auto-negative/, scripts/evaluate_auto_negative.sh).
+# Chosen on the corpus's validation mixtures (docs/results/auto-negative/, scripts/evaluate_query_tools.sh).
 # The best mean SDRi over the validation mixtures (text queries), the only setting there no worse than
 # no negative on average (+0.04 dB); see docs/query-tools.md.
 DEFAULT_COUNT = 1

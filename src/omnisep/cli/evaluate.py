@@ -1,4 +1,8 @@
-"""`omnisep evaluate CHECKPOINT TESTSET --out DIR`: the paper's tables for one checkpoint."""
+"""`omnisep evaluate CHECKPOINT TESTSET --out DIR`: the paper's tables for one checkpoint.
+
+Also the query tools' evaluations, each a run step per mixture list and a report step:
+`omnisep evaluate-auto-negative run|report` and `omnisep evaluate-presence run|report`.
+"""
 
 from __future__ import annotations
 
@@ -155,3 +159,101 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
         written.append(Path(out_dir) / "usage.md")
     click.echo(Path(written[0]).read_text(encoding="utf-8").rstrip())
     click.echo(f"{result.items} mixtures in {result.seconds:.1f} s; wrote {', '.join(str(p) for p in written)}", err=True)
+
+
+# -- the query tools' evaluations (docs/query-tools.md, scripts/evaluate_query_tools.sh) ---------------------------
+
+
+@click.group("evaluate-auto-negative")
+def evaluate_auto_negative():
+    """Sweep the automatic negative query on fixed mixtures (run), then choose on validation and report on test (report).
+
+    \b
+    Examples:
+      omnisep evaluate-auto-negative run MODEL corpus/mixtures_val.jsonl --modes text --out val.json
+      omnisep evaluate-auto-negative report --validation val.json --test test.json --out docs/results/auto-negative
+    """
+
+
+@evaluate_auto_negative.command("run")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
+@click.argument("mixtures", type=click.Path(exists=True, dir_okay=False))
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Manifest of the items (default: manifest.jsonl beside MIXTURES).")
+@click.option("--cache", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Embedding cache of the checkpoint's encoder (not needed for --modes text).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file with every score.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N mixtures.")
+@click.option("--modes", default=",".join((*MODALITIES, "composed")), show_default=True, help="Comma-separated query modes.")
+@click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture,residual.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, quiet):
+    """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
+    from omnisep.evaluation import auto_negative
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f"{out.stem}.partial.json")
+    data = auto_negative.run(checkpoint, mixtures, manifest, cache, modes=_csv_list(modes, "--modes"), limit=limit,
+                             sources=_csv_list(sources, "--sources"), progress=not quiet, partial=partial)
+    auto_negative.save_run(data, out)
+    partial.unlink(missing_ok=True)
+    click.echo(f"{data['count']} mixtures in {data['seconds']} s -> {out}; best setting: {auto_negative.choose_defaults(data['summary'])}")
+
+
+@evaluate_auto_negative.command("report")
+@click.option("--validation", "validation", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A run of the validation mixtures (repeatable: runs of other modes are merged).")
+@click.option("--test", "test", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A run of the test mixtures (repeatable).")
+@click.option("--controls", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A test run whose controls table is shown (default: the merged --test runs).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for results.md and summary.json.")
+def auto_negative_report(validation, test, controls, out):
+    """Choose the setting on the --validation runs, report it on the --test runs: OUT/results.md, OUT/summary.json.
+
+    Later runs override earlier ones for the modes they share."""
+    from omnisep.evaluation import auto_negative
+
+    click.echo(auto_negative.write_report(validation, test, out, controls))
+
+
+@click.group("evaluate-presence")
+def evaluate_presence():
+    """Scan fixed mixtures (run), then choose the presence threshold on validation and report on test (report).
+
+    \b
+    Examples:
+      omnisep evaluate-presence run MODEL corpus/mixtures_val.jsonl --out val.npz
+      omnisep evaluate-presence report val.npz test.npz --out docs/results/scan-presence
+    """
+
+
+@evaluate_presence.command("run")
+@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
+@click.argument("mixtures", type=click.Path(exists=True, dir_okay=False))
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Manifest of the items (default: manifest.jsonl beside MIXTURES).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="An .npz with every scan.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N mixtures.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def presence_run(checkpoint, mixtures, manifest, out, limit, quiet):
+    """Scan MIXTURES and store presence scores and truth; prints the scores at the best clip-level threshold."""
+    import json
+
+    from omnisep.evaluation import presence
+
+    data = presence.scan_mixtures(checkpoint, mixtures, manifest, limit, progress=not quiet)
+    presence.save(data, out)
+    click.echo(json.dumps(presence.score(data, presence.best_threshold(data)), indent=1))
+
+
+@evaluate_presence.command("report")
+@click.argument("validation", type=click.Path(exists=True, dir_okay=False))
+@click.argument("test", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for results.md, summary.json and presence_curves.png.")
+def presence_report(validation, test, out):
+    """Choose the threshold on VALIDATION (best clip-level F1), report TEST there: OUT/results.md, .json, .png."""
+    from omnisep.evaluation import presence
+
+    click.echo(presence.write_report(validation, test, out))

@@ -17,7 +17,8 @@ rule. ``choose_defaults`` picks the setting with the best mean SDRi over the
 modes among those that are never worse than no negative on average, on the
 VALIDATION mixtures; the test mixtures only report it.
 
-    python -m omnisep.evaluation.auto_negative MODEL corpus/mixtures_val.jsonl --cache CACHE --out val.json
+    omnisep evaluate-auto-negative run MODEL corpus/mixtures_val.jsonl --cache CACHE --out val.json
+    omnisep evaluate-auto-negative report --validation val.json --test test.json --out docs/results/auto-negative
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import click
 import numpy as np
 import torch
 
+from omnisep.errors import OmniSepError, describe
 from omnisep.evaluation.metrics import SCORED_LENGTH, _cap, _images_sdr, is_silent, summarize
 
 DEFAULT_COUNTS = (1, 2, 3)
@@ -76,15 +77,10 @@ class _OnePass:
         """:func:`omnisep.scan.scan` of the mixture from this pass's features (the scan's engine runs
         the same single U-Net pass on an input of one chunk, so the numbers are the same)."""
         from omnisep.queries import normalize
-        from omnisep.scan import _FrameMeter, _result
-        from omnisep.spectral import SAMPLE_RATE
+        from omnisep.scan import scan_estimates
 
-        frame = max(1, round(frame_seconds * SAMPLE_RATE))
         estimates = self.separate(normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32)), mixture.size)
-        targets, mix = _FrameMeter(len(bank.labels), frame), _FrameMeter(1, frame)
-        targets.add(estimates)
-        mix.add(mixture[None].astype(np.float32))
-        return _result(bank.labels, targets.close(), mix.close()[0], frame, mixture.size)
+        return scan_estimates(bank.labels, estimates, mixture, frame_seconds)
 
 
 class _BankTable:
@@ -95,7 +91,7 @@ class _BankTable:
         rows = dict(zip(bank.labels, torch.as_tensor(bank.embeddings, dtype=torch.float32)))
         missing = sorted({item.label for item in items} - set(rows))
         if missing:
-            raise click.ClickException(f"labels {missing[:3]} are not in the model's bank; give --cache")
+            raise OmniSepError(f"Labels {missing[:3]} of the test set are not in the model's query bank; give the embedding cache.")
         self.dim = bank.dim
         self._rows = {item.id: rows[item.label] for item in items}
 
@@ -134,7 +130,7 @@ def run(
     subtracted (eq. 4's first term alone). ``partial`` (a path): the data so far is written
     there every 20 mixtures.
     """
-    from omnisep import negatives
+    from omnisep import fileio, negatives
     from omnisep.data.mixing import MixtureDataset
     from omnisep.data.mixtures import load_test_set
     from omnisep.evaluation.protocol import EvaluationConfig
@@ -149,7 +145,7 @@ def run(
     config = EvaluationConfig(modes=tuple(modes), negative_source="text")
     if cache is None:
         if set(modes) != {"text"}:
-            raise click.ClickException("image, audio and composed queries need the embedding cache (--cache)")
+            raise OmniSepError("Image, audio and composed queries need the embedding cache (--cache).")
         table = _BankTable(test_set.items, bank)
     else:
         table = load_query_table(test_set, needed_items(test_set, config), cache, None)
@@ -226,8 +222,8 @@ def run(
         if bar is not None:
             bar.update(1)
         if partial is not None and (index + 1) % 20 == 0:
-            Path(partial).write_text(json.dumps(_package(checkpoint, mixtures, index + 1, started, counts, alphas, similarities,
-                                                         sources, scores, choices_log)))
+            fileio.write_text(partial, json.dumps(_package(checkpoint, mixtures, index + 1, started, counts, alphas, similarities,
+                                                           sources, scores, choices_log)), fsync=False)
     if bar is not None:
         bar.close()
     return _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log)
@@ -243,6 +239,18 @@ def _package(checkpoint, mixtures, count, started, counts, alphas, similarities,
         "scores": {mode: dict(values) for mode, values in scores.items()},
         "choices": {mode: {k: dict(v) for k, v in values.items()} for mode, values in choices_log.items()},
     }
+
+
+def save_run(data: dict, path) -> Path:
+    """A :func:`run`'s data with its summary (:func:`summarize_run`), written atomically to ``path`` (a .json)."""
+    from omnisep import fileio
+
+    data["summary"] = summarize_run(data)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with fileio.output_errors(path):
+        fileio.write_text(path, json.dumps(data))
+    return path
 
 
 def _paired(values: list, reference: list) -> tuple[list[float], list[float]]:
@@ -286,7 +294,7 @@ def choose_defaults(summary: dict, alpha: float | None = None) -> str:
     if alpha is not None:
         keys = {k for k in keys if k.endswith(f"/a{alpha:g}")}
     if not keys:
-        raise click.ClickException("the runs hold no automatic setting to choose from")
+        raise OmniSepError("The runs hold no automatic setting to choose from.")
 
     def rank(key):
         safe = all(rows[key]["gain"] >= 0 for rows in summary.values())
@@ -357,44 +365,14 @@ def sweep_table(summary: dict, source: str) -> str:
     return "\n".join(lines)
 
 
-@click.group()
-def main():
-    """Sweep the automatic negative query (run), then pick on validation and report on test (report)."""
-
-
-@main.command("run")
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
-@click.argument("mixtures", type=click.Path(exists=True, dir_okay=False))
-@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), default=None)
-@click.option("--cache", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Embedding cache of the checkpoint's encoder (not needed for --modes text).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file with every score.")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
-@click.option("--modes", default=",".join(MODES), show_default=True, help="Comma-separated query modes.")
-@click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture,residual.")
-@click.option("--quiet", is_flag=True)
-def run_command(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, quiet):
-    """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    data = run(checkpoint, mixtures, manifest, cache, modes=tuple(m.strip() for m in modes.split(",") if m.strip()), limit=limit,
-               sources=tuple(s.strip() for s in sources.split(",") if s.strip()), progress=not quiet,
-               partial=out.with_name(f"{out.stem}.partial.json"))
-    data["summary"] = summarize_run(data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.part")
-    temp.write_text(json.dumps(data))
-    temp.replace(out)
-    click.echo(f"{data['count']} mixtures in {data['seconds']} s -> {out}; best setting: {choose_defaults(data['summary'])}")
-
-
 def merge(paths) -> dict:
     """Runs of the same mixtures with different modes, as one run."""
     runs = [json.loads(Path(path).read_text()) for path in paths]
     merged = dict(runs[0])
     merged["counts"] = {mode: runs[0]["count"] for mode in runs[0]["scores"]}
-    for other in runs[1:]:
+    for path, other in zip(paths[1:], runs[1:]):
         if other["mixtures"] != merged["mixtures"]:
-            raise click.ClickException("merged runs must come from the same mixture list")
+            raise OmniSepError(f"Run {describe(path)} comes from another mixture list than {describe(paths[0])}; merged runs must share one.")
         for key in ("scores", "choices"):
             merged[key] = {**merged[key], **other[key]}
         merged["counts"].update({mode: other["count"] for mode in other["scores"]})
@@ -404,16 +382,15 @@ def merge(paths) -> dict:
     return merged
 
 
-@main.command("report")
-@click.option("--validation", "validation", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--test", "test", multiple=True, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--controls", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A test run whose controls table is shown (default: the merged --test runs).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def report_command(validation, test, controls, out):
-    """Choose the setting on the --validation runs, report it on the --test runs: OUT/results.md, OUT/summary.json.
+def write_report(validation, test, out, controls=None) -> str:
+    """Choose the setting on the ``validation`` runs, report it on the ``test`` runs: OUT/results.md, OUT/summary.json.
 
-    Later runs override earlier ones for the modes they share."""
+    Each of ``validation`` and ``test`` is a list of run files (:func:`save_run`), merged with
+    :func:`merge` (later runs override earlier ones for the modes they share); ``controls``: a
+    test run whose controls table is shown (default: the merged test runs). Returns the Markdown.
+    """
+    from omnisep import fileio
+
     val, tst = merge(validation), merge(test)
     chosen = choose_defaults(val["summary"])
     safe = meets_target(val["summary"], chosen)
@@ -448,12 +425,9 @@ def report_command(validation, test, controls, out):
         text += [f"## Sweep on the validation mixtures (scan of the {source}): mean gain over no negative, averaged over the modes", "",
                  sweep_table(val["summary"], source), ""]
         text += [f"## The same sweep on the test mixtures (for reference; not used to choose)", "", sweep_table(tst["summary"], source), ""]
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.md").write_text("\n".join(text))
-    (out / "summary.json").write_text(json.dumps({"chosen": chosen, "validation": val["summary"], "test": tst["summary"],
-                                                  "choices_test": tst.get("choices"), "seconds": [val["seconds"], tst["seconds"]]}, indent=1))
-    click.echo("\n".join(text))
-
-
-if __name__ == "__main__":
-    main()
+    fileio.write_text(out / "results.md", "\n".join(text))
+    fileio.write_json(out / "summary.json", {"chosen": chosen, "validation": val["summary"], "test": tst["summary"],
+                                             "choices_test": tst.get("choices"), "seconds": [val["seconds"], tst["seconds"]]})
+    return "\n".join(text)

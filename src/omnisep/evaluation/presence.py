@@ -15,16 +15,15 @@ sources) is scanned (:func:`omnisep.scan.scan`, 0.5 s frames). Truth:
 ``best_threshold`` picks the threshold with the best clip-level F1 on the
 VALIDATION mixtures; the test mixtures are only scored at that threshold.
 
-    python -m omnisep.evaluation.presence MODEL corpus/mixtures_val.jsonl --out val.npz
+    omnisep evaluate-presence run MODEL corpus/mixtures_val.jsonl --out val.npz
+    omnisep evaluate-presence report val.npz test.npz --out docs/results/scan-presence
 """
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
-import click
 import numpy as np
 
 ACTIVE_SHARE = 0.1  # a source heard at -10 dB under the mixture counts as sounding in that frame
@@ -121,63 +120,32 @@ def load(path) -> dict:
         return {key: archive[key] for key in archive.files}
 
 
-def plot_curves(curves: dict[str, dict], chosen: float, path: Path) -> None:
-    """Precision and recall against the threshold, clip and frame level, one line style per set."""
-    import matplotlib
+def save(data: dict, path) -> Path:
+    """Write :func:`scan_mixtures`' arrays as one ``.npz``, atomically (the folder is made if needed)."""
+    from omnisep import fileio
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110, sharey=True)
-    for ax, level in zip(axes, ("clip", "frame")):
-        for (name, rows), style in zip(curves.items(), ("-", "--")):
-            thresholds = [r["threshold"] for r in rows]
-            ax.plot(thresholds, [r[level]["precision"] for r in rows], style, color="tab:blue", label=f"precision ({name})")
-            ax.plot(thresholds, [r[level]["recall"] for r in rows], style, color="tab:orange", label=f"recall ({name})")
-            ax.plot(thresholds, [r[level]["f1"] for r in rows], style, color="tab:green", label=f"F1 ({name})")
-        ax.axvline(chosen, color="black", lw=0.8, ls=":")
-        ax.set_title(f"{level} level", fontsize=10)
-        ax.set_xlabel("threshold (energy ratio)")
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with fileio.output_errors(path), fileio.atomic_path(path) as temp, open(temp, "wb") as handle:
+        np.savez_compressed(handle, **data)
+    return path
 
 
-@click.group()
-def main():
-    """Scan fixed mixtures (run), then choose the threshold on validation and report on test (report)."""
+def write_report(validation, test, out) -> str:
+    """Choose the threshold on the ``validation`` scans (best clip-level F1) and report the ``test`` scans there.
 
+    Writes OUT/results.md, OUT/summary.json and OUT/presence_curves.png; returns the Markdown.
+    """
+    from omnisep import fileio
+    from omnisep.plotting.presence import plot_presence_curves
 
-@main.command("run")
-@click.argument("checkpoint", type=click.Path(exists=True, file_okay=False))
-@click.argument("mixtures", type=click.Path(exists=True, dir_okay=False))
-@click.option("--manifest", type=click.Path(exists=True, dir_okay=False), default=None)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="An .npz with every scan.")
-@click.option("--limit", type=click.IntRange(min=1), default=None)
-@click.option("--quiet", is_flag=True)
-def run_command(checkpoint, mixtures, manifest, out, limit, quiet):
-    """Scan MIXTURES and store presence scores and truth; prints the best clip-level threshold."""
-    data = scan_mixtures(checkpoint, mixtures, manifest, limit, progress=not quiet)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.stem}.part.npz")
-    np.savez_compressed(temp, **data)
-    temp.replace(out)
-    click.echo(json.dumps(score(data, best_threshold(data)), indent=1))
-
-
-@main.command("report")
-@click.argument("validation", type=click.Path(exists=True, dir_okay=False))
-@click.argument("test", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def report_command(validation, test, out):
-    """Choose the threshold on VALIDATION (best clip-level F1), report TEST there: OUT/results.md, .json, .png."""
     val, tst = load(validation), load(test)
     chosen = best_threshold(val)
     curves = {"validation": [score(val, t) for t in THRESHOLDS], "test": [score(tst, t) for t in THRESHOLDS]}
     at = {"validation": score(val, chosen), "test": score(tst, chosen)}
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    plot_curves(curves, chosen, out / "presence_curves.png")
+    plot_presence_curves(curves, chosen, out / "presence_curves.png")
     lines = [
         "# Scan: precision and recall of presence",
         "",
@@ -186,11 +154,12 @@ def report_command(validation, test, out):
         "| mixtures | level | precision | recall | F1 | labels found per mixture | true labels = top ranked |",
         "|---|---|---|---|---|---|---|",
     ]
+    sizes = {"validation": len(val["presence"]), "test": len(tst["presence"])}
     for name, result in at.items():
         for level in ("clip", "frame"):
             r = result[level]
             extra = f"{result['labels_found_per_mixture']:.1f} | {result['truth_is_top']:.1%}" if level == "clip" else " | "
-            lines.append(f"| {name} ({len(load(validation if name == 'validation' else test)['presence'])}) | {level} "
+            lines.append(f"| {name} ({sizes[name]}) | {level} "
                          f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {extra} |")
     for name, data in (("validation", val), ("test", tst)):
         order = np.argsort(-data["presence"], axis=1)
@@ -199,10 +168,7 @@ def report_command(validation, test, out):
                      f"(random ranking: {(data['presence'].shape[1] + 1) / 2:g}); precision of guessing every label "
                      f"(the share of true (mixture, label) pairs): {data['truth_clip'].mean():.3f}.")
     lines += ["", "![precision and recall against the threshold](presence_curves.png)", ""]
-    (out / "results.md").write_text("\n".join(lines))
-    (out / "summary.json").write_text(json.dumps({"threshold": chosen, "at_threshold": at, "curves": curves}, indent=1))
-    click.echo("\n".join(lines))
-
-
-if __name__ == "__main__":
-    main()
+    text = "\n".join(lines)
+    fileio.write_text(out / "results.md", text)
+    fileio.write_json(out / "summary.json", {"threshold": chosen, "at_threshold": at, "curves": curves})
+    return text

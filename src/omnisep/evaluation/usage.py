@@ -9,12 +9,14 @@ For every test mixture (target A, interferer B) and the model's text queries
 * **selectivity**: SDR of A from A's query minus SDR of A from B's query
   (both against A; a model that only turns the mixture down scores 0 dB);
 * **per-class SDRi** of A from A's query;
-* **scan accuracy** with :func:`omnisep.scan.scan` itself: is the top-ranked
+* **scan accuracy**, what :func:`omnisep.scan.scan` finds: is the top-ranked
   label one of the two present ones, and the fraction of (present, absent)
   label pairs ranked the right way round (the area under the ROC curve).
 
 All estimates go through :func:`omnisep.apply.separate_tensor`, what
-``omnisep separate`` computes.
+``omnisep separate`` computes, in one pass per mixture for every label of the
+bank: the three queries above are bank rows, and the scan's ranking comes
+from the same estimates (:func:`omnisep.scan.scan_estimates`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import torch
 
 from omnisep.errors import OmniSepError, describe
 from omnisep.evaluation.metrics import SCORED_LENGTH, score_estimate, score_mixture, summarize
-from omnisep.spectral import SAMPLE_RATE
 
 ENERGY_FLOOR_DB = -120.0
 
@@ -64,7 +65,7 @@ def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast
     from omnisep.apply import separate_tensor
     from omnisep.data.mixing import MixtureDataset, QueryTable
     from omnisep.queries import normalize
-    from omnisep.scan import scan
+    from omnisep.scan import scan_estimates
 
     bank = loaded.bank
     if bank is None:
@@ -95,8 +96,8 @@ def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast
         example = dataset[index]
         sources = example["sources"]
         target, interferer, mixture = sources[0].numpy(), sources[1:].sum(0).numpy(), example["mixture"].numpy()
-        chosen = queries[[label_row[target_label], label_row[interferer_label], label_row[absent_label]]]
-        estimates = separate_tensor(loaded.model, example["mixture"], chosen).numpy()
+        every_label = separate_tensor(loaded.model, example["mixture"], queries).numpy()  # [labels, T]: serves the scan too
+        estimates = every_label[[label_row[target_label], label_row[interferer_label], label_row[absent_label]]]
         mixture_score = score_mixture(target, interferer, mixture, backend)
         own = other = None
         if mixture_score is not None:
@@ -108,7 +109,7 @@ def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast
         if own is not None and other is None:
             selectivity = own.sdr - mixture_score.sdr  # B's query returned (near) silence for A: at least this
         absent_db = _energy_db(estimates[2][:SCORED_LENGTH], mixture[:SCORED_LENGTH])
-        scanned = scan(loaded, mixture, SAMPLE_RATE)
+        scanned = scan_estimates(bank.labels, every_label, mixture)
         present_rows = [label_row[label] for label in present]
         results.append(UsageItem(
             index=index,

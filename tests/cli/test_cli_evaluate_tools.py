@@ -1,0 +1,85 @@
+"""`omnisep evaluate-auto-negative` and `omnisep evaluate-presence`, run then report, on the tiny checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from omnisep.cli import main
+from omnisep.evaluation import auto_negative, presence
+
+TONES = {"dog barking": 300.0, "violin": 1200.0, "speech": 3000.0}  # the tiny checkpoint's labels
+
+
+@pytest.fixture(scope="module")
+def mixtures(tmp_path_factory):
+    """Three one-second tones, one per label, and two two-source mixtures of them."""
+    folder = tmp_path_factory.mktemp("tools")
+    t = np.arange(16000) / 16000
+    rows = []
+    for label, tone in TONES.items():
+        item = label.split()[0]
+        sf.write(folder / f"{item}.wav", (0.4 * np.sin(2 * np.pi * tone * t)).astype(np.float32), 16000)
+        rows.append({"id": item, "audio": f"{item}.wav", "label": label, "split": "test"})
+    (folder / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = [("dog", "violin"), ("speech", "dog")]
+    (folder / "mixtures.jsonl").write_text(
+        "".join(json.dumps({"id": f"m{i}", "target": a, "interferers": [b], "seed": i}) + "\n" for i, (a, b) in enumerate(pairs))
+    )
+    return folder / "mixtures.jsonl"
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_auto_negative_run_then_report(tiny_checkpoint, mixtures, tmp_path, capsys):
+    code, out, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
+                         "--out", tmp_path / "runs" / "val.json", "--quiet")
+    assert code == 0, err
+    assert "2 mixtures" in out and "best setting: auto/mixture/" in out
+    data = json.loads((tmp_path / "runs" / "val.json").read_text())
+    assert data["count"] == 2 and len(data["scores"]["text"]["plain"]) == 2
+    assert data["summary"] == auto_negative.summarize_run(data)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["val.json"]  # no partial file left
+
+    report = tmp_path / "report"
+    code, out, err = run(capsys, "evaluate-auto-negative", "report", "--validation", tmp_path / "runs" / "val.json",
+                         "--test", tmp_path / "runs" / "val.json", "--out", report)
+    assert code == 0, err
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["chosen"] == auto_negative.choose_defaults(data["summary"])
+    assert out.strip() == (report / "results.md").read_text().strip()
+    assert "| text |" in out
+
+
+def test_auto_negative_without_cache_needs_text_queries(tiny_checkpoint, mixtures, tmp_path, capsys):
+    code, _, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "image",
+                       "--out", tmp_path / "x.json", "--quiet")
+    assert code == 2
+    assert err.strip() == "omnisep: error: Image, audio and composed queries need the embedding cache (--cache)."
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_presence_run_then_report(tiny_checkpoint, mixtures, tmp_path, capsys):
+    code, out, err = run(capsys, "evaluate-presence", "run", tiny_checkpoint, mixtures, "--out", tmp_path / "scans.npz",
+                         "--quiet", "--limit", "2")
+    assert code == 0, err
+    data = presence.load(tmp_path / "scans.npz")
+    assert data["presence"].shape == (2, 3) and data["truth_clip"].sum() == 4
+    assert json.loads(out) == presence.score(data, presence.best_threshold(data))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scans.npz"]
+
+    code, out, err = run(capsys, "evaluate-presence", "report", tmp_path / "scans.npz", tmp_path / "scans.npz",
+                         "--out", tmp_path / "report")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert summary["threshold"] == presence.best_threshold(data)
+    assert "| validation (2) | clip |" in out and "| test (2) | frame |" in out
+    assert Image.open(tmp_path / "report" / "presence_curves.png").size[0] > 300
