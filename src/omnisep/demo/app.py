@@ -276,50 +276,95 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
             "(several at once are mixed by their weights), optionally say what to remove, and press **Separate**."
             + (f" Model: `{model_name}`." if model_name else "")
         )
-        with gr.Row():
-            with gr.Column():
-                mixture = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Mixture", elem_id="mixture")
-                with gr.Group():
-                    text = gr.Textbox(label="Text query", placeholder="e.g. dog barking", elem_id="text-query")
-                    text_weight = gr.Slider(0, 2, value=1, step=0.05, label="Text weight", elem_id="text-weight")
-                with gr.Accordion("Image and audio queries", open=False):
-                    image = gr.Image(type="filepath", label="Image query", sources=["upload", "clipboard"], elem_id="image-query")
-                    image_weight = gr.Slider(0, 2, value=1, step=0.05, label="Image weight")
-                    audio_query = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio query", elem_id="audio-query")
-                    audio_weight = gr.Slider(0, 2, value=1, step=0.05, label="Audio weight")
-                with gr.Accordion("Negative query (what to remove)", open=False):
-                    negative_text = gr.Textbox(label="Negative text", placeholder="e.g. speech", elem_id="negative-text")
-                    negative_image = gr.Image(type="filepath", label="Negative image", sources=["upload", "clipboard"])
-                    negative_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Negative audio")
-                    alpha = gr.Slider(0, 2, value=0.5, step=0.05, label="Alpha (strength of the negative query)", elem_id="alpha")
-                auto_negative = gr.Checkbox(label="Automatic negative query: scan the mixture and remove the strongest other sound",
-                                            elem_id="auto-negative")
-                query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")
-                run = gr.Button("Separate", variant="primary", elem_id="separate-button")
-                rows = example_rows(examples_dir) if examples_dir is not None else []
-                if rows:
-                    gr.Examples(rows, inputs=[mixture, text, image, auto_negative], label="Bundled examples (click one)",
-                                elem_id="examples", cache_examples=False)
-            with gr.Column():
-                status = gr.Markdown("Results appear here.", elem_id="status")
-                target = gr.Audio(label="Target (the sound you asked for)", type="filepath", interactive=False,
-                                  buttons=["download"], elem_id="target-audio")
-                residual = gr.Audio(label="Residual (everything else)", type="filepath", interactive=False,
-                                    buttons=["download"], elem_id="residual-audio")
-                spectrograms = gr.Image(label="Spectrograms: mixture, target, residual", type="filepath",
-                                        show_label=False, interactive=False, height=340, elem_id="spectrograms")
-                scan_status = gr.Markdown("", elem_id="scan-status")
-                timeline = gr.Image(label="Scan of the mixture: which labels sound when", type="filepath",
-                                    interactive=False, elem_id="scan-timeline")
-        run.click(
-            on_separate,
-            inputs=[mixture, text, text_weight, image, image_weight, audio_query, audio_weight,
-                    negative_text, negative_image, negative_audio, alpha, query_aug, auto_negative],
-            outputs=[target, residual, spectrograms, status],
-            concurrency_limit=1,
-        )
-        mixture.change(on_mixture, inputs=[mixture], outputs=[timeline, scan_status], concurrency_limit=1)
+        with gr.Tab("Separate a file", id="file-tab", elem_id="file-tab"):
+            with gr.Row():
+                with gr.Column():
+                    mixture = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Mixture", elem_id="mixture")
+                    with gr.Group():
+                        text = gr.Textbox(label="Text query", placeholder="e.g. dog barking", elem_id="text-query")
+                        text_weight = gr.Slider(0, 2, value=1, step=0.05, label="Text weight", elem_id="text-weight")
+                    with gr.Accordion("Image and audio queries", open=False):
+                        image = gr.Image(type="filepath", label="Image query", sources=["upload", "clipboard"], elem_id="image-query")
+                        image_weight = gr.Slider(0, 2, value=1, step=0.05, label="Image weight")
+                        audio_query = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio query", elem_id="audio-query")
+                        audio_weight = gr.Slider(0, 2, value=1, step=0.05, label="Audio weight")
+                    with gr.Accordion("Negative query (what to remove)", open=False):
+                        negative_text = gr.Textbox(label="Negative text", placeholder="e.g. speech", elem_id="negative-text")
+                        negative_image = gr.Image(type="filepath", label="Negative image", sources=["upload", "clipboard"])
+                        negative_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Negative audio")
+                        alpha = gr.Slider(0, 2, value=0.5, step=0.05, label="Alpha (strength of the negative query)", elem_id="alpha")
+                    auto_negative = gr.Checkbox(label="Automatic negative query: scan the mixture and remove the strongest other sound",
+                                                elem_id="auto-negative")
+                    query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")
+                    run = gr.Button("Separate", variant="primary", elem_id="separate-button")
+                    rows = example_rows(examples_dir) if examples_dir is not None else []
+                    if rows:
+                        gr.Examples(rows, inputs=[mixture, text, image, auto_negative], label="Bundled examples (click one)",
+                                    elem_id="examples", cache_examples=False)
+                with gr.Column():
+                    status = gr.Markdown("Results appear here.", elem_id="status")
+                    target = gr.Audio(label="Target (the sound you asked for)", type="filepath", interactive=False,
+                                      buttons=["download"], elem_id="target-audio")
+                    residual = gr.Audio(label="Residual (everything else)", type="filepath", interactive=False,
+                                        buttons=["download"], elem_id="residual-audio")
+                    spectrograms = gr.Image(label="Spectrograms: mixture, target, residual", type="filepath",
+                                            show_label=False, interactive=False, height=340, elem_id="spectrograms")
+                    scan_status = gr.Markdown("", elem_id="scan-status")
+                    timeline = gr.Image(label="Scan of the mixture: which labels sound when", type="filepath",
+                                        interactive=False, elem_id="scan-timeline")
+            run.click(
+                on_separate,
+                inputs=[mixture, text, text_weight, image, image_weight, audio_query, audio_weight,
+                        negative_text, negative_image, negative_audio, alpha, query_aug, auto_negative],
+                outputs=[target, residual, spectrograms, status],
+                concurrency_limit=1,
+            )
+            mixture.change(on_mixture, inputs=[mixture], outputs=[timeline, scan_status], concurrency_limit=1)
+        with gr.Tab("Live", id="live-tab", elem_id="live-tab"):
+            build_live_tab(separator)
     return app
+
+
+def build_live_tab(separator) -> None:
+    """The live page (inside a Blocks context): microphone in, separated sound out, query changeable while it runs.
+
+    The logic lives in :mod:`omnisep.demo.live`; each tab's stream is kept in
+    its own ``gr.State``.
+    """
+    import gradio as gr
+
+    from omnisep.demo.live import DEFAULT_LATENCY_LABEL, LATENCIES, MAX_SECONDS, STREAM_EVERY, live_step, live_stop
+
+    gr.Markdown(
+        "Press **Record**: the microphone is separated while you speak or play, and the sound you asked for "
+        "plays back after the latency you choose (plus the browser's chunking). Change the query at any time: "
+        "it takes effect within one hop. Use headphones, or the loudspeaker feeds the microphone."
+    )
+    with gr.Row():
+        with gr.Column():
+            mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone", elem_id="live-mic")
+            text = gr.Textbox(label="Keep (text query)", placeholder="e.g. speech", elem_id="live-text")
+            with gr.Accordion("Image query and negative text", open=False):
+                image = gr.Image(type="filepath", label="Keep (image query)", sources=["upload", "clipboard"],
+                                 elem_id="live-image")
+                negative_text = gr.Textbox(label="Remove (negative text)", placeholder="e.g. music",
+                                           elem_id="live-negative-text")
+            latency = gr.Radio(list(LATENCIES), value=DEFAULT_LATENCY_LABEL, label="Latency (set before recording)",
+                               elem_id="live-latency")
+        with gr.Column():
+            status = gr.Markdown("Press Record to start.", elem_id="live-status")
+            target = gr.Audio(label="Target, live", streaming=True, autoplay=True, interactive=False, elem_id="live-target")
+            residual = gr.Audio(label="Residual, live (everything else)", streaming=True, autoplay=False,
+                                interactive=False, elem_id="live-residual")
+    session = gr.State(None)
+
+    def on_chunk(state, chunk, text_value, image_value, negative_value, latency_value):
+        return live_step(state, separator, chunk, text_value, image_value, negative_value, latency_value)
+
+    mic.stream(on_chunk, inputs=[session, mic, text, image, negative_text, latency],
+               outputs=[session, target, residual, status], stream_every=STREAM_EVERY, time_limit=MAX_SECONDS,
+               concurrency_limit=None, show_progress="hidden")
+    mic.stop_recording(live_stop, inputs=[session], outputs=[session, target, residual, status], show_progress="hidden")
 
 
 def check_port(host: str, port: int) -> None:
