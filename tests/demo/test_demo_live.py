@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import soundfile as sf
 
 from omnisep.api import Separator
-from omnisep.demo.live import NO_QUERY, LiveSession, live_step, live_stop
+from omnisep.demo.live import NO_QUERY, LiveSession, decode_playback, live_step, live_stop
 
 RATE = 48000  # what browsers usually record at
 
@@ -33,34 +31,41 @@ def microphone():
     return samples, [(RATE, samples[a:b]) for a, b in zip(edges[:-1], edges[1:])]
 
 
-def decode(wav: bytes | None) -> np.ndarray:
-    if wav is None:
+def decode(payload: str | None) -> np.ndarray:
+    """What the page plays for one reply."""
+    if payload is None:
         return np.zeros(0, np.float32)
-    audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
-    assert rate == RATE and audio.ndim == 1
+    rate, samples = decode_playback(payload)
+    assert rate == RATE and samples.ndim == 1
+    return samples
+
+
+def read(path):
+    audio, rate = sf.read(path, dtype="float32")
+    assert rate == RATE
     return audio
 
 
-def run(separator, chunks, queries):
-    """Feed the chunks; ``queries[i]`` is the text in the query box when chunk ``i`` is sent."""
-    session, targets, residuals, statuses = None, [], [], []
+def run(separator, chunks, queries, folder=None, hear="target"):
+    """Feed the chunks; ``queries[i]`` is the text in the query box when chunk ``i`` is sent.
+
+    Returns what was played per reply, the status lines, and the wav files written at the stop."""
+    session, played, statuses = None, [], []
     for i, chunk in enumerate(chunks):
-        session, target, residual, status = live_step(session, separator, chunk, queries[i], None, "", "250 ms")
-        targets.append(decode(target))
-        residuals.append(decode(residual))
+        session, payload, status = live_step(session, separator, chunk, queries[i], None, "", "250 ms", hear)
+        played.append(decode(payload))
         statuses.append(status)
-    session_after, target, residual, status = live_stop(session)
-    targets.append(decode(target))
-    residuals.append(decode(residual))
+    session, payload, status, target_path, residual_path = live_stop(session, folder, hear)
+    played.append(decode(payload))
     statuses.append(status)
-    return session, targets, residuals, statuses
+    return played, statuses, target_path, residual_path
 
 
 def mono(samples: np.ndarray) -> np.ndarray:
     return (samples.astype(np.float32) / 32768.0).mean(axis=1)
 
 
-def test_a_file_streamed_through_the_live_page(separator, microphone):
+def test_a_file_streamed_through_the_live_page(separator, microphone, tmp_path):
     samples, chunks = microphone
     # The session's stream, kept to read its latency before stop() replaces it.
     session = LiveSession(separator)
@@ -68,18 +73,18 @@ def test_a_file_streamed_through_the_live_page(separator, microphone):
     latency_samples = session.stream.latency_samples
     assert 0.25 <= session.stream.latency <= 0.45  # 240 ms + the 48 kHz resampler's hold-back
 
-    session, targets, residuals, statuses = run(separator, chunks, ["dog barking"] * len(chunks))
+    targets, statuses, target_path, residual_path = run(separator, chunks, ["dog barking"] * len(chunks), tmp_path)
     received = emitted = 0
-    for chunk, target, residual in zip(chunks, targets, residuals):
+    for chunk, target in zip(chunks, targets):
         received += chunk[1].shape[0]
         emitted += len(target)
-        # Every chunk hands out exactly what the fixed latency allows so far.
+        # Every reply plays exactly what the fixed latency allows so far.
         assert emitted == max(0, received - latency_samples)
-        assert target.shape == residual.shape
-    out_before_stop = sum(len(t) for t in targets[:-1])
-    assert out_before_stop == samples.shape[0] - latency_samples
-    target, residual = np.concatenate(targets), np.concatenate(residuals)
+    target = np.concatenate(targets)
     assert target.shape == (samples.shape[0],)  # the tail came with the stop
+    # The files of the whole recording: what was played, and the residual.
+    np.testing.assert_array_equal(read(target_path), target)
+    residual = read(residual_path)
     # target + residual is the mono input, sample for sample (16-bit wav: two roundings of 1/32768)
     np.testing.assert_allclose(target + residual, mono(samples), atol=2.5 / 32768)
     # ... and target is what the Python stream API gives for the same blocks
@@ -95,7 +100,7 @@ def test_a_query_change_while_running_takes_effect(separator, microphone):
     samples, chunks = microphone
     switch = len(chunks) // 2
     queries = ["dog barking"] * switch + ["violin"] * (len(chunks) - switch)
-    _, targets, _, statuses = run(separator, chunks, queries)
+    targets, statuses, _, _ = run(separator, chunks, queries)
     changed_at = sum(chunk[1].shape[0] for chunk in chunks[:switch]) / RATE
     assert f"query changed to **violin** at {changed_at:.1f} s" in statuses[switch]
     assert "keeping **violin**" in statuses[switch]
@@ -137,8 +142,9 @@ def test_the_new_query_is_heard_after_one_latency(band_separator):
     samples = np.round((low + high)[:, None] * 32767).astype(np.int16)
     chunks = [(RATE, samples[i : i + RATE // 4]) for i in range(0, samples.shape[0], RATE // 4)]
     queries = ["low"] * 8 + ["high"] * 8
-    session, targets, _, statuses = run(BandSeparator(band_separator), chunks, queries)
-    target = np.concatenate(targets)
+    targets, statuses, _, _ = run(BandSeparator(band_separator), chunks, queries, hear="residual")
+    residual = np.concatenate(targets)
+    target = (low + high) - residual  # played the residual this time; within 16-bit rounding of the target
     assert target.shape == (samples.shape[0],)
     assert "query changed to **high** at 2.0 s" in statuses[8]
 
@@ -166,31 +172,32 @@ def test_the_new_query_is_heard_after_one_latency(band_separator):
 def test_bad_chunks_are_one_sentence_on_the_status_line(separator, microphone, chunk, message):
     _, chunks = microphone
     session, *_ = live_step(None, separator, chunks[0], "dog barking")
-    session, target, residual, status = live_step(session, separator, chunk, "dog barking")
+    session, payload, status = live_step(session, separator, chunk, "dog barking")
     assert status.startswith("Error: ") and message in status and "Traceback" not in status
-    assert target is None and residual is None
+    assert payload is None
     # The stream goes on with the next good chunk.
-    _, _, _, status = live_step(session, separator, chunks[1], "dog barking")
+    _, _, status = live_step(session, separator, chunks[1], "dog barking")
     assert "2 blocks" in status
 
 
 def test_no_query_rate_change_and_latency_change(separator, microphone):
     _, chunks = microphone
-    session, target, _, status = live_step(None, separator, chunks[0], "  ")
-    assert (target, status) == (None, NO_QUERY) and session.stream is None
-    session, _, _, status = live_step(session, separator, None, "dog")
+    session, payload, status = live_step(None, separator, chunks[0], "  ")
+    assert (payload, status) == (None, NO_QUERY) and session.stream is None
+    session, _, status = live_step(session, separator, None, "dog")
     assert status == "Waiting for the microphone."
-    session, _, _, status = live_step(session, separator, chunks[0], "dog barking", latency="500 ms")
+    session, _, status = live_step(session, separator, chunks[0], "dog barking", latency="500 ms")
     assert "latency" in status and session.stream.latency > 0.45
-    _, _, _, status = live_step(session, separator, chunks[1], "dog barking", latency="100 ms")
+    _, _, status = live_step(session, separator, chunks[1], "dog barking", latency="100 ms")
     assert "The latency 100 ms applies from the next recording" in status
-    _, _, _, status = live_step(session, separator, chunks[2], "", latency="500 ms")
+    _, _, status = live_step(session, separator, chunks[2], "", latency="500 ms")
     assert "the last query stays" in status and "keeping **dog barking**" in status
-    _, _, _, status = live_step(session, separator, (44100, chunks[3][1]), "dog barking", latency="500 ms")
+    _, _, status = live_step(session, separator, (44100, chunks[3][1]), "dog barking", latency="500 ms")
     assert status == ("Error: the microphone's sample rate changed from 48000 Hz to 44100 Hz; "
                       "stop and start the recording again.")
-    _, _, _, status = live_step(session, separator, chunks[3], "dog barking", latency="2 s")
+    _, _, status = live_step(session, separator, chunks[3], "dog barking", latency="2 s")
     assert "unknown latency '2 s'" in status
-    session, target, residual, status = live_stop(session)
-    assert status.startswith("Stopped.") and len(decode(target)) > 0 and session.stream is None
-    assert live_stop(None)[3] == "Stopped."
+    session, payload, status, target_path, residual_path = live_stop(session, None, "nothing")
+    assert status.startswith("Stopped.") and payload is None and session.stream is None
+    assert (target_path, residual_path) == (None, None)  # no folder given
+    assert live_stop(None)[2] == "Stopped."

@@ -321,24 +321,29 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
             )
             mixture.change(on_mixture, inputs=[mixture], outputs=[timeline, scan_status], concurrency_limit=1)
         with gr.Tab("Live", id="live-tab", elem_id="live-tab"):
-            build_live_tab(separator)
+            build_live_tab(separator, work_dir)
     return app
 
 
-def build_live_tab(separator) -> None:
+def build_live_tab(separator, work_dir: Path | None = None) -> None:
     """The live page (inside a Blocks context): microphone in, separated sound out, query changeable while it runs.
 
     The logic lives in :mod:`omnisep.demo.live`; each tab's stream is kept in
-    its own ``gr.State``.
+    its own ``gr.State``, and the page plays the separated blocks itself.
     """
     import gradio as gr
 
-    from omnisep.demo.live import DEFAULT_LATENCY_LABEL, LATENCIES, MAX_SECONDS, STREAM_EVERY, live_step, live_stop
+    from omnisep.demo.live import (
+        DEFAULT_LATENCY_LABEL, HEAR, LATENCIES, MAX_SECONDS, PLAYER_JS, START_JS, STREAM_EVERY, live_step, live_stop,
+    )
 
+    results = Path(work_dir) if work_dir is not None else cache_folder() / "results"
     gr.Markdown(
         "Press **Record**: the microphone is separated while you speak or play, and the sound you asked for "
         "plays back after the latency you choose (plus the browser's chunking). Change the query at any time: "
-        "it takes effect within one hop. Use headphones, or the loudspeaker feeds the microphone."
+        "it takes effect within one hop. Use headphones, or the loudspeaker feeds the microphone. "
+        f"A recording lasts at most {MAX_SECONDS // 60} minutes; when it stops, the whole target and residual "
+        "can be downloaded."
     )
     with gr.Row():
         with gr.Column():
@@ -351,20 +356,35 @@ def build_live_tab(separator) -> None:
                                            elem_id="live-negative-text")
             latency = gr.Radio(list(LATENCIES), value=DEFAULT_LATENCY_LABEL, label="Latency (set before recording)",
                                elem_id="live-latency")
+            hear = gr.Radio(list(HEAR), value=HEAR[0], label="Play back", elem_id="live-hear")
         with gr.Column():
             status = gr.Markdown("Press Record to start.", elem_id="live-status")
-            target = gr.Audio(label="Target, live", streaming=True, autoplay=True, interactive=False, elem_id="live-target")
-            residual = gr.Audio(label="Residual, live (everything else)", streaming=True, autoplay=False,
-                                interactive=False, elem_id="live-residual")
+            gr.HTML("<p id='live-player'>Playback: nothing yet.</p>")
+            target = gr.Audio(label="Target of the last recording", type="filepath", interactive=False,
+                              buttons=["download"], elem_id="live-target")
+            residual = gr.Audio(label="Residual of the last recording", type="filepath", interactive=False,
+                                buttons=["download"], elem_id="live-residual")
     session = gr.State(None)
+    payload = gr.Textbox(visible="hidden", elem_id="live-payload")
 
-    def on_chunk(state, chunk, text_value, image_value, negative_value, latency_value):
-        return live_step(state, separator, chunk, text_value, image_value, negative_value, latency_value)
+    def on_chunk(state, chunk, text_value, image_value, negative_value, latency_value, hear_value):
+        state, samples, line = live_step(state, separator, chunk, text_value, image_value, negative_value,
+                                         latency_value, hear_value)
+        return state, samples if samples is not None else gr.skip(), line
 
-    mic.stream(on_chunk, inputs=[session, mic, text, image, negative_text, latency],
-               outputs=[session, target, residual, status], stream_every=STREAM_EVERY, time_limit=MAX_SECONDS,
+    def on_stop(state, hear_value):
+        folder = results / f"{time.strftime('%Y%m%d-%H%M%S')}-live-{os.urandom(3).hex()}"
+        state, samples, line, target_path, residual_path = live_stop(state, folder, hear_value)
+        return (state, samples if samples is not None else gr.skip(), line,
+                str(target_path) if target_path else None, str(residual_path) if residual_path else None)
+
+    mic.start_recording(None, js=START_JS)
+    mic.stream(on_chunk, inputs=[session, mic, text, image, negative_text, latency, hear],
+               outputs=[session, payload, status], stream_every=STREAM_EVERY, time_limit=MAX_SECONDS,
                concurrency_limit=None, show_progress="hidden")
-    mic.stop_recording(live_stop, inputs=[session], outputs=[session, target, residual, status], show_progress="hidden")
+    mic.stop_recording(on_stop, inputs=[session, hear], outputs=[session, payload, status, target, residual],
+                       show_progress="hidden")
+    payload.change(None, inputs=[payload], js=PLAYER_JS)
 
 
 def check_port(host: str, port: int) -> None:

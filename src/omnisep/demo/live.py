@@ -1,23 +1,31 @@
 """The demo's live page without the web framework: microphone blocks in, separated blocks out.
 
 Gradio streams the microphone as short ``(rate, int16 samples)`` chunks
-and plays back whatever the handler returns for a streaming audio output.
-:class:`LiveSession` is one browser tab's state (kept in ``gr.State``,
+(about 100 ms each). Its streaming audio *output* only works for generator
+handlers, one stream per call, so the page plays the separated blocks
+itself: each reply carries the new samples (16-bit PCM, base64, in a hidden
+text box) and a few lines of JavaScript schedule them gaplessly with the
+Web Audio API. :class:`LiveSession` is one browser tab's state (kept in ``gr.State``,
 never shared between users): it opens an :class:`omnisep.live.LiveStream`
 at the microphone's rate on the first chunk (mixed down to mono: one
 network run per hop whatever the microphone's channel count), changes the
 query when the query box changes (:meth:`LiveStream.set_query`, from the
 next hop on), and turns every problem a user can cause into a sentence on
-the status line. :func:`live_step` and :func:`live_stop` are what the page
-calls, so tests drive them without a browser.
+the status line. It also keeps the whole separated target and residual,
+written to wav files when the recording stops. :func:`live_step` and
+:func:`live_stop` are what the page calls, so tests drive them without a
+browser.
 """
 
 from __future__ import annotations
 
-import io
+import base64
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -29,19 +37,20 @@ log = logging.getLogger(__name__)
 #: the latency choices the page offers (label -> seconds); all run in real time on one core (docs/live.md)
 LATENCIES = {"100 ms": 0.1, "250 ms": 0.25, "500 ms": 0.5, "1 s": 1.0}
 DEFAULT_LATENCY_LABEL = "250 ms"
-#: how often the browser sends a microphone chunk (Gradio's ``stream_every``)
-STREAM_EVERY = 0.25
-#: a session stops itself after this long (a forgotten tab must not hold a CPU core forever)
-MAX_SECONDS = 15 * 60
+#: how often the browser is asked to send a microphone chunk (Gradio's ``stream_every``; its audio recorder uses 0.1 s whatever is asked)
+STREAM_EVERY = 0.1
+#: a recording stops after this long (a forgotten tab must not hold a CPU core forever, nor the memory of what it kept)
+MAX_SECONDS = 10 * 60
+HEAR = ("target", "residual", "nothing")
 NO_QUERY = "Type what to keep (or pick an image) to start separating."
 
 
 @dataclass
 class LiveUpdate:
-    """What the page shows after one chunk: audio as 16-bit wav bytes (``None``: nothing new) and the status line."""
+    """What became final after one chunk (mono float samples at the microphone's rate) and the status line."""
 
-    target: bytes | None
-    residual: bytes | None
+    target: np.ndarray
+    residual: np.ndarray
     status: str
 
 
@@ -62,6 +71,8 @@ class LiveSession:
     query_changes: list[tuple[float, str]] = field(default_factory=list)  # (input second, new label)
     started: float | None = None  # wall clock of the first chunk
     note: str = ""
+    level: str = ""
+    kept: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # int16 (target, residual) blocks
 
     # -- the page's two calls -------------------------------------------------------------------
 
@@ -76,7 +87,9 @@ class LiveSession:
                 f"the microphone's sample rate changed from {self.rate} Hz to {rate} Hz; stop and start the recording again."
             )
         if not fields and self.stream is None:  # nothing to keep yet
-            return LiveUpdate(None, None, NO_QUERY)
+            return LiveUpdate(_EMPTY, _EMPTY, NO_QUERY)
+        if self.received / rate >= MAX_SECONDS:
+            raise OmniSepError(f"a live recording lasts at most {MAX_SECONDS // 60} minutes; stop and start again.")
         started = time.perf_counter()
         notes = []
         if self.stream is None:
@@ -98,18 +111,33 @@ class LiveSession:
         self.emitted += target.shape[-1]
         if elapsed > samples.shape[-1] / rate:
             self.late += 1
-        return LiveUpdate(_wav(target, rate), _wav(residual, rate), self.status())
+        self.level = f"level in {_dbfs(samples)}, target {_dbfs(target)}, residual {_dbfs(residual)}"
+        if target.shape[-1]:
+            self.kept.append((_int16(target), _int16(residual)))
+        return LiveUpdate(target, residual, self.status())
 
-    def stop(self) -> LiveUpdate:
-        """Flush the tail (the last ``latency`` seconds) and close the stream; the next chunk opens a new one."""
+    def stop(self, folder: Path | None = None) -> tuple[LiveUpdate, Path | None, Path | None]:
+        """Flush the tail (the last ``latency`` seconds), close the stream, and write what was kept to ``folder``.
+
+        Returns the tail, and the target and residual wav files (``None``
+        without a folder or a stream). The next chunk opens a new stream.
+        """
         if self.stream is None:
-            return LiveUpdate(None, None, "Stopped.")
+            return LiveUpdate(_EMPTY, _EMPTY, "Stopped."), None, None
         target, residual = self.stream.finish()
         self.emitted += target.shape[-1]
+        if target.shape[-1]:
+            self.kept.append((_int16(target), _int16(residual)))
         status = "Stopped. " + self.status()
-        rate = self.rate
+        paths = (None, None)
+        if folder is not None and self.kept:
+            folder.mkdir(parents=True, exist_ok=True)
+            paths = tuple(
+                _write(folder / f"live_{name}.wav", np.concatenate([block[i] for block in self.kept]), self.rate)
+                for i, name in enumerate(("target", "residual"))
+            )
         self.__init__(self.separator)  # a fresh session for the next recording
-        return LiveUpdate(_wav(target, rate), _wav(residual, rate), status)
+        return LiveUpdate(target, residual, status), *paths
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -126,46 +154,137 @@ class LiveSession:
         heard = self.received / self.rate
         line = (
             f"Live: keeping **{self.stream.label}** · latency {_ms(self.stream.latency)} "
-            f"(plus the browser's {_ms(STREAM_EVERY)} chunks) · {self.blocks} blocks, {heard:.1f} s in, "
+            f"(plus the browser's {_ms(heard / max(self.blocks, 1))} chunks) · {self.blocks} blocks, {heard:.1f} s in, "
             f"{self.emitted / self.rate:.1f} s out · compute {self.compute / max(heard, 1e-9):.2f} s per second of audio"
         )
         behind = (time.monotonic() - self.started) - heard if self.started is not None else 0.0
         line += f" · late blocks: {self.late}"
         if behind > 2 * STREAM_EVERY + 1.0:
             line += f" · {behind:.1f} s of microphone time missing (dropped or delayed chunks)"
+        if self.level:
+            line += f" · {self.level}"
         if len(self.query_changes) > 1:
             second, label = self.query_changes[-1]
             line += f" · query changed to **{label}** at {second:.1f} s"
-        if heard > MAX_SECONDS:
-            line += f" · over {MAX_SECONDS // 60} min: stop and start again"
         return line + (f" · {self.note}" if self.note else "")
 
 
 def live_step(session: LiveSession | None, separator, chunk, text="", image=None, negative_text="",
-              latency=DEFAULT_LATENCY_LABEL) -> tuple[LiveSession, bytes | None, bytes | None, str]:
-    """The page's handler for one chunk: never raises for a user's problem, it goes to the status line."""
+              latency=DEFAULT_LATENCY_LABEL, hear: str = "target") -> tuple[LiveSession, str | None, str]:
+    """The page's handler for one chunk -> (session, playback payload or ``None``, status line).
+
+    Never raises for a user's problem: it goes to the status line.
+    """
     session = session if session is not None else LiveSession(separator)
     if chunk is None:
-        return session, None, None, session.status() if session.stream is not None else "Waiting for the microphone."
+        return session, None, session.status() if session.stream is not None else "Waiting for the microphone."
     try:
         update = session.push(chunk, text, image, negative_text, latency)
     except OmniSepError as exc:
-        return session, None, None, f"Error: {exc}"
+        return session, None, f"Error: {exc}"
     except Exception:
         log.exception("live separation failed")
-        return session, None, None, "Error: live separation failed unexpectedly; the terminal running `omnisep demo` shows why."
-    return session, update.target, update.residual, update.status
+        return session, None, "Error: live separation failed unexpectedly; the terminal running `omnisep demo` shows why."
+    return session, playback(update, session.rate or chunk[0], hear, session.blocks, session.received), update.status
 
 
-def live_stop(session: LiveSession | None) -> tuple[LiveSession | None, bytes | None, bytes | None, str]:
-    """The page's handler for "stop recording": the tail of the separation, and a fresh session."""
+def live_stop(session: LiveSession | None, folder: Path | None = None, hear: str = "target"):
+    """The page's handler for "stop recording" -> (fresh session, playback of the tail, status, target wav, residual wav)."""
     if session is None:
-        return None, None, None, "Stopped."
+        return None, None, "Stopped.", None, None
+    rate, blocks, received = session.rate, session.blocks + 1, session.received
     try:
-        update = session.stop()
+        update, target_path, residual_path = session.stop(folder)
     except OmniSepError as exc:
-        return session, None, None, f"Error: {exc}"
-    return session, update.target, update.residual, update.status
+        return session, None, f"Error: {exc}", None, None
+    return session, playback(update, rate, hear, blocks, received), update.status, target_path, residual_path
+
+
+def playback(update: LiveUpdate, rate: int, hear: str, sequence: int, received: int) -> str | None:
+    """The samples the page plays: JSON with the rate, the input samples received so far and base64 16-bit PCM.
+
+    ``None``: nothing to play.
+    """
+    if hear not in HEAR:
+        hear = "target"
+    samples = {"target": update.target, "residual": update.residual}.get(hear)
+    if samples is None or not samples.shape[-1]:
+        return None
+    pcm = base64.b64encode(_int16(samples).astype("<i2").tobytes()).decode("ascii")
+    return json.dumps({"rate": int(rate), "sequence": int(sequence), "received": int(received), "pcm": pcm})
+
+
+def decode_playback(payload: str) -> tuple[int, np.ndarray]:
+    """The inverse of :func:`playback` (for tests): (rate, float32 samples)."""
+    data = json.loads(payload)
+    pcm = np.frombuffer(base64.b64decode(data["pcm"]), dtype="<i2")
+    return data["rate"], pcm.astype(np.float32) / 32768.0
+
+
+#: What the player keeps on ``window.omnisepLive``: the audio context, where the next block starts, counts, and per
+#: block when its first sample plays and which input sample that is. The end-to-end delay of sample k is its play
+#: time minus its capture time c0 + k / rate. The capture start c0 is not known in the page; every reply bounds it:
+#: input sample ``received`` was captured before the reply came, so c0 <= arrival - received / rate. With the
+#: tightest such bound the delay shown is a lower bound, short of the true delay by the fastest round trip of a
+#: chunk (upload, queue, separation, reply); ``t0`` (the Record click) gives an upper bound (it counts the
+#: microphone's start-up as delay).
+_PLAYER_STATE = (
+    "(window.omnisepLive ??= {ctx: null, next: 0, samples: 0, blocks: 0, underruns: 0, dropped: 0, sum2: 0, t0: 0, "
+    "c0: Infinity, plays: []})"
+)
+
+#: seconds of audio the player may have queued; a block that comes when more is queued (replies came in a burst
+#: after a stall) is dropped, so stalls do not add to the delay for the rest of the recording
+MAX_QUEUED = 0.25
+
+#: plays the payloads gaplessly (Web Audio): each block starts where the last one ends, or now + 50 ms after a gap
+PLAYER_JS = """
+(payload) => {
+  const w = %(state)s;
+  if (!payload) return;
+  const data = JSON.parse(payload);
+  w.ctx ??= new AudioContext();
+  if (w.ctx.state === "suspended") w.ctx.resume();
+  const bytes = Uint8Array.from(atob(data.pcm), (c) => c.charCodeAt(0));
+  const pcm = new Int16Array(bytes.buffer);
+  const buffer = w.ctx.createBuffer(1, pcm.length, data.rate);
+  const channel = buffer.getChannelData(0);
+  for (let i = 0; i < pcm.length; i++) { channel[i] = pcm[i] / 32768; w.sum2 += channel[i] * channel[i]; }
+  const source = w.ctx.createBufferSource();
+  source.buffer = buffer;
+  source.connect(w.ctx.destination);
+  const now = w.ctx.currentTime;
+  const wall = performance.now() / 1000;
+  w.c0 = Math.min(w.c0, wall - data.received / data.rate);
+  w.samples += pcm.length;
+  if (w.next - now > %(queued)s) { w.dropped += 1; return; }
+  if (w.next < now) { if (w.blocks) w.underruns += 1; w.next = now + 0.05; }
+  source.start(w.next);
+  w.plays.push([wall + (w.next - now), (w.samples - pcm.length) / data.rate]);
+  w.next += buffer.duration;
+  w.blocks += 1;
+  const median = (values) => values.sort((a, b) => a - b)[values.length >> 1];
+  const recent = w.plays.slice(-20);
+  w.delay = median(recent.map(([plays, k]) => plays - w.c0 - k));
+  w.delayFromClick = median(recent.map(([plays, k]) => plays - w.t0 - k));
+  const shown = document.getElementById("live-player");
+  if (shown) shown.textContent = `Playback: ${(w.samples / data.rate).toFixed(1)} s received, ${w.blocks} blocks played, ` +
+    `${w.underruns} underruns (playback ran dry and waited), ${w.dropped} blocks dropped (late, in a burst) · ` +
+    `microphone to loudspeaker: at least ` +
+    `${Math.round(w.delay * 1000)} ms, at most ${Math.round(w.delayFromClick * 1000)} ms (median of the last 20 blocks)`;
+}
+""" % {"state": _PLAYER_STATE, "queued": MAX_QUEUED}
+
+#: on Record: browsers start audio only after a user gesture, so the player's context is made (or resumed) here
+START_JS = """
+() => {
+  const w = %s;
+  w.ctx ??= new AudioContext();
+  if (w.ctx.state === "suspended") w.ctx.resume();
+  Object.assign(w, {next: 0, samples: 0, blocks: 0, underruns: 0, dropped: 0, sum2: 0, t0: performance.now() / 1000,
+                   c0: Infinity, plays: []});
+}
+""" % _PLAYER_STATE
 
 
 def _read_chunk(chunk) -> tuple[int, np.ndarray]:
@@ -219,10 +338,23 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _wav(samples: np.ndarray, rate: int) -> bytes | None:
-    """Float samples -> 16-bit wav bytes (Gradio streams bytes as they are; arrays it would peak-normalise per chunk)."""
-    if samples.shape[-1] == 0:
-        return None
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(samples, -1.0, 1.0), rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
+_EMPTY = np.zeros(0, np.float32)
+
+
+def _int16(samples: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(samples, -1.0, 32767 / 32768) * 32768).astype(np.int16)
+
+
+def _dbfs(samples: np.ndarray) -> str:
+    if not samples.shape[-1]:
+        return "-"
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return f"{20 * np.log10(max(rms, 1e-6)):.0f} dBFS"
+
+
+def _write(path: Path, samples: np.ndarray, rate: int) -> Path:
+    """An int16 wav, written next to its final name and renamed (never a half-written file)."""
+    partial = path.with_name(path.name + ".partial")
+    sf.write(partial, samples, rate, format="WAV", subtype="PCM_16")
+    os.replace(partial, path)
+    return path
