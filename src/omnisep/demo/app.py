@@ -334,7 +334,15 @@ def build_live_tab(separator, work_dir: Path | None = None) -> None:
     import gradio as gr
 
     from omnisep.demo.live import (
-        DEFAULT_LATENCY_LABEL, HEAR, LATENCIES, MAX_SECONDS, PLAYER_JS, START_JS, STREAM_EVERY, live_step, live_stop,
+        DEFAULT_LATENCY_LABEL,
+        HEAR,
+        LATENCIES,
+        MAX_SECONDS,
+        PLAYER_JS,
+        START_JS,
+        STREAM_EVERY,
+        live_step,
+        live_stop,
     )
 
     results = Path(work_dir) if work_dir is not None else cache_folder() / "results"

@@ -159,6 +159,8 @@ class LiveSession:
         )
         behind = (time.monotonic() - self.started) - heard if self.started is not None else 0.0
         line += f" · late blocks: {self.late}"
+        if self.blocks >= 8 and self.late > self.blocks // 4:
+            line += " (this computer does not keep up at this latency: choose a longer one)"
         if behind > 2 * STREAM_EVERY + 1.0:
             line += f" · {behind:.1f} s of microphone time missing (dropped or delayed chunks)"
         if self.level:
@@ -240,7 +242,7 @@ MAX_QUEUED = 0.25
 #: plays the payloads gaplessly (Web Audio): each block starts where the last one ends, or now + 50 ms after a gap
 PLAYER_JS = """
 (payload) => {
-  const w = %(state)s;
+  const w = STATE;
   if (!payload) return;
   const data = JSON.parse(payload);
   w.ctx ??= new AudioContext();
@@ -257,7 +259,7 @@ PLAYER_JS = """
   const wall = performance.now() / 1000;
   w.c0 = Math.min(w.c0, wall - data.received / data.rate);
   w.samples += pcm.length;
-  if (w.next - now > %(queued)s) { w.dropped += 1; return; }
+  if (w.next - now > QUEUED) { w.dropped += 1; return; }
   if (w.next < now) { if (w.blocks) w.underruns += 1; w.next = now + 0.05; }
   source.start(w.next);
   w.plays.push([wall + (w.next - now), (w.samples - pcm.length) / data.rate]);
@@ -273,18 +275,18 @@ PLAYER_JS = """
     `microphone to loudspeaker: at least ` +
     `${Math.round(w.delay * 1000)} ms, at most ${Math.round(w.delayFromClick * 1000)} ms (median of the last 20 blocks)`;
 }
-""" % {"state": _PLAYER_STATE, "queued": MAX_QUEUED}
+""".replace("STATE", _PLAYER_STATE).replace("QUEUED", str(MAX_QUEUED))
 
 #: on Record: browsers start audio only after a user gesture, so the player's context is made (or resumed) here
 START_JS = """
 () => {
-  const w = %s;
+  const w = STATE;
   w.ctx ??= new AudioContext();
   if (w.ctx.state === "suspended") w.ctx.resume();
   Object.assign(w, {next: 0, samples: 0, blocks: 0, underruns: 0, dropped: 0, sum2: 0, t0: performance.now() / 1000,
                    c0: Infinity, plays: []});
 }
-""" % _PLAYER_STATE
+""".replace("STATE", _PLAYER_STATE)
 
 
 def _read_chunk(chunk) -> tuple[int, np.ndarray]:
