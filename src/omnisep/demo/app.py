@@ -386,7 +386,8 @@ def build_live_tab(separator, work_dir: Path | None = None) -> None:
         return (state, samples if samples is not None else gr.skip(), line,
                 str(target_path) if target_path else None, str(residual_path) if residual_path else None)
 
-    mic.start_recording(None, js=START_JS)
+    # A new recording starts from a fresh session (a chunk that came after the last Stop opened a stray stream).
+    mic.start_recording(lambda: None, inputs=None, outputs=[session], js=START_JS, show_progress="hidden")
     mic.stream(on_chunk, inputs=[session, mic, text, image, negative_text, latency, hear],
                outputs=[session, payload, status], stream_every=STREAM_EVERY, time_limit=MAX_SECONDS,
                concurrency_limit=None, show_progress="hidden")

@@ -23,6 +23,7 @@ import base64
 import json
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,8 @@ class LiveSession:
     note: str = ""
     level: str = ""
     kept: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # int16 (target, residual) blocks
+    # a chunk still in flight when Stop is pressed must not run into the stop's reset
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # -- the page's two calls -------------------------------------------------------------------
 
@@ -181,7 +184,8 @@ def live_step(session: LiveSession | None, separator, chunk, text="", image=None
     if chunk is None:
         return session, None, session.status() if session.stream is not None else "Waiting for the microphone."
     try:
-        update = session.push(chunk, text, image, negative_text, latency)
+        with session.lock:
+            update = session.push(chunk, text, image, negative_text, latency)
     except OmniSepError as exc:
         return session, None, f"Error: {exc}"
     except Exception:
@@ -196,7 +200,8 @@ def live_stop(session: LiveSession | None, folder: Path | None = None, hear: str
         return None, None, "Stopped.", None, None
     rate, blocks, received = session.rate, session.blocks + 1, session.received
     try:
-        update, target_path, residual_path = session.stop(folder)
+        with session.lock:
+            update, target_path, residual_path = session.stop(folder)
     except OmniSepError as exc:
         return session, None, f"Error: {exc}", None, None
     return session, playback(update, rate, hear, blocks, received), update.status, target_path, residual_path
