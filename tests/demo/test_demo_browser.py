@@ -3,13 +3,15 @@
 The server is the real `omnisep demo` command on a free localhost port with
 the tiny checkpoint. The page must never reach beyond localhost, must show
 one-sentence messages for bad input, and must return the same target the
-Python API computes. With OMNISEP_SCREENSHOTS=1 it also refreshes
-docs/images/demo.png.
+Python API computes. The live tab gets a synthetic microphone: chromium's
+fake capture device playing a wav made here. With OMNISEP_SCREENSHOTS=1 it
+also refreshes docs/images/demo.png (and demo-live.png).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -97,13 +99,26 @@ def server(tiny_checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with sync_playwright() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+def open_page(page, url: str) -> None:
+    """Load the page until its controls are there (never "network idle": the live tab's per-session state keeps
+    Gradio's heartbeat connection open)."""
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#separate-button", timeout=30_000)
+    page.wait_for_load_state("load")
 
 
 def toasts(page) -> str:
@@ -135,7 +150,7 @@ def test_separation_in_the_browser(server, browser, inputs, tiny_checkpoint, tmp
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
-    page.goto(url, wait_until="networkidle")
+    open_page(page, url)
     assert page.title() == "omnisep demo"
 
     # Bad input first: each one is a visible sentence, never a traceback.
@@ -201,8 +216,9 @@ def test_examples_scan_and_automatic_negative_in_the_browser(server, browser, ti
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
-    page.goto(url, wait_until="networkidle")
+    open_page(page, url)
     rows = page.locator("#examples tbody tr")
+    rows.nth(5).wait_for(state="attached", timeout=30_000)
     assert rows.count() == 6
     rows.first.click()
     page.wait_for_selector("#mixture audio", state="attached", timeout=30_000)
@@ -233,3 +249,80 @@ def test_examples_scan_and_automatic_negative_in_the_browser(server, browser, ti
     assert requested and not outside, f"the page reached beyond localhost: {outside}"
     assert "Traceback" not in log_path.read_text()
     page.close()
+
+
+LIVE_RATE = 48000  # what browsers record at
+
+
+def test_live_tab_with_a_synthetic_microphone(server, playwright, tiny_checkpoint, tmp_path):
+    """Chromium's fake capture device plays a wav as the microphone: blocks are separated while it runs, the
+    page plays them back, a query change shows up mid-stream, and stopping offers the whole recording."""
+    url, cache, log_path = server
+    t = np.arange(4 * LIVE_RATE) / LIVE_RATE  # chromium loops the file
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t) * (t % 0.5 < 0.3)
+    sf.write(tmp_path / "microphone.wav", tone, LIVE_RATE, subtype="PCM_16")
+    chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + [
+        "--use-fake-ui-for-media-stream",  # allow the microphone without asking
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={tmp_path / 'microphone.wav'}",
+        "--autoplay-policy=no-user-gesture-required",
+    ])
+    try:
+        page = chromium.new_page(viewport={"width": 1280, "height": 1100})
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        open_page(page, url)
+        page.get_by_role("tab", name="Live").first.click()
+        page.fill("#live-text textarea", "dog barking")
+        page.locator("#live-mic button", has_text="Record").click()
+
+        def status() -> str:
+            return page.inner_text("#live-status")
+
+        def blocks() -> int:
+            found = re.search(r"(\d+) blocks, ", status())
+            return int(found.group(1)) if found else 0
+
+        def wait_until(condition, what: str, timeout: float = 20.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{what} did not happen within {timeout:g} s; status: {status()!r}")
+                page.wait_for_timeout(200)
+
+        wait_until(lambda: blocks() >= 15, "15 separated blocks")
+        assert "keeping dog barking" in status() and "latency" in status()
+        played = page.evaluate("window.omnisepLive.samples")
+        assert played > 0  # the page received separated audio ...
+        assert page.evaluate("window.omnisepLive.sum2") > 0  # ... that is not silence
+        before = blocks()
+        page.fill("#live-text textarea", "violin")  # while it runs
+        wait_until(lambda: "keeping violin" in status() and "query changed to violin" in status(), "the query change")
+        assert blocks() > before  # the same stream went on
+        wait_until(lambda: blocks() >= before + 10, "10 more blocks")
+        live = page.evaluate("({...window.omnisepLive, ctx: window.omnisepLive.ctx.state, plays: undefined})")
+        player = page.inner_text("#live-player")
+        print(f"live page: {status()}\n{player}\nplayer state: {live}")
+        assert live["samples"] > played and "Playback: " in player
+        if os.environ.get("OMNISEP_SCREENSHOTS") == "1":
+            page.screenshot(path=str(SCREENSHOT.with_name("demo-live.png")), full_page=True)
+
+        page.locator("#live-mic button", has_text="Stop").click()
+        wait_until(lambda: status().startswith("Stopped."), "the stop")
+        heard = float(re.search(r"([\d.]+) s in", status()).group(1))
+        assert f"{heard:.1f} s out" in status()  # the tail came with the stop: as much out as in
+        target_link = page.locator("#live-target a[download]")
+        target_link.wait_for(state="attached", timeout=20_000)
+        target, rate = fetch_wav(target_link.get_attribute("href"), tmp_path, "live_target.wav")
+        residual, _ = fetch_wav(page.locator("#live-residual a[download]").get_attribute("href"), tmp_path, "live_residual.wav")
+        assert rate == LIVE_RATE and target.shape == residual.shape and abs(target.shape[1] / rate - heard) < 0.06
+        # target + residual is the microphone signal: the 440 Hz tone (at the level chromium's automatic gain set)
+        mixture = (target + residual)[0]
+        spectrum = np.abs(np.fft.rfft(mixture))
+        assert abs(np.fft.rfftfreq(mixture.size, 1 / rate)[spectrum.argmax()] - 440) < 5
+        assert np.abs(target).max() > 0.01
+        outside = [u for u in requested if urlparse(u).scheme not in ("data", "blob") and urlparse(u).hostname not in LOCAL_HOSTS]
+        assert requested and not outside, f"the page reached beyond localhost: {outside}"
+        assert "Traceback" not in log_path.read_text()
+    finally:
+        chromium.close()

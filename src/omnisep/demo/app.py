@@ -276,50 +276,124 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
             "(several at once are mixed by their weights), optionally say what to remove, and press **Separate**."
             + (f" Model: `{model_name}`." if model_name else "")
         )
-        with gr.Row():
-            with gr.Column():
-                mixture = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Mixture", elem_id="mixture")
-                with gr.Group():
-                    text = gr.Textbox(label="Text query", placeholder="e.g. dog barking", elem_id="text-query")
-                    text_weight = gr.Slider(0, 2, value=1, step=0.05, label="Text weight", elem_id="text-weight")
-                with gr.Accordion("Image and audio queries", open=False):
-                    image = gr.Image(type="filepath", label="Image query", sources=["upload", "clipboard"], elem_id="image-query")
-                    image_weight = gr.Slider(0, 2, value=1, step=0.05, label="Image weight")
-                    audio_query = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio query", elem_id="audio-query")
-                    audio_weight = gr.Slider(0, 2, value=1, step=0.05, label="Audio weight")
-                with gr.Accordion("Negative query (what to remove)", open=False):
-                    negative_text = gr.Textbox(label="Negative text", placeholder="e.g. speech", elem_id="negative-text")
-                    negative_image = gr.Image(type="filepath", label="Negative image", sources=["upload", "clipboard"])
-                    negative_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Negative audio")
-                    alpha = gr.Slider(0, 2, value=0.5, step=0.05, label="Alpha (strength of the negative query)", elem_id="alpha")
-                auto_negative = gr.Checkbox(label="Automatic negative query: scan the mixture and remove the strongest other sound",
-                                            elem_id="auto-negative")
-                query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")
-                run = gr.Button("Separate", variant="primary", elem_id="separate-button")
-                rows = example_rows(examples_dir) if examples_dir is not None else []
-                if rows:
-                    gr.Examples(rows, inputs=[mixture, text, image, auto_negative], label="Bundled examples (click one)",
-                                elem_id="examples", cache_examples=False)
-            with gr.Column():
-                status = gr.Markdown("Results appear here.", elem_id="status")
-                target = gr.Audio(label="Target (the sound you asked for)", type="filepath", interactive=False,
-                                  buttons=["download"], elem_id="target-audio")
-                residual = gr.Audio(label="Residual (everything else)", type="filepath", interactive=False,
-                                    buttons=["download"], elem_id="residual-audio")
-                spectrograms = gr.Image(label="Spectrograms: mixture, target, residual", type="filepath",
-                                        show_label=False, interactive=False, height=340, elem_id="spectrograms")
-                scan_status = gr.Markdown("", elem_id="scan-status")
-                timeline = gr.Image(label="Scan of the mixture: which labels sound when", type="filepath",
-                                    interactive=False, elem_id="scan-timeline")
-        run.click(
-            on_separate,
-            inputs=[mixture, text, text_weight, image, image_weight, audio_query, audio_weight,
-                    negative_text, negative_image, negative_audio, alpha, query_aug, auto_negative],
-            outputs=[target, residual, spectrograms, status],
-            concurrency_limit=1,
-        )
-        mixture.change(on_mixture, inputs=[mixture], outputs=[timeline, scan_status], concurrency_limit=1)
+        with gr.Tab("Separate a file", id="file-tab", elem_id="file-tab"):
+            with gr.Row():
+                with gr.Column():
+                    mixture = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Mixture", elem_id="mixture")
+                    with gr.Group():
+                        text = gr.Textbox(label="Text query", placeholder="e.g. dog barking", elem_id="text-query")
+                        text_weight = gr.Slider(0, 2, value=1, step=0.05, label="Text weight", elem_id="text-weight")
+                    with gr.Accordion("Image and audio queries", open=False):
+                        image = gr.Image(type="filepath", label="Image query", sources=["upload", "clipboard"], elem_id="image-query")
+                        image_weight = gr.Slider(0, 2, value=1, step=0.05, label="Image weight")
+                        audio_query = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Audio query", elem_id="audio-query")
+                        audio_weight = gr.Slider(0, 2, value=1, step=0.05, label="Audio weight")
+                    with gr.Accordion("Negative query (what to remove)", open=False):
+                        negative_text = gr.Textbox(label="Negative text", placeholder="e.g. speech", elem_id="negative-text")
+                        negative_image = gr.Image(type="filepath", label="Negative image", sources=["upload", "clipboard"])
+                        negative_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Negative audio")
+                        alpha = gr.Slider(0, 2, value=0.5, step=0.05, label="Alpha (strength of the negative query)", elem_id="alpha")
+                    auto_negative = gr.Checkbox(label="Automatic negative query: scan the mixture and remove the strongest other sound",
+                                                elem_id="auto-negative")
+                    query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")
+                    run = gr.Button("Separate", variant="primary", elem_id="separate-button")
+                    rows = example_rows(examples_dir) if examples_dir is not None else []
+                    if rows:
+                        gr.Examples(rows, inputs=[mixture, text, image, auto_negative], label="Bundled examples (click one)",
+                                    elem_id="examples", cache_examples=False)
+                with gr.Column():
+                    status = gr.Markdown("Results appear here.", elem_id="status")
+                    target = gr.Audio(label="Target (the sound you asked for)", type="filepath", interactive=False,
+                                      buttons=["download"], elem_id="target-audio")
+                    residual = gr.Audio(label="Residual (everything else)", type="filepath", interactive=False,
+                                        buttons=["download"], elem_id="residual-audio")
+                    spectrograms = gr.Image(label="Spectrograms: mixture, target, residual", type="filepath",
+                                            show_label=False, interactive=False, height=340, elem_id="spectrograms")
+                    scan_status = gr.Markdown("", elem_id="scan-status")
+                    timeline = gr.Image(label="Scan of the mixture: which labels sound when", type="filepath",
+                                        interactive=False, elem_id="scan-timeline")
+            run.click(
+                on_separate,
+                inputs=[mixture, text, text_weight, image, image_weight, audio_query, audio_weight,
+                        negative_text, negative_image, negative_audio, alpha, query_aug, auto_negative],
+                outputs=[target, residual, spectrograms, status],
+                concurrency_limit=1,
+            )
+            mixture.change(on_mixture, inputs=[mixture], outputs=[timeline, scan_status], concurrency_limit=1)
+        with gr.Tab("Live", id="live-tab", elem_id="live-tab"):
+            build_live_tab(separator, work_dir)
     return app
+
+
+def build_live_tab(separator, work_dir: Path | None = None) -> None:
+    """The live page (inside a Blocks context): microphone in, separated sound out, query changeable while it runs.
+
+    The logic lives in :mod:`omnisep.demo.live`; each tab's stream is kept in
+    its own ``gr.State``, and the page plays the separated blocks itself.
+    """
+    import gradio as gr
+
+    from omnisep.demo.live import (
+        DEFAULT_LATENCY_LABEL,
+        HEAR,
+        LATENCIES,
+        MAX_SECONDS,
+        PLAYER_JS,
+        START_JS,
+        STREAM_EVERY,
+        live_step,
+        live_stop,
+    )
+
+    results = Path(work_dir) if work_dir is not None else cache_folder() / "results"
+    gr.Markdown(
+        "Press **Record**: the microphone is separated while you speak or play, and the sound you asked for "
+        "plays back after the latency you choose (plus the browser's chunking). Change the query at any time: "
+        "it takes effect within one hop. Use headphones, or the loudspeaker feeds the microphone. "
+        f"A recording lasts at most {MAX_SECONDS // 60} minutes; when it stops, the whole target and residual "
+        "can be downloaded."
+    )
+    with gr.Row():
+        with gr.Column():
+            mic = gr.Audio(sources=["microphone"], streaming=True, type="numpy", label="Microphone", elem_id="live-mic")
+            text = gr.Textbox(label="Keep (text query)", placeholder="e.g. speech", elem_id="live-text")
+            with gr.Accordion("Image query and negative text", open=False):
+                image = gr.Image(type="filepath", label="Keep (image query)", sources=["upload", "clipboard"],
+                                 elem_id="live-image")
+                negative_text = gr.Textbox(label="Remove (negative text)", placeholder="e.g. music",
+                                           elem_id="live-negative-text")
+            latency = gr.Radio(list(LATENCIES), value=DEFAULT_LATENCY_LABEL, label="Latency (set before recording)",
+                               elem_id="live-latency")
+            hear = gr.Radio(list(HEAR), value=HEAR[0], label="Play back", elem_id="live-hear")
+        with gr.Column():
+            status = gr.Markdown("Press Record to start.", elem_id="live-status")
+            gr.HTML("<p id='live-player'>Playback: nothing yet.</p>")
+            target = gr.Audio(label="Target of the last recording", type="filepath", interactive=False,
+                              buttons=["download"], elem_id="live-target")
+            residual = gr.Audio(label="Residual of the last recording", type="filepath", interactive=False,
+                                buttons=["download"], elem_id="live-residual")
+    session = gr.State(None)
+    payload = gr.Textbox(visible="hidden", elem_id="live-payload")
+
+    def on_chunk(state, chunk, text_value, image_value, negative_value, latency_value, hear_value):
+        state, samples, line = live_step(state, separator, chunk, text_value, image_value, negative_value,
+                                         latency_value, hear_value)
+        return state, samples if samples is not None else gr.skip(), line
+
+    def on_stop(state, hear_value):
+        folder = results / f"{time.strftime('%Y%m%d-%H%M%S')}-live-{os.urandom(3).hex()}"
+        state, samples, line, target_path, residual_path = live_stop(state, folder, hear_value)
+        return (state, samples if samples is not None else gr.skip(), line,
+                str(target_path) if target_path else None, str(residual_path) if residual_path else None)
+
+    # A new recording starts from a fresh session (a chunk that came after the last Stop opened a stray stream).
+    mic.start_recording(lambda: None, inputs=None, outputs=[session], js=START_JS, show_progress="hidden")
+    mic.stream(on_chunk, inputs=[session, mic, text, image, negative_text, latency, hear],
+               outputs=[session, payload, status], stream_every=STREAM_EVERY, time_limit=MAX_SECONDS,
+               concurrency_limit=None, show_progress="hidden")
+    mic.stop_recording(on_stop, inputs=[session, hear], outputs=[session, payload, status, target, residual],
+                       show_progress="hidden")
+    payload.change(None, inputs=[payload], js=PLAYER_JS)
 
 
 def check_port(host: str, port: int) -> None:
