@@ -35,7 +35,7 @@ from omnisep.errors import OmniSepError
 
 log = logging.getLogger(__name__)
 
-#: the latency choices the page offers (label -> seconds); all run in real time on one core (docs/live.md)
+#: the latency choices the page offers (label -> seconds); 100 ms needs an idle core, the others kept up on a busy one (docs/live.md)
 LATENCIES = {"100 ms": 0.1, "250 ms": 0.25, "500 ms": 0.5, "1 s": 1.0}
 DEFAULT_LATENCY_LABEL = "250 ms"
 #: how often the browser is asked to send a microphone chunk (Gradio's ``stream_every``; its audio recorder uses 0.1 s whatever is asked)
