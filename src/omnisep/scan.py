@@ -136,6 +136,13 @@ class _FrameMeter:
         return np.concatenate(self.energies, axis=1) if self.energies else np.zeros((self.leftover.shape[0], 0))
 
 
+def _frame_samples(frame_seconds: float) -> int:
+    """The scan's frame length in 16 kHz samples (at least one); a frame that is not positive is refused."""
+    if not frame_seconds > 0:
+        raise OmniSepError(f"the frame length must be positive, got {frame_seconds} s")
+    return max(1, round(frame_seconds * SAMPLE_RATE))
+
+
 class ScanStream:
     """Scan audio that arrives in blocks: mono 16 kHz samples in, a :class:`ScanResult` at the end.
 
@@ -148,10 +155,8 @@ class ScanStream:
         from omnisep.apply import ChunkedSeparator
         from omnisep.queries import normalize
 
-        if not frame_seconds > 0:
-            raise OmniSepError(f"the frame length must be positive, got {frame_seconds} s")
+        self.frame = _frame_samples(frame_seconds)
         self.model, self.bank = _model_and_bank(separator_or_model)
-        self.frame = max(1, round(frame_seconds * SAMPLE_RATE))
         queries = normalize(torch.as_tensor(self.bank.embeddings, dtype=torch.float32))
         # ChunkedSeparator is separate_tensor's engine: one U-Net pass per chunk for
         # the whole bank; fed block by block, it never holds [Q, T] for the file.
@@ -211,9 +216,7 @@ def scan_estimates(
     engine separates (``apply.separate_tensor`` of the bank's normalised rows), the result
     is :func:`scan`'s, number for number.
     """
-    if not frame_seconds > 0:
-        raise OmniSepError(f"the frame length must be positive, got {frame_seconds} s")
-    frame = max(1, round(frame_seconds * SAMPLE_RATE))
+    frame = _frame_samples(frame_seconds)
     targets, mix = _FrameMeter(len(labels), frame), _FrameMeter(1, frame)
     targets.add(np.asarray(estimates, dtype=np.float32))
     mix.add(np.asarray(mixture, dtype=np.float32).reshape(1, -1))

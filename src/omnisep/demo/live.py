@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from omnisep import fileio
+from omnisep.audio import float_samples
 from omnisep.errors import OmniSepError
 
 log = logging.getLogger(__name__)
@@ -307,13 +308,9 @@ def _read_chunk(chunk) -> tuple[int, np.ndarray]:
         raise OmniSepError("the microphone chunk does not hold samples.") from None
     if data.ndim not in (1, 2) or data.dtype.kind not in "iuf":
         raise OmniSepError(f"the microphone chunk must be samples [n] or [n, channels], got an array of shape {data.shape} ({data.dtype}).")
-    if data.dtype.kind in "iu":
-        scale = float(np.iinfo(data.dtype).max) + 1.0
-        data = data.astype(np.float32) / scale
-    else:
-        data = data.astype(np.float32)
-        if not np.isfinite(data).all():
-            raise OmniSepError("the microphone chunk contains NaN or infinite samples.")
+    data = float_samples(data, "the microphone chunk")  # integers scaled by their type's range, as everywhere
+    if not np.isfinite(data).all():
+        raise OmniSepError("the microphone chunk contains NaN or infinite samples.")
     if data.ndim == 2:
         data = data.mean(axis=1)
     return int(rate), data
@@ -360,8 +357,7 @@ def _dbfs(samples: np.ndarray) -> str:
 
 
 def _write(path: Path, samples: np.ndarray, rate: int) -> Path:
-    """An int16 wav, written next to its final name and renamed (never a half-written file)."""
-    partial = path.with_name(path.name + ".partial")
-    sf.write(partial, samples, rate, format="WAV", subtype="PCM_16")
-    os.replace(partial, path)
+    """An int16 wav, written atomically (never a half-written file)."""
+    with fileio.atomic_path(path) as temp:
+        sf.write(temp, samples, rate, format="WAV", subtype="PCM_16")
     return path
