@@ -1,12 +1,17 @@
 """Copy a checkpoint with its floating-point weights stored as float16 (half the size; loading casts them back).
 
-    python scripts/export_half.py runs/v2-film/best src/omnisep/pretrained/v2
+    python scripts/export_half.py runs/v2-film/best src/omnisep/pretrained/v2 \
+        --negative-mode logit --alpha 2 --auto-alpha 1
+
+The negative-query options record the model's measured defaults (chosen on
+validation mixtures) in its config.json, where omnisep.api.negative_defaults
+reads them.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import json
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -16,12 +21,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("source", type=Path)
     parser.add_argument("target", type=Path)
+    parser.add_argument("--negative-mode", choices=["proportional", "naive", "logit"])
+    parser.add_argument("--alpha", type=float, help="default strength of a negative query")
+    parser.add_argument("--auto-alpha", type=float, help="default strength of the automatic negative query")
     args = parser.parse_args()
     tensors = load_file(str(args.source / "model.safetensors"))
     half = {name: value.half() if value.is_floating_point() else value for name, value in tensors.items()}
     args.target.mkdir(parents=True, exist_ok=True)
     save_file(half, str(args.target / "model.safetensors"), metadata={"format": "omnisep-checkpoint"})
-    shutil.copyfile(args.source / "config.json", args.target / "config.json")
+    config = json.loads((args.source / "config.json").read_text())
+    negative = {key: value for key, value in
+                (("mode", args.negative_mode), ("alpha", args.alpha), ("auto_alpha", args.auto_alpha)) if value is not None}
+    if negative:
+        config.setdefault("inference", {}).setdefault("negative", {}).update(negative)
+    (args.target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     print(f"{args.source} -> {args.target} ({sum(v.numel() for v in half.values()) / 1e6:.2f} M values)")
 
 

@@ -190,3 +190,46 @@ def test_a_text_naming_a_bank_label_reuses_the_bank_row_without_the_text_model(t
     (cat,) = toy.embed_text(["a cat"])
     torch.testing.assert_close(separator.embed_query(text="a cat"), cat)
     assert embedded == ["a cat"]
+
+
+def test_a_model_can_ask_for_logit_space_negatives(tiny_checkpoint, toy, tmp_path):
+    from omnisep.models import signal_path
+    from omnisep.states import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    directory = tmp_path / "logit-model"
+    save_checkpoint(directory, loaded.model, loaded.config["encoder"], loaded.bank,
+                    inference={"negative": {"mode": "logit", "alpha": 2.0, "auto_alpha": 1.0}})
+    separator = Separator(directory)
+    assert separator.negative_defaults == {"mode": "logit", "alpha": 2.0, "auto_alpha": 1.0}
+    wave = torch.from_numpy(mixture(2.0, channels=1)[0])
+    result = separator.separate(wave.numpy(), 16000, text="violin", negative_text="speech")
+    # By hand: one U-Net pass, logits 3 L(violin) - 2 L(speech), the soft mask, the mixture's phase.
+    violin, speech = toy.embed_text(["violin", "speech"])
+    net = separator.model
+    with torch.no_grad():
+        spec = signal_path.analyse(wave[None])
+        prepared = net.prepare(signal_path.pad_frames(signal_path.network_input(spec), net.time_multiple))
+        logits = net.mask_logits(prepared, torch.stack([F.normalize(violin, dim=0), F.normalize(speech, dim=0)])[None])
+        combined = 3.0 * logits[:, :1] - 2.0 * logits[:, 1:]
+        expected = signal_path.synthesise(signal_path.apply_masks(spec, torch.sigmoid(combined[..., : spec.shape[-1]])), wave.shape[-1])
+    np.testing.assert_allclose(result.target, expected[0, 0].numpy(), atol=2e-5)
+    # Eq. 4 stays one explicit choice away; a query without a negative is the same in every mode.
+    eq4 = separator.embed_query(text="violin", negative_text="speech", negative_mode="proportional", alpha=0.5)
+    torch.testing.assert_close(eq4, 1.5 * F.normalize(violin, dim=0) - 0.5 * F.normalize(speech, dim=0))
+    with pytest.raises(OmniSepError, match="logit"):
+        separator.embed_query(text="violin", negative_text="speech")
+    plain = separator.separate(wave.numpy(), 16000, text="violin").target
+    np.testing.assert_allclose(plain, Separator(tiny_checkpoint).separate(wave.numpy(), 16000, text="violin").target, atol=1e-6)
+
+
+def test_a_damaged_inference_section_names_the_model(tiny_checkpoint, tmp_path):
+    import json
+
+    directory = tmp_path / "bad"
+    shutil.copytree(tiny_checkpoint, directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["inference"] = {"negative": {"mode": "sideways"}}
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OmniSepError, match="bad.*sideways"):
+        Separator(directory)

@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 
 from omnisep.api import Query, Separator
+from omnisep.states import NEGATIVE_DEFAULTS
 from omnisep.errors import OmniSepError
 from omnisep.negatives import AutoNegative
 
@@ -21,6 +22,7 @@ def separator(band_separator):
     instance.path = "band-model"
     instance._bank_rows = {label: row for row, label in enumerate(band_separator.bank.labels)}
     instance.encoder = None
+    instance.negative_defaults = dict(NEGATIVE_DEFAULTS)  # what a model that records none gets
     return instance
 
 
@@ -55,3 +57,15 @@ def test_auto_and_explicit_negatives_do_not_mix(separator, band_separator):
     low, high = band_separator.tones(seconds=1.0)
     with pytest.raises(OmniSepError, match="not both"):
         separator.separate(low + high, SR, text="low", negative="auto", negative_text="high")
+
+
+def test_a_logit_mode_model_subtracts_the_chosen_label_from_the_logits(separator, band_separator):
+    low, high = band_separator.tones()
+    mixture = low + high
+    separator.negative_defaults = {"mode": "logit", "alpha": 2.0, "auto_alpha": 1.0}
+    auto = separator.separate(mixture, SR, text="low", negative="auto")
+    oracle = separator.separate(mixture, SR, text="low", negative_text="high", alpha=1.0)  # the model's auto_alpha
+    assert [c.label for c in auto.negatives] == ["high"]
+    np.testing.assert_allclose(auto.target, oracle.target, atol=1e-6)
+    vector_mode = separator.separate(mixture, SR, text="low", negative_text="high", alpha=1.0, negative_mode="proportional")
+    assert np.abs(oracle.target - vector_mode.target).max() > 1e-3  # the logit mode is not eq. 4

@@ -174,3 +174,24 @@ def test_streaming_from_a_file_equals_the_in_memory_path(tmp_path):
         residual, _ = load_audio(tmp_path / f"r{q}.wav")
         np.testing.assert_array_equal(target, expected[q])
         np.testing.assert_array_equal(residual, mixture - expected[q])
+
+
+def test_logit_negatives_chunk_like_vectors_and_change_the_output():
+    from omnisep.models import signal_path
+    from omnisep.queries import QueryRows
+
+    model = lively_model()
+    with torch.no_grad():
+        model.query_proj.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(5))  # queries matter
+    wave = noise(3.3)
+    rows = QueryRows.with_negatives([QUERIES[0]], [QUERIES[1]], [1.0])
+    chunked = separate_tensor(model, wave, rows, chunk_seconds=1, overlap=0.5)
+    with torch.no_grad():
+        spec = signal_path.analyse(wave[None])
+        prepared = model.prepare(signal_path.pad_frames(signal_path.network_input(spec), model.time_multiple))
+        logits = model.mask_logits(prepared, torch.stack([QUERIES[0], torch.nn.functional.normalize(QUERIES[1], dim=0)])[None])
+        combined = (2.0 * logits[:, :1] - logits[:, 1:])[..., : spec.shape[-1]]
+        whole = signal_path.synthesise(signal_path.apply_masks(spec, torch.sigmoid(combined)), wave.shape[-1])[0]
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
+    plain = separate_tensor(model, wave, QUERIES[:1], chunk_seconds=1, overlap=0.5)
+    assert (chunked - plain).abs().max() > 1e-3

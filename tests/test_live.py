@@ -11,6 +11,7 @@ from omnisep.apply import ChunkedSeparator, separate_array, separate_tensor
 from omnisep.audio import load_audio, save_audio
 from omnisep.errors import OmniSepError
 from omnisep.live import BlockOnlineSeparator, LiveStream, split_latency
+from omnisep.queries import QueryRows
 from test_apply import QUERIES, lively_model, noise
 
 
@@ -30,11 +31,16 @@ def play(stream, audio, seed=0, largest=3000):
     return np.concatenate(targets + [target], axis=-1), np.concatenate(residuals + [residual], axis=-1)
 
 
-def test_stream_equals_the_offline_path_when_the_lookahead_covers_the_context():
+# Two outputs: query 0 with query 2 as a logit-space negative, and query 1 alone.
+LOGIT_NEGATIVE = QueryRows.with_negatives([QUERIES[0], QUERIES[1]], [QUERIES[2], None], [1.5, 0.0])
+
+
+@pytest.mark.parametrize("queries", [QUERIES, LOGIT_NEGATIVE], ids=["vectors", "logit-negative"])
+def test_stream_equals_the_offline_path_when_the_lookahead_covers_the_context(queries):
     model = lively_model(depth=4)
     wave = noise(4.0)[: 4 * 16000 - 77]
-    offline = separate_tensor(model, wave, QUERIES, chunk_seconds=40).numpy()
-    engine = BlockOnlineSeparator(model, QUERIES, 1, lookahead_frames=48, hop_frames=4, context_frames=32, align=True)
+    offline = separate_tensor(model, wave, queries, chunk_seconds=40).numpy()
+    engine = BlockOnlineSeparator(model, queries, 1, lookahead_frames=48, hop_frames=4, context_frames=32, align=True)
     parts, rng, start = [], np.random.default_rng(3), 0
     x = wave.numpy()[None]
     while start < x.shape[1]:

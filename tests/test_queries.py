@@ -124,3 +124,26 @@ def test_mixup_weights_by_hand():
 def test_mixup_weights_need_one_modality_per_item():
     with pytest.raises(OmniSepError, match="no query modality"):
         mixup_weights(torch.tensor([[True, False], [False, False]]))
+
+
+def test_query_rows_combine_logits_of_query_and_negative_by_hand():
+    from omnisep.queries import QueryRows
+
+    p0, p1, n1 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), torch.tensor([3.0, 4.0])
+    rows = QueryRows.with_negatives([p0, p1], [None, n1], [0.0, 2.0])
+    assert len(rows) == 2 and rows.rows.shape == (3, 2)
+    close(rows.rows[2], [0.6, 0.8])  # the negative is normalised, as in eq. 4
+    close(rows.combine, [[1.0, 0.0, 0.0], [0.0, 3.0, -2.0]])
+
+    class Linear:  # logits = rows . [1, 2] on a 1 x 1 grid
+        def mask_logits(self, prepared, queries):
+            return (queries @ torch.tensor([1.0, 2.0]))[..., None, None]
+
+    logits = rows.logits(Linear(), None, rows.rows[None])
+    close(logits[0, :, 0, 0], [1.0, 3 * 2.0 - 2 * 2.2])
+    assert QueryRows.with_negatives([p0], [None], [0.5]).combine is None
+    assert QueryRows.of(torch.stack([p0, p1])).combine is None
+    with pytest.raises(OmniSepError, match="alpha"):
+        QueryRows.with_negatives([p0], [n1], [-1.0])
+    with pytest.raises(ValueError, match="logit"):
+        negative(p0, n1, 0.5, mode="logit")

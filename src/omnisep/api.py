@@ -32,6 +32,7 @@ from omnisep import apply, modalities, queries as query_math
 from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, channels_first, restore_layout
 from omnisep.audio import downmix as downmix_channels
 from omnisep.errors import OmniSepError, describe
+from omnisep.states import NEGATIVE_DEFAULTS, negative_defaults  # noqa: F401  (NEGATIVE_DEFAULTS: part of the API)
 
 MediaItem = Any  # a path, or an array (image H x W x 3 uint8; audio mono float32, or (array, sample_rate))
 
@@ -77,8 +78,8 @@ class Query:
     negative_text: str | Sequence[str] | None = None
     negative_image: MediaItem | Sequence[MediaItem] | None = None
     negative_audio: MediaItem | Sequence[MediaItem] | None = None
-    alpha: float = 0.5
-    negative_mode: str = "proportional"
+    alpha: float | None = None  # None: the model's own (see Separator.negative_defaults)
+    negative_mode: str | None = None  # proportional, naive or logit; None: the model's own
     query_aug: bool = False
     # omnisep.negatives.AutoNegative: choose the negative from a scan of each mixture.
     auto_negative: Any = None
@@ -112,6 +113,19 @@ class EmbeddedQuery:
     negatives: list | None = None  # omnisep.negatives.NegativeChoice, once an automatic negative was chosen
     # Query-Aug v2's answer (label, probability, cosine, runner_up, runner_up_probability, known), when it ran.
     query_aug_match: dict | None = None
+    # A negative query in the logit mode stays apart from ``vector``: the masks combine both.
+    negative: torch.Tensor | None = None
+    alpha: float = 0.0
+
+    def rows(self) -> query_math.QueryRows:
+        return query_rows([self])
+
+
+def query_rows(embedded: Sequence[EmbeddedQuery]) -> query_math.QueryRows:
+    """What the network is asked for these queries (vectors, plus logit-mode negatives)."""
+    return query_math.QueryRows.with_negatives(
+        [item.vector for item in embedded], [item.negative for item in embedded], [item.alpha for item in embedded]
+    )
 
 
 @dataclass
@@ -158,6 +172,7 @@ class Separator:
             self.model.to(memory_format=torch.channels_last)
         self.config = checkpoint.config
         self.bank = checkpoint.bank
+        self.negative_defaults = negative_defaults(self.config, self.path)
         self._bank_rows = {" ".join(label.split()): row for row, label in enumerate(self.bank.labels)} if self.bank else {}
         if encoder is None:
             from omnisep.encoders import get_encoder
@@ -204,8 +219,14 @@ class Separator:
         return self.encoder.embed(kind, [item])[0]
 
     def embed_query(self, query: Query | None = None, mixture_rate: int | None = None, **fields) -> torch.Tensor:
-        """The vector the Separate-Net receives for a query: eq. 1, then Query-Aug (eq. 5), then eq. 4."""
-        return self.prepare([query or Query(**fields)], mixture_rate)[0].vector
+        """The vector the Separate-Net receives for a query: eq. 1, then Query-Aug (eq. 5), then eq. 4.
+
+        A negative query in the logit mode is not part of a vector: use :meth:`prepare` for it.
+        """
+        embedded = self.prepare([query or Query(**fields)], mixture_rate)[0]
+        if embedded.negative is not None:
+            raise OmniSepError("a negative query in the logit mode is not one vector; use Separator.prepare.")
+        return embedded.vector
 
     def prepare(self, queries: Sequence[Query | EmbeddedQuery], mixture_rate: int | None = None) -> list[EmbeddedQuery]:
         """Embed queries once, to reuse them over many files (already embedded ones pass through).
@@ -219,8 +240,7 @@ class Separator:
             if isinstance(query, EmbeddedQuery):
                 prepared.append(query)
             else:
-                vector, label, score, match = self._embed(query, mixture_rate)
-                prepared.append(EmbeddedQuery(vector, label, score, query, query_aug_match=match))
+                prepared.append(self._embed(query, mixture_rate))
         return prepared
 
     def _query_aug_matcher(self):
@@ -248,7 +268,7 @@ class Separator:
             return self.bank.embeddings[self.bank.labels.index(match.label)].clone(), match.label, match.probability, match.to_dict()
         return vector, f"{description} (Query-Aug: {match.describe()})", match.probability, match.to_dict()
 
-    def _embed(self, query: Query, mixture_rate: int | None) -> tuple[torch.Tensor, str, float | None, dict | None]:
+    def _embed(self, query: Query, mixture_rate: int | None) -> EmbeddedQuery:
         parts = query.parts()
         if not parts:
             raise OmniSepError(f"a query needs at least one {', '.join(modalities.MODALITIES[:-1])} or {modalities.MODALITIES[-1]} part.")
@@ -262,20 +282,30 @@ class Separator:
                 raise OmniSepError(f"model {describe(self.path)} has no query bank, so Query-Aug is not available.")
             vector, label, score, match = self._query_aug(vector, label)
         negatives = query.negative_parts()
-        if not negatives and (query.alpha != 0.5 or query.negative_mode != "proportional"):
+        mode, alpha = self.negative_setting(query)
+        if not negatives and query.auto_negative is None and (query.alpha is not None or query.negative_mode is not None):
             import warnings
 
             warnings.warn(
-                f"alpha {query.alpha:g} / the {query.negative_mode} mode only act on a negative query, and "
+                f"alpha {alpha:g} / the {mode} mode only act on a negative query, and "
                 f"'{query.describe()}' has none; add a negative text, image or audio.",
                 stacklevel=4,
             )
+        negative_vector = None
         if negatives:
-            negative = query_math.compose(self._embed_parts(negatives, mixture_rate), [1.0] * len(negatives))
-            vector = query_math.negative(vector, negative, alpha=query.alpha, mode=query.negative_mode)
+            negative_vector = query_math.compose(self._embed_parts(negatives, mixture_rate), [1.0] * len(negatives))
+            if mode != "logit":
+                vector, negative_vector = query_math.negative(vector, negative_vector, alpha=alpha, mode=mode), None
             if query.query_aug:
                 label += " " + query.describe_negative()
-        return vector, label, score, match
+        return EmbeddedQuery(vector, label, score, query, query_aug_match=match, negative=negative_vector,
+                             alpha=alpha if negative_vector is not None else 0.0)
+
+    def negative_setting(self, query: Query) -> tuple[str, float]:
+        """The query's negative mode and alpha, the model's defaults where it gives none."""
+        mode = self.negative_defaults["mode"] if query.negative_mode is None else query_math.check_negative_mode(query.negative_mode)
+        alpha = self.negative_defaults["alpha"] if query.alpha is None else query_math.check_alpha(query.alpha)
+        return mode, alpha
 
     # -- separation --------------------------------------------------------------------------
 
@@ -290,8 +320,8 @@ class Separator:
         negative_text=None,
         negative_image=None,
         negative_audio=None,
-        alpha: float = 0.5,
-        negative_mode: str = "proportional",
+        alpha: float | None = None,
+        negative_mode: str | None = None,
         query_aug: bool = False,
         downmix: bool = False,
         negative=None,
@@ -344,8 +374,7 @@ class Separator:
             from omnisep.scan import scan
 
             embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate))
-        vectors = torch.stack([item.vector for item in embedded])
-        targets = apply.separate_array(self.model, mixture, sample_rate, vectors, chunk_seconds, overlap, batch_size)
+        targets = apply.separate_array(self.model, mixture, sample_rate, query_rows(embedded), chunk_seconds, overlap, batch_size)
         results = []
         for item, target in zip(embedded, targets):
             residual = mixture - target
@@ -370,13 +399,19 @@ class Separator:
                 continue
             scanned = scanned or scan_mixture()
             choices = negatives.choose(scanned, item.vector, self.bank, setting)
-            alpha = item.query.alpha if setting.alpha is None else setting.alpha
-            vector = negatives.apply(item.vector, self.bank, choices, alpha, item.query.negative_mode)
+            mode, _ = self.negative_setting(item.query)
+            alpha = next(a for a in (setting.alpha, item.query.alpha, self.negative_defaults["auto_alpha"]) if a is not None)
+            vector, negative_vector = item.vector, None
+            if choices and mode == "logit":
+                negative_vector = negatives.negative_vector(self.bank, choices).to(vector.dtype)
+            else:
+                vector = negatives.apply(item.vector, self.bank, choices, alpha, mode)
             label = item.label.removesuffix(" - auto")
             out.append(
                 EmbeddedQuery(
                     vector, f"{label} {negatives.describe(choices)}", item.query_aug_score, item.query, choices,
-                    query_aug_match=item.query_aug_match,
+                    query_aug_match=item.query_aug_match, negative=negative_vector,
+                    alpha=alpha if negative_vector is not None else 0.0,
                 )
             )
         return out
@@ -407,7 +442,7 @@ class Separator:
 
         embedded = embed(query, fields)
         return LiveStream(
-            self.model, embedded.vector, sample_rate, channels, latency, hop, context, align, embedded.label, embed
+            self.model, embedded.rows(), sample_rate, channels, latency, hop, context, align, embedded.label, embed
         )
 
     def separate_file(
@@ -445,7 +480,7 @@ class Separator:
 
                 # A first streamed pass over the file: flat memory, like the separation.
                 embedded = self.choose_negatives(embedded, lambda: scan_file(self, path))
-            vectors = torch.stack([item.vector for item in embedded])
+            vectors = query_rows(embedded)
             # Opening the writers refuses existing outputs before any work is done.
             for output in list(targets) + list(residuals or []):
                 writers.append(AudioWriter(output, reader.sample_rate, channels, subtype=subtype, overwrite=overwrite))

@@ -45,6 +45,7 @@ import soxr
 import torch
 
 from omnisep.models import signal_path
+from omnisep.queries import QueryRows
 from omnisep.spectral import HOP, N_FFT, SAMPLE_RATE
 
 DEFAULT_CHUNK_SECONDS = 20.0
@@ -121,20 +122,19 @@ class ChunkedSeparator(BlockEngine):
     def __init__(
         self,
         model,
-        queries: torch.Tensor,
+        queries,
         signals: int = 1,
         chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
         overlap: float = DEFAULT_OVERLAP_SECONDS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         binary: bool | None = None,
     ):
-        if queries.dim() != 2:
-            raise ValueError(f"queries must be [Q, D], got shape {tuple(queries.shape)}")
+        """``queries``: ``[Q, D]`` vectors, or :class:`omnisep.queries.QueryRows` (logit-space negatives)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.device = next(model.parameters()).device
-        self.queries = queries.detach().to(self.device, torch.float32)
+        self.queries = QueryRows.of(queries).to(self.device)
         self.signals = int(signals)
         self.batch_size = int(batch_size)
         self.binary = binary  # None: the model's own mask type
@@ -232,8 +232,8 @@ class ChunkedSeparator(BlockEngine):
         with torch.inference_mode():
             # Frames 2 .. 2 + width are the ones whose window lies inside the segment.
             spec = signal_path.analyse(wave)[..., 2 : 2 + width]
-            queries = self.queries.unsqueeze(0).expand(spec.shape[0], -1, -1)
-            out = signal_path.separate_spectrogram(self.model, spec, queries, width * HOP, self.binary)
+            rows = self.queries.rows.unsqueeze(0).expand(spec.shape[0], -1, -1)
+            out = signal_path.separate_spectrogram(self.model, spec, rows, width * HOP, self.binary, self.queries.combine)
         estimate = out.reshape(len(group), self.signals, len(self.queries), -1).cpu().numpy()
         estimate = estimate.transpose(0, 2, 1, 3)  # [G, Q, S, samples]
         for index, chunk in enumerate(group):
@@ -294,7 +294,7 @@ def separate_tensor(
     batch_size: int = DEFAULT_BATCH_SIZE,
     binary: bool | None = None,
 ) -> torch.Tensor:
-    """Separate 16 kHz audio ``[T]`` (or ``[S, T]``) for queries ``[Q, D]`` -> ``[Q, T]`` (or ``[Q, S, T]``).
+    """Separate 16 kHz audio ``[T]`` (or ``[S, T]``) for queries ``[Q, D]`` (or QueryRows) -> ``[Q, T]`` (or ``[Q, S, T]``).
 
     This is what ``omnisep separate`` computes at 16 kHz, and what evaluation scores.
     """

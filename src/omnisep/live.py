@@ -47,6 +47,7 @@ import torch
 from omnisep.apply import BlockEngine
 from omnisep.errors import OmniSepError
 from omnisep.models import signal_path
+from omnisep.queries import QueryRows
 from omnisep.spectral import HOP, MAG_EPS, N_FFT, SAMPLE_RATE
 
 _REACH = N_FFT // 2  # samples a frame reaches on each side of its centre
@@ -114,7 +115,7 @@ class BlockOnlineSeparator(BlockEngine):
         """``paired``: query ``i`` belongs to signal ``i`` alone (benchmarks score many mixtures in one batch)."""
         self.paired = bool(paired)
         self.pad_before = PAD_BEFORE
-        if self.paired and queries.shape[0] != signals:
+        if self.paired and len(QueryRows.of(queries)) != signals:
             raise ValueError("paired queries need one query per signal")
         if lookahead_frames < 0 or hop_frames < 1 or context_frames < 4:
             raise ValueError("need lookahead_frames >= 0, hop_frames >= 1 and context_frames >= 4")
@@ -142,14 +143,15 @@ class BlockOnlineSeparator(BlockEngine):
         self._final = 0  # output samples [0, final) are final
         self._ready: list[np.ndarray] = []
 
-    def set_queries(self, queries: torch.Tensor) -> None:
-        """New query vectors ``[Q, D]``: they decide the masks from the next hop on."""
-        if queries.dim() != 2:
-            raise ValueError(f"queries must be [Q, D], got shape {tuple(queries.shape)}")
-        if hasattr(self, "queries") and queries.shape[0] != self.queries.shape[0]:
+    def set_queries(self, queries) -> None:
+        """New query vectors ``[Q, D]`` (or QueryRows): they decide the masks from the next hop on."""
+        rows = QueryRows.of(queries)
+        if self.paired and rows.combine is not None:
+            raise ValueError("paired queries cannot combine mask logits")
+        if hasattr(self, "queries") and len(rows) != len(self.queries):
             raise ValueError("the number of queries cannot change while streaming")
-        self.model.check_queries(queries[None])
-        self.queries = queries.detach().to(self.device, torch.float32)
+        self.model.check_queries(rows.rows[None])
+        self.queries = rows.to(self.device)
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -188,9 +190,10 @@ class BlockOnlineSeparator(BlockEngine):
             if before:
                 net_in = torch.nn.functional.pad(net_in, (before, 0), value=MAG_EPS)
             prepared = self.model.prepare(signal_path.pad_frames(net_in, self.multiple))
-            queries = self.queries[:, None] if self.paired else self.queries.unsqueeze(0).expand(self.signals, -1, -1)
+            rows = self.queries.rows
+            rows = rows[:, None] if self.paired else rows.unsqueeze(0).expand(self.signals, -1, -1)
             lo, hi = before + self._decided - first, before + decide_to - first
-            logits = self.model.mask_logits(prepared, queries)[..., lo:hi]
+            logits = self.queries.logits(self.model, prepared, rows)[..., lo:hi]
             lo, hi = self._decided - first, decide_to - first
             masked = signal_path.apply_masks(spec[..., lo:hi], self.model.masks(logits, self.binary))
         self.steps += 1
@@ -282,7 +285,7 @@ class LiveStream:
         self._embed = embed
         model.eval()
         self.engine = BlockOnlineSeparator(
-            model, query.reshape(1, -1), self.channels, lookahead, hop_frames, round(context * SAMPLE_RATE / HOP), align
+            model, _one_query(query), self.channels, lookahead, hop_frames, round(context * SAMPLE_RATE / HOP), align
         )
         #: seconds of audio after a sample that the network sees before deciding it (STFT reach included)
         self.lookahead = (STFT_FRAMES + lookahead) * HOP / SAMPLE_RATE
@@ -323,14 +326,14 @@ class LiveStream:
     def set_query(self, query=None, **fields) -> None:
         """Change what is separated (an :class:`omnisep.api.Query`, its fields, or a vector); takes effect at the next hop."""
         self._check_open()
-        if isinstance(query, torch.Tensor):
-            vector, label = query, "vector"
+        if isinstance(query, (torch.Tensor, QueryRows)):
+            rows, label = _one_query(query), "vector"
         else:
             if self._embed is None:
                 raise OmniSepError("this stream was made from a bare model: give set_query a query vector.")
             embedded = self._embed(query, fields)
-            vector, label = embedded.vector, embedded.label
-        self.engine.set_queries(vector.reshape(1, -1))
+            rows, label = embedded.rows(), embedded.label
+        self.engine.set_queries(rows)
         self.label = label
 
     # -- audio ---------------------------------------------------------------------------------
@@ -425,3 +428,12 @@ def _take_front(parts: list[np.ndarray], count: int, channels: int) -> np.ndarra
             parts[0] = head[:, need:]
             need = 0
     return np.concatenate(taken, axis=1) if taken else np.zeros((channels, 0), np.float32)
+
+
+def _one_query(query) -> QueryRows:
+    """A vector ``[D]`` (or ``[1, D]``) or QueryRows with one output."""
+    if isinstance(query, QueryRows):
+        if len(query) != 1:
+            raise ValueError(f"a live stream separates one query, got {len(query)}")
+        return query
+    return QueryRows(query.reshape(1, -1))

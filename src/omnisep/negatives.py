@@ -37,14 +37,15 @@ class AutoNegative:
     """How the negative query is chosen: the ``count`` most present other labels of the scan.
 
     ``min_presence``: labels scanned below it are never used (so a clean
-    recording of one sound gets no negative). ``alpha``: eq. 4's strength for
-    the chosen labels (None: the query's own ``alpha``).
+    recording of one sound gets no negative). ``alpha``: the negative's
+    strength for the chosen labels (None: the query's own ``alpha`` if it
+    gives one, else the model's ``auto_alpha``, :data:`DEFAULT_ALPHA` for models that record none).
     """
 
     count: int = DEFAULT_COUNT
     max_similarity: float = DEFAULT_MAX_SIMILARITY
     min_presence: float = 0.0
-    alpha: float | None = DEFAULT_ALPHA
+    alpha: float | None = None
 
     def __post_init__(self):
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:

@@ -71,6 +71,12 @@ def describe_model(path: Path, name: str | None = None, source: str = "path") ->
         return {**row, "encoder": None, "labels": None, "ngf": None, "error": str(error)}
     bank = config.get("query_bank") or {}
     training = config.get("training") or {}
+    from omnisep.states import negative_defaults
+
+    try:
+        negative = negative_defaults(config, path)
+    except OmniSepError as error:
+        return {**row, "encoder": None, "labels": None, "ngf": None, "error": str(error)}
     return {
         **row,
         "encoder": config["encoder"].get("name"),
@@ -79,7 +85,9 @@ def describe_model(path: Path, name: str | None = None, source: str = "path") ->
         "ngf": config["model"].get("ngf"),
         "depth": config["model"].get("depth"),
         "emb_dim": config["model"].get("emb_dim"),
+        "kind": config["model"].get("kind", "paper"),
         "trained_steps": training.get("step"),
+        "negative": negative,
         "error": None,
     }
 

@@ -4,11 +4,20 @@ All functions work on embeddings from one frozen encoder. Every part is
 L2-normalised before it is combined because the encoders' raw norms differ
 per modality; the combined query itself is not re-normalised unless asked,
 as in the paper.
+
+A negative query can also act after the network instead of before it (mode
+``logit``): the mask logits of the query and of the negative are combined,
+``(1 + a) logits(q) - a logits(q_neg)``. Eq. 4 moves the query vector off
+the embeddings the network was trained on; a query-conditioned network
+(kind ``film``) answers such vectors badly, while both logits come from
+queries it knows. :class:`QueryRows` carries the rows the network sees and
+how their logits combine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,7 +25,8 @@ import torch.nn.functional as F
 
 from omnisep.errors import OmniSepError
 
-NEGATIVE_MODES = ("proportional", "naive")
+NEGATIVE_MODES = ("proportional", "naive", "logit")
+VECTOR_NEGATIVE_MODES = ("proportional", "naive")  # eq. 4 on the query vector; "logit" combines mask logits
 OMNI_WEIGHTS = (2.0, 2.0, 1.0)  # image, text, audio: the paper's evaluation query
 
 
@@ -62,17 +72,107 @@ def negative(q: torch.Tensor, q_neg: torch.Tensor, alpha: float = 0.5, mode: str
     The proportional form keeps the query's weight on its own concept when the
     negative overlaps it; the naive form is the paper's baseline.
     """
-    if mode not in NEGATIVE_MODES:
-        raise OmniSepError(f"query: unknown negative-query mode {mode!r}; use one of {', '.join(NEGATIVE_MODES)}.")
-    alpha = float(alpha)
-    if not np.isfinite(alpha) or alpha < 0:
-        raise OmniSepError(f"query: the negative-query strength alpha must be a finite number >= 0, got {alpha}.")
+    if mode == "logit":
+        raise ValueError("the logit negative mode combines mask logits, not vectors: build QueryRows.with_negatives")
+    check_negative_mode(mode)
+    alpha = check_alpha(alpha)
     if q.shape[-1] != q_neg.shape[-1]:
         raise OmniSepError(
             f"query: the negative query has {q_neg.shape[-1]} dimensions, the query {q.shape[-1]}."
         )
     keep = 1.0 + alpha if mode == "proportional" else 1.0
     return keep * q - alpha * normalize(q_neg)
+
+
+def check_negative_mode(mode: str) -> str:
+    if mode not in NEGATIVE_MODES:
+        raise OmniSepError(f"query: unknown negative-query mode {mode!r}; use one of {', '.join(NEGATIVE_MODES)}.")
+    return mode
+
+
+def check_alpha(alpha: float) -> float:
+    alpha = float(alpha)
+    if not np.isfinite(alpha) or alpha < 0:
+        raise OmniSepError(f"query: the negative-query strength alpha must be a finite number >= 0, got {alpha}.")
+    return alpha
+
+
+@dataclass(frozen=True)
+class QueryRows:
+    """What the network is asked: query rows ``[R, D]``, and the output masks as sums of their logits.
+
+    ``combine`` ``[Q, R]`` gives output ``i``'s logits as ``sum_r combine[i, r]
+    logits(row r)``; ``None`` means one output per row (the usual case, ``Q = R``).
+    """
+
+    rows: torch.Tensor
+    combine: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.rows.dim() != 2:
+            raise ValueError(f"query rows must be [R, D], got shape {tuple(self.rows.shape)}")
+        if self.combine is not None and (self.combine.dim() != 2 or self.combine.shape[1] != self.rows.shape[0]):
+            raise ValueError(f"combine must be [Q, {self.rows.shape[0]}], got shape {tuple(self.combine.shape)}")
+
+    def __len__(self) -> int:
+        return self.rows.shape[0] if self.combine is None else self.combine.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.rows.shape[-1]
+
+    @classmethod
+    def of(cls, queries) -> "QueryRows":
+        """A ``[Q, D]`` tensor (one output per row) or QueryRows as they are."""
+        return queries if isinstance(queries, cls) else cls(torch.as_tensor(queries))
+
+    def to(self, device, dtype=torch.float32) -> "QueryRows":
+        combine = None if self.combine is None else self.combine.detach().to(device, dtype)
+        return QueryRows(self.rows.detach().to(device, dtype), combine)
+
+    @classmethod
+    def with_negatives(cls, positives: Sequence[torch.Tensor], negatives: Sequence[torch.Tensor | None],
+                       alphas: Sequence[float]) -> "QueryRows":
+        """Output ``i``: ``(1 + a_i) logits(p_i) - a_i logits(normalize(n_i))``, or ``logits(p_i)`` without a negative."""
+        outputs = []
+        for positive, negative_vector, alpha in zip(positives, negatives, alphas):
+            if negative_vector is None:
+                outputs.append([(positive, 1.0)])
+                continue
+            alpha = check_alpha(alpha)
+            if negative_vector.shape[-1] != positive.shape[-1]:
+                raise OmniSepError(
+                    f"query: the negative query has {negative_vector.shape[-1]} dimensions, the query {positive.shape[-1]}."
+                )
+            outputs.append([(positive, 1.0 + alpha), (normalize(negative_vector.to(positive.dtype)), -alpha)])
+        return cls.from_terms(outputs)
+
+    @classmethod
+    def from_terms(cls, outputs: Sequence[Sequence[tuple[torch.Tensor, float]]]) -> "QueryRows":
+        """Output ``i``'s logits are ``sum w * logits(row)`` over its ``(row, w)`` terms; equal rows are asked once."""
+        index: dict[bytes, int] = {}
+        rows, entries = [], []
+        for output, terms in enumerate(outputs):
+            for row, weight in terms:
+                key = row.detach().float().cpu().numpy().tobytes()
+                if key not in index:
+                    index[key] = len(rows)
+                    rows.append(row)
+                entries.append((output, index[key], float(weight)))
+        plain = len(rows) == len(outputs) and all(o == r and w == 1.0 for o, r, w in entries) and len(entries) == len(rows)
+        if plain:
+            return cls(torch.stack(rows))
+        combine = torch.zeros(len(outputs), len(rows))
+        for output, row, weight in entries:
+            combine[output, row] += weight
+        return cls(torch.stack(rows), combine)
+
+    def logits(self, net, prepared, rows: torch.Tensor) -> torch.Tensor:
+        """``net``'s mask logits ``[B, Q, bins, F]`` for these rows, given batched as ``rows`` ``[B, R, D]``."""
+        logits = net.mask_logits(prepared, rows)
+        if self.combine is None:
+            return logits
+        return torch.einsum("qr,brhw->bqhw", self.combine.to(logits.dtype), logits)
 
 
 class QueryBank:

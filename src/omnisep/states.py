@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 from omnisep.models import MaskNetwork, build, config_from_dict, config_to_dict
-from omnisep.queries import QueryBank
+from omnisep.queries import QueryBank, check_alpha, check_negative_mode
 
 FORMAT = "omnisep-checkpoint"
 FORMAT_VERSION = 1
@@ -75,6 +75,7 @@ def save_checkpoint(
     bank: QueryBank | None = None,
     training: dict[str, Any] | None = None,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    inference: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint directory atomically; an existing checkpoint there is replaced.
 
@@ -84,7 +85,9 @@ def save_checkpoint(
     not lost (:func:`omnisep.fileio.atomic_dir`).
 
     Refuses to replace a non-empty directory that is not an omnisep
-    checkpoint, so a mistyped path cannot wipe unrelated files.
+    checkpoint, so a mistyped path cannot wipe unrelated files. ``inference``
+    records measured inference defaults (``{"negative": {"mode", "alpha",
+    "auto_alpha"}}``, see :func:`omnisep.api.negative_defaults`).
     """
     target = Path(directory)
     identity = _check_identity(encoder_identity)
@@ -107,6 +110,8 @@ def save_checkpoint(
         "query_bank": {"labels": list(bank.labels)} if bank is not None else None,
         "training": training or {},
     }
+    if inference:
+        config["inference"] = inference
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     if bank is not None:
         tensors.update({name: value.cpu() for name, value in bank.to_tensors().items()})
@@ -325,3 +330,27 @@ def load_state_file(path: str | os.PathLike, map_location: str | torch.device = 
         return unflatten_state(tensors, json.loads(metadata[_STATE_META_KEY]))
     except (ValueError, KeyError, TypeError) as error:
         raise OmniSepError(f"{describe(path)} has a damaged training-state description ({error}).") from None
+
+
+# Negative queries of a model that records nothing (eq. 4 as the paper; v1's tuned automatic alpha).
+NEGATIVE_DEFAULTS = {"mode": "proportional", "alpha": 0.5, "auto_alpha": 0.25}
+
+
+def negative_defaults(config: dict, path) -> dict:
+    """The checkpoint's ``inference.negative`` section (mode, alpha, auto_alpha) over :data:`NEGATIVE_DEFAULTS`.
+
+    Which mode and strength suit a network is measured per model (a ``film``
+    network wants the logit mode), so the model says it, not the code.
+    """
+    section = (config.get("inference") or {}).get("negative") or {}
+    unknown = sorted(set(section) - set(NEGATIVE_DEFAULTS))
+    if not isinstance(section, dict) or unknown:
+        raise OmniSepError(f"model {describe(path)}: inference.negative has unknown keys {unknown}.")
+    values = {**NEGATIVE_DEFAULTS, **section}
+    try:
+        check_negative_mode(values["mode"])
+        check_alpha(values["alpha"])
+        check_alpha(values["auto_alpha"])
+    except OmniSepError as error:
+        raise OmniSepError(f"model {describe(path)}: inference.negative: {error}") from None
+    return values

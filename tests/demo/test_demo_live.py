@@ -134,8 +134,11 @@ class BandSeparator:
     def _embed(self, query, fields):
         from types import SimpleNamespace
 
+        from omnisep.queries import QueryRows
+
         text = fields["text"]
-        return SimpleNamespace(vector=self.band.bank.embeddings[self.band.bank.labels.index(text)], label=text)
+        vector = self.band.bank.embeddings[self.band.bank.labels.index(text)]
+        return SimpleNamespace(vector=vector, label=text, rows=lambda: QueryRows(vector[None]))
 
     def stream(self, sample_rate, channels, latency, **fields):
         from omnisep.live import LiveStream

@@ -159,9 +159,19 @@ def test_queries_follow_the_paper_equations(corpus):
         QuerySpec.make("text", alpha=0.5, negative_mode="naive"),
         QuerySpec.make("audio"),
         QuerySpec.make("composed"),
+        QuerySpec.make("text", alpha=2.0, negative_mode="logit"),
     ]
-    built, available = builder.build(0, specs)
+    rows, available = builder.build(0, specs)
     assert available == [True] * len(specs)
+    # The logit mode keeps the negative as its own row (the text row is shared with the plain
+    # text query); the outputs combine the rows' logits.
+    assert len(rows) == len(specs) and rows.rows.shape[0] == len(specs)
+    assert torch.allclose(rows.rows[-1], F.normalize(negative_text, dim=0), atol=1e-6)
+    expected = torch.zeros(len(specs), len(specs))
+    expected[:5, :5] = torch.eye(5)
+    expected[5, 0], expected[5, 5] = 3.0, -2.0
+    torch.testing.assert_close(rows.combine, expected)
+    built = rows.rows
     assert torch.allclose(built[0], text, atol=1e-6)
     assert torch.allclose(built[1], 1.5 * text - 0.5 * negative_text, atol=1e-6)
     assert torch.allclose(built[2], text - 0.5 * negative_text, atol=1e-6)
@@ -294,7 +304,7 @@ def test_an_item_without_a_picture_skips_only_its_image_rows(corpus):
     specs = [QuerySpec.make("text"), QuerySpec.make("image"), QuerySpec.make("composed")]
     queries, available = builder.build(0, specs)
     assert available == [True, False, True]
-    assert torch.count_nonzero(queries[1]) == 0  # placeholder; its score is not counted
+    assert torch.count_nonzero(queries.rows[1]) == 0  # placeholder; its score is not counted
     assert all(builder.build(1, specs)[1])
 
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ LABELS = ["a", "b", "c", "d"]
 DIM = 8
 
 
-def mixer(**mixing) -> ResidentMixer:
+def mixer(text_variants=None, text_variant_prob=0.0, **mixing) -> ResidentMixer:
     rng = np.random.default_rng(0)
     items, clips = [], []
     for n, label in enumerate(LABELS * 2):
@@ -20,7 +20,8 @@ def mixer(**mixing) -> ResidentMixer:
     available = torch.ones(len(items), 3, dtype=torch.bool)
     available[0, 1] = False
     section = MixingSection(**mixing)
-    return ResidentMixer(items, clips, embeddings, available, section, 4000, 7, torch.device("cpu"), 32)
+    return ResidentMixer(items, clips, embeddings, available, section, 4000, 7, torch.device("cpu"), 32,
+                         text_variants, text_variant_prob)
 
 
 def rms(x):
@@ -79,3 +80,32 @@ def test_noise_and_reverb_go_to_the_rest_and_queries_compose_available_modalitie
         assert abs(weights.sum().item() - 1.0) < 1e-4 and (weights > -1e-4).all()
         residual = batch["queries"][b, 0] - weights @ parts
         assert residual.abs().max() < 1e-5
+
+
+def test_text_variants_replace_the_label_text_of_their_class_only():
+    variants = {"a": torch.randn(3, DIM, generator=torch.Generator().manual_seed(2)), "zz": torch.randn(2, DIM)}
+    plain = mixer(absent_prob=0.0)
+    worded = mixer(text_variants=variants, text_variant_prob=0.5, absent_prob=0.0)
+    plan = worded._plan(2)
+    # The same mixtures as without variants: the extra draws come after every other one.
+    torch.testing.assert_close(worded.batch(2, range(32))["mixture"], plain.batch(2, range(32))["mixture"], rtol=0, atol=0)
+    queries, reference = worded.batch(2, range(32))["queries"][:, 0], plain.batch(2, range(32))["queries"][:, 0]
+    own = torch.nn.functional.normalize(variants["a"], dim=-1)
+    changed = 0
+    for b, item in enumerate(plan["query_item"]):
+        if LABELS[item % 4] == "a" and plan["text_variant"][b] and worded.available[item, 0]:
+            # Text row swapped for one of class a's wordings, with the same Query-Mixup weight.
+            hits = [k for k in range(3) if torch.allclose(queries[b], _with_text(worded, b, item, own[k], plan), atol=1e-5)]
+            assert len(hits) == 1, (b, hits)
+            assert not torch.allclose(queries[b], reference[b])
+            changed += 1
+        else:
+            torch.testing.assert_close(queries[b], reference[b], rtol=0, atol=0)
+    assert changed > 0
+
+
+def _with_text(m, b, item, text, plan):
+    parts = m.parts[item].clone()
+    parts[0] = text
+    weights = torch.from_numpy(plan["mixup"][b]).float().clamp_min(1e-6) * m.available[item]
+    return (weights / weights.sum()) @ parts

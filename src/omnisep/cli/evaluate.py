@@ -74,9 +74,11 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
 @click.option("--negative/--no-negative", default=True, show_default=True, help="Also score every mode with a negative query.")
 @click.option("--negative-source", type=click.Choice([*MODALITIES, "same"]), default="text", show_default=True,
               help="Which modality of the interferer gives the negative query ('same': the query's own).")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="Negative-query weight (paper: 0.5).")
-@click.option("--negative-mode", type=click.Choice(["proportional", "naive"]), default="proportional", show_default=True,
-              help="(1+a) q - a q_neg (paper eq. 4) or the naive q - a q_neg.")
+@click.option("--alpha", type=float, default=None,
+              help="Negative-query weight (paper: 0.5) [default: the checkpoint's own, `omnisep models` lists it].")
+@click.option("--negative-mode", type=click.Choice(["proportional", "naive", "logit"]), default=None,
+              help="(1+a) q - a q_neg (paper eq. 4), the naive q - a q_neg, or logit: (1+a) L(q) - a L(q_neg) on "
+                   "the mask logits [default: the checkpoint's own].")
 @click.option("--audio-clips", type=int, default=5, show_default=True, help="S: training clips averaged into a class's audio query (paper: 5 VGGSound, 1 MUSIC).")
 @click.option("--omni-weights", default="2,2,1", show_default=True, help="image,text,audio weights of the composed query.")
 @click.option("--oracles/--no-oracles", default=True, show_default=True, help="Include ideal binary/ratio mask rows.")
@@ -85,7 +87,7 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
 @click.option("--workers", type=int, default=None, help="Processes computing metrics (default: all cores; 0 = in this process).")
 @click.option("--binary-mask", is_flag=True, help="Threshold the masks at 0.5 instead of the soft mask.")
 @click.option("--alpha-sweep", "alpha_sweep", default=None, metavar="START:STOP:STEP",
-              help="Fig. 2: sweep alpha for proportional and naive negatives, e.g. 0:2:0.25.")
+              help="Fig. 2: sweep alpha for proportional, naive and logit negatives, e.g. 0:2:0.25.")
 @click.option("--sweep-modes", default=",".join(MODALITIES), show_default=True, help="Query modes of the alpha sweep.")
 @click.option("--descriptions", type=click.Path(dir_okay=False), help="Table 3: JSON {label: [free-form descriptions]} for the Query-Aug comparison.")
 @click.option("--limit", type=int, default=None, help="Score only the first N mixtures (a quick look; not a result).")
@@ -186,15 +188,19 @@ def evaluate_auto_negative():
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N mixtures.")
 @click.option("--modes", default=",".join((*MODALITIES, "composed")), show_default=True, help="Comma-separated query modes.")
 @click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture,residual.")
+@click.option("--alphas", default="0.25,0.5,1", show_default=True, help="Comma-separated negative strengths to sweep.")
+@click.option("--negative-mode", type=click.Choice(["proportional", "naive", "logit"]), default=None,
+              help="How every negative acts [default: the checkpoint's own].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, quiet):
+def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, alphas, negative_mode, quiet):
     """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
     from omnisep.evaluation import auto_negative
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f"{out.stem}.partial.json")
     data = auto_negative.run(checkpoint, mixtures, manifest, cache, modes=_csv_list(modes, "--modes"), limit=limit,
-                             sources=_csv_list(sources, "--sources"), progress=not quiet, partial=partial)
+                             sources=_csv_list(sources, "--sources"), progress=not quiet, partial=partial,
+                             alphas=parse_alphas(alphas), negative_mode=negative_mode)
     auto_negative.save_run(data, out)
     partial.unlink(missing_ok=True)
     click.echo(f"{data['count']} mixtures in {data['seconds']} s -> {out}; best setting: {auto_negative.choose_defaults(data['summary'])}")

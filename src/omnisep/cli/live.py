@@ -89,7 +89,7 @@ def _wav_blocks(stream, block_frames: int):
 @_modality_options(negative=False)
 @_modality_options(negative=True)
 @click.option("--weights", metavar="W1,W2,..", help="Weights of the query parts (texts, images, audios in that order).")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(min=0), help="Strength of the negative query.")
+@click.option("--alpha", default=None, type=click.FloatRange(min=0), help="Strength of the negative query [default: the model's].")
 @click.option("--latency", default=0.25, show_default=True, type=float,
               help="Seconds between a sound going in and its separation coming out (at least 0.064; more look-ahead, better separation).")
 @click.option("--hop", type=float, help="Seconds between network runs (default: half of what the latency leaves; larger is cheaper).")

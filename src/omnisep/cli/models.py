@@ -45,5 +45,10 @@ def models(as_json):
         table.add_row(row["name"], row["source"], row["encoder"], str(row["labels"]), str(row["ngf"]), row["path"])
     console.print(table)
     for row in rows:
+        if not row["error"]:
+            negative = row["negative"]
+            console.print(f"{row['name']}: a '{row['kind']}' network; negative queries: {negative['mode']} mode, "
+                          f"alpha {negative['alpha']:g} (automatic: {negative['auto_alpha']:g})", highlight=False)
+    for row in rows:
         if row["error"]:
             console.print(f"[red]{row['name']}[/]: {row['error']}", markup=True, highlight=False)

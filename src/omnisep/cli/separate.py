@@ -140,9 +140,12 @@ Examples:
               help="auto: scan each input and subtract the strongest other labels the model knows (reported).")
 @click.option("--negative-labels", default=None, type=click.IntRange(min=1), metavar="N",
               help="With --negative auto: how many labels to subtract (default: chosen on validation data).")
-@click.option("--alpha", default=0.5, show_default=True, type=click.FloatRange(min=0),
-              help="Strength of the negative query (--negative auto: 0.25 unless given).")
-@click.option("--naive-negative", is_flag=True, help="Use q - a*neg (the paper's baseline) instead of (1+a)q - a*neg.")
+@click.option("--alpha", default=None, type=click.FloatRange(min=0),
+              help="Strength of the negative query [default: the model's; `omnisep models` lists it].")
+@click.option("--negative-mode", default=None, type=click.Choice(["proportional", "naive", "logit"]),
+              help="proportional: (1+a)q - a*neg; naive: q - a*neg (the paper's baseline); logit: the masks' logits "
+                   "(1+a)*L(q) - a*L(neg) [default: the model's].")
+@click.option("--naive-negative", is_flag=True, help="Same as --negative-mode naive.")
 @click.option("--query-aug", is_flag=True, help="Snap the query to the closest label the model was trained on (Query-Aug).")
 @click.option("-o", "--output-dir", default="separated", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where to write DIR/<input>/<query>/target and residual.")
@@ -167,7 +170,7 @@ Examples:
 @click.option("--overlap", default=DEFAULT_OVERLAP_SECONDS, show_default=True, type=click.FloatRange(min=0),
               help="Context in seconds on each side of a chunk (half of it, at most half a chunk, is cross-faded).")
 def separate(
-    inputs, weights, each, negative, negative_labels, alpha, naive_negative, query_aug, output_dir, model, device,
+    inputs, weights, each, negative, negative_labels, alpha, negative_mode, naive_negative, query_aug, output_dir, model, device,
     file_format, bits, downmix, overwrite, skip_existing, shard, log_path, plot, as_json, chunk_seconds, overlap, **parts,
 ):
     """Separate the sound a query describes from each INPUT (audio or video files, folders, or glob patterns).
@@ -196,8 +199,10 @@ def separate(
         raise click.UsageError("--negative-labels chooses how many labels --negative auto subtracts; add --negative auto.")
     if negative == "auto" and any(negatives.values()):
         raise click.UsageError("--negative auto chooses the negative query itself; drop the --negative-<modality> options.")
-    negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else "proportional", query_aug=query_aug,
-                     auto_negative=_auto_negative(negative, negative_labels, _given(alpha, "alpha")))
+    if naive_negative and negative_mode not in (None, "naive"):
+        raise click.UsageError(f"--naive-negative contradicts --negative-mode {negative_mode}.")
+    negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else negative_mode, query_aug=query_aug,
+                     auto_negative=_auto_negative(negative, negative_labels, alpha))
     if each:
         queries = [Query(**{name: item}, **negatives) for name, items in positive.items() for item in items]
     else:
@@ -262,13 +267,6 @@ class _JobLog:
     def __exit__(self, *exc):
         if self._handle is not None:
             self._handle.close()
-
-
-def _given(value, name):
-    """The option's value when the user typed it, else None (the automatic negative has its own default alpha)."""
-    from click.core import ParameterSource
-
-    return value if click.get_current_context().get_parameter_source(name) == ParameterSource.COMMANDLINE else None
 
 
 def _auto_negative(negative, count, alpha):

@@ -121,7 +121,7 @@ class DemoSession:
         negative_text: str = "",
         negative_image: str | None = None,
         negative_audio: str | None = None,
-        alpha: float = 0.5,
+        alpha: float | None = None,
         query_aug: bool = False,
         auto_negative: bool = False,
     ) -> DemoResult:
@@ -153,7 +153,8 @@ class DemoSession:
         started = time.perf_counter()
         try:
             result = self.separator.separate(
-                audio, rate, weights=weights, alpha=float(alpha), query_aug=bool(query_aug),
+                audio, rate, weights=weights, alpha=None if auto_negative or alpha is None else float(alpha),
+                query_aug=bool(query_aug),
                 negative="auto" if auto_negative else None, **parts
             )
         except OmniSepError as exc:
@@ -182,12 +183,13 @@ class DemoSession:
         )
         if auto_negative:
             chosen = ", ".join(f"'{c.label}' (presence {c.presence:.2f})" for c in result.negatives or [])
-            from omnisep.negatives import DEFAULT_ALPHA
-
-            status += (f" The automatic negative query removed {chosen} (alpha = {DEFAULT_ALPHA:g})." if chosen
+            defaults = self.separator.negative_defaults
+            status += (f" The automatic negative query removed {chosen} "
+                       f"({defaults['mode']} mode, alpha = {defaults['auto_alpha']:g})." if chosen
                        else " The automatic negative query found nothing else to remove.")
         elif negative_text or negative_image or negative_audio:
-            status += f" Negative query strength alpha = {alpha:g}."
+            mode, used = self.separator.negative_setting(result.query)
+            status += f" Negative query: {mode} mode, strength alpha = {used:g}."
         if query_aug and result.query_aug_score is not None:
             status += f" Query-Aug picked the model's label '{result.query_label}' (cosine {result.query_aug_score:.2f})."
         return DemoResult(target_path, residual_path, spectrogram_path, status)
@@ -292,7 +294,9 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
                         negative_text = gr.Textbox(label="Negative text", placeholder="e.g. speech", elem_id="negative-text")
                         negative_image = gr.Image(type="filepath", label="Negative image", sources=["upload", "clipboard"])
                         negative_audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Negative audio")
-                        alpha = gr.Slider(0, 2, value=0.5, step=0.05, label="Alpha (strength of the negative query)", elem_id="alpha")
+                        alpha = gr.Slider(0, 4, value=separator.negative_defaults["alpha"], step=0.05,
+                                          label=f"Alpha (strength of the negative query; {separator.negative_defaults['mode']} mode)",
+                                          elem_id="alpha")
                     auto_negative = gr.Checkbox(label="Automatic negative query: scan the mixture and remove the strongest other sound",
                                                 elem_id="auto-negative")
                     query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")

@@ -64,12 +64,22 @@ class _OnePass:
             self.frames = self.spec.shape[-1]
             self.prepared = model.prepare(signal_path.pad_frames(signal_path.network_input(self.spec), model.time_multiple))
 
-    def separate(self, queries: torch.Tensor, length: int) -> np.ndarray:
-        """``[Q, D]`` -> ``[Q, length]``, exactly what ``signal_path.separate`` returns."""
-        path, outputs = self.path, []
+    def separate(self, queries, length: int) -> np.ndarray:
+        """``[Q, D]`` (or QueryRows) -> ``[Q, length]``, exactly what ``signal_path.separate`` returns."""
+        from omnisep.queries import QueryRows
+
+        path, outputs, queries = self.path, [], QueryRows.of(queries)
         with torch.no_grad():
+            rows, combined = queries.rows, None
+            if queries.combine is not None:
+                logits = torch.cat([self.model.mask_logits(self.prepared, rows[None, r0 : r0 + path.QUERY_GROUP])[..., : self.frames]
+                                    for r0 in range(0, len(rows), path.QUERY_GROUP)], dim=1)
+                combined = torch.einsum("qr,brhw->bqhw", queries.combine, logits)
             for q0 in range(0, len(queries), path.QUERY_GROUP):
-                logits = self.model.mask_logits(self.prepared, queries[None, q0 : q0 + path.QUERY_GROUP])[..., : self.frames]
+                if combined is None:
+                    logits = self.model.mask_logits(self.prepared, rows[None, q0 : q0 + path.QUERY_GROUP])[..., : self.frames]
+                else:
+                    logits = combined[:, q0 : q0 + path.QUERY_GROUP]
                 outputs.append(path.synthesise(path.apply_masks(self.spec, self.model.masks(logits)), length).float())
         return torch.cat(outputs, dim=1)[0].numpy()
 
@@ -122,8 +132,12 @@ def run(
     progress: bool = True,
     controls: bool = True,
     partial=None,
+    negative_mode: str | None = None,
 ) -> dict:
     """Per mode and per query key, the SDRi of every mixture (None where skipped), plus label-choice stats.
+
+    ``negative_mode``: how every negative (oracle, control, automatic) acts, eq. 4 on the vector
+    (proportional) or on the mask logits (logit); default: the checkpoint's own.
 
     ``controls`` adds two queries that tell what the scan contributes: a negative from a random
     other label (never the own one), and the query scaled by ``1 + alpha`` with nothing
@@ -139,8 +153,20 @@ def run(
     from omnisep.scan import scan
     from omnisep.states import load_checkpoint
 
+    from omnisep.states import negative_defaults
+    from omnisep.queries import QueryRows, check_negative_mode
+    from omnisep.queries import normalize as unit
+
     loaded = load_checkpoint(checkpoint)
     model, bank = loaded.model.eval(), loaded.bank
+    negative_mode = check_negative_mode(negative_mode or negative_defaults(loaded.config, checkpoint)["mode"])
+
+    def subtract(query, negative_vector, alpha) -> list:
+        """The terms of one output: eq. 4's vector, or the two logits the logit mode combines."""
+        if negative_mode == "logit":
+            return [(query, 1.0 + alpha), (unit(negative_vector.to(query.dtype)), -alpha)]
+        return [(negative(query, negative_vector, alpha, negative_mode), 1.0)]
+
     test_set = load_test_set(mixtures, manifest)
     config = EvaluationConfig(modes=tuple(modes), negative_source="text")
     if cache is None:
@@ -178,17 +204,19 @@ def run(
             query = builder.base_query(target_item, mode, index)
             if query is None:
                 continue
-            keyed: dict[str, torch.Tensor] = {"plain": query}
+            keyed: dict[str, list] = {"plain": [(query, 1.0)]}
             oracle = builder.negative_query(interferers, mode, index)
             for alpha in alphas:
-                keyed[f"oracle/a{alpha:g}"] = negative(query, oracle, alpha)
+                keyed[f"oracle/a{alpha:g}"] = subtract(query, oracle, alpha)
             if controls:
                 own = int(negatives.similarities(query, bank).argmax())
                 rng = np.random.default_rng([1234, index, MODES.index(mode)])
                 other = int(rng.choice([i for i in range(len(bank.labels)) if i != own]))
                 for alpha in alphas:
-                    keyed[f"control/random/a{alpha:g}"] = negative(query, bank.embeddings[other], alpha)
-                    keyed[f"control/scaled/a{alpha:g}"] = (1.0 + alpha) * query
+                    keyed[f"control/random/a{alpha:g}"] = subtract(query, bank.embeddings[other], alpha)
+                    keyed[f"control/scaled/a{alpha:g}"] = (
+                        [(query, 1.0 + alpha)] if negative_mode == "logit" else [((1.0 + alpha) * query, 1.0)]
+                    )
             if "residual" in sources:
                 plain = one_pass.separate(query[None], mixture.shape[-1])[0]
                 scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000)
@@ -201,20 +229,15 @@ def run(
                 stats["own"] += target_label in labels
                 stats["none"] += not chosen
                 for alpha in alphas:
-                    keyed[setting_key(source, n, similarity, alpha)] = negatives.apply(query, bank, chosen, alpha)
-            # Equal vectors give equal estimates: separate each distinct one once.
-            distinct: dict[bytes, int] = {}
-            vectors = []
-            for vector in keyed.values():
-                key = vector.numpy().tobytes()
-                if key not in distinct:
-                    distinct[key] = len(vectors)
-                    vectors.append(vector)
-            estimates = one_pass.separate(torch.stack(vectors), SCORED_LENGTH)
-            for name, vector in keyed.items():
+                    keyed[setting_key(source, n, similarity, alpha)] = (
+                        subtract(query, negatives.negative_vector(bank, chosen), alpha) if chosen else [(query, 1.0)]
+                    )
+            # Equal rows are asked once (QueryRows.from_terms); each key gets its own output.
+            estimates = one_pass.separate(QueryRows.from_terms(list(keyed.values())), SCORED_LENGTH)
+            for position, name in enumerate(keyed):
                 value = None
                 if valid:
-                    estimate = estimates[distinct[vector.numpy().tobytes()]]
+                    estimate = estimates[position]
                     complement = mixture.numpy()[:SCORED_LENGTH] - estimate
                     score = None if is_silent(complement) else sdr(target, estimate)
                     value = None if score is None else score - mixture_sdr
@@ -223,15 +246,18 @@ def run(
             bar.update(1)
         if partial is not None and (index + 1) % 20 == 0:
             fileio.write_text(partial, json.dumps(_package(checkpoint, mixtures, index + 1, started, counts, alphas, similarities,
-                                                           sources, scores, choices_log)), fsync=False)
+                                                           sources, scores, choices_log, negative_mode)), fsync=False)
     if bar is not None:
         bar.close()
-    return _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log)
+    return _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log,
+                    negative_mode)
 
 
-def _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log) -> dict:
+def _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log,
+             negative_mode="proportional") -> dict:
     return {
         "checkpoint": str(checkpoint),
+        "negative_mode": negative_mode,
         "mixtures": str(mixtures),
         "count": count,
         "seconds": round(time.perf_counter() - started, 1),

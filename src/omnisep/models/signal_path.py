@@ -68,20 +68,30 @@ def synthesise(masked: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def separate_spectrogram(
-    net: MaskNetwork, spec: torch.Tensor, queries: torch.Tensor, length: int, binary: bool | None = None
+    net: MaskNetwork, spec: torch.Tensor, queries: torch.Tensor, length: int, binary: bool | None = None,
+    combine: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mixture STFT ``[B, 513, F]`` and queries ``[B, Q, D]`` -> estimates ``[B, Q, length]``.
+    """Mixture STFT ``[B, 513, F]`` and queries ``[B, R, D]`` -> estimates ``[B, Q, length]``.
 
     The frame axis is padded to the network's multiple with silent frames
     and the logits cropped back, so real frames keep their values. The
     query-independent half of the network runs once for all queries.
+    ``combine`` ``[Q, R]`` makes each output's logits a weighted sum of the
+    rows' (see :class:`omnisep.queries.QueryRows`); without it ``Q = R``.
     """
     check_layout(net)
     n_frames = spec.shape[-1]
     prepared = net.prepare(pad_frames(network_input(spec), net.time_multiple))
+    if combine is not None:
+        rows = torch.cat([net.mask_logits(prepared, queries[:, r0 : r0 + QUERY_GROUP])[..., :n_frames]
+                          for r0 in range(0, queries.shape[1], QUERY_GROUP)], dim=1)
+        logits_of = torch.einsum("qr,brhw->bqhw", combine.to(rows.dtype), rows)
     outputs = []
-    for q0 in range(0, queries.shape[1], QUERY_GROUP):
-        logits = net.mask_logits(prepared, queries[:, q0 : q0 + QUERY_GROUP])[..., :n_frames]
+    for q0 in range(0, queries.shape[1] if combine is None else combine.shape[0], QUERY_GROUP):
+        if combine is None:
+            logits = net.mask_logits(prepared, queries[:, q0 : q0 + QUERY_GROUP])[..., :n_frames]
+        else:
+            logits = logits_of[:, q0 : q0 + QUERY_GROUP]
         outputs.append(synthesise(apply_masks(spec, net.masks(logits, binary)), length).float())
     return torch.cat(outputs, dim=1)
 

@@ -75,6 +75,13 @@ class OptimSection:
 class QuerySection:
     modality_mode: str = "mixup"
     modalities: list = field(default_factory=lambda: list(MODALITIES))
+    # Words people use: with this probability a text query is replaced by a random
+    # entry of its class in a Query-Aug bank (synonyms, WordNet words and glosses,
+    # descriptions), so the network also answers to text that is not the label.
+    # Resident pipeline only; "" (no bank) or 0 leaves the labels alone.
+    text_bank: str = ""
+    text_variant_prob: float = 0.0
+    text_variant_kinds: list = field(default_factory=list)  # bank entry kinds to use; empty = all
 
 
 @dataclass
@@ -156,6 +163,12 @@ class TrainConfig:
             fail(f"data.pipeline must be one of {', '.join(PIPELINES)}, got '{self.data.pipeline}'.")
         if self.data.pipeline == "resident":
             self.mixing.validate(fail)
+        if not 0.0 <= self.queries.text_variant_prob <= 1.0:
+            fail(f"queries.text_variant_prob must lie in [0, 1], got {self.queries.text_variant_prob}.")
+        if self.queries.text_variant_prob > 0 and not self.queries.text_bank:
+            fail("queries.text_variant_prob > 0 needs queries.text_bank (a Query-Aug bank .safetensors).")
+        if self.queries.text_variant_prob > 0 and self.data.pipeline != "resident":
+            fail("queries.text_variant_prob works with data.pipeline = \"resident\" only.")
         if self.data.num_sources < 2:
             fail("data.num_sources must be at least 2.")
         if self.optim.batch_size < 1 or self.optim.accumulate_steps < 1:

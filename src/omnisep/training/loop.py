@@ -300,7 +300,33 @@ class _Trainer:
         return ResidentMixer(
             items, clips, embeddings, available, self.config.mixing, self.config.data.segment_samples,
             self.config.seed, self.runtime.device, self.config.optim.batch_size,
+            *self._text_variants(embeddings.shape[-1]),
         )
+
+    def _text_variants(self, dim: int) -> tuple[dict | None, float]:
+        """The other wordings of each class from ``queries.text_bank`` (a Query-Aug bank), if asked for."""
+        queries = self.config.queries
+        if queries.text_variant_prob <= 0:
+            return None, 0.0
+        from omnisep.query_aug import ClassMatcher
+
+        bank = ClassMatcher.load(queries.text_bank)
+        if bank.embeddings.shape[1] != dim:
+            raise OmniSepError(
+                f"queries.text_bank {describe(queries.text_bank)} has {bank.embeddings.shape[1]}-dimensional entries, "
+                f"the training queries {dim}; it was built with another encoder."
+            )
+        keep = torch.ones(len(bank.embeddings), dtype=torch.bool)
+        if queries.text_variant_kinds:
+            keep = torch.tensor([kind in queries.text_variant_kinds for kind in bank.kinds or []], dtype=torch.bool)
+            if not keep.any():
+                raise OmniSepError(
+                    f"queries.text_bank {describe(queries.text_bank)} has no entry of the kinds "
+                    f"{', '.join(queries.text_variant_kinds)}; it has {', '.join(sorted(set(bank.kinds or [])))}."
+                )
+        variants = {label: bank.embeddings[(bank.entry_class == c) & keep] for c, label in enumerate(bank.labels)}
+        self.log(f"text variants: {int(keep.sum())} wordings of {len(variants)} classes, p = {queries.text_variant_prob:g}")
+        return variants, queries.text_variant_prob
 
     # ------------------------------------------------------------------ state
 

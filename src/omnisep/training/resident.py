@@ -13,7 +13,9 @@ The mixtures look like use, not like the paper's fixed two-source sums:
   with probability ``absent_prob``, a class that is *not* in the mixture,
   whose target is silence;
 * reverberation (a synthetic exponentially decaying room response per
-  source), background noise (white to brown) and the overall level vary.
+  source), background noise (white to brown) and the overall level vary;
+* optionally, the text query is now and then another wording of the class
+  (a synonym, a WordNet gloss, a description) instead of its label.
 
 Every random choice comes from ``(seed, step)``, drawn on the CPU, so a
 resumed run (and every process of a distributed one) sees the same batches.
@@ -29,10 +31,12 @@ import torch
 import torch.nn.functional as F
 
 from omnisep.data.manifest import ManifestItem
+from omnisep.data.mixing import MODALITIES
 from omnisep.errors import OmniSepError
 from omnisep.spectral import SAMPLE_RATE
 
 RIR_SECONDS = 0.5
+TEXT_ROW = MODALITIES.index("text")
 SILENT_RMS = 1e-4
 
 
@@ -107,7 +111,10 @@ class ResidentMixer:
         seed: int,
         device: torch.device,
         global_batch: int,
+        text_variants: dict[str, torch.Tensor] | None = None,
+        text_variant_prob: float = 0.0,
     ):
+        """``text_variants``: label -> ``[n, D]`` other wordings of it, used with ``text_variant_prob``."""
         self.device = device
         self.mixing = mixing
         self.segment = int(segment_samples)
@@ -128,6 +135,20 @@ class ResidentMixer:
         self.available = available.to(device)
         if not self.available.any(-1).all():
             raise OmniSepError("An item of the resident pipeline has no query embedding for the configured modalities.")
+        self.text_variant_prob = float(text_variant_prob) if text_variants else 0.0
+        if self.text_variant_prob > 0:
+            # One flat table of every wording, and per label the rows that are its own.
+            known = [label for label in labels if label in text_variants and len(text_variants[label])]
+            if not known:
+                raise OmniSepError("The text bank has no entry for any training class; check its labels.")
+            tables = [F.normalize(text_variants[label].float(), dim=-1) for label in known]
+            self.variant_rows = torch.cat(tables).to(device)
+            self.variant_first = np.zeros(self.n_labels, np.int64)
+            self.variant_count = np.zeros(self.n_labels, np.int64)
+            offset = 0
+            for label, table in zip(known, tables):
+                self.variant_first[labels.index(label)], self.variant_count[labels.index(label)] = offset, len(table)
+                offset += len(table)
 
     # -- the random plan of a step, drawn on the CPU ---------------------------------------------
 
@@ -167,6 +188,9 @@ class ResidentMixer:
             "noise_tilt": rng.uniform(0.0, 2.0, size=batch),  # 0 white, 1 pink, 2 brown
             "level_db": rng.uniform(*m.level_db, size=batch),
             "mixup": rng.random((batch, self.parts.shape[1])),
+            # Drawn last, so plans without text variants are the ones earlier runs saw.
+            "text_variant": rng.random(batch) < self.text_variant_prob,
+            "variant_pick": rng.integers(0, 2**31, size=batch),
         }
 
     # -- the batch, on the device -------------------------------------------------------------------
@@ -251,4 +275,15 @@ class ResidentMixer:
         available = self.available[item]
         weights = torch.from_numpy(take["mixup"]).float().to(self.device).clamp_min(1e-6) * available
         weights = weights / weights.sum(-1, keepdim=True)
-        return (weights.unsqueeze(-1) * self.parts[item]).sum(-2)
+        parts = self.parts[item]
+        if self.text_variant_prob > 0:
+            labels = self.label_of_item[take["query_item"]]
+            count = self.variant_count[labels]
+            use = take["text_variant"] & (count > 0) & self.available[item, TEXT_ROW].cpu().numpy()
+            if use.any():
+                rows = self.variant_first[labels] + take["variant_pick"] % np.maximum(count, 1)
+                chosen = self.variant_rows[torch.from_numpy(rows).to(self.device)]
+                parts = parts.clone()
+                mask = torch.from_numpy(use).to(self.device).unsqueeze(-1)
+                parts[:, TEXT_ROW] = torch.where(mask, chosen, parts[:, TEXT_ROW])
+        return (weights.unsqueeze(-1) * parts).sum(-2)

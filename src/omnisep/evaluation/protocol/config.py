@@ -11,6 +11,7 @@ from pathlib import Path
 from omnisep.errors import OmniSepError, describe
 from omnisep.evaluation.metrics import BACKENDS, SCORED_LENGTH
 from omnisep.modalities import MODALITIES
+from omnisep.queries import NEGATIVE_MODES
 
 QUERY_MODES = (*MODALITIES, "composed")
 NEGATIVE_SOURCES = (*MODALITIES, "same")
@@ -26,11 +27,13 @@ DEFAULT_SWEEP = tuple(round(0.25 * i, 2) for i in range(9))  # 0, 0.25, ..., 2
 
 @dataclasses.dataclass
 class EvaluationConfig:
+    """What one evaluation run measures; ``resolved`` fills the checkpoint's negative-query defaults."""
+
     modes: tuple[str, ...] = QUERY_MODES
     with_negative: bool = True
     negative_source: str = "text"
-    alpha: float = 0.5
-    negative_mode: str = "proportional"
+    alpha: float | None = None  # None: the checkpoint's own (omnisep.api.negative_defaults)
+    negative_mode: str | None = None  # proportional, naive or logit; None: the checkpoint's own
     audio_clips: int = 5
     omni_weights: tuple[float, float, float] = (2.0, 2.0, 1.0)  # image, text, audio
     oracles: bool = True
@@ -60,12 +63,26 @@ class EvaluationConfig:
             raise OmniSepError("evaluate: workers must be >= 0 and the batch size >= 1.")
         if self.limit is not None and self.limit < 1:
             raise OmniSepError(f"evaluate: --limit must be at least 1, got {self.limit}.")
+        if self.negative_mode not in (None, *NEGATIVE_MODES):
+            raise OmniSepError(f"evaluate: unknown negative mode {self.negative_mode!r}; choose from {', '.join(NEGATIVE_MODES)}.")
         for alpha in (self.alpha, *self.alpha_sweep):
+            if alpha is None:
+                continue
             if not math.isfinite(alpha) or alpha < 0:
                 raise OmniSepError(f"evaluate: alpha must be a finite number >= 0, got {alpha}.")
         sweep_unknown = [m for m in self.sweep_modes if m not in QUERY_MODES]
         if sweep_unknown:
             raise OmniSepError(f"evaluate: unknown sweep mode(s) {sweep_unknown}; choose from {', '.join(QUERY_MODES)}.")
+
+    def resolved(self, checkpoint_config: dict, path) -> "EvaluationConfig":
+        from omnisep.states import negative_defaults
+
+        defaults = negative_defaults(checkpoint_config, path)
+        return dataclasses.replace(
+            self,
+            alpha=defaults["alpha"] if self.alpha is None else self.alpha,
+            negative_mode=defaults["mode"] if self.negative_mode is None else self.negative_mode,
+        )
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

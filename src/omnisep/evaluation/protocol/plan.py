@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from omnisep.evaluation.protocol.config import MODE_GROUPS, QUERY_AUG_GROUP, EvaluationConfig
+from omnisep.queries import NEGATIVE_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,7 @@ def plan_rows(config: EvaluationConfig) -> tuple[list[Row], list[Row], dict[tupl
         for mode in config.sweep_modes:
             if mode not in config.modes:
                 continue
-            for negative_mode in ("proportional", "naive"):
+            for negative_mode in NEGATIVE_MODES:
                 sweep[(mode, negative_mode)] = [
                     (alpha, use(QuerySpec.make(mode, alpha=alpha, negative_mode=negative_mode))) for alpha in config.alpha_sweep
                 ]

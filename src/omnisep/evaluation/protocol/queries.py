@@ -13,6 +13,7 @@ from omnisep.data.mixtures import TestSet
 from omnisep.errors import OmniSepError, describe
 from omnisep.evaluation.protocol.config import EvaluationConfig
 from omnisep.evaluation.protocol.plan import QuerySpec
+from omnisep.queries import QueryRows
 
 AUDIO_ROW = modalities.index("audio")
 
@@ -99,8 +100,8 @@ class QueryBuilder:
             return None
         return compose(parts, [1.0] * len(parts))
 
-    def build(self, mixture_index: int, specs: Sequence[QuerySpec]) -> tuple[torch.Tensor, list[bool]]:
-        """The queries of one mixture ``[len(specs), D]`` and whether each could be formed.
+    def build(self, mixture_index: int, specs: Sequence[QuerySpec]) -> tuple[QueryRows, list[bool]]:
+        """The queries of one mixture (``len(specs)`` outputs) and whether each could be formed.
 
         A query whose modality the target (or, for a negative query, an
         interferer) lacks is a zero placeholder, and its row is counted as
@@ -109,20 +110,25 @@ class QueryBuilder:
         from omnisep.queries import negative
 
         target, *interferers = self.test_set.mixtures[mixture_index]
-        queries, available = [], []
+        queries, negatives, alphas, available = [], [], [], []
         for spec in specs:
             query = self.base_query(target, spec.modality, mixture_index)
+            query_negative = None
             if query is not None and spec.query_aug:  # eq. 5 comes before the negative query
                 if self.bank is None:
                     raise OmniSepError("The checkpoint has no Query-Aug bank, so Query-Aug cannot be evaluated.")
                 query = self.bank.retrieve(query)[0]
             if query is not None and spec.negative_mode != "none":
                 query_negative = self.negative_query(interferers, spec.modality, mixture_index)
-                query = None if query_negative is None else negative(query, query_negative, spec.alpha, spec.negative_mode)
+                if query_negative is None:
+                    query = None
+                elif spec.negative_mode != "logit":
+                    query, query_negative = negative(query, query_negative, spec.alpha, spec.negative_mode), None
             available.append(query is not None)
-            queries.append(query)
-        placeholder = torch.zeros(self.table.dim)
-        return torch.stack([placeholder if q is None else q for q in queries]), available
+            queries.append(torch.zeros(self.table.dim) if query is None else query)
+            negatives.append(None if query is None else query_negative)
+            alphas.append(spec.alpha)
+        return QueryRows.with_negatives(queries, negatives, alphas), available
 
 
 def load_query_table(test_set: TestSet, needed: set[int], cache_path, encoder):

@@ -47,6 +47,7 @@ def evaluate(
 
     config.validate()
     loaded = load_checkpoint(checkpoint, map_location=config.device)
+    config = config.resolved(loaded.config, checkpoint)
     model = loaded.model.eval()
     check_descriptions(config, test_set, descriptions_path)
     table1, table3, sweep_plan, specs = plan_rows(config)
