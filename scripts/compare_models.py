@@ -3,13 +3,28 @@
     python scripts/compare_models.py v1=docs/results/v2-candidates/v1 film=docs/results/v2-candidates/film > table.md
 
 Each folder is an ``omnisep evaluate --usage`` output (summary.json, usage.json).
+Negative-query rows are matched by query mode: each model's row carries its own
+negative mode and alpha (the defaults it records), listed in a last row.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
+
+NQ_SETTING = re.compile(r" \+ NQ \((\w+), α=([^,]+), (\w+)\)")
+
+
+def generic(row: str) -> str:
+    """``text query + NQ (text, α=2, logit)`` -> ``text query + NQ (text, own default)``."""
+    return NQ_SETTING.sub(lambda m: f" + NQ ({m.group(1)}, own default)", row)
+
+
+def settings(summary: dict) -> str:
+    found = {f"{m.group(3)}, α {m.group(2)}" for row in summary["table1"] for m in [NQ_SETTING.search(row)] if m}
+    return "; ".join(sorted(found)) or "n/a"
 
 
 def cell(stats: dict | None) -> str:
@@ -29,10 +44,12 @@ def main() -> None:
     print("| row | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for table in ("table1", "table3"):
+        by_name = {n: {generic(row): value for row, value in summaries[n][table].items()} for n in names}
         for row in first[table]:
             if row.startswith("Unprocessed"):
                 continue
-            print(f"| {row} (SDRi) | " + " | ".join(cell(summaries[n][table].get(row, {}).get("sdri")) for n in names) + " |")
+            row = generic(row)
+            print(f"| {row} (SDRi) | " + " | ".join(cell(by_name[n].get(row, {}).get("sdri")) for n in names) + " |")
     rows = [("absent_query_energy_db", "energy for an absent class, dB (lower is better)"),
             ("selectivity_db", "selectivity, dB (higher is better)"),
             ("scan_auc", "scan: present above absent (AUC)")]
@@ -40,6 +57,7 @@ def main() -> None:
         print(f"| {title} | " + " | ".join(cell(usages[n].get(key)) for n in names) + " |")
     print("| scan: top label present | " + " | ".join(
         f"{100 * usages[n]['scan_top1_present']:.1f} %" if usages[n].get("scan_top1_present") is not None else "n/a" for n in names) + " |")
+    print("| negative queries (mode, alpha) | " + " | ".join(settings(summaries[n]) for n in names) + " |")
 
 
 if __name__ == "__main__":

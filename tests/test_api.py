@@ -233,3 +233,35 @@ def test_a_damaged_inference_section_names_the_model(tiny_checkpoint, tmp_path):
     (directory / "config.json").write_text(json.dumps(config))
     with pytest.raises(OmniSepError, match="bad.*sideways"):
         Separator(directory)
+
+
+def test_the_query_contrast_subtracts_the_background_querys_logits(tiny_checkpoint, toy, tmp_path):
+    from omnisep.models import signal_path
+    from omnisep.queries import background_query
+    from omnisep.states import load_checkpoint, save_checkpoint
+
+    loaded = load_checkpoint(tiny_checkpoint)
+    with torch.no_grad():
+        loaded.model.query_proj.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(5))  # queries matter
+    directory = tmp_path / "contrast-model"
+    save_checkpoint(directory, loaded.model, loaded.config["encoder"], loaded.bank, inference={"contrast": {"alpha": 0.5}})
+    save_checkpoint(tmp_path / "plain-model", loaded.model, loaded.config["encoder"], loaded.bank)
+    separator = Separator(directory)
+    assert separator.contrast == 0.5
+    wave = torch.from_numpy(mixture(2.0, channels=1)[0])
+    result = separator.separate(wave.numpy(), 16000, text="violin")
+    background = background_query(loaded.bank.embeddings)
+    torch.testing.assert_close(background, F.normalize(F.normalize(loaded.bank.embeddings, dim=-1).mean(0), dim=0))
+    violin = F.normalize(toy.embed_text(["violin"])[0], dim=0)
+    net = separator.model
+    with torch.no_grad():
+        spec = signal_path.analyse(wave[None])
+        prepared = net.prepare(signal_path.pad_frames(signal_path.network_input(spec), net.time_multiple))
+        logits = net.mask_logits(prepared, torch.stack([violin, background])[None])
+        combined = 1.5 * logits[:, :1] - 0.5 * logits[:, 1:]
+        expected = signal_path.synthesise(signal_path.apply_masks(spec, torch.sigmoid(combined[..., : spec.shape[-1]])), wave.shape[-1])
+    np.testing.assert_allclose(result.target, expected[0, 0].numpy(), atol=2e-5)
+    # contrast=0 turns it off: the plain model's answer.
+    off = separator.separate(wave.numpy(), 16000, text="violin", contrast=0).target
+    np.testing.assert_allclose(off, Separator(tmp_path / "plain-model").separate(wave.numpy(), 16000, text="violin").target, atol=1e-6)
+    assert np.abs(off - result.target).max() > 1e-3

@@ -23,6 +23,7 @@ def separator(band_separator):
     instance._bank_rows = {label: row for row, label in enumerate(band_separator.bank.labels)}
     instance.encoder = None
     instance.negative_defaults = dict(NEGATIVE_DEFAULTS)  # what a model that records none gets
+    instance.contrast, instance.background = 0.0, None
     return instance
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from omnisep import apply, modalities, queries as query_math
 from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, channels_first, restore_layout
 from omnisep.audio import downmix as downmix_channels
 from omnisep.errors import OmniSepError, describe
-from omnisep.states import NEGATIVE_DEFAULTS, negative_defaults  # noqa: F401  (NEGATIVE_DEFAULTS: part of the API)
+from omnisep.states import NEGATIVE_DEFAULTS, contrast_strength, negative_defaults  # noqa: F401  (NEGATIVE_DEFAULTS: API)
 
 MediaItem = Any  # a path, or an array (image H x W x 3 uint8; audio mono float32, or (array, sample_rate))
 
@@ -80,6 +81,7 @@ class Query:
     negative_audio: MediaItem | Sequence[MediaItem] | None = None
     alpha: float | None = None  # None: the model's own (see Separator.negative_defaults)
     negative_mode: str | None = None  # proportional, naive or logit; None: the model's own
+    contrast: float | None = None  # query-contrast strength (omnisep.queries.contrast_terms); None: the model's own
     query_aug: bool = False
     # omnisep.negatives.AutoNegative: choose the negative from a scan of each mixture.
     auto_negative: Any = None
@@ -116,16 +118,24 @@ class EmbeddedQuery:
     # A negative query in the logit mode stays apart from ``vector``: the masks combine both.
     negative: torch.Tensor | None = None
     alpha: float = 0.0
+    # The query contrast: the model's background query and its strength (0: none).
+    background: torch.Tensor | None = None
+    contrast: float = 0.0
+
+    def terms(self) -> list[tuple[torch.Tensor, float]]:
+        """The rows whose mask logits this query's mask sums, with their weights."""
+        terms = [(self.vector, 1.0)]
+        if self.negative is not None:
+            terms = [(self.vector, 1.0 + self.alpha), (query_math.normalize(self.negative), -self.alpha)]
+        return query_math.contrast_terms(terms, self.background, self.contrast)
 
     def rows(self) -> query_math.QueryRows:
         return query_rows([self])
 
 
 def query_rows(embedded: Sequence[EmbeddedQuery]) -> query_math.QueryRows:
-    """What the network is asked for these queries (vectors, plus logit-mode negatives)."""
-    return query_math.QueryRows.with_negatives(
-        [item.vector for item in embedded], [item.negative for item in embedded], [item.alpha for item in embedded]
-    )
+    """What the network is asked for these queries (vectors, logit-mode negatives, the query contrast)."""
+    return query_math.QueryRows.from_terms([item.terms() for item in embedded])
 
 
 @dataclass
@@ -173,6 +183,8 @@ class Separator:
         self.config = checkpoint.config
         self.bank = checkpoint.bank
         self.negative_defaults = negative_defaults(self.config, self.path)
+        self.contrast = contrast_strength(self.config, self.path)
+        self.background = query_math.background_query(self.bank.embeddings) if self.bank is not None else None
         self._bank_rows = {" ".join(label.split()): row for row, label in enumerate(self.bank.labels)} if self.bank else {}
         if encoder is None:
             from omnisep.encoders import get_encoder
@@ -298,8 +310,12 @@ class Separator:
                 vector, negative_vector = query_math.negative(vector, negative_vector, alpha=alpha, mode=mode), None
             if query.query_aug:
                 label += " " + query.describe_negative()
+        strength = self.contrast if query.contrast is None else query_math.check_alpha(query.contrast)
+        if strength > 0 and self.background is None:
+            raise OmniSepError(f"model {describe(self.path)} has no query bank, so it has no background query to contrast with.")
         return EmbeddedQuery(vector, label, score, query, query_aug_match=match, negative=negative_vector,
-                             alpha=alpha if negative_vector is not None else 0.0)
+                             alpha=alpha if negative_vector is not None else 0.0,
+                             background=self.background if strength > 0 else None, contrast=strength)
 
     def negative_setting(self, query: Query) -> tuple[str, float]:
         """The query's negative mode and alpha, the model's defaults where it gives none."""
@@ -325,6 +341,7 @@ class Separator:
         query_aug: bool = False,
         downmix: bool = False,
         negative=None,
+        contrast: float | None = None,
         **options,
     ) -> SeparationResult:
         """Separate what one query describes; ``options`` go to :meth:`separate_many` (chunking).
@@ -345,6 +362,7 @@ class Separator:
             negative_audio=negative_audio,
             alpha=alpha,
             negative_mode=negative_mode,
+            contrast=contrast,
             query_aug=query_aug,
             auto_negative=AutoNegative.coerce(negative),
         )
@@ -408,10 +426,9 @@ class Separator:
                 vector = negatives.apply(item.vector, self.bank, choices, alpha, mode)
             label = item.label.removesuffix(" - auto")
             out.append(
-                EmbeddedQuery(
-                    vector, f"{label} {negatives.describe(choices)}", item.query_aug_score, item.query, choices,
-                    query_aug_match=item.query_aug_match, negative=negative_vector,
-                    alpha=alpha if negative_vector is not None else 0.0,
+                dataclasses.replace(
+                    item, vector=vector, label=f"{label} {negatives.describe(choices)}", negatives=choices,
+                    negative=negative_vector, alpha=alpha if negative_vector is not None else 0.0,
                 )
             )
         return out

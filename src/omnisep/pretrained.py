@@ -71,10 +71,11 @@ def describe_model(path: Path, name: str | None = None, source: str = "path") ->
         return {**row, "encoder": None, "labels": None, "ngf": None, "error": str(error)}
     bank = config.get("query_bank") or {}
     training = config.get("training") or {}
-    from omnisep.states import negative_defaults
+    from omnisep.states import contrast_strength, negative_defaults
 
     try:
         negative = negative_defaults(config, path)
+        contrast = contrast_strength(config, path)
     except OmniSepError as error:
         return {**row, "encoder": None, "labels": None, "ngf": None, "error": str(error)}
     return {
@@ -88,6 +89,7 @@ def describe_model(path: Path, name: str | None = None, source: str = "path") ->
         "kind": config["model"].get("kind", "paper"),
         "trained_steps": training.get("step"),
         "negative": negative,
+        "contrast": contrast,
         "error": None,
     }
 

@@ -12,6 +12,11 @@ the embeddings the network was trained on; a query-conditioned network
 (kind ``film``) answers such vectors badly, while both logits come from
 queries it knows. :class:`QueryRows` carries the rows the network sees and
 how their logits combine.
+
+The same sum gives a *query contrast*: ``(1 + b) logits(q) - b
+logits(q_bg)`` with ``q_bg`` the mean of the model's class queries
+(:func:`background_query`) keeps what the query claims more than sound in
+general does; a model records whether it wants it (``inference.contrast``).
 """
 
 from __future__ import annotations
@@ -173,6 +178,20 @@ class QueryRows:
         if self.combine is None:
             return logits
         return torch.einsum("qr,brhw->bqhw", self.combine.to(logits.dtype), logits)
+
+
+def background_query(embeddings: torch.Tensor) -> torch.Tensor:
+    """The query contrast's ``q_bg``: the normalised mean of the normalised class queries ``[N, D] -> [D]``."""
+    return normalize(normalize(torch.as_tensor(embeddings, dtype=torch.float32)).mean(0))
+
+
+def contrast_terms(terms: list, background: torch.Tensor | None, strength: float) -> list:
+    """``(row, weight)`` terms of one output with the query contrast added: the first (the query's own)
+    row gains ``strength``, the background row gets ``-strength`` (weights still sum to 1)."""
+    if background is None or strength <= 0:
+        return terms
+    (query, weight), *rest = terms
+    return [(query, weight + strength), *rest, (background.to(query.dtype), -float(strength))]
 
 
 class QueryBank:

@@ -354,3 +354,17 @@ def negative_defaults(config: dict, path) -> dict:
     except OmniSepError as error:
         raise OmniSepError(f"model {describe(path)}: inference.negative: {error}") from None
     return values
+
+
+def contrast_strength(config: dict, path) -> float:
+    """The checkpoint's query-contrast strength ``inference.contrast.alpha`` (0, none, when it records none)."""
+    section = (config.get("inference") or {}).get("contrast") or {}
+    if not isinstance(section, dict) or set(section) - {"alpha"}:
+        raise OmniSepError(f"model {describe(path)}: inference.contrast takes only 'alpha'.")
+    try:
+        strength = check_alpha(section.get("alpha", 0.0))
+    except OmniSepError as error:
+        raise OmniSepError(f"model {describe(path)}: inference.contrast: {error}") from None
+    if strength > 0 and not config.get("query_bank"):
+        raise OmniSepError(f"model {describe(path)}: inference.contrast needs the model's query bank, and it has none.")
+    return strength

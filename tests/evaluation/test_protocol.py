@@ -314,3 +314,21 @@ def test_an_item_without_a_picture_skips_only_its_image_rows(corpus):
            "backend": "fast", "length": SCORED, "index": 0}
     scores = score_job(job)["scores"]
     assert scores["image"] is None and scores["text"]["sdr"] > 15
+
+
+def test_the_query_contrast_reaches_every_evaluated_query(corpus):
+    from omnisep.data.mixing import QueryTable
+    from omnisep.queries import background_query
+    from omnisep.states import load_checkpoint
+
+    folder, checkpoint, encoder, _ = corpus
+    test_set = load_test_set(folder / "mixtures_test.jsonl")
+    bank = load_checkpoint(checkpoint).bank
+    builder = QueryBuilder(test_set, QueryTable(test_set.items, encoder=encoder), _config(contrast=0.5), bank)
+    specs = [QuerySpec.make("text"), QuerySpec.make("text", alpha=2.0, negative_mode="logit")]
+    rows, available = builder.build(0, specs)
+    assert available == [True, True]
+    # rows: the text query, the background, the negative; the weights of each output sum to 1.
+    assert rows.rows.shape[0] == 3
+    torch.testing.assert_close(rows.rows[1], background_query(bank.embeddings))
+    torch.testing.assert_close(rows.combine, torch.tensor([[1.5, -0.5, 0.0], [3.5, -0.5, -2.0]]))

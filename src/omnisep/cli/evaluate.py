@@ -79,6 +79,8 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
 @click.option("--negative-mode", type=click.Choice(["proportional", "naive", "logit"]), default=None,
               help="(1+a) q - a q_neg (paper eq. 4), the naive q - a q_neg, or logit: (1+a) L(q) - a L(q_neg) on "
                    "the mask logits [default: the checkpoint's own].")
+@click.option("--contrast", type=click.FloatRange(min=0), default=None,
+              help="Query contrast (1+b) L(q) - b L(background) on every query; 0: none [default: the checkpoint's own].")
 @click.option("--audio-clips", type=int, default=5, show_default=True, help="S: training clips averaged into a class's audio query (paper: 5 VGGSound, 1 MUSIC).")
 @click.option("--omni-weights", default="2,2,1", show_default=True, help="image,text,audio weights of the composed query.")
 @click.option("--oracles/--no-oracles", default=True, show_default=True, help="Include ideal binary/ratio mask rows.")
@@ -98,7 +100,7 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
               help="Also write usage.md/.json: absent-query energy, selectivity, per-class SDRi, scan accuracy (text queries).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imagebind_weights, heads, modes, negative, negative_source, alpha,
-             negative_mode, audio_clips, omni_weights, oracles, backend, workers, binary_mask, alpha_sweep, sweep_modes,
+             negative_mode, contrast, audio_clips, omni_weights, oracles, backend, workers, binary_mask, alpha_sweep, sweep_modes,
              descriptions, limit, batch_size, device, seed, usage, quiet):
     """Score CHECKPOINT on TESTSET (a mixture list such as mixtures_test.jsonl).
 
@@ -126,6 +128,7 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
         negative_source=negative_source,
         alpha=alpha,
         negative_mode=negative_mode,
+        contrast=contrast,
         audio_clips=audio_clips,
         omni_weights=_weights(omni_weights),
         oracles=oracles,

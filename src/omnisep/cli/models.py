@@ -48,7 +48,8 @@ def models(as_json):
         if not row["error"]:
             negative = row["negative"]
             console.print(f"{row['name']}: a '{row['kind']}' network; negative queries: {negative['mode']} mode, "
-                          f"alpha {negative['alpha']:g} (automatic: {negative['auto_alpha']:g})", highlight=False)
+                          f"alpha {negative['alpha']:g} (automatic: {negative['auto_alpha']:g}); query contrast "
+                          f"{row['contrast']:g}", highlight=False)
     for row in rows:
         if row["error"]:
             console.print(f"[red]{row['name']}[/]: {row['error']}", markup=True, highlight=False)

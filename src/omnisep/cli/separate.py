@@ -146,6 +146,9 @@ Examples:
               help="proportional: (1+a)q - a*neg; naive: q - a*neg (the paper's baseline); logit: the masks' logits "
                    "(1+a)*L(q) - a*L(neg) [default: the model's].")
 @click.option("--naive-negative", is_flag=True, help="Same as --negative-mode naive.")
+@click.option("--contrast", default=None, type=click.FloatRange(min=0), metavar="B",
+              help="Query contrast: (1+B) L(q) - B L(background), what the query claims more than sound in general "
+                   "does; 0 turns it off [default: the model's].")
 @click.option("--query-aug", is_flag=True, help="Snap the query to the closest label the model was trained on (Query-Aug).")
 @click.option("-o", "--output-dir", default="separated", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where to write DIR/<input>/<query>/target and residual.")
@@ -170,7 +173,7 @@ Examples:
 @click.option("--overlap", default=DEFAULT_OVERLAP_SECONDS, show_default=True, type=click.FloatRange(min=0),
               help="Context in seconds on each side of a chunk (half of it, at most half a chunk, is cross-faded).")
 def separate(
-    inputs, weights, each, negative, negative_labels, alpha, negative_mode, naive_negative, query_aug, output_dir, model, device,
+    inputs, weights, each, negative, negative_labels, alpha, negative_mode, naive_negative, contrast, query_aug, output_dir, model, device,
     file_format, bits, downmix, overwrite, skip_existing, shard, log_path, plot, as_json, chunk_seconds, overlap, **parts,
 ):
     """Separate the sound a query describes from each INPUT (audio or video files, folders, or glob patterns).
@@ -201,7 +204,8 @@ def separate(
         raise click.UsageError("--negative auto chooses the negative query itself; drop the --negative-<modality> options.")
     if naive_negative and negative_mode not in (None, "naive"):
         raise click.UsageError(f"--naive-negative contradicts --negative-mode {negative_mode}.")
-    negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else negative_mode, query_aug=query_aug,
+    negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else negative_mode, contrast=contrast,
+                     query_aug=query_aug,
                      auto_negative=_auto_negative(negative, negative_labels, alpha))
     if each:
         queries = [Query(**{name: item}, **negatives) for name, items in positive.items() for item in items]

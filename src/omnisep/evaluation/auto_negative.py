@@ -160,6 +160,11 @@ def run(
     loaded = load_checkpoint(checkpoint)
     model, bank = loaded.model.eval(), loaded.bank
     negative_mode = check_negative_mode(negative_mode or negative_defaults(loaded.config, checkpoint)["mode"])
+    from omnisep.queries import background_query, contrast_terms
+    from omnisep.states import contrast_strength
+
+    strength = contrast_strength(loaded.config, checkpoint)  # every query carries the model's query contrast
+    background = background_query(bank.embeddings) if strength > 0 else None
 
     def subtract(query, negative_vector, alpha) -> list:
         """The terms of one output: eq. 4's vector, or the two logits the logit mode combines."""
@@ -233,7 +238,8 @@ def run(
                         subtract(query, negatives.negative_vector(bank, chosen), alpha) if chosen else [(query, 1.0)]
                     )
             # Equal rows are asked once (QueryRows.from_terms); each key gets its own output.
-            estimates = one_pass.separate(QueryRows.from_terms(list(keyed.values())), SCORED_LENGTH)
+            outputs = [contrast_terms(list(terms), background, strength) for terms in keyed.values()]
+            estimates = one_pass.separate(QueryRows.from_terms(outputs), SCORED_LENGTH)
             for position, name in enumerate(keyed):
                 value = None
                 if valid:

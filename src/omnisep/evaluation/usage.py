@@ -83,6 +83,17 @@ def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast
 
     dataset = MixtureDataset(items, _NoQueries(), training=False, num_sources=len(test_set.mixtures[0]), mixtures=test_set.mixtures)
     queries = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
+    # What `omnisep separate --text LABEL` returns carries the model's query contrast; the scan does not.
+    # One pass serves both: the plain rows first, then (if the model asks for it) the contrasted outputs.
+    from omnisep.queries import QueryRows, background_query, contrast_terms
+    from omnisep.states import contrast_strength
+
+    strength = contrast_strength(loaded.config, "the checkpoint")
+    asked = queries
+    if strength > 0:
+        background = background_query(bank.embeddings)
+        asked = QueryRows.from_terms([[(row, 1.0)] for row in queries] +
+                                     [contrast_terms([(row, 1.0)], background, strength) for row in queries])
     results = []
     for index in range(count):
         row = test_set.mixtures[index]
@@ -96,8 +107,10 @@ def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast
         example = dataset[index]
         sources = example["sources"]
         target, interferer, mixture = sources[0].numpy(), sources[1:].sum(0).numpy(), example["mixture"].numpy()
-        every_label = separate_tensor(loaded.model, example["mixture"], queries).numpy()  # [labels, T]: serves the scan too
-        estimates = every_label[[label_row[target_label], label_row[interferer_label], label_row[absent_label]]]
+        separated = separate_tensor(loaded.model, example["mixture"], asked).numpy()
+        every_label = separated[: len(queries)]  # [labels, T]: the scan's
+        answered = separated[len(queries):] if strength > 0 else every_label
+        estimates = answered[[label_row[target_label], label_row[interferer_label], label_row[absent_label]]]
         mixture_score = score_mixture(target, interferer, mixture, backend)
         own = other = None
         if mixture_score is not None:

@@ -34,6 +34,7 @@ class EvaluationConfig:
     negative_source: str = "text"
     alpha: float | None = None  # None: the checkpoint's own (omnisep.api.negative_defaults)
     negative_mode: str | None = None  # proportional, naive or logit; None: the checkpoint's own
+    contrast: float | None = None  # query-contrast strength; None: the checkpoint's own (0 if it records none)
     audio_clips: int = 5
     omni_weights: tuple[float, float, float] = (2.0, 2.0, 1.0)  # image, text, audio
     oracles: bool = True
@@ -65,7 +66,7 @@ class EvaluationConfig:
             raise OmniSepError(f"evaluate: --limit must be at least 1, got {self.limit}.")
         if self.negative_mode not in (None, *NEGATIVE_MODES):
             raise OmniSepError(f"evaluate: unknown negative mode {self.negative_mode!r}; choose from {', '.join(NEGATIVE_MODES)}.")
-        for alpha in (self.alpha, *self.alpha_sweep):
+        for alpha in (self.alpha, self.contrast, *self.alpha_sweep):
             if alpha is None:
                 continue
             if not math.isfinite(alpha) or alpha < 0:
@@ -75,13 +76,14 @@ class EvaluationConfig:
             raise OmniSepError(f"evaluate: unknown sweep mode(s) {sweep_unknown}; choose from {', '.join(QUERY_MODES)}.")
 
     def resolved(self, checkpoint_config: dict, path) -> "EvaluationConfig":
-        from omnisep.states import negative_defaults
+        from omnisep.states import contrast_strength, negative_defaults
 
         defaults = negative_defaults(checkpoint_config, path)
         return dataclasses.replace(
             self,
             alpha=defaults["alpha"] if self.alpha is None else self.alpha,
             negative_mode=defaults["mode"] if self.negative_mode is None else self.negative_mode,
+            contrast=contrast_strength(checkpoint_config, path) if self.contrast is None else self.contrast,
         )
 
     def to_dict(self) -> dict:

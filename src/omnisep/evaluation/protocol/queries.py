@@ -22,12 +22,20 @@ class QueryBuilder:
     """Builds every query of a run for one mixture from cached (or computed) embeddings."""
 
     def __init__(self, test_set: TestSet, table, config: EvaluationConfig, bank=None, encoder=None):
+        """``config.contrast`` > 0 adds the query contrast against ``bank``'s background query to every query."""
         self.test_set = test_set
         self.table = table  # data.mixing.QueryTable
         self.config = config
         self.bank = bank
         self._class_audio: dict[str, torch.Tensor] = {}
         self._description_vectors: dict[str, torch.Tensor] = {}
+        self.background = None
+        if (config.contrast or 0) > 0:
+            from omnisep.queries import background_query
+
+            if bank is None:
+                raise OmniSepError("The query contrast needs the checkpoint's query bank, and it has none.")
+            self.background = background_query(bank.embeddings)
         if config.descriptions is not None:
             if encoder is None:
                 raise ValueError("free-form descriptions need an encoder")
@@ -107,28 +115,31 @@ class QueryBuilder:
         interferer) lacks is a zero placeholder, and its row is counted as
         skipped for this mixture.
         """
-        from omnisep.queries import negative
+        from omnisep.queries import contrast_terms, negative, normalize
 
         target, *interferers = self.test_set.mixtures[mixture_index]
-        queries, negatives, alphas, available = [], [], [], []
+        outputs, available = [], []
         for spec in specs:
             query = self.base_query(target, spec.modality, mixture_index)
-            query_negative = None
+            terms = None
             if query is not None and spec.query_aug:  # eq. 5 comes before the negative query
                 if self.bank is None:
                     raise OmniSepError("The checkpoint has no Query-Aug bank, so Query-Aug cannot be evaluated.")
                 query = self.bank.retrieve(query)[0]
+            if query is not None:
+                terms = [(query, 1.0)]
             if query is not None and spec.negative_mode != "none":
                 query_negative = self.negative_query(interferers, spec.modality, mixture_index)
                 if query_negative is None:
-                    query = None
-                elif spec.negative_mode != "logit":
-                    query, query_negative = negative(query, query_negative, spec.alpha, spec.negative_mode), None
-            available.append(query is not None)
-            queries.append(torch.zeros(self.table.dim) if query is None else query)
-            negatives.append(None if query is None else query_negative)
-            alphas.append(spec.alpha)
-        return QueryRows.with_negatives(queries, negatives, alphas), available
+                    terms = None
+                elif spec.negative_mode == "logit":
+                    terms = [(query, 1.0 + spec.alpha), (normalize(query_negative), -spec.alpha)]
+                else:
+                    terms = [(negative(query, query_negative, spec.alpha, spec.negative_mode), 1.0)]
+            available.append(terms is not None)
+            outputs.append([(torch.zeros(self.table.dim), 1.0)] if terms is None
+                           else contrast_terms(terms, self.background, self.config.contrast or 0.0))
+        return QueryRows.from_terms(outputs), available
 
 
 def load_query_table(test_set: TestSet, needed: set[int], cache_path, encoder):
