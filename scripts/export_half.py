@@ -1,7 +1,7 @@
 """Copy a checkpoint with its floating-point weights stored as float16 (half the size; loading casts them back).
 
     python scripts/export_half.py runs/v2-film/best src/omnisep/pretrained/v2 \
-        --negative-mode logit --alpha 2 --auto-alpha 1
+        --negative-mode logit --alpha 2 --contrast 0.5
 
 The negative-query options record the model's measured defaults (chosen on
 validation mixtures) in its config.json, where omnisep.api.negative_defaults
@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--negative-mode", choices=["proportional", "naive", "logit"])
     parser.add_argument("--alpha", type=float, help="default strength of a negative query")
     parser.add_argument("--auto-alpha", type=float, help="default strength of the automatic negative query")
+    parser.add_argument("--contrast", type=float, help="query-contrast strength for queries without a negative")
     args = parser.parse_args()
     tensors = load_file(str(args.source / "model.safetensors"))
     half = {name: value.half() if value.is_floating_point() else value for name, value in tensors.items()}
@@ -34,6 +35,8 @@ def main() -> None:
                 (("mode", args.negative_mode), ("alpha", args.alpha), ("auto_alpha", args.auto_alpha)) if value is not None}
     if negative:
         config.setdefault("inference", {}).setdefault("negative", {}).update(negative)
+    if args.contrast is not None:
+        config.setdefault("inference", {})["contrast"] = {"alpha": args.contrast}
     (args.target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     print(f"{args.source} -> {args.target} ({sum(v.numel() for v in half.values()) / 1e6:.2f} M values)")
 

@@ -265,3 +265,7 @@ def test_the_query_contrast_subtracts_the_background_querys_logits(tiny_checkpoi
     off = separator.separate(wave.numpy(), 16000, text="violin", contrast=0).target
     np.testing.assert_allclose(off, Separator(tmp_path / "plain-model").separate(wave.numpy(), 16000, text="violin").target, atol=1e-6)
     assert np.abs(off - result.target).max() > 1e-3
+    # A negative query says what to keep apart itself: no contrast then.
+    with_negative = separator.separate(wave.numpy(), 16000, text="violin", negative_text="speech").target
+    plain_negative = Separator(tmp_path / "plain-model").separate(wave.numpy(), 16000, text="violin", negative_text="speech")
+    np.testing.assert_allclose(with_negative, plain_negative.target, atol=1e-6)

@@ -311,6 +311,8 @@ class Separator:
             if query.query_aug:
                 label += " " + query.describe_negative()
         strength = self.contrast if query.contrast is None else query_math.check_alpha(query.contrast)
+        if negatives or query.auto_negative is not None:
+            strength = 0.0  # a negative query already says what to keep apart (it beats the contrast on validation)
         if strength > 0 and self.background is None:
             raise OmniSepError(f"model {describe(self.path)} has no query bank, so it has no background query to contrast with.")
         return EmbeddedQuery(vector, label, score, query, query_aug_match=match, negative=negative_vector,
@@ -425,10 +427,13 @@ class Separator:
             else:
                 vector = negatives.apply(item.vector, self.bank, choices, alpha, mode)
             label = item.label.removesuffix(" - auto")
+            # Nothing found to subtract: the query gets the contrast a query without a negative gets.
+            strength = 0.0 if choices else self.contrast if item.query.contrast is None else item.query.contrast
             out.append(
                 dataclasses.replace(
                     item, vector=vector, label=f"{label} {negatives.describe(choices)}", negatives=choices,
                     negative=negative_vector, alpha=alpha if negative_vector is not None else 0.0,
+                    background=self.background if strength > 0 else None, contrast=strength,
                 )
             )
         return out

@@ -17,6 +17,8 @@ The same sum gives a *query contrast*: ``(1 + b) logits(q) - b
 logits(q_bg)`` with ``q_bg`` the mean of the model's class queries
 (:func:`background_query`) keeps what the query claims more than sound in
 general does; a model records whether it wants it (``inference.contrast``).
+It applies to queries with nothing subtracted: with a negative query it
+lowered v2's SDR on validation (the negative already contrasts).
 """
 
 from __future__ import annotations

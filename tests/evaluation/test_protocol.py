@@ -328,7 +328,7 @@ def test_the_query_contrast_reaches_every_evaluated_query(corpus):
     specs = [QuerySpec.make("text"), QuerySpec.make("text", alpha=2.0, negative_mode="logit")]
     rows, available = builder.build(0, specs)
     assert available == [True, True]
-    # rows: the text query, the background, the negative; the weights of each output sum to 1.
+    # rows: the text query, the background, the negative; a query with a negative gets no contrast.
     assert rows.rows.shape[0] == 3
     torch.testing.assert_close(rows.rows[1], background_query(bank.embeddings))
-    torch.testing.assert_close(rows.combine, torch.tensor([[1.5, -0.5, 0.0], [3.5, -0.5, -2.0]]))
+    torch.testing.assert_close(rows.combine, torch.tensor([[1.5, -0.5, 0.0], [3.0, 0.0, -2.0]]))

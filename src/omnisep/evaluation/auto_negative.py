@@ -163,7 +163,7 @@ def run(
     from omnisep.queries import background_query, contrast_terms
     from omnisep.states import contrast_strength
 
-    strength = contrast_strength(loaded.config, checkpoint)  # every query carries the model's query contrast
+    strength = contrast_strength(loaded.config, checkpoint)  # queries without a negative carry the model's contrast
     background = background_query(bank.embeddings) if strength > 0 else None
 
     def subtract(query, negative_vector, alpha) -> list:
@@ -238,7 +238,10 @@ def run(
                         subtract(query, negatives.negative_vector(bank, chosen), alpha) if chosen else [(query, 1.0)]
                     )
             # Equal rows are asked once (QueryRows.from_terms); each key gets its own output.
-            outputs = [contrast_terms(list(terms), background, strength) for terms in keyed.values()]
+            # As the API: the contrast only for a query with nothing subtracted (the plain query, and an
+            # automatic setting that found nothing).
+            outputs = [contrast_terms(list(terms), background, strength) if len(terms) == 1 and terms[0][0] is query and terms[0][1] == 1.0 else list(terms)
+                       for terms in keyed.values()]
             estimates = one_pass.separate(QueryRows.from_terms(outputs), SCORED_LENGTH)
             for position, name in enumerate(keyed):
                 value = None

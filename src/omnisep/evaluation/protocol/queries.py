@@ -137,8 +137,9 @@ class QueryBuilder:
                 else:
                     terms = [(negative(query, query_negative, spec.alpha, spec.negative_mode), 1.0)]
             available.append(terms is not None)
+            strength = (self.config.contrast or 0.0) if spec.negative_mode == "none" else 0.0  # as the API: not with a negative
             outputs.append([(torch.zeros(self.table.dim), 1.0)] if terms is None
-                           else contrast_terms(terms, self.background, self.config.contrast or 0.0))
+                           else contrast_terms(terms, self.background, strength))
         return QueryRows.from_terms(outputs), available
 
 
