@@ -7,7 +7,7 @@ how fast each backend went. Unlike ``metric_speed.py`` (synthetic pairs),
 these are the estimates a trained model and the oracle masks produce. The
 times include the model's separations, the same in both runs.
 
-    python benchmarks/backend_agreement.py src/omnisep/pretrained/default corpus/mixtures_test.jsonl \\
+    python benchmarks/backend_agreement.py src/omnisep/pretrained/v1 corpus/mixtures_test.jsonl \\
         --manifest corpus/manifest-default.jsonl --cache runs/default-build/cache --limit 20
 """
 

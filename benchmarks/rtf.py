@@ -78,12 +78,21 @@ def build_model(args):
             separator = Separator(path, encoder=encoder, device=args.device)
     if args.contiguous:
         separator.model.to(memory_format=torch.contiguous_format)
+    # As users get it: a model that records a query contrast asks its background query too.
+    separator.model.user_contrast = (separator.background, separator.contrast) if separator.contrast > 0 else None
     return separator.model
 
 
-def random_queries(model, count: int) -> torch.Tensor:
+def random_queries(model, count: int):
+    """Random queries, with the checkpoint's query contrast when it records one (what `separate` runs)."""
+    from omnisep.queries import QueryRows, contrast_terms
+
     generator = torch.Generator().manual_seed(count)
-    return torch.nn.functional.normalize(torch.randn(count, model.config.emb_dim, generator=generator), dim=-1)
+    vectors = torch.nn.functional.normalize(torch.randn(count, model.config.emb_dim, generator=generator), dim=-1)
+    contrast = getattr(model, "user_contrast", None)
+    if contrast is None:
+        return vectors
+    return QueryRows.from_terms([contrast_terms([(vector, 1.0)], *contrast) for vector in vectors])
 
 
 def generated_blocks(seconds: float, rate: int, channels: int):

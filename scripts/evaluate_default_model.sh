@@ -11,8 +11,8 @@
 # LIMIT=N scores only the first N test mixtures (a quick look on a busy machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${MODEL:-src/omnisep/pretrained/default}
-OUT=${OUT:-docs/results/default}
+MODEL=${MODEL:-src/omnisep/pretrained/v2}
+OUT=${OUT:-docs/results/v2}
 WORKERS=${WORKERS:-2}
 COMMON=(--manifest corpus/manifest-default.jsonl --cache runs/default-build/cache --backend fast --workers "$WORKERS" --quiet)
 LIMITED=()

@@ -6,15 +6,19 @@
 # Needs the corpus and the embedding cache of the model's encoder (see scripts/evaluate_default_model.sh):
 #   MODEL=runs/new/best OUT=docs/results/new- bash scripts/evaluate_query_tools.sh
 # ALPHAS: the negative strengths the automatic negative sweeps (default 0.25,0.5,1; v2, whose logit-mode
-# negatives want more: ALPHAS=0.5,1,2,3). STEPS=auto-negative or STEPS=presence runs only that part.
+# negatives want more: ALPHAS=0.5,1,2). STEPS=auto-negative or STEPS=presence runs only that part.
+# AUTO_LIMIT=N: the text runs of the automatic negative use the first N validation and test mixtures;
+# ALL_MODES=0 skips its image/audio/composed run (then the report shows text queries only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${MODEL:-src/omnisep/pretrained/default}
+MODEL=${MODEL:-src/omnisep/pretrained/v2}
 CORPUS=${CORPUS:-corpus}
 CACHE=${CACHE:-runs/default-build/cache}
 OUT=${OUT:-docs/results/}
 WORK=${WORK:-runs/query-tools}
 ALPHAS=${ALPHAS:-0.25,0.5,1}
+AUTO_LIMITED=()
+[ -n "${AUTO_LIMIT:-}" ] && AUTO_LIMITED=(--limit "$AUTO_LIMIT")
 STEPS=${STEPS:-map,auto-negative,presence}
 mkdir -p "$WORK"
 NICE=(nice -n 10)
@@ -29,15 +33,20 @@ step map && "${NICE[@]}" omnisep map "$CORPUS/manifest.jsonl" --model "$MODEL" -
 #    The setting is chosen on the validation mixtures (text queries).
 if step auto-negative; then
   "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_val.jsonl" --alphas "$ALPHAS" \
-      --modes text --out "$WORK/auto-negative-text-val.json" --quiet &
+      --modes text "${AUTO_LIMITED[@]}" --out "$WORK/auto-negative-text-val.json" --quiet &
   "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" --alphas "$ALPHAS" \
-      --modes text --out "$WORK/auto-negative-text-test.json" --quiet
+      --modes text "${AUTO_LIMITED[@]}" --out "$WORK/auto-negative-text-test.json" --quiet
   wait
-  "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" --alphas "$ALPHAS" \
-      --cache "$CACHE" --limit 120 --out "$WORK/auto-negative-all-test120.json" --quiet
-  omnisep evaluate-auto-negative report --validation "$WORK/auto-negative-text-val.json" \
-      --test "$WORK/auto-negative-all-test120.json" --test "$WORK/auto-negative-text-test.json" \
-      --controls "$WORK/auto-negative-all-test120.json" --out "${OUT}auto-negative"
+  if [ "${ALL_MODES:-1}" != 0 ]; then
+    "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" --alphas "$ALPHAS" \
+        --cache "$CACHE" --limit 120 --out "$WORK/auto-negative-all-test120.json" --quiet
+    omnisep evaluate-auto-negative report --validation "$WORK/auto-negative-text-val.json" \
+        --test "$WORK/auto-negative-all-test120.json" --test "$WORK/auto-negative-text-test.json" \
+        --controls "$WORK/auto-negative-all-test120.json" --out "${OUT}auto-negative"
+  else
+    omnisep evaluate-auto-negative report --validation "$WORK/auto-negative-text-val.json" \
+        --test "$WORK/auto-negative-text-test.json" --out "${OUT}auto-negative"
+  fi
 fi
 
 # 3. Scan presence: scan every validation and test mixture, choose the threshold on validation.

@@ -15,7 +15,9 @@ from typing import Any
 
 from omnisep.errors import OmniSepError, describe
 
-DEFAULT_MODEL = "default"
+# What `--model default` (and no --model) means. v1, the first bundled model, stays loadable by name.
+DEFAULT_MODEL = "v2"
+DEFAULT_ALIAS = "default"
 BUNDLED_DIR = Path(__file__).with_name("pretrained")
 
 
@@ -46,13 +48,16 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         return path
     if _looks_like_path(text) or isinstance(name_or_path, Path):
         raise OmniSepError(f"model {describe(path)} does not exist.")
-    if BUNDLED_DIR / text in _bundled_models():
+    bundled = _bundled_models()
+    if BUNDLED_DIR / text in bundled:
         return BUNDLED_DIR / text
+    if text == DEFAULT_ALIAS and BUNDLED_DIR / DEFAULT_MODEL in bundled:
+        return BUNDLED_DIR / DEFAULT_MODEL
     if (local_models_dir() / text).is_dir():
         return local_models_dir() / text
-    if text == DEFAULT_MODEL:
+    if text in (DEFAULT_ALIAS, DEFAULT_MODEL):
         raise OmniSepError(
-            f"the bundled model {DEFAULT_MODEL!r} is missing from this installation ({describe(BUNDLED_DIR / text)} "
+            f"the bundled model {text!r} is missing from this installation ({describe(BUNDLED_DIR / DEFAULT_MODEL)} "
             "does not exist); pass a checkpoint folder with --model PATH (model=PATH) or train one with `omnisep train`."
         )
     known = [entry["name"] for entry in list_models()]
@@ -100,7 +105,10 @@ def _bundled_models() -> list[Path]:
 
 
 def list_models() -> list[dict[str, Any]]:
-    """Bundled, then local models: name, source, path, encoder, labels (count), ngf; broken ones with an error."""
+    """Bundled, then local models: name, source, path, encoder, labels (count), ngf, whether it is the default;
+    broken ones with an error."""
     rows = [describe_model(path, source="bundled") for path in _bundled_models()]
     rows += [describe_model(path, source="local") for path in _candidates(local_models_dir())]
+    for row in rows:
+        row["default"] = row["source"] == "bundled" and row["name"] in (DEFAULT_MODEL, DEFAULT_ALIAS)
     return rows

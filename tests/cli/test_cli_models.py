@@ -27,3 +27,27 @@ def test_models_lists_bundled_and_local(tmp_path, capsys, monkeypatch, tiny_chec
     out = capsys.readouterr().out
     for word in ("default", "bundled", "mine", "local", "toy", "unreadable"):
         assert word in out
+
+
+def test_default_names_the_default_model_and_v1_stays_by_name(tmp_path, monkeypatch, tiny_checkpoint):
+    monkeypatch.setattr(pretrained, "BUNDLED_DIR", tmp_path / "bundled")
+    monkeypatch.setenv("OMNISEP_CACHE", str(tmp_path / "cache"))
+    for name in (pretrained.DEFAULT_MODEL, "v1"):
+        shutil.copytree(tiny_checkpoint, tmp_path / "bundled" / name)
+    assert pretrained.resolve_model("default") == tmp_path / "bundled" / pretrained.DEFAULT_MODEL
+    assert pretrained.resolve_model("v1") == tmp_path / "bundled" / "v1"
+    marked = {row["name"]: row["default"] for row in pretrained.list_models()}
+    assert marked == {pretrained.DEFAULT_MODEL: True, "v1": False}
+
+
+def test_the_shipped_default_is_v2_and_records_its_inference_defaults():
+    from omnisep.states import contrast_strength, negative_defaults, read_config
+
+    path = pretrained.resolve_model("default")
+    assert path.name == "v2"
+    config = read_config(path)
+    assert config["model"]["kind"] == "film"
+    defaults = negative_defaults(config, path)
+    assert (defaults["mode"], defaults["alpha"]) == ("logit", 2.0)
+    assert contrast_strength(config, path) == 0.5
+    assert negative_defaults(read_config(pretrained.resolve_model("v1")), "v1")["mode"] == "proportional"

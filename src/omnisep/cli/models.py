@@ -12,6 +12,9 @@ import click
 def models(as_json):
     """List bundled and local models with their query encoder and vocabulary size.
 
+    The default (no --model, or --model default) is marked; the first bundled
+    model stays available as v1.
+
     Local models are checkpoint folders under $OMNISEP_CACHE/models/ (default
     ~/.cache/omnisep/models/); any checkpoint folder also works directly with
     `omnisep separate --model PATH`.
@@ -42,7 +45,8 @@ def models(as_json):
         if row["error"]:
             table.add_row(row["name"], row["source"], "[red]unreadable[/]", "", "", row["path"])
             continue
-        table.add_row(row["name"], row["source"], row["encoder"], str(row["labels"]), str(row["ngf"]), row["path"])
+        name = f"{row['name']} (default)" if row["default"] and row["name"] != "default" else row["name"]
+        table.add_row(name, row["source"], row["encoder"], str(row["labels"]), str(row["ngf"]), row["path"])
     console.print(table)
     for row in rows:
         if not row["error"]:

@@ -429,7 +429,7 @@ def main(argv=None) -> int:
     @click.option("--corpus", type=click.Path(file_okay=False, path_type=Path), default=Path("corpus"), show_default=True)
     @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/querynet"), show_default=True)
     @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/results/querynet-v2"), show_default=True)
-    @click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("src/omnisep/pretrained/default"), show_default=True)
+    @click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("src/omnisep/pretrained/v1"), show_default=True)
     @click.option("--every", default=4, show_default=True, help="Score every k-th test mixture.")
     @click.option("--no-audio", is_flag=True, help="Leave out the audio example conditions (the slowest part).")
     def command(corpus, work, out, checkpoint, every, no_audio):

@@ -1,0 +1,107 @@
+"""Choose a model's inference defaults on the VALIDATION mixtures: negative mode/alpha and query contrast.
+
+For every validation mixture (target T, interferer I) and every model given, one U-Net pass serves:
+text, image and description queries as they are (descriptions: configs/querynet/descriptions-val.json,
+written for validation, never trained on); the query contrast (1+b) L(q) - b L(background) for each b;
+the logit-mode negative (1+a) L(q) - a L(I's text) for each a; and both together. SDRi is the protocol's
+(BSSEval v4, first 65,280 samples, fast backend). Prints one table; the test split is never read.
+
+    python scripts/val_inference_modes.py src/omnisep/pretrained/v2 runs/v2-words/best \
+        --alphas 1,2,3 --contrasts 0.25,0.5,1 > docs/results/v2-words/val-inference-modes.txt
+
+Needs the corpus and its full embedding cache (runs/cache-full, `omnisep embed corpus/manifest.jsonl`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    from omnisep.data.mixing import MixtureDataset
+    from omnisep.data.mixtures import load_test_set
+    from omnisep.encoders import get_encoder
+    from omnisep.evaluation.metrics import score_estimate, score_mixture
+    from omnisep.evaluation.protocol.queries import load_query_table
+    from omnisep.models import signal_path as path
+    from omnisep.queries import background_query, normalize
+    from omnisep.states import load_checkpoint
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--mixtures", default="corpus/mixtures_val.jsonl")
+    parser.add_argument("--manifest", default="corpus/manifest.jsonl")
+    parser.add_argument("--cache", default="runs/cache-full")
+    parser.add_argument("--descriptions", default="configs/querynet/descriptions-val.json")
+    parser.add_argument("--alphas", default="1,2,3")
+    parser.add_argument("--contrasts", default="0.25,0.5,1")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    alphas = [float(a) for a in args.alphas.split(",")]
+    contrasts = [float(b) for b in args.contrasts.split(",")]
+
+    test_set = load_test_set(args.mixtures, args.manifest)
+    table = load_query_table(test_set, {i for row in test_set.mixtures for i in row}, args.cache, None)
+    dataset = MixtureDataset(test_set.items, table, training=False, num_sources=2, mixtures=test_set.mixtures)
+    descriptions = json.loads(open(args.descriptions).read())
+    texts = sorted({d for options in descriptions.values() for d in options})
+    described = dict(zip(texts, get_encoder("bundled").embed_text(texts)))
+    loaded = {name: load_checkpoint(name) for name in args.models}
+    scores: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
+    length = 65280
+    with torch.no_grad():
+        for n, (target_item, interferer_item) in enumerate(test_set.mixtures):
+            example = dataset[n]
+            target, interferer, mixture = example["sources"][0], example["sources"][1:].sum(0), example["mixture"]
+            reference = score_mixture(target.numpy(), interferer.numpy(), mixture.numpy(), "fast", length)
+            if reference is None:
+                continue
+            rows_t, available_t = table.get(test_set.items[target_item].id)
+            rows_i, _ = table.get(test_set.items[interferer_item].id)
+            options = descriptions.get(test_set.items[target_item].label)
+            queries = {"text": normalize(rows_t[0]), "negative": normalize(rows_i[0])}
+            if available_t[1]:
+                queries["image"] = normalize(rows_t[1])
+            if options:
+                queries["description"] = normalize(described[options[n % len(options)]])
+            spec = path.analyse(mixture[None])
+            frames = spec.shape[-1]
+            for name, checkpoint in loaded.items():
+                net = checkpoint.model.eval()
+                asked = {**queries, "background": background_query(checkpoint.bank.embeddings)}
+                prepared = net.prepare(path.pad_frames(path.network_input(spec), net.time_multiple))
+                logits = dict(zip(asked, net.mask_logits(prepared, torch.stack(list(asked.values()))[None])[..., :frames][0]))
+                forms = [k for k in ("text", "image", "description") if k in logits]
+                masks = {k: logits[k] for k in forms}
+                for b in contrasts:
+                    for k in forms:
+                        masks[f"{k} + contrast {b:g}"] = (1 + b) * logits[k] - b * logits["background"]
+                for a in alphas:
+                    for k in ("text", "image"):
+                        if k in logits:
+                            masks[f"{k} - negative (logit, a={a:g})"] = (1 + a) * logits[k] - a * logits["negative"]
+                    for b in contrasts:
+                        masks[f"text - negative (logit, a={a:g}) + contrast {b:g}"] = (
+                            (1 + a + b) * logits["text"] - a * logits["negative"] - b * logits["background"])
+                keys = list(masks)
+                estimates = path.synthesise(path.apply_masks(spec, torch.sigmoid(torch.stack([masks[k] for k in keys]))[None]),
+                                            mixture.shape[-1])[0]
+                for key, estimate in zip(keys, estimates):
+                    score = score_estimate(target.numpy(), interferer.numpy(), mixture.numpy(), estimate.numpy(), reference,
+                                           "fast", length)
+                    if score is not None:
+                        scores[name].setdefault(key, []).append(score.sdr - score.sdr_mix)
+    print(f"{len(test_set.mixtures)} validation mixtures ({args.mixtures}); mean SDRi in dB (count)\n")
+    print("| query | " + " | ".join(args.models) + " |")
+    print("|---|" + "---|" * len(args.models))
+    for key in scores[args.models[0]]:
+        print(f"| {key} | " + " | ".join(f"{np.mean(scores[m][key]):.2f} ({len(scores[m][key])})" for m in args.models) + " |")
+
+
+if __name__ == "__main__":
+    main()
