@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--negative-mode", choices=["proportional", "naive", "logit"])
     parser.add_argument("--alpha", type=float, help="default strength of a negative query")
     parser.add_argument("--auto-alpha", type=float, help="default strength of the automatic negative query")
+    parser.add_argument("--auto-count", type=int, help="default number of labels the automatic negative subtracts")
     parser.add_argument("--contrast", type=float, help="query-contrast strength for queries without a negative")
     args = parser.parse_args()
     tensors = load_file(str(args.source / "model.safetensors"))
@@ -32,7 +33,8 @@ def main() -> None:
     save_file(half, str(args.target / "model.safetensors"), metadata={"format": "omnisep-checkpoint"})
     config = json.loads((args.source / "config.json").read_text())
     negative = {key: value for key, value in
-                (("mode", args.negative_mode), ("alpha", args.alpha), ("auto_alpha", args.auto_alpha)) if value is not None}
+                (("mode", args.negative_mode), ("alpha", args.alpha), ("auto_alpha", args.auto_alpha),
+                 ("auto_count", args.auto_count)) if value is not None}
     if negative:
         config.setdefault("inference", {}).setdefault("negative", {}).update(negative)
     if args.contrast is not None:

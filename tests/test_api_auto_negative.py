@@ -63,7 +63,7 @@ def test_auto_and_explicit_negatives_do_not_mix(separator, band_separator):
 def test_a_logit_mode_model_subtracts_the_chosen_label_from_the_logits(separator, band_separator):
     low, high = band_separator.tones()
     mixture = low + high
-    separator.negative_defaults = {"mode": "logit", "alpha": 2.0, "auto_alpha": 1.0}
+    separator.negative_defaults = {"mode": "logit", "alpha": 2.0, "auto_alpha": 1.0, "auto_count": 1}
     auto = separator.separate(mixture, SR, text="low", negative="auto")
     oracle = separator.separate(mixture, SR, text="low", negative_text="high", alpha=1.0)  # the model's auto_alpha
     assert [c.label for c in auto.negatives] == ["high"]

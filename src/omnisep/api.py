@@ -418,6 +418,8 @@ class Separator:
                 out.append(item)
                 continue
             scanned = scanned or scan_mixture()
+            if setting.count is None:
+                setting = dataclasses.replace(setting, count=self.negative_defaults["auto_count"])
             choices = negatives.choose(scanned, item.vector, self.bank, setting)
             mode, _ = self.negative_setting(item.query)
             alpha = next(a for a in (setting.alpha, item.query.alpha, self.negative_defaults["auto_alpha"]) if a is not None)

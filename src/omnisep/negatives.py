@@ -42,13 +42,13 @@ class AutoNegative:
     gives one, else the model's ``auto_alpha``, :data:`DEFAULT_ALPHA` for models that record none).
     """
 
-    count: int = DEFAULT_COUNT
+    count: int | None = None  # None: the model's auto_count (DEFAULT_COUNT for models that record none)
     max_similarity: float = DEFAULT_MAX_SIMILARITY
     min_presence: float = 0.0
     alpha: float | None = None
 
     def __post_init__(self):
-        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1:
+        if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1):
             raise OmniSepError(f"the automatic negative query needs at least 1 label, got {self.count!r}.")
         if not -1.0 <= float(self.max_similarity) <= 1.0:
             raise OmniSepError(f"the similarity cut-off must be a cosine in [-1, 1], got {self.max_similarity}.")
@@ -101,7 +101,7 @@ def choose(scan_result, query: torch.Tensor, bank, setting: AutoNegative | None 
     cosine = similarities(torch.as_tensor(bank.embeddings[own]), bank)
     chosen = []
     for index in scan_result.ranking():
-        if len(chosen) == setting.count:
+        if len(chosen) == (DEFAULT_COUNT if setting.count is None else setting.count):
             break
         presence = float(scan_result.presence[index])
         if index == own or float(cosine[index]) >= setting.max_similarity or presence < setting.min_presence:

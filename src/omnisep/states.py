@@ -333,11 +333,11 @@ def load_state_file(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 # Negative queries of a model that records nothing (eq. 4 as the paper; v1's tuned automatic alpha).
-NEGATIVE_DEFAULTS = {"mode": "proportional", "alpha": 0.5, "auto_alpha": 0.25}
+NEGATIVE_DEFAULTS = {"mode": "proportional", "alpha": 0.5, "auto_alpha": 0.25, "auto_count": 1}
 
 
 def negative_defaults(config: dict, path) -> dict:
-    """The checkpoint's ``inference.negative`` section (mode, alpha, auto_alpha) over :data:`NEGATIVE_DEFAULTS`.
+    """The checkpoint's ``inference.negative`` section (mode, alpha, auto_alpha, auto_count) over :data:`NEGATIVE_DEFAULTS`.
 
     Which mode and strength suit a network is measured per model (a ``film``
     network wants the logit mode), so the model says it, not the code.
@@ -351,6 +351,8 @@ def negative_defaults(config: dict, path) -> dict:
         check_negative_mode(values["mode"])
         check_alpha(values["alpha"])
         check_alpha(values["auto_alpha"])
+        if isinstance(values["auto_count"], bool) or not isinstance(values["auto_count"], int) or values["auto_count"] < 1:
+            raise OmniSepError(f"auto_count must be a positive integer, got {values['auto_count']!r}.")
     except OmniSepError as error:
         raise OmniSepError(f"model {describe(path)}: inference.negative: {error}") from None
     return values
