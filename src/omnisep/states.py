@@ -370,3 +370,14 @@ def contrast_strength(config: dict, path) -> float:
     if strength > 0 and not config.get("query_bank"):
         raise OmniSepError(f"model {describe(path)}: inference.contrast needs the model's query bank, and it has none.")
     return strength
+
+
+def scan_threshold(config: dict, path, fallback: float) -> float:
+    """The presence threshold chosen for this model on validation (``inference.scan.threshold``), else ``fallback``."""
+    section = (config.get("inference") or {}).get("scan") or {}
+    if not isinstance(section, dict) or set(section) - {"threshold"}:
+        raise OmniSepError(f"model {describe(path)}: inference.scan takes only 'threshold'.")
+    value = section.get("threshold", fallback)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise OmniSepError(f"model {describe(path)}: inference.scan.threshold must be between 0 and 1, got {value!r}.")
+    return float(value)

@@ -96,3 +96,23 @@ def test_export_writes_the_four_files(tiny_checkpoint, recording, tmp_path, caps
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
+
+
+def test_the_threshold_defaults_to_the_models_own(tiny_checkpoint, recording, tmp_path, capsys):
+    import shutil
+
+    from omnisep.scan import DEFAULT_THRESHOLD
+
+    assert main(["scan", str(recording), "--model", str(tiny_checkpoint), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold"] == DEFAULT_THRESHOLD  # a model that records none
+    model = tmp_path / "tuned"
+    shutil.copytree(tiny_checkpoint, model)
+    config = json.loads((model / "config.json").read_text())
+    config["inference"] = {"scan": {"threshold": 0.61}}
+    (model / "config.json").write_text(json.dumps(config))
+    assert main(["scan", str(recording), "--model", str(model), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["threshold"] == 0.61
+    config["inference"] = {"scan": {"threshold": 7}}
+    (model / "config.json").write_text(json.dumps(config))
+    assert main(["scan", str(recording), "--model", str(model)]) == 2
+    assert "inference.scan.threshold must be between 0 and 1" in capsys.readouterr().err

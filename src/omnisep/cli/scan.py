@@ -75,8 +75,9 @@ def _print_table(result, threshold: float, top: int, source: str, min_seconds: f
 @click.option("--model", default="default", show_default=True, help="Bundled model name or checkpoint folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON instead of a table.")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write a time x label heat map (.png).")
-@click.option("--threshold", default=DEFAULT_THRESHOLD, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of the mixture's energy from which a label counts as present.")
+@click.option("--threshold", default=None, type=click.FloatRange(0, 1),
+              help="Share of the mixture's energy from which a label counts as present "
+                   "[default: the model's, chosen on validation; 0.425 for models that record none].")
 @click.option("--frame-seconds", default=DEFAULT_FRAME_SECONDS, show_default=True,
               type=click.FloatRange(min=0, min_open=True), help="Length of the time frames.")
 @click.option("--top", default=10, show_default=True, type=click.IntRange(1), help="Rows in the table and the plot.")
@@ -109,7 +110,7 @@ def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export
     from omnisep.plotting.scan import plot_scan
     from omnisep.scan import scan_file
     from omnisep.segments import export, export_paths, find_segments
-    from omnisep.states import load_checkpoint
+    from omnisep.states import load_checkpoint, scan_threshold
 
     if plot is not None:
         check_png_path(plot)
@@ -120,6 +121,8 @@ def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export
     reader.close()
     # Only the model and its bank are needed: no query encoder to load.
     checkpoint = load_checkpoint(resolve_model(model))
+    if threshold is None:  # the model's own, chosen on validation (DEFAULT_THRESHOLD for models that record none)
+        threshold = scan_threshold(checkpoint.config, resolve_model(model), DEFAULT_THRESHOLD)
     with _progress(input_path.name, total, enabled=not as_json) as advance:
         result = scan_file(checkpoint, input_path, frame_seconds=frame_seconds, on_input=advance)
     if export_dir is not None:

@@ -200,15 +200,20 @@ def scan_mixture(session: DemoSession, mixture) -> tuple[Path, str]:
     from omnisep.scan import scan
     from omnisep.segments import find_segments, found_labels, plot_timeline
 
+    from omnisep.scan import DEFAULT_THRESHOLD
+    from omnisep.states import scan_threshold
+
     audio, rate = session._load(mixture, "Mixture")
     result = scan(session.separator, audio, rate)
-    segments = find_segments(result)
+    config = getattr(session.separator, "config", None) or {}
+    threshold = scan_threshold(config, getattr(session.separator, "path", "the model"), DEFAULT_THRESHOLD)
+    segments = find_segments(result, threshold)
     session._prune_old_results()
     folder = session.work_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-scan-{os.urandom(3).hex()}"
     folder.mkdir(parents=True, exist_ok=True)
-    path = plot_timeline(result, segments, folder / f"{_safe_stem(mixture)}_timeline.png",
+    path = plot_timeline(result, segments, folder / f"{_safe_stem(mixture)}_timeline.png", threshold,
                          title=f"{_display_name(mixture)}: what the model hears, and when")
-    found = [f"{result.labels[i]} ({result.presence[i]:.2f})" for i in found_labels(result)][:5]
+    found = [f"{result.labels[i]} ({result.presence[i]:.2f})" for i in found_labels(result, threshold)][:5]
     summary = ("Scan: " + ", ".join(found)) if found else "Scan: no label of the model reaches the threshold."
     return path, summary
 
