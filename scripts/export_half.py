@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, help="default strength of a negative query")
     parser.add_argument("--auto-alpha", type=float, help="default strength of the automatic negative query")
     parser.add_argument("--auto-count", type=int, help="default number of labels the automatic negative subtracts")
+    parser.add_argument("--scan-threshold", type=float, help="presence threshold of `omnisep scan` chosen on validation")
     parser.add_argument("--contrast", type=float, help="query-contrast strength for queries without a negative")
     args = parser.parse_args()
     tensors = load_file(str(args.source / "model.safetensors"))
@@ -39,6 +40,8 @@ def main() -> None:
         config.setdefault("inference", {}).setdefault("negative", {}).update(negative)
     if args.contrast is not None:
         config.setdefault("inference", {})["contrast"] = {"alpha": args.contrast}
+    if args.scan_threshold is not None:
+        config.setdefault("inference", {})["scan"] = {"threshold": args.scan_threshold}
     (args.target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     print(f"{args.source} -> {args.target} ({sum(v.numel() for v in half.values()) / 1e6:.2f} M values)")
 
