@@ -104,13 +104,13 @@ def _score(sources, mixtures, estimates, mix_scores, backend):
     return {"n": len(sdr), "sdr": float(np.mean(sdr)), "sdri": float(np.mean(sdri))}
 
 
-def speed_rows(separator, settings, seconds=8.0):
+def speed_rows(separator, settings, seconds=8.0, contrast=None):
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     wave = (0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
     rows = []
     for latency, hop, align, context in settings:
-        stream = separator.stream(text="dog barking", latency=latency, hop=hop, align=align, context=context)
+        stream = separator.stream(text="dog barking", latency=latency, hop=hop, align=align, context=context, contrast=contrast)
         step = round(stream.hop * SAMPLE_RATE)
         times = []
         for start in range(0, wave.shape[0], step):
@@ -149,6 +149,7 @@ def main():
     parser.add_argument("--limit", type=int, default=40)
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--contrast", type=float, default=None, help="query contrast of the speed streams (default: the model's)")
     parser.add_argument("--json")
     parser.add_argument("--plot", help="PNG of SDRi against latency")
     parser.add_argument("--from-json", help="only draw --plot from an earlier --json report")
@@ -167,7 +168,7 @@ def main():
         "model": str(separator.path),
     }
     if not args.skip_speed:
-        report["speed"] = speed_rows(separator, SETTINGS)
+        report["speed"] = speed_rows(separator, SETTINGS, contrast=args.contrast)
     if not args.skip_quality:
         torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
         rows = load_mixtures(args.mixtures, args.manifest, args.limit)

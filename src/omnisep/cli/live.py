@@ -90,6 +90,8 @@ def _wav_blocks(stream, block_frames: int):
 @_modality_options(negative=True)
 @click.option("--weights", metavar="W1,W2,..", help="Weights of the query parts (texts, images, audios in that order).")
 @click.option("--alpha", default=None, type=click.FloatRange(min=0), help="Strength of the negative query [default: the model's].")
+@click.option("--contrast", default=None, type=click.FloatRange(min=0),
+              help="Query contrast [default: the model's]; 0 costs about half the compute with v2 (docs/live.md).")
 @click.option("--latency", default=0.25, show_default=True, type=float,
               help="Seconds between a sound going in and its separation coming out (at least 0.064; more look-ahead, better separation).")
 @click.option("--hop", type=float, help="Seconds between network runs (default: half of what the latency leaves; larger is cheaper).")
@@ -105,7 +107,7 @@ def _wav_blocks(stream, block_frames: int):
 @click.option("--card", is_flag=True, help="Use the sound card even when standard input is a pipe.")
 @click.option("--model", default="default", show_default=True, help="Model name (see `omnisep models`) or checkpoint folder.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="CPU threads for the network.")
-def live(weights, alpha, latency, hop, which, pcm_format, rate, channels, input_device, output_device, list_devices, card, model, threads, **parts):
+def live(weights, alpha, contrast, latency, hop, which, pcm_format, rate, channels, input_device, output_device, list_devices, card, model, threads, **parts):
     """Separate a live signal: standard input to standard output, or a sound card's input to its output.
 
     The output is the input's separation delayed by a fixed latency (shown
@@ -122,7 +124,8 @@ def live(weights, alpha, latency, hop, which, pcm_format, rate, channels, input_
     negative = {m.negative_keyword: list(parts[_parts_key(m, True)]) or None for m in modalities.ALL}
     if not any(positive.values()):
         raise click.UsageError(f"give at least one query: {modalities.listing()}.")
-    query = Query(**{k: v or None for k, v in positive.items()}, weights=parse_weights(weights), alpha=alpha, **negative)
+    query = Query(**{k: v or None for k, v in positive.items()}, weights=parse_weights(weights), alpha=alpha,
+                  contrast=contrast, **negative)
     import torch
 
     torch.set_num_threads(threads)
