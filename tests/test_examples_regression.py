@@ -41,3 +41,36 @@ def test_example_targets_are_unchanged(separator, key):
     assert target.size == reference["length"]
     np.testing.assert_allclose(target[::997], reference["samples"], atol=2e-6)
     assert abs(float((target**2).sum()) / reference["energy"] - 1.0) < 1e-5
+
+
+# The default model (v2): label, picture and negative (logit-mode) queries, with its query contrast,
+# as `scripts/pin_example_targets.py v2` wrote them when v2 became the default (stop 12).
+REFERENCE_V2 = json.loads((Path(__file__).parent / "data" / "reference" / "example_targets_v2.json").read_text())["outputs"]
+
+
+@pytest.fixture(scope="module")
+def default_separator():
+    from omnisep import Separator
+
+    return Separator()
+
+
+@pytest.mark.parametrize("key", sorted(REFERENCE_V2))
+def test_default_model_example_targets_are_unchanged(default_separator, key):
+    from omnisep.audio import load_audio
+
+    file, kind, label = key.split("|")
+    audio, rate = load_audio(ROOT / "examples" / file)
+    examples = json.loads((ROOT / "examples" / "examples.json").read_text())
+    pictures = next(e["image_queries"] for e in examples if e["file"] == file)
+    if kind == "text":
+        query = dict(text=label)
+    elif kind == "image":
+        query = dict(image=ROOT / "examples" / pictures[label])
+    else:
+        query = dict(text=label, negative_text=next(x for x in pictures if x != label))
+    target = default_separator.separate(audio, rate, **query).target[0].astype(np.float64)
+    reference = REFERENCE_V2[key]
+    assert target.size == reference["length"]
+    np.testing.assert_allclose(target[::997], reference["samples"], atol=1e-5)
+    assert abs(float((target**2).sum()) / reference["energy"] - 1.0) < 1e-4
