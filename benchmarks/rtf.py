@@ -79,20 +79,19 @@ def build_model(args):
     if args.contiguous:
         separator.model.to(memory_format=torch.contiguous_format)
     # As users get it: a model that records a query contrast asks its background query too.
-    separator.model.user_contrast = (separator.background, separator.contrast) if separator.contrast > 0 else None
+    args.contrast = (separator.background, separator.contrast) if separator.contrast > 0 else None
     return separator.model
 
 
-def random_queries(model, count: int):
+def random_queries(model, count: int, args):
     """Random queries, with the checkpoint's query contrast when it records one (what `separate` runs)."""
     from omnisep.queries import QueryRows, contrast_terms
 
     generator = torch.Generator().manual_seed(count)
     vectors = torch.nn.functional.normalize(torch.randn(count, model.config.emb_dim, generator=generator), dim=-1)
-    contrast = getattr(model, "user_contrast", None)
-    if contrast is None:
+    if args.contrast is None:
         return vectors
-    return QueryRows.from_terms([contrast_terms([(vector, 1.0)], *contrast) for vector in vectors])
+    return QueryRows.from_terms([contrast_terms([(vector, 1.0)], *args.contrast) for vector in vectors])
 
 
 def generated_blocks(seconds: float, rate: int, channels: int):
@@ -151,7 +150,7 @@ def label(seconds: float) -> str:
 
 
 def length_table(model, args, rows: list) -> None:
-    queries = random_queries(model, 1)
+    queries = random_queries(model, 1, args)
     print(f"\n## One query vs input length ({args.channels} channel(s) at {args.rate} Hz)\n")
     print("| input | path | wall (s) | cpu (s) | RTF | x real time | load avg |")
     print("|---:|---|---:|---:|---:|---:|---:|")
@@ -192,11 +191,11 @@ def query_table(model, args, rows: list) -> None:
     print(f"\n## Queries on {label(seconds)} (in-memory path, 16 kHz mono)\n")
     print("| queries | wall (s) | cpu (s) | RTF | x real time | load avg |")
     print("|---:|---:|---:|---:|---:|---:|")
-    time_in_memory(model, random_queries(model, args.queries[0]), wave, args)  # untimed, as in the length table
+    time_in_memory(model, random_queries(model, args.queries[0], args), wave, args)  # untimed, as in the length table
     walls, cpus = [], []
     for count in args.queries:
         load = load_average()
-        queries = random_queries(model, count)
+        queries = random_queries(model, count, args)
         wall, cpu = best_of(args.repeats, lambda: time_in_memory(model, queries, wave, args))
         walls.append(wall)
         cpus.append(cpu)
@@ -248,7 +247,7 @@ def main() -> None:
           f"emb {config.emb_dim}{' (' + args.checkpoint + ')' if args.checkpoint else ' (random init)'}"
           f"{', NCHW' if args.contiguous else ''}; "
           f"chunk {args.chunk_seconds:g} s, overlap {args.overlap:g} s; freed heap {heap}")
-    time_in_memory(model, random_queries(model, 1), generated_wave(5.0), args)  # warm-up: kernels, caches
+    time_in_memory(model, random_queries(model, 1, args), generated_wave(5.0), args)  # warm-up: kernels, caches
     rows: list = []
     if not args.skip_lengths:
         length_table(model, args, rows)

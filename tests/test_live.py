@@ -4,7 +4,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from omnisep.api import Query, Separator
 from omnisep.apply import ChunkedSeparator, separate_array, separate_tensor

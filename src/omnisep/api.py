@@ -124,9 +124,8 @@ class EmbeddedQuery:
 
     def terms(self) -> list[tuple[torch.Tensor, float]]:
         """The rows whose mask logits this query's mask sums, with their weights."""
-        terms = [(self.vector, 1.0)]
-        if self.negative is not None:
-            terms = [(self.vector, 1.0 + self.alpha), (query_math.normalize(self.negative), -self.alpha)]
+        terms = ([(self.vector, 1.0)] if self.negative is None
+                 else query_math.negative_terms(self.vector, self.negative, self.alpha, "logit"))
         return query_math.contrast_terms(terms, self.background, self.contrast)
 
     def rows(self) -> query_math.QueryRows:

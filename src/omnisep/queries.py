@@ -80,7 +80,7 @@ def negative(q: torch.Tensor, q_neg: torch.Tensor, alpha: float = 0.5, mode: str
     negative overlaps it; the naive form is the paper's baseline.
     """
     if mode == "logit":
-        raise ValueError("the logit negative mode combines mask logits, not vectors: build QueryRows.with_negatives")
+        raise ValueError("the logit negative mode combines mask logits, not vectors: use negative_terms")
     check_negative_mode(mode)
     alpha = check_alpha(alpha)
     if q.shape[-1] != q_neg.shape[-1]:
@@ -102,6 +102,27 @@ def check_alpha(alpha: float) -> float:
     if not np.isfinite(alpha) or alpha < 0:
         raise OmniSepError(f"query: the negative-query strength alpha must be a finite number >= 0, got {alpha}.")
     return alpha
+
+
+def negative_terms(q: torch.Tensor, q_neg: torch.Tensor, alpha: float = 0.5, mode: str = "proportional") -> list:
+    """One output's ``(row, weight)`` terms with a negative query (see :class:`QueryRows`).
+
+    Eq. 4's modes give one row, the combined vector; the logit mode gives the
+    query and the normalised negative, whose mask logits are combined.
+    """
+    if mode != "logit":
+        return [(negative(q, q_neg, alpha, mode), 1.0)]
+    alpha = check_alpha(alpha)
+    if q.shape[-1] != q_neg.shape[-1]:
+        raise OmniSepError(f"query: the negative query has {q_neg.shape[-1]} dimensions, the query {q.shape[-1]}.")
+    return [(q, 1.0 + alpha), (normalize(q_neg.to(q.dtype)), -alpha)]
+
+
+def combine_logits(combine: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
+    """Rows' mask logits ``[B, R, ...]`` -> outputs' ``[B, Q, ...]`` by ``combine`` ``[Q, R]`` (None: as they are)."""
+    if combine is None:
+        return logits
+    return torch.einsum("qr,br...->bq...", combine.to(logits.dtype), logits)
 
 
 @dataclass(frozen=True)
@@ -141,17 +162,8 @@ class QueryRows:
     def with_negatives(cls, positives: Sequence[torch.Tensor], negatives: Sequence[torch.Tensor | None],
                        alphas: Sequence[float]) -> "QueryRows":
         """Output ``i``: ``(1 + a_i) logits(p_i) - a_i logits(normalize(n_i))``, or ``logits(p_i)`` without a negative."""
-        outputs = []
-        for positive, negative_vector, alpha in zip(positives, negatives, alphas):
-            if negative_vector is None:
-                outputs.append([(positive, 1.0)])
-                continue
-            alpha = check_alpha(alpha)
-            if negative_vector.shape[-1] != positive.shape[-1]:
-                raise OmniSepError(
-                    f"query: the negative query has {negative_vector.shape[-1]} dimensions, the query {positive.shape[-1]}."
-                )
-            outputs.append([(positive, 1.0 + alpha), (normalize(negative_vector.to(positive.dtype)), -alpha)])
+        outputs = [[(positive, 1.0)] if negative_vector is None else negative_terms(positive, negative_vector, alpha, "logit")
+                   for positive, negative_vector, alpha in zip(positives, negatives, alphas)]
         return cls.from_terms(outputs)
 
     @classmethod
@@ -176,10 +188,7 @@ class QueryRows:
 
     def logits(self, net, prepared, rows: torch.Tensor) -> torch.Tensor:
         """``net``'s mask logits ``[B, Q, bins, F]`` for these rows, given batched as ``rows`` ``[B, R, D]``."""
-        logits = net.mask_logits(prepared, rows)
-        if self.combine is None:
-            return logits
-        return torch.einsum("qr,brhw->bqhw", self.combine.to(logits.dtype), logits)
+        return combine_logits(self.combine, net.mask_logits(prepared, rows))
 
 
 def background_query(embeddings: torch.Tensor) -> torch.Tensor:

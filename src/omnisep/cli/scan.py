@@ -120,9 +120,10 @@ def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export
     total = round(reader.duration_estimate * reader.sample_rate) if reader.duration_estimate else None
     reader.close()
     # Only the model and its bank are needed: no query encoder to load.
-    checkpoint = load_checkpoint(resolve_model(model))
+    model_path = resolve_model(model)
+    checkpoint = load_checkpoint(model_path)
     if threshold is None:  # the model's own, chosen on validation (DEFAULT_THRESHOLD for models that record none)
-        threshold = scan_threshold(checkpoint.config, resolve_model(model), DEFAULT_THRESHOLD)
+        threshold = scan_threshold(checkpoint.config, model_path, DEFAULT_THRESHOLD)
     with _progress(input_path.name, total, enabled=not as_json) as advance:
         result = scan_file(checkpoint, input_path, frame_seconds=frame_seconds, on_input=advance)
     if export_dir is not None:

@@ -23,7 +23,6 @@ VALIDATION mixtures; the test mixtures only report it.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
@@ -68,20 +67,11 @@ class _OnePass:
         """``[Q, D]`` (or QueryRows) -> ``[Q, length]``, exactly what ``signal_path.separate`` returns."""
         from omnisep.queries import QueryRows
 
-        path, outputs, queries = self.path, [], QueryRows.of(queries)
+        queries = QueryRows.of(queries)
         with torch.no_grad():
-            rows, combined = queries.rows, None
-            if queries.combine is not None:
-                logits = torch.cat([self.model.mask_logits(self.prepared, rows[None, r0 : r0 + path.QUERY_GROUP])[..., : self.frames]
-                                    for r0 in range(0, len(rows), path.QUERY_GROUP)], dim=1)
-                combined = torch.einsum("qr,brhw->bqhw", queries.combine, logits)
-            for q0 in range(0, len(queries), path.QUERY_GROUP):
-                if combined is None:
-                    logits = self.model.mask_logits(self.prepared, rows[None, q0 : q0 + path.QUERY_GROUP])[..., : self.frames]
-                else:
-                    logits = combined[:, q0 : q0 + path.QUERY_GROUP]
-                outputs.append(path.synthesise(path.apply_masks(self.spec, self.model.masks(logits)), length).float())
-        return torch.cat(outputs, dim=1)[0].numpy()
+            out = self.path.separate_prepared(self.model, self.spec, self.prepared, queries.rows[None], length,
+                                              combine=queries.combine)
+        return out[0].numpy()
 
     def scan(self, bank, mixture: np.ndarray, frame_seconds: float = 0.5):
         """:func:`omnisep.scan.scan` of the mixture from this pass's features (the scan's engine runs
@@ -149,28 +139,19 @@ def run(
     from omnisep.data.mixtures import load_test_set
     from omnisep.evaluation.protocol import EvaluationConfig
     from omnisep.evaluation.protocol.queries import QueryBuilder, load_query_table, needed_items
-    from omnisep.queries import negative
+    from omnisep.queries import QueryRows, background_query, check_negative_mode, contrast_terms, negative_terms
     from omnisep.scan import scan
-    from omnisep.states import load_checkpoint
-
-    from omnisep.states import negative_defaults
-    from omnisep.queries import QueryRows, check_negative_mode
-    from omnisep.queries import normalize as unit
+    from omnisep.states import contrast_strength, load_checkpoint, negative_defaults
 
     loaded = load_checkpoint(checkpoint)
     model, bank = loaded.model.eval(), loaded.bank
     negative_mode = check_negative_mode(negative_mode or negative_defaults(loaded.config, checkpoint)["mode"])
-    from omnisep.queries import background_query, contrast_terms
-    from omnisep.states import contrast_strength
-
-    strength = contrast_strength(loaded.config, checkpoint)  # queries without a negative carry the model's contrast
+    # As the API: a query with nothing subtracted carries the model's query contrast.
+    strength = contrast_strength(loaded.config, checkpoint)
     background = background_query(bank.embeddings) if strength > 0 else None
 
     def subtract(query, negative_vector, alpha) -> list:
-        """The terms of one output: eq. 4's vector, or the two logits the logit mode combines."""
-        if negative_mode == "logit":
-            return [(query, 1.0 + alpha), (unit(negative_vector.to(query.dtype)), -alpha)]
-        return [(negative(query, negative_vector, alpha, negative_mode), 1.0)]
+        return negative_terms(query, negative_vector, alpha, negative_mode)
 
     test_set = load_test_set(mixtures, manifest)
     config = EvaluationConfig(modes=tuple(modes), negative_source="text")
@@ -209,7 +190,8 @@ def run(
             query = builder.base_query(target_item, mode, index)
             if query is None:
                 continue
-            keyed: dict[str, list] = {"plain": [(query, 1.0)]}
+            plain_terms = contrast_terms([(query, 1.0)], background, strength)
+            keyed: dict[str, list] = {"plain": plain_terms}
             oracle = builder.negative_query(interferers, mode, index)
             for alpha in alphas:
                 keyed[f"oracle/a{alpha:g}"] = subtract(query, oracle, alpha)
@@ -235,14 +217,10 @@ def run(
                 stats["none"] += not chosen
                 for alpha in alphas:
                     keyed[setting_key(source, n, similarity, alpha)] = (
-                        subtract(query, negatives.negative_vector(bank, chosen), alpha) if chosen else [(query, 1.0)]
+                        subtract(query, negatives.negative_vector(bank, chosen), alpha) if chosen else plain_terms
                     )
             # Equal rows are asked once (QueryRows.from_terms); each key gets its own output.
-            # As the API: the contrast only for a query with nothing subtracted (the plain query, and an
-            # automatic setting that found nothing).
-            outputs = [contrast_terms(list(terms), background, strength) if len(terms) == 1 and terms[0][0] is query and terms[0][1] == 1.0 else list(terms)
-                       for terms in keyed.values()]
-            estimates = one_pass.separate(QueryRows.from_terms(outputs), SCORED_LENGTH)
+            estimates = one_pass.separate(QueryRows.from_terms(list(keyed.values())), SCORED_LENGTH)
             for position, name in enumerate(keyed):
                 value = None
                 if valid:

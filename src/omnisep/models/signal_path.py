@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from omnisep import spectral
 from omnisep.models.base import PAPER_LAYOUT, MaskNetwork
+from omnisep.queries import combine_logits
 
 QUERY_GROUP = 16  # queries masked and inverted at a time, so memory does not grow with their number
 
@@ -80,12 +81,21 @@ def separate_spectrogram(
     rows' (see :class:`omnisep.queries.QueryRows`); without it ``Q = R``.
     """
     check_layout(net)
-    n_frames = spec.shape[-1]
     prepared = net.prepare(pad_frames(network_input(spec), net.time_multiple))
+    return separate_prepared(net, spec, prepared, queries, length, binary, combine)
+
+
+def separate_prepared(
+    net: MaskNetwork, spec: torch.Tensor, prepared, queries: torch.Tensor, length: int, binary: bool | None = None,
+    combine: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`separate_spectrogram` from the network's query-independent half, already run on ``spec``
+    (``net.prepare`` of its padded input): for callers that ask one mixture many batches of queries."""
+    n_frames = spec.shape[-1]
     if combine is not None:
         rows = torch.cat([net.mask_logits(prepared, queries[:, r0 : r0 + QUERY_GROUP])[..., :n_frames]
                           for r0 in range(0, queries.shape[1], QUERY_GROUP)], dim=1)
-        logits_of = torch.einsum("qr,brhw->bqhw", combine.to(rows.dtype), rows)
+        logits_of = combine_logits(combine, rows)
     outputs = []
     for q0 in range(0, queries.shape[1] if combine is None else combine.shape[0], QUERY_GROUP):
         if combine is None:

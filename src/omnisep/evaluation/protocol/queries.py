@@ -115,7 +115,7 @@ class QueryBuilder:
         interferer) lacks is a zero placeholder, and its row is counted as
         skipped for this mixture.
         """
-        from omnisep.queries import contrast_terms, negative, normalize
+        from omnisep.queries import contrast_terms, negative_terms
 
         target, *interferers = self.test_set.mixtures[mixture_index]
         outputs, available = [], []
@@ -130,12 +130,7 @@ class QueryBuilder:
                 terms = [(query, 1.0)]
             if query is not None and spec.negative_mode != "none":
                 query_negative = self.negative_query(interferers, spec.modality, mixture_index)
-                if query_negative is None:
-                    terms = None
-                elif spec.negative_mode == "logit":
-                    terms = [(query, 1.0 + spec.alpha), (normalize(query_negative), -spec.alpha)]
-                else:
-                    terms = [(negative(query, query_negative, spec.alpha, spec.negative_mode), 1.0)]
+                terms = None if query_negative is None else negative_terms(query, query_negative, spec.alpha, spec.negative_mode)
             available.append(terms is not None)
             strength = (self.config.contrast or 0.0) if spec.negative_mode == "none" else 0.0  # as the API: not with a negative
             outputs.append([(torch.zeros(self.table.dim), 1.0)] if terms is None
