@@ -9,6 +9,8 @@
 # negatives want more: ALPHAS=0.5,1,2). STEPS=auto-negative or STEPS=presence runs only that part.
 # AUTO_LIMIT=N: the text runs of the automatic negative use the first N validation and test mixtures;
 # ALL_MODES=0 skips its image/audio/composed run (then the report shows text queries only).
+# PRESENCE_VAL_LIMIT=N: the scan's threshold is chosen on the first N validation mixtures only.
+# The scans (and the automatic negative's choice) are verified as the model records (inference.scan.verify).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-src/omnisep/pretrained/v2}
@@ -19,6 +21,8 @@ WORK=${WORK:-runs/query-tools}
 ALPHAS=${ALPHAS:-0.25,0.5,1}
 AUTO_LIMITED=()
 [ -n "${AUTO_LIMIT:-}" ] && AUTO_LIMITED=(--limit "$AUTO_LIMIT")
+PRESENCE_LIMITED=()
+[ -n "${PRESENCE_VAL_LIMIT:-}" ] && PRESENCE_LIMITED=(--limit "$PRESENCE_VAL_LIMIT")
 STEPS=${STEPS:-map,auto-negative,presence}
 mkdir -p "$WORK"
 NICE=(nice -n 10)
@@ -51,7 +55,8 @@ fi
 
 # 3. Scan presence: scan every validation and test mixture, choose the threshold on validation.
 if step presence; then
-  "${NICE[@]}" omnisep evaluate-presence run "$MODEL" "$CORPUS/mixtures_val.jsonl" --out "$WORK/presence-val.npz" --quiet &
+  "${NICE[@]}" omnisep evaluate-presence run "$MODEL" "$CORPUS/mixtures_val.jsonl" "${PRESENCE_LIMITED[@]}" \
+      --out "$WORK/presence-val.npz" --quiet &
   "${NICE[@]}" omnisep evaluate-presence run "$MODEL" "$CORPUS/mixtures_test.jsonl" --out "$WORK/presence-test.npz" --quiet
   wait
   omnisep evaluate-presence report "$WORK/presence-val.npz" "$WORK/presence-test.npz" --out "${OUT}scan-presence"

@@ -70,3 +70,32 @@ def test_a_logit_mode_model_subtracts_the_chosen_label_from_the_logits(separator
     np.testing.assert_allclose(auto.target, oracle.target, atol=1e-6)
     vector_mode = separator.separate(mixture, SR, text="low", negative_text="high", alpha=1.0, negative_mode="proportional")
     assert np.abs(oracle.target - vector_mode.target).max() > 1e-3  # the logit mode is not eq. 4
+
+
+class BandEar:
+    """A query encoder that hears where the energy is: [low band, high band, 0, 0], normalised."""
+
+    def embed(self, modality, clips, sample_rate=None):
+        import torch
+
+        heard = []
+        for clip in clips:
+            power = np.abs(np.fft.rfft(np.asarray(clip, np.float64))) ** 2
+            split = int(2000 / (sample_rate / 2) * (power.size - 1))
+            heard.append([power[:split].sum(), power[split:].sum(), 0.0, 0.0])
+        return torch.nn.functional.normalize(torch.tensor(heard, dtype=torch.float32) + 1e-12, dim=1)
+
+
+def test_a_verified_scan_subtracts_nothing_that_is_not_heard(separator, band_separator):
+    """Only the low tone sounds. The plain scan credits "hum" (mask 0.5: a quarter of the energy) and
+    subtracts it; a model that records a verification listens to what "hum" separated, hears the
+    low tone, and subtracts nothing."""
+    low, _ = band_separator.tones(seconds=2.0)
+    plain = separator.separate(low, SR, text="low", negative="auto")
+    assert [c.label for c in plain.negatives] == ["hum"]
+
+    separator.encoder = BandEar()
+    separator.config = {"inference": {"scan": {"verify": {"top": 4, "window_seconds": 1.0}}}}
+    verified = separator.separate(low, SR, text="low", negative="auto")
+    assert verified.negatives == []
+    np.testing.assert_allclose(verified.target, separator.separate(low, SR, text="low").target, atol=1e-6)

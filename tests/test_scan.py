@@ -20,7 +20,7 @@ from omnisep.errors import OmniSepError
 from omnisep.models import SeparateNet, SeparateNetConfig
 from omnisep.queries import QueryBank
 from omnisep.plotting.scan import plot_scan
-from omnisep.scan import scan, scan_estimates
+from omnisep.scan import UNHEARD_WEIGHT, scan, scan_estimates
 
 EMB_DIM = 8
 SR = 16000
@@ -150,7 +150,8 @@ def test_json_summary_schema(gated):
     assert summary["times"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
     assert [entry["label"] for entry in summary["labels"]] == ["pass", "half", "block"]
     first = summary["labels"][0]
-    assert set(first) == {"label", "presence", "present", "segments", "energy_ratio"}
+    assert set(first) == {"label", "presence", "present", "segments", "energy_ratio", "evidence"}
+    assert summary["verified"] is False and first["evidence"] == first["energy_ratio"]
     assert first["present"] is True and summary["labels"][1]["present"] is False
     assert first["segments"] == [[0.0, 1.0], [2.0, 3.0]]
     assert len(first["energy_ratio"]) == 6
@@ -172,4 +173,81 @@ def test_plot_is_written_atomically_and_checks_its_path(gated, tmp_path):
 def test_a_model_without_bank_is_a_user_error():
     with pytest.raises(OmniSepError, match="no query bank"):
         scan(SimpleNamespace(model=gated_model(), bank=None), np.zeros(SR, np.float32), SR)
+
+
+
+class ListeningEncoder:
+    """Hears every clip as one fixed embedding; records the clips it was given."""
+
+    def __init__(self, vector):
+        self.vector = torch.nn.functional.normalize(torch.as_tensor(vector, dtype=torch.float32), dim=0)
+        self.calls: list[list[int]] = []
+
+    def embed(self, modality, clips, sample_rate=None):
+        assert modality == "audio" and sample_rate == SR
+        self.calls.append([len(clip) for clip in clips])
+        return self.vector.expand(len(clips), -1).clone()
+
+
+def verification(encoder, top=3, window_seconds=1.0, power=1.0):
+    from omnisep.queries import normalize
+    from omnisep.scan import Verification
+
+    return Verification(encoder, normalize(gated_bank().embeddings), top=top, window_seconds=window_seconds, power=power)
+
+
+def test_verification_weighs_each_label_by_how_its_separation_sounds(gated):
+    """Heard as the "half" label's row: "half" keeps its ratio, "pass" keeps cos(pass, half) = 0.5 of it."""
+    heard = gated_bank().embeddings[2]
+    encoder = ListeningEncoder(heard)
+    wave = noise_with_gap(seconds=3.2, gap=(1.0, 2.0))
+    result = scan(gated, wave, SR, frame_seconds=0.5, verify=verification(encoder, power=2.0))
+    # Windows of 1 s start at 0, 1 and 2 s; the last takes the 0.2 s remainder (under a quarter window).
+    np.testing.assert_allclose(result.window_starts, [0.0, 1.0, 2.0])
+    assert encoder.calls == [[SR] * 3, [round(1.2 * SR)] * 3]  # the silent window is not listened to
+    expected_weight = np.array([0.5**2, 0.0, 1.0])  # cos^2 with pass, block, half rows
+    np.testing.assert_allclose(result.similarity[:, [0, 2]], np.repeat(expected_weight[:, None], 2, 1), atol=1e-6)
+    assert (result.similarity[:, 1] == 0).all()
+    audible = result.audible
+    np.testing.assert_allclose(result.evidence[:, audible], result.energy_ratio[:, audible] * expected_weight[:, None], atol=1e-6)
+    np.testing.assert_allclose(result.presence, [0.25, 0.0, 0.25], atol=3e-3)
+    assert result.to_dict(0.2)["verified"] is True
+
+
+def test_only_the_top_labels_are_listened_to(gated):
+    encoder = ListeningEncoder(gated_bank().embeddings[0])
+    result = scan(gated, noise_with_gap(seconds=2.0, gap=(0.5, 0.6)), SR, verify=verification(encoder, top=1))
+    assert encoder.calls == [[SR], [SR]]  # two 1 s windows, one clip each: the label with the most energy
+    # "half" has energy but is not in the top 1, so it is not believed; "pass" sounds like itself.
+    np.testing.assert_allclose(result.presence, [1.0, 0.0, 0.0], atol=3e-3)
+    # Not listened to, "half" keeps a token UNHEARD_WEIGHT of its ratio: below anything heard, above "block".
+    np.testing.assert_allclose(result.presence[2], 0.25 * UNHEARD_WEIGHT, rtol=0.02)
+    assert result.ranking() == [0, 2, 1]
+
+
+def test_verified_scan_streams_and_from_estimates_agree(monkeypatch):
+    """Block sizes that straddle windows and frames change nothing; neither does scanning from estimates."""
+    from omnisep.apply import separate_tensor
+    from omnisep.queries import normalize
+    from omnisep.scan import Verification
+
+    torch.manual_seed(4)
+    model = SeparateNet(SeparateNetConfig(ngf=4, depth=3, k=4, emb_dim=EMB_DIM)).eval()
+    bank = QueryBank(["a", "b", "c"], torch.randn(3, EMB_DIM))
+    wave = (0.3 * np.random.default_rng(5).standard_normal(int(3.7 * SR))).astype(np.float32)
+
+    class SpectralEncoder:  # an embedding that depends on the clip: its first 8 DFT magnitudes
+        def embed(self, modality, clips, sample_rate=None):
+            spectra = [np.abs(np.fft.rfft(np.asarray(c, np.float64)))[1:9] for c in clips]
+            return torch.nn.functional.normalize(torch.tensor(np.array(spectra), dtype=torch.float32), dim=1)
+
+    check = Verification(SpectralEncoder(), normalize(bank.embeddings), top=2, window_seconds=1.2)
+    monkeypatch.setattr("omnisep.scan.STREAM_BLOCK_SECONDS", 0.7)
+    streamed = scan(SimpleNamespace(model=model, bank=bank), wave, SR, frame_seconds=0.4, verify=check)
+    estimates = separate_tensor(model, torch.from_numpy(wave), normalize(bank.embeddings)).numpy()
+    direct = scan_estimates(bank.labels, estimates, wave, 0.4, check)
+    assert streamed.similarity.shape == (3, 3)  # windows at 0, 1.2, 2.4 s (the last takes 1.3 s)
+    assert ((streamed.similarity > 1e-3).sum(axis=0) <= 2).all()  # the others: UNHEARD_WEIGHT
+    for field in ("energy_ratio", "evidence", "similarity", "presence", "window_starts"):
+        np.testing.assert_allclose(getattr(streamed, field), getattr(direct, field), rtol=1e-5, atol=1e-7)
 

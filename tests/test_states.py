@@ -212,3 +212,16 @@ def test_state_file_errors(tmp_path):
     path = saved(tmp_path)
     with pytest.raises(OmniSepError, match="not an omnisep training state"):
         load_state_file(path / "model.safetensors")
+
+
+def test_recorded_verification_settings_are_checked():
+    from omnisep.states import scan_settings, scan_threshold
+
+    config = {"inference": {"scan": {"threshold": 0.6, "verify": {"top": 6, "power": 2, "threshold": 0.3}}}}
+    assert scan_settings(config, "m")["verify"] == {"top": 6, "power": 2.0, "threshold": 0.3}
+    assert scan_threshold(config, "m", 0.4) == 0.3
+    assert scan_threshold(config, "m", 0.4, verified=False) == 0.6
+    assert scan_threshold({}, "m", 0.4) == 0.4
+    for bad in ({"top": 2.5}, {"top": 0}, {"power": True}, {"threshold": 1.5}, {"listen": 1}):
+        with pytest.raises(OmniSepError, match="inference.scan.verify"):
+            scan_settings({"inference": {"scan": {"verify": bad}}}, "m")

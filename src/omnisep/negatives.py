@@ -30,6 +30,9 @@ from omnisep.errors import OmniSepError
 DEFAULT_COUNT = 1
 DEFAULT_MAX_SIMILARITY = 0.55
 DEFAULT_ALPHA = 0.25
+# A label whose presence is under this (-30 dB of the mixture's energy, or a verified scan that heard
+# nothing like it) is not heard: never a reason to subtract it.
+HEARD = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +109,7 @@ def choose(scan_result, query: torch.Tensor, bank, setting: AutoNegative | None 
         presence = float(scan_result.presence[index])
         if index == own or float(cosine[index]) >= setting.max_similarity or presence < setting.min_presence:
             continue
-        if presence <= 0.0:
+        if presence < HEARD:
             break  # nothing of it is heard: never a reason to subtract it
         chosen.append(NegativeChoice(bank.labels[index], presence, float(cosine[index])))
     return chosen

@@ -5,6 +5,11 @@ once: the queries only weight the U-Net's k masks, so the whole bank costs one
 U-Net pass per chunk. A label's separated energy, divided by the mixture's in
 the same frame, says how much of what is heard there the model attributes to
 that label; a ratio near 1 means "this is all that sounds", near 0 "absent".
+
+That ratio is a weak witness on its own (the network gives part of every
+sound to many queries), so a model may record a :class:`Verification`: the
+query encoder listens to what the most likely labels separated, and a label
+keeps its ratio only as far as its separated audio sounds like it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ SILENCE_DB = -60.0  # frames this far below the loudest one carry no evidence
 # Audio is streamed through the separator in blocks, so memory stays bounded by
 # the separator's chunk size times the bank size, not by the file's length.
 STREAM_BLOCK_SECONDS = 10.0
+# Verification (see Verification): how many labels per window are listened to, and the window.
+DEFAULT_VERIFY_TOP = 8
+DEFAULT_VERIFY_WINDOW_SECONDS = 4.0
+# The weight of a label not listened to in a window: its evidence stays far below any useful threshold
+# (and below negatives.HEARD), yet the unheard labels still rank among themselves by their energy.
+UNHEARD_WEIGHT = 1e-4
 
 
 @dataclasses.dataclass
@@ -34,7 +45,9 @@ class ScanResult:
     """Per-label energy ratio over time and one presence score per label.
 
     ``energy_ratio[i, f]`` is label ``i``'s separated energy over the mixture's
-    in frame ``f`` (0 where the mixture is silent, see ``audible``).
+    in frame ``f`` (0 where the mixture is silent, see ``audible``). When the
+    scan was verified, ``evidence`` discounts it by how much the separated audio
+    sounds like the label; presence and segments are read from ``evidence``.
     """
 
     labels: list[str]
@@ -43,7 +56,14 @@ class ScanResult:
     duration: float
     energy_ratio: np.ndarray  # [N, F] in [0, 1]
     audible: np.ndarray  # [F] bool
-    presence: np.ndarray  # [N] in [0, 1]
+    presence: np.ndarray  # [N] in [0, 1]: the PRESENCE_QUANTILE of ``evidence`` over the audible frames
+    evidence: np.ndarray | None = None  # [N, F]: energy_ratio times the window's verification weight
+    similarity: np.ndarray | None = None  # [N, W] verification weight per window (None: not verified)
+    window_starts: np.ndarray | None = None  # [W] seconds
+
+    def __post_init__(self):
+        if self.evidence is None:
+            self.evidence = self.energy_ratio
 
     def ranking(self) -> list[int]:
         """Label indices, most present first (ties keep the bank's order)."""
@@ -53,7 +73,7 @@ class ScanResult:
         """Time spans (seconds) where the label's ratio reaches the threshold."""
         spans: list[tuple[float, float]] = []
         start = None
-        hits = (self.energy_ratio[index] >= threshold) & self.audible
+        hits = (self.evidence[index] >= threshold) & self.audible
         for f, hit in enumerate(hits):
             if hit and start is None:
                 start = float(self.times[f])
@@ -68,12 +88,14 @@ class ScanResult:
         """JSON-ready summary, labels sorted by presence."""
         return {
             "format": "omnisep-scan",
-            "format_version": 1,
+            "format_version": 2,
+            "verified": self.similarity is not None,
             "sample_rate": SAMPLE_RATE,
             "duration_seconds": round(self.duration, 4),
             "frame_seconds": self.frame_seconds,
             "threshold": threshold,
             "times": [round(float(t), 4) for t in self.times],
+            **({} if self.window_starts is None else {"window_starts": [round(float(t), 4) for t in self.window_starts]}),
             "audible": [bool(a) for a in self.audible],
             "labels": [
                 {
@@ -82,6 +104,8 @@ class ScanResult:
                     "present": bool(self.presence[i] >= threshold),
                     "segments": [[round(a, 4), round(b, 4)] for a, b in self.segments(i, threshold)],
                     "energy_ratio": [round(float(r), 4) for r in self.energy_ratio[i]],
+                    "evidence": [round(float(r), 4) for r in self.evidence[i]],
+                    **({} if self.similarity is None else {"similarity": [round(float(w), 4) for w in self.similarity[i]]}),
                 }
                 for i in self.ranking()
             ],
@@ -112,28 +136,100 @@ def _mono_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 
-class _FrameMeter:
-    """Sums of squares per frame for [Q, n] blocks arriving in order."""
+def _frame_energies(samples: np.ndarray, frame: int) -> np.ndarray:
+    """``[Q, frames]`` sums of squares of ``[Q, n]``; a short last frame counts the samples it has."""
+    whole = samples.shape[1] // frame * frame
+    # Squares in float32, sums in float64: no float64 copy of a [Q, n] block.
+    parts = [np.square(samples[:, :whole].reshape(samples.shape[0], -1, frame)).sum(axis=-1, dtype=np.float64)]
+    if samples.shape[1] > whole:
+        parts.append(np.square(samples[:, whole:].astype(np.float64)).sum(axis=-1, keepdims=True))
+    return np.concatenate(parts, axis=1)
 
-    def __init__(self, rows: int, frame: int):
-        self.frame = frame
-        self.leftover = np.zeros((rows, 0), dtype=np.float32)
-        self.energies: list[np.ndarray] = []
 
-    def add(self, block: np.ndarray) -> None:
-        samples = np.concatenate([self.leftover, block], axis=1)
-        whole = samples.shape[1] // self.frame * self.frame
-        if whole:
-            # Squares in float32, sums in float64: no float64 copy of a [Q, n] block.
-            framed = samples[:, :whole].reshape(samples.shape[0], -1, self.frame)
-            self.energies.append(np.square(framed).sum(axis=-1, dtype=np.float64))
-        self.leftover = samples[:, whole:].copy()  # not a view that keeps the whole block alive
+@dataclasses.dataclass
+class Verification:
+    """Listen to what the scan separated before believing it.
 
-    def close(self) -> np.ndarray:
-        """``[Q, frames]``; a short last frame counts the samples it has."""
-        if self.leftover.shape[1]:
-            self.energies.append(np.square(self.leftover.astype(np.float64)).sum(axis=-1, keepdims=True))
-        return np.concatenate(self.energies, axis=1) if self.energies else np.zeros((self.leftover.shape[0], 0))
+    A label's separated energy alone ranks badly: the network hands some of
+    every sound to many queries. So, window by window, the ``top`` labels with
+    the most separated energy have their separated audio embedded by the
+    model's own audio encoder, and each keeps its energy ratio in proportion
+    to how much that audio resembles the label (cosine with the label's bank
+    row, clipped at 0, to the ``power``); the other labels get
+    :data:`UNHEARD_WEIGHT` there.
+    """
+
+    encoder: object  # the Query-Net the model was trained with (Separator.encoder)
+    rows: torch.Tensor  # the bank's normalised rows [N, D]
+    top: int = DEFAULT_VERIFY_TOP
+    window_seconds: float = DEFAULT_VERIFY_WINDOW_SECONDS
+    power: float = 1.0
+
+    def weights(self, separated: np.ndarray, ratio: np.ndarray, live: np.ndarray) -> np.ndarray:
+        """``[N]`` weights of one window from its separated audio ``[N, n]`` and frame ratios ``[N, F]``."""
+        if not live.any():
+            return np.zeros(separated.shape[0], dtype=np.float32)  # silence: the ratios are 0 anyway
+        weights = np.full(separated.shape[0], UNHEARD_WEIGHT, dtype=np.float32)
+        presence = np.quantile(ratio[:, live], PRESENCE_QUANTILE, axis=1)
+        top = np.argsort(-presence, kind="stable")[: self.top]
+        with torch.inference_mode():
+            heard = self.encoder.embed("audio", [separated[i] for i in top], sample_rate=SAMPLE_RATE)
+        similarity = (heard * self.rows[torch.as_tensor(top)].to(heard.dtype)).sum(dim=1).numpy()
+        weights[top] = np.clip(similarity, 0.0, 1.0) ** self.power
+        return weights
+
+
+class _Meter:
+    """Frame energies (and, when verifying, window weights) of separated ``[Q, n]`` and mixture ``[n]`` blocks.
+
+    Audio is cut into windows that start at multiples of the window length, so
+    the same file gives the same numbers whatever the block sizes; the last
+    window takes a remainder shorter than a quarter window instead of judging
+    a sliver on its own.
+    """
+
+    def __init__(self, rows: int, frame: int, verification: Verification | None = None):
+        self.frame, self.verification = frame, verification
+        seconds = verification.window_seconds if verification is not None else STREAM_BLOCK_SECONDS
+        self.window = frame * max(1, round(seconds * SAMPLE_RATE / frame))
+        self.targets = np.zeros((rows, 0), dtype=np.float32)
+        self.mixture = np.zeros(0, dtype=np.float32)
+        self.target_energy: list[np.ndarray] = []
+        self.mixture_energy: list[np.ndarray] = []
+        self.weights: list[np.ndarray] = []  # [N] per window
+        self.window_frames: list[int] = []
+
+    def add(self, targets: np.ndarray, mixture: np.ndarray) -> None:
+        self.targets = np.concatenate([self.targets, np.asarray(targets, dtype=np.float32)], axis=1)
+        self.mixture = np.concatenate([self.mixture, np.asarray(mixture, dtype=np.float32).reshape(-1)])
+        while self.mixture.size >= self.window + self.window // 4:
+            self._close_window(self.window)
+
+    def _close_window(self, length: int) -> None:
+        targets, mixture = self.targets[:, :length], self.mixture[:length]
+        target_energy = _frame_energies(targets, self.frame)
+        mixture_energy = _frame_energies(mixture[None], self.frame)[0]
+        if self.verification is not None:
+            live = (mixture_energy > 1e-12) & (mixture_energy > mixture_energy.max() * 10 ** (SILENCE_DB / 10))
+            ratio = np.zeros_like(target_energy)
+            np.divide(target_energy, mixture_energy, out=ratio, where=live[None, :])
+            self.weights.append(self.verification.weights(targets, ratio, live))
+        self.target_energy.append(target_energy)
+        self.mixture_energy.append(mixture_energy)
+        self.window_frames.append(mixture_energy.size)
+        # Copies, not views that keep the whole buffer alive.
+        self.targets, self.mixture = self.targets[:, length:].copy(), self.mixture[length:].copy()
+
+    def close(self, labels, n_samples: int) -> ScanResult:
+        if self.mixture.size:
+            self._close_window(self.mixture.size)
+        rows = self.targets.shape[0]
+        targets = np.concatenate(self.target_energy, axis=1) if self.target_energy else np.zeros((rows, 0))
+        mixture = np.concatenate(self.mixture_energy) if self.mixture_energy else np.zeros(0)
+        weights = None
+        if self.verification is not None:
+            weights = np.stack(self.weights, axis=1) if self.weights else np.zeros((rows, 0), np.float32)
+        return _result(labels, targets, mixture, self.frame, n_samples, weights, self.window_frames)
 
 
 def _frame_samples(frame_seconds: float) -> int:
@@ -146,26 +242,32 @@ def _frame_samples(frame_seconds: float) -> int:
 class ScanStream:
     """Scan audio that arrives in blocks: mono 16 kHz samples in, a :class:`ScanResult` at the end.
 
-    Holds about one separator chunk of audio plus one number per (label,
-    frame), so an hour costs the memory of a minute (the per-frame ratios
-    grow by ``labels x 4`` bytes per frame).
+    Holds about one separator chunk and one scan window of audio plus a few
+    numbers per (label, frame), so an hour costs the memory of a minute (the
+    per-frame arrays grow by ``labels x 8`` bytes per frame).
     """
 
-    def __init__(self, separator_or_model, frame_seconds: float = DEFAULT_FRAME_SECONDS):
+    def __init__(self, separator_or_model, frame_seconds: float = DEFAULT_FRAME_SECONDS, verify: bool | Verification = True):
         from omnisep.apply import ChunkedSeparator
         from omnisep.queries import normalize
 
         self.frame = _frame_samples(frame_seconds)
         self.model, self.bank = _model_and_bank(separator_or_model)
         queries = normalize(torch.as_tensor(self.bank.embeddings, dtype=torch.float32))
+        verification = verification_for(separator_or_model) if verify is True else (verify or None)
         # ChunkedSeparator is separate_tensor's engine: one U-Net pass per chunk for
         # the whole bank; fed block by block, it never holds [Q, T] for the file.
         self._was_training = self.model.training
         self.model.eval()  # BatchNorm must use its running statistics
         self.engine = ChunkedSeparator(self.model, queries, signals=1)
-        self.targets = _FrameMeter(len(self.bank.labels), self.frame)
-        self.mixture = _FrameMeter(1, self.frame)
+        self.meter = _Meter(len(self.bank.labels), self.frame, verification)
+        self.pending = np.zeros(0, dtype=np.float32)  # mixture samples whose separation has not come out yet
         self.samples = 0
+
+    def _add(self, separated: np.ndarray) -> None:
+        n = separated.shape[1]
+        self.meter.add(separated, self.pending[:n])
+        self.pending = self.pending[n:].copy()
 
     def push(self, wave: np.ndarray) -> None:
         """Add mono 16 kHz samples ``[n]``."""
@@ -173,27 +275,28 @@ class ScanStream:
         step = max(1, round(STREAM_BLOCK_SECONDS * SAMPLE_RATE))
         for start in range(0, wave.size, step):
             block = wave[start : start + step]
-            self.mixture.add(block[None])
-            self.targets.add(self.engine.push(block[None])[:, 0])
+            self.pending = np.concatenate([self.pending, block])
+            self._add(self.engine.push(block[None])[:, 0])
         self.samples += wave.size
 
     def finish(self) -> ScanResult:
         try:
-            self.targets.add(self.engine.finish()[:, 0])
+            self._add(self.engine.finish()[:, 0])
         finally:
             self.model.train(self._was_training)
-        return _result(self.bank.labels, self.targets.close(), self.mixture.close()[0], self.frame, self.samples)
+        return self.meter.close(self.bank.labels, self.samples)
 
 
-def _result(labels, target_energy: np.ndarray, mixture_energy: np.ndarray, frame: int, n_samples: int) -> ScanResult:
+def _result(labels, target_energy, mixture_energy, frame, n_samples, weights=None, window_frames=()) -> ScanResult:
     n_frames = mixture_energy.size
     loudest = float(mixture_energy.max()) if n_frames else 0.0
     audible = (mixture_energy > loudest * 10 ** (SILENCE_DB / 10)) & (mixture_energy > 1e-12)
     ratio = np.zeros_like(target_energy)
     np.divide(target_energy, mixture_energy, out=ratio, where=audible[None, :])
     ratio = np.clip(ratio, 0.0, 1.0)
+    evidence = ratio if weights is None else ratio * np.repeat(weights, list(window_frames), axis=1)
     if audible.any():
-        presence = np.quantile(ratio[:, audible], PRESENCE_QUANTILE, axis=1)
+        presence = np.quantile(evidence[:, audible], PRESENCE_QUANTILE, axis=1)
     else:
         presence = np.zeros(len(labels))
     return ScanResult(
@@ -204,23 +307,57 @@ def _result(labels, target_energy: np.ndarray, mixture_energy: np.ndarray, frame
         energy_ratio=ratio.astype(np.float32),
         audible=audible,
         presence=presence.astype(np.float32),
+        evidence=evidence.astype(np.float32),
+        similarity=None if weights is None else weights.astype(np.float32),
+        window_starts=None if weights is None else np.cumsum([0, *window_frames[:-1]]) * frame / SAMPLE_RATE,
     )
 
 
 def scan_estimates(
-    labels, estimates: np.ndarray, mixture: np.ndarray, frame_seconds: float = DEFAULT_FRAME_SECONDS
+    labels,
+    estimates: np.ndarray,
+    mixture: np.ndarray,
+    frame_seconds: float = DEFAULT_FRAME_SECONDS,
+    verification: Verification | None = None,
 ) -> ScanResult:
     """:func:`scan`'s result from every label's estimate ``[N, T]`` of a mono 16 kHz ``mixture [T]``, already separated.
 
     For callers that need the estimates as well (evaluation): given what :func:`scan`'s
-    engine separates (``apply.separate_tensor`` of the bank's normalised rows), the result
-    is :func:`scan`'s, number for number.
+    engine separates (``apply.separate_tensor`` of the bank's normalised rows) and the
+    same verification, the result is :func:`scan`'s, number for number.
     """
-    frame = _frame_samples(frame_seconds)
-    targets, mix = _FrameMeter(len(labels), frame), _FrameMeter(1, frame)
-    targets.add(np.asarray(estimates, dtype=np.float32))
-    mix.add(np.asarray(mixture, dtype=np.float32).reshape(1, -1))
-    return _result(labels, targets.close(), mix.close()[0], frame, mixture.size)
+    meter = _Meter(len(labels), _frame_samples(frame_seconds), verification)
+    meter.add(np.asarray(estimates, dtype=np.float32), np.asarray(mixture, dtype=np.float32).reshape(-1))
+    return meter.close(labels, np.asarray(mixture).size)
+
+
+def verification_for(source, path=None) -> Verification | None:
+    """The model's recorded verification (``inference.scan.verify``) with its encoder, or None when it records none.
+
+    A Separator lends its encoder; a bare checkpoint gets the one it was trained with.
+    """
+    config = getattr(source, "config", None)
+    if not config:
+        return None
+    from omnisep.states import scan_settings
+
+    setting = scan_settings(config, path or getattr(source, "path", "the model"))["verify"]
+    if setting is None:
+        return None
+    setting = {key: value for key, value in setting.items() if key != "threshold"}
+    encoder = getattr(source, "encoder", None)
+    if encoder is None:
+        from omnisep.encoders import get_encoder
+        from omnisep.states import check_encoder
+
+        recorded = config["encoder"]
+        encoder = get_encoder(recorded["name"], **(recorded.get("options") or {}))
+        check_encoder(config, encoder.identity())
+    from omnisep.queries import normalize
+
+    _, bank = _model_and_bank(source)
+    rows = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
+    return Verification(encoder, rows, **setting)
 
 
 def scan(
@@ -228,9 +365,14 @@ def scan(
     audio: np.ndarray,
     sample_rate: int,
     frame_seconds: float = DEFAULT_FRAME_SECONDS,
+    verify: bool | Verification = True,
 ) -> ScanResult:
-    """Separate every bank label from ``audio`` and score its presence per frame."""
-    stream = ScanStream(separator_or_model, frame_seconds)
+    """Separate every bank label from ``audio`` and score its presence per frame.
+
+    ``verify``: True applies the model's recorded :class:`Verification` (if it
+    records one), False skips it (faster, ranks less well), or pass one.
+    """
+    stream = ScanStream(separator_or_model, frame_seconds, verify)
     stream.push(_mono_16k(audio, sample_rate))
     return stream.finish()
 
@@ -240,6 +382,7 @@ def scan_file(
     path: str | os.PathLike,
     frame_seconds: float = DEFAULT_FRAME_SECONDS,
     on_input=None,
+    verify: bool | Verification = True,
 ) -> ScanResult:
     """:func:`scan` of a file of any length, decoded and resampled block by block (flat memory).
 
@@ -250,7 +393,7 @@ def scan_file(
 
     from omnisep.audio import AudioReader
 
-    stream = ScanStream(separator_or_model, frame_seconds)
+    stream = ScanStream(separator_or_model, frame_seconds, verify)
     reader = AudioReader(path)
     try:
         down = None

@@ -1,11 +1,13 @@
 """What a scan found, as time segments people can use: JSON, CSV, Audacity labels, a timeline.
 
-A :class:`~omnisep.scan.ScanResult` holds, per label and frame, the share of
-the mixture's energy the label's separation keeps. A label is *found* when its
-presence (0.9 quantile over the audible frames) reaches the threshold; its
-*segments* are the runs of audible frames whose ratio reaches the threshold,
-with gaps up to ``merge_gap`` seconds bridged and runs shorter than
-``min_seconds`` dropped. A segment's confidence is its mean ratio.
+A :class:`~omnisep.scan.ScanResult` holds, per label and frame, the evidence
+that the label sounds: the share of the mixture's energy the label's
+separation keeps, discounted (when verified) by how much that separated audio
+sounds like the label. A label is *found* when its presence (0.9 quantile of
+the evidence over the audible frames) reaches the threshold; its *segments*
+are the runs of audible frames whose evidence reaches the threshold, with
+gaps up to ``merge_gap`` seconds bridged and runs shorter than
+``min_seconds`` dropped. A segment's confidence is its mean evidence.
 
 Every writer is atomic (temporary file in the target folder, then rename), so
 a file on disk is always complete.
@@ -40,7 +42,7 @@ class Segment:
     label: str
     start: float  # seconds
     end: float  # seconds
-    confidence: float  # mean energy ratio over the segment's audible frames, in [0, 1]
+    confidence: float  # mean evidence over the segment's audible frames, in [0, 1]
 
     def to_dict(self) -> dict:
         return {
@@ -60,7 +62,7 @@ def label_segments(
     result: ScanResult, index: int, threshold: float = DEFAULT_THRESHOLD, min_seconds: float = 0.0, merge_gap: float = 0.0
 ) -> list[Segment]:
     """One label's segments (see the module docstring), in time order."""
-    hits = (result.energy_ratio[index] >= threshold) & result.audible
+    hits = (result.evidence[index] >= threshold) & result.audible
     frame = result.frame_seconds
     runs: list[list[int]] = []  # [first frame, stop frame)
     for f in np.flatnonzero(hits):
@@ -74,7 +76,7 @@ def label_segments(
         if end - start + 1e-9 < min_seconds:
             continue
         inside = result.audible[first:stop]
-        ratios = result.energy_ratio[index, first:stop][inside]
+        ratios = result.evidence[index, first:stop][inside]
         confidence = float(ratios.mean()) if ratios.size else 0.0
         segments.append(Segment(result.labels[index], start, end, confidence))
     return segments
@@ -186,14 +188,14 @@ def plot_timeline(
         for segment in (s for s in segments if s.label == result.labels[index]):
             ax.axvspan(segment.start, segment.end, ymin=0.05, ymax=0.95, color=colour,
                        alpha=0.25 + 0.6 * segment.confidence, lw=0)
-        ax.plot(times, result.energy_ratio[index], color="black", lw=0.8)
+        ax.plot(times, result.evidence[index], color="black", lw=0.8)
         ax.axhline(threshold, color="black", lw=0.5, ls=":")
         ax.set_ylim(0, 1.02)
         ax.set_yticks([])
         ax.set_ylabel(f"{result.labels[index]}\n{result.presence[index]:.2f}", rotation=0, ha="right",
                       va="center", fontsize=8)
     axes[-1].set_xlim(0, end)
-    axes[-1].set_xlabel("time (s)   bars: segments (darker = more confident); line: energy ratio; dotted: threshold")
+    axes[-1].set_xlabel("time (s)   bars: segments (darker = more confident); line: evidence; dotted: threshold")
     fig.tight_layout()
     handle, temp = tempfile.mkstemp(suffix=".png", dir=path.parent)
     os.close(handle)

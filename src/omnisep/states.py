@@ -372,12 +372,37 @@ def contrast_strength(config: dict, path) -> float:
     return strength
 
 
-def scan_threshold(config: dict, path, fallback: float) -> float:
-    """The presence threshold chosen for this model on validation (``inference.scan.threshold``), else ``fallback``."""
+SCAN_VERIFY_FIELDS = {"top": int, "window_seconds": float, "power": float, "threshold": float}
+
+
+def scan_settings(config: dict, path) -> dict:
+    """The checkpoint's ``inference.scan`` section, chosen for this model on validation: ``threshold`` (or None)
+    for the plain scan, and ``verify`` (or None): the ``scan.Verification`` settings plus the threshold of
+    the verified scan's evidence."""
     section = (config.get("inference") or {}).get("scan") or {}
-    if not isinstance(section, dict) or set(section) - {"threshold"}:
-        raise OmniSepError(f"model {describe(path)}: inference.scan takes only 'threshold'.")
-    value = section.get("threshold", fallback)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if not isinstance(section, dict) or set(section) - {"threshold", "verify"}:
+        raise OmniSepError(f"model {describe(path)}: inference.scan takes only 'threshold' and 'verify'.")
+    value = section.get("threshold")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0):
         raise OmniSepError(f"model {describe(path)}: inference.scan.threshold must be between 0 and 1, got {value!r}.")
-    return float(value)
+    verify = section.get("verify")
+    if verify is not None:
+        if not isinstance(verify, dict) or set(verify) - set(SCAN_VERIFY_FIELDS):
+            raise OmniSepError(f"model {describe(path)}: inference.scan.verify takes {', '.join(sorted(SCAN_VERIFY_FIELDS))}.")
+        for key, kind in SCAN_VERIFY_FIELDS.items():
+            item = verify.get(key)
+            if item is not None and (isinstance(item, bool) or not isinstance(item, (int, float)) or item <= 0
+                                     or (kind is int and item != int(item)) or (key == "threshold" and item > 1)):
+                raise OmniSepError(f"model {describe(path)}: inference.scan.verify.{key} must be a positive "
+                                   f"{'whole number' if kind is int else 'number'}, got {item!r}.")
+        verify = {key: kind(verify[key]) for key, kind in SCAN_VERIFY_FIELDS.items() if key in verify}
+    return {"threshold": None if value is None else float(value), "verify": verify}
+
+
+def scan_threshold(config: dict, path, fallback: float, verified: bool = True) -> float:
+    """The presence threshold chosen for this model on validation, else ``fallback``: the verified scan's
+    (``inference.scan.verify.threshold``) when the model verifies and ``verified`` is asked, else the plain one."""
+    settings = scan_settings(config, path)
+    if verified and settings["verify"] is not None and "threshold" in settings["verify"]:
+        return settings["verify"]["threshold"]
+    return fallback if settings["threshold"] is None else settings["threshold"]

@@ -116,3 +116,30 @@ def test_the_threshold_defaults_to_the_models_own(tiny_checkpoint, recording, tm
     (model / "config.json").write_text(json.dumps(config))
     assert main(["scan", str(recording), "--model", str(model)]) == 2
     assert "inference.scan.threshold must be between 0 and 1" in capsys.readouterr().err
+
+
+def test_a_model_that_records_a_verification_is_verified_unless_asked_not_to(tiny_checkpoint, recording, tmp_path, capsys):
+    """The toy encoder listens to the top labels; --no-verify gives the plain scan and the plain threshold."""
+    import shutil
+
+    model = tmp_path / "verifying"
+    shutil.copytree(tiny_checkpoint, model)
+    config = json.loads((model / "config.json").read_text())
+    config["inference"] = {"scan": {"threshold": 0.61, "verify": {"top": 2, "window_seconds": 2.0, "threshold": 0.07}}}
+    (model / "config.json").write_text(json.dumps(config))
+
+    assert main(["scan", str(recording), "--model", str(model), "--json"]) == 0
+    verified = json.loads(capsys.readouterr().out)
+    assert verified["verified"] is True and verified["threshold"] == 0.07
+    assert verified["window_starts"] == [0.0]  # 1.5 s, under 1.25 windows of 2 s: one window
+    listened = [entry for entry in verified["labels"] if entry["similarity"][0] > 1e-3]
+    assert 1 <= len(listened) <= 2  # at most the top 2 labels are believed
+    for entry in verified["labels"]:
+        expected = [r * entry["similarity"][0] for r in entry["energy_ratio"]]
+        assert entry["evidence"] == pytest.approx(expected, abs=2e-4)
+
+    assert main(["scan", str(recording), "--model", str(model), "--json", "--no-verify"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert plain["verified"] is False and plain["threshold"] == 0.61 and "window_starts" not in plain
+    for entry in plain["labels"]:
+        assert entry["evidence"] == entry["energy_ratio"]

@@ -194,8 +194,10 @@ def evaluate_auto_negative():
 @click.option("--alphas", default="0.25,0.5,1", show_default=True, help="Comma-separated negative strengths to sweep.")
 @click.option("--negative-mode", type=click.Choice(["proportional", "naive", "logit"]), default=None,
               help="How every negative acts [default: the checkpoint's own].")
+@click.option("--no-verify", is_flag=True, help="Choose from the plain scan, even when the model records a verification.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, alphas, negative_mode, quiet):
+def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, alphas, negative_mode, no_verify,
+                      quiet):
     """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
     from omnisep.evaluation import auto_negative
 
@@ -203,7 +205,7 @@ def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, modes, 
     partial = out.with_name(f"{out.stem}.partial.json")
     data = auto_negative.run(checkpoint, mixtures, manifest, cache, modes=_csv_list(modes, "--modes"), limit=limit,
                              sources=_csv_list(sources, "--sources"), progress=not quiet, partial=partial,
-                             alphas=parse_alphas(alphas), negative_mode=negative_mode)
+                             alphas=parse_alphas(alphas), negative_mode=negative_mode, verify=not no_verify)
     auto_negative.save_run(data, out)
     partial.unlink(missing_ok=True)
     click.echo(f"{data['count']} mixtures in {data['seconds']} s -> {out}; best setting: {auto_negative.choose_defaults(data['summary'])}")
@@ -244,14 +246,15 @@ def evaluate_presence():
               help="Manifest of the items (default: manifest.jsonl beside MIXTURES).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="An .npz with every scan.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N mixtures.")
+@click.option("--no-verify", is_flag=True, help="Score the plain scan, even when the model records a verification.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def presence_run(checkpoint, mixtures, manifest, out, limit, quiet):
+def presence_run(checkpoint, mixtures, manifest, out, limit, no_verify, quiet):
     """Scan MIXTURES and store presence scores and truth; prints the scores at the best clip-level threshold."""
     import json
 
     from omnisep.evaluation import presence
 
-    data = presence.scan_mixtures(checkpoint, mixtures, manifest, limit, progress=not quiet)
+    data = presence.scan_mixtures(checkpoint, mixtures, manifest, limit, progress=not quiet, verify=not no_verify)
     presence.save(data, out)
     click.echo(json.dumps(presence.score(data, presence.best_threshold(data)), indent=1))
 

@@ -54,7 +54,7 @@ def _print_table(result, threshold: float, top: int, source: str, min_seconds: f
     table.add_column("label")
     table.add_column("presence", justify="right")
     table.add_column("present", justify="center")
-    table.add_column(f"when (ratio >= {threshold:g})")
+    table.add_column(f"when (evidence >= {threshold:g})")
     for index in result.ranking()[:top]:
         present = result.presence[index] >= threshold
         table.add_row(
@@ -88,12 +88,19 @@ def _print_table(result, threshold: float, top: int, source: str, min_seconds: f
 @click.option("--merge-gap", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Join segments of a label separated by at most this many seconds.")
 @click.option("--overwrite", is_flag=True, help="Replace existing --export files.")
-def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export_dir, min_seconds, merge_gap, overwrite):
+@click.option("--no-verify", is_flag=True,
+              help="Skip listening to the top labels' separated audio with the query encoder "
+                   "(faster, ranks less well; models that record no verification never verify).")
+def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export_dir, min_seconds, merge_gap, overwrite,
+         no_verify):
     """Find which labels of the model's query bank are present in INPUT, and when.
 
     Every label is separated at once (one U-Net pass per chunk); a label's
-    presence is the share of the mixture's energy its separation keeps
-    (0.9 quantile over the audible frames).
+    evidence is the share of the mixture's energy its separation keeps. The
+    model's query encoder then listens to the separated audio of the most
+    likely labels, 4 s at a time, and each keeps its evidence in proportion to
+    how much it sounds like the label. Presence: the 0.9 quantile of the
+    evidence over the audible frames.
 
     \b
     Examples:
@@ -108,7 +115,7 @@ def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export
     from omnisep.pretrained import resolve_model
     from omnisep.plotting import check_png_path
     from omnisep.plotting.scan import plot_scan
-    from omnisep.scan import scan_file
+    from omnisep.scan import scan_file, verification_for
     from omnisep.segments import export, export_paths, find_segments
     from omnisep.states import load_checkpoint, scan_threshold
 
@@ -119,19 +126,21 @@ def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export
     reader = AudioReader(input_path)  # a bad file fails before the model loads
     total = round(reader.duration_estimate * reader.sample_rate) if reader.duration_estimate else None
     reader.close()
-    # Only the model and its bank are needed: no query encoder to load.
+    # The model and its bank; the query encoder only when the model verifies (verification_for loads it).
     model_path = resolve_model(model)
     checkpoint = load_checkpoint(model_path)
+    verification = None if no_verify else verification_for(checkpoint, model_path)
     if threshold is None:  # the model's own, chosen on validation (DEFAULT_THRESHOLD for models that record none)
-        threshold = scan_threshold(checkpoint.config, model_path, DEFAULT_THRESHOLD)
+        threshold = scan_threshold(checkpoint.config, model_path, DEFAULT_THRESHOLD, verified=verification is not None)
     with _progress(input_path.name, total, enabled=not as_json) as advance:
-        result = scan_file(checkpoint, input_path, frame_seconds=frame_seconds, on_input=advance)
+        result = scan_file(checkpoint, input_path, frame_seconds=frame_seconds, on_input=advance,
+                           verify=verification or False)
     if export_dir is not None:
         segments = find_segments(result, threshold, min_seconds, merge_gap)
         paths = export(result, segments, export_dir, input_path.stem, threshold, overwrite, input=str(input_path), model=model)
         click.echo(f"wrote {len(segments)} segments to {', '.join(str(p) for p in paths.values())}", err=True)
     if plot is not None:
-        plot_scan(result, plot, threshold=threshold, max_labels=top, title=f"{input_path.name}: share of the mixture's energy per label")
+        plot_scan(result, plot, threshold=threshold, max_labels=top, title=f"{input_path.name}: evidence per label")
     if as_json:
         summary = {"input": str(input_path), "model": model, **result.to_dict(threshold)}
         click.echo(json.dumps(summary, indent=2))

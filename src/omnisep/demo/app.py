@@ -206,7 +206,8 @@ def scan_mixture(session: DemoSession, mixture) -> tuple[Path, str]:
     audio, rate = session._load(mixture, "Mixture")
     result = scan(session.separator, audio, rate)
     config = getattr(session.separator, "config", None) or {}
-    threshold = scan_threshold(config, getattr(session.separator, "path", "the model"), DEFAULT_THRESHOLD)
+    threshold = scan_threshold(config, getattr(session.separator, "path", "the model"), DEFAULT_THRESHOLD,
+                               verified=result.similarity is not None)
     segments = find_segments(result, threshold)
     session._prune_old_results()
     folder = session.work_dir / f"{time.strftime('%Y%m%d-%H%M%S')}-scan-{os.urandom(3).hex()}"

@@ -73,14 +73,14 @@ class _OnePass:
                                               combine=queries.combine)
         return out[0].numpy()
 
-    def scan(self, bank, mixture: np.ndarray, frame_seconds: float = 0.5):
+    def scan(self, bank, mixture: np.ndarray, frame_seconds: float = 0.5, verification=None):
         """:func:`omnisep.scan.scan` of the mixture from this pass's features (the scan's engine runs
         the same single U-Net pass on an input of one chunk, so the numbers are the same)."""
         from omnisep.queries import normalize
         from omnisep.scan import scan_estimates
 
         estimates = self.separate(normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32)), mixture.size)
-        return scan_estimates(bank.labels, estimates, mixture, frame_seconds)
+        return scan_estimates(bank.labels, estimates, mixture, frame_seconds, verification)
 
 
 class _BankTable:
@@ -123,11 +123,13 @@ def run(
     controls: bool = True,
     partial=None,
     negative_mode: str | None = None,
+    verify: bool = True,
 ) -> dict:
     """Per mode and per query key, the SDRi of every mixture (None where skipped), plus label-choice stats.
 
     ``negative_mode``: how every negative (oracle, control, automatic) acts, eq. 4 on the vector
-    (proportional) or on the mask logits (logit); default: the checkpoint's own.
+    (proportional) or on the mask logits (logit); default: the checkpoint's own. ``verify``: the
+    scans are verified as the model records (``omnisep.scan.Verification``), as the API's are.
 
     ``controls`` adds two queries that tell what the scan contributes: a negative from a random
     other label (never the own one), and the query scaled by ``1 + alpha`` with nothing
@@ -140,10 +142,11 @@ def run(
     from omnisep.evaluation.protocol import EvaluationConfig
     from omnisep.evaluation.protocol.queries import QueryBuilder, load_query_table, needed_items
     from omnisep.queries import QueryRows, background_query, check_negative_mode, contrast_terms, negative_terms
-    from omnisep.scan import scan
+    from omnisep.scan import scan, verification_for
     from omnisep.states import contrast_strength, load_checkpoint, negative_defaults
 
     loaded = load_checkpoint(checkpoint)
+    verification = verification_for(loaded, checkpoint) if verify else None
     model, bank = loaded.model.eval(), loaded.bank
     negative_mode = check_negative_mode(negative_mode or negative_defaults(loaded.config, checkpoint)["mode"])
     # As the API: a query with nothing subtracted carries the model's query contrast.
@@ -185,7 +188,7 @@ def run(
         mixture_sdr = sdr(target, mixture.numpy())
         valid = mixture_sdr is not None and not is_silent(interferer[:SCORED_LENGTH])
         one_pass = _OnePass(model, mixture)
-        scanned = {"mixture": one_pass.scan(bank, mixture.numpy())}
+        scanned = {"mixture": one_pass.scan(bank, mixture.numpy(), verification=verification)}
         for mode in modes:
             query = builder.base_query(target_item, mode, index)
             if query is None:
@@ -206,7 +209,7 @@ def run(
                     )
             if "residual" in sources:
                 plain = one_pass.separate(query[None], mixture.shape[-1])[0]
-                scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000)
+                scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000, verify=verification or False)
             for source, n, similarity in settings:
                 chosen = negatives.choose(scanned[source], query, bank, negatives.AutoNegative(n, min(similarity, 1.0)))
                 labels = {c.label for c in chosen}

@@ -27,18 +27,22 @@ from pathlib import Path
 import numpy as np
 
 ACTIVE_SHARE = 0.1  # a source heard at -10 dB under the mixture counts as sounding in that frame
-THRESHOLDS = tuple(np.round(np.arange(0.05, 0.96, 0.025), 3))
+# Finer at the low end, where a verified scan's evidence (energy share x similarity^2) lives.
+THRESHOLDS = tuple(np.round(np.concatenate([np.arange(0.01, 0.05, 0.005), np.arange(0.05, 0.96, 0.025)]), 3))
 
 
-def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None, frame_seconds: float = 0.5, progress=True) -> dict:
-    """Scan every mixture; returns arrays (presence, ratios, truth) for :func:`score`."""
+def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None, frame_seconds: float = 0.5, progress=True,
+                  verify: bool = True) -> dict:
+    """Scan every mixture (verified when the model records a verification and ``verify``); returns arrays
+    (presence, evidence per frame as ``ratios``, truth) for :func:`score`."""
     from omnisep.data.mixing import fit_to_length, load_clip
     from omnisep.data.mixtures import load_test_set
-    from omnisep.scan import scan
+    from omnisep.scan import scan, verification_for
     from omnisep.spectral import SAMPLE_RATE, SEGMENT as SEGMENT_SAMPLES
     from omnisep.states import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
+    verification = verification_for(loaded, checkpoint) if verify else None
     labels = list(loaded.bank.labels)
     test_set = load_test_set(mixtures, manifest)
     count = len(test_set.mixtures) if limit is None else min(limit, len(test_set.mixtures))
@@ -54,7 +58,7 @@ def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None,
         row = test_set.mixtures[index]
         sources = np.stack([fit_to_length(load_clip(test_set.items[i].audio), SEGMENT_SAMPLES, None) for i in row]) / len(row)
         mixture = sources.sum(0).astype(np.float32)
-        result = scan(loaded, mixture, SAMPLE_RATE, frame_seconds)
+        result = scan(loaded, mixture, SAMPLE_RATE, frame_seconds, verify=verification or False)
         n_frames = result.energy_ratio.shape[1]
         padded = np.zeros((len(row), n_frames * frame))
         padded[:, : sources.shape[1]] = sources
@@ -69,7 +73,7 @@ def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None,
                 clip[position] = True
                 frames[position] |= (source_energy[n] >= ACTIVE_SHARE * mixture_energy) & result.audible
         presence.append(result.presence)
-        ratios.append(result.energy_ratio)
+        ratios.append(result.evidence)
         audible.append(result.audible)
         truth_clip.append(clip)
         truth_frame.append(frames)
@@ -85,6 +89,7 @@ def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None,
         "truth_clip": np.stack(truth_clip),
         "truth_frame": np.stack(truth_frame),
         "seconds": np.array(time.perf_counter() - started),
+        "verified": np.array(verification is not None),
     }
 
 
@@ -108,7 +113,18 @@ def score(data: dict, threshold: float) -> dict:
     top = np.mean([set(order[i, : sources[i]]) == set(np.flatnonzero(data["truth_clip"][i])) for i in range(len(order))])
     found = (data["presence"] >= threshold).sum(1)
     return {"threshold": float(threshold), "clip": clip, "frame": frame, "truth_is_top": float(top),
-            "labels_found_per_mixture": float(found.mean())}
+            "labels_found_per_mixture": float(found.mean()), **ranking_scores(data)}
+
+
+def ranking_scores(data: dict) -> dict:
+    """Threshold-free, as the usage report defines them: is the top-ranked label present, and how often
+    a present label outranks an absent one (AUC within each mixture, averaged)."""
+    from omnisep.evaluation.usage import _auc
+
+    presence, truth = data["presence"], data["truth_clip"]
+    top = truth[np.arange(len(presence)), presence.argmax(1)]
+    aucs = [_auc(p, list(np.flatnonzero(t))) for p, t in zip(presence, truth) if t.any()]
+    return {"top_label_present": float(top.mean()), "auc": float(np.nanmean(aucs))}
 
 
 def best_threshold(data: dict, thresholds=THRESHOLDS) -> float:
@@ -161,7 +177,15 @@ def write_report(validation, test, out) -> str:
             extra = f"{result['labels_found_per_mixture']:.1f} | {result['truth_is_top']:.1%}" if level == "clip" else " | "
             lines.append(f"| {name} ({sizes[name]}) | {level} "
                          f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {extra} |")
+    verified = {bool(data.get("verified", False)) for data in (val, tst)}
+    lines.append("\nThe scan was " + ("verified (the model's query encoder listened to the top labels; "
+                                       "omnisep.scan.Verification)." if verified == {True} else
+                                       "plain (no verification)." if verified == {False} else
+                                       "verified for one list and plain for the other: not comparable."))
     for name, data in (("validation", val), ("test", tst)):
+        ranking = ranking_scores(data)
+        lines.append(f"\n{name}: the top-ranked label is present in {ranking['top_label_present']:.1%} of the mixtures; "
+                     f"a present label outranks an absent one {ranking['auc']:.1%} of the time (AUC within a mixture).")
         order = np.argsort(-data["presence"], axis=1)
         ranks = [int(np.flatnonzero(order[i] == j)[0]) + 1 for i in range(len(order)) for j in np.flatnonzero(data["truth_clip"][i])]
         lines.append(f"\n{name}: a true label's median rank among the {data['presence'].shape[1]} labels is {np.median(ranks):g} "

@@ -9,9 +9,11 @@ For every test mixture (target A, interferer B) and the model's text queries
 * **selectivity**: SDR of A from A's query minus SDR of A from B's query
   (both against A; a model that only turns the mixture down scores 0 dB);
 * **per-class SDRi** of A from A's query;
-* **scan accuracy**, what :func:`omnisep.scan.scan` finds: is the top-ranked
-  label one of the two present ones, and the fraction of (present, absent)
-  label pairs ranked the right way round (the area under the ROC curve).
+* **scan accuracy**, what :func:`omnisep.scan.scan` finds with ``verify=False``
+  (the plain scan; the verified one, which listens with the query encoder, is
+  scored by :mod:`omnisep.evaluation.presence`): is the top-ranked label one of
+  the two present ones, and the fraction of (present, absent) label pairs
+  ranked the right way round (the area under the ROC curve).
 
 All estimates go through :func:`omnisep.apply.separate_tensor`, what
 ``omnisep separate`` computes, in one pass per mixture for every label of the

@@ -1,4 +1,4 @@
-"""The scan heat map: each label's share of the mixture's energy over time."""
+"""The scan heat map: each label's evidence over time (its share of the mixture's energy, verified)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def scan_figure(result, threshold: float = DEFAULT_THRESHOLD, max_labels: int = 
 
     rows = result.ranking()[:max_labels]
     heat = np.ma.masked_array(
-        result.energy_ratio[rows], mask=np.broadcast_to(~result.audible, (len(rows), result.audible.size))
+        result.evidence[rows], mask=np.broadcast_to(~result.audible, (len(rows), result.audible.size))
     )
     cmap = matplotlib.colormaps[CMAP].with_extremes(bad="#d0d0d0")  # silent frames: no evidence either way
     figure = new_figure(10, 1.2 + 0.32 * max(len(rows), 1))
@@ -36,8 +36,10 @@ def scan_figure(result, threshold: float = DEFAULT_THRESHOLD, max_labels: int = 
         [f"{result.labels[i]}  {result.presence[i]:.2f}{' *' if result.presence[i] >= threshold else ''}" for i in rows]
     )
     axis.set_xlabel("time (s)")
-    axis.set_title(title or f"scan: share of the mixture's energy per label (* present, threshold {threshold:g})")
-    figure.colorbar(image, ax=axis, label="energy ratio", pad=0.01)
+    verified = result.similarity is not None
+    what = "energy share x similarity" if verified else "share of the mixture's energy"
+    axis.set_title(title or f"scan: {what} per label (* present, threshold {threshold:g})")
+    figure.colorbar(image, ax=axis, label="evidence" if verified else "energy ratio", pad=0.01)
     return figure
 
 
