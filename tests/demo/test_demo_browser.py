@@ -274,22 +274,29 @@ def test_live_tab_with_a_synthetic_microphone(server, playwright, tiny_checkpoin
         open_page(page, url)
         page.get_by_role("tab", name="Live").first.click()
         page.fill("#live-text textarea", "dog barking")
-        # On a loaded machine the first click can come before the recorder is ready: click again
-        # until the recorder shows its Stop button (recording), at most three times.
-        for _ in range(3):
-            page.locator("#live-mic button", has_text="Record").click()
-            try:
-                page.locator("#live-mic button", has_text="Stop").first.wait_for(state="visible", timeout=10_000)
-                break
-            except Exception:  # playwright's TimeoutError
-                continue
-
         def status() -> str:
             return page.inner_text("#live-status")
 
         def blocks() -> int:
             found = re.search(r"(\d+) blocks, ", status())
             return int(found.group(1)) if found else 0
+
+        # On a loaded machine the first click can come before the recorder is ready, or the fake
+        # microphone can start without delivering audio: re-arm (Stop, then Record) until the
+        # first separated block arrives, at most five times.
+        for _ in range(5):
+            page.locator("#live-mic button", has_text="Record").click()
+            try:
+                page.locator("#live-mic button", has_text="Stop").first.wait_for(state="visible", timeout=15_000)
+            except Exception:  # playwright's TimeoutError
+                continue
+            deadline = time.monotonic() + 20
+            while blocks() == 0 and time.monotonic() < deadline:
+                page.wait_for_timeout(200)
+            if blocks() > 0:
+                break
+            page.locator("#live-mic button", has_text="Stop").click()
+            page.locator("#live-mic button", has_text="Record").first.wait_for(state="visible", timeout=15_000)
 
         def wait_until(condition, what: str, timeout: float = 60.0) -> None:
             deadline = time.monotonic() + timeout
