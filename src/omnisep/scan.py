@@ -70,7 +70,7 @@ class ScanResult:
         return sorted(range(len(self.labels)), key=lambda i: -float(self.presence[i]))
 
     def segments(self, index: int, threshold: float = DEFAULT_THRESHOLD) -> list[tuple[float, float]]:
-        """Time spans (seconds) where the label's ratio reaches the threshold."""
+        """Time spans (seconds) where the label's evidence reaches the threshold."""
         spans: list[tuple[float, float]] = []
         start = None
         hits = (self.evidence[index] >= threshold) & self.audible
