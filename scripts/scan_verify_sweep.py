@@ -27,11 +27,11 @@ def collect(model: str, mixtures: str, out: str, limit: int, top: int) -> None:
 
     from omnisep.api import Separator
     from omnisep.apply import separate_tensor
-    from omnisep.data.mixing import fit_to_length, load_clip
     from omnisep.data.mixtures import load_test_set
+    from omnisep.evaluation.presence import protocol_mixture
     from omnisep.queries import normalize
     from omnisep.scan import scan_estimates
-    from omnisep.spectral import SAMPLE_RATE, SEGMENT
+    from omnisep.spectral import SAMPLE_RATE
 
     separator = Separator(model)
     labels = list(separator.bank.labels)
@@ -40,8 +40,7 @@ def collect(model: str, mixtures: str, out: str, limit: int, top: int) -> None:
     presence, chosen, heard, truth = [], [], [], []
     for index in tqdm(range(min(limit, len(test_set.mixtures))), unit="mixture"):
         row = test_set.mixtures[index]
-        sources = np.stack([fit_to_length(load_clip(test_set.items[i].audio), SEGMENT, None) for i in row]) / len(row)
-        mixture = sources.sum(0).astype(np.float32)
+        _, mixture = protocol_mixture(test_set, row)
         with torch.inference_mode():
             estimates = separate_tensor(separator.model, mixture, rows).numpy()
         plain = scan_estimates(labels, estimates, mixture).presence

@@ -186,10 +186,9 @@ class Separator:
         self.background = query_math.background_query(self.bank.embeddings) if self.bank is not None else None
         self._bank_rows = {" ".join(label.split()): row for row, label in enumerate(self.bank.labels)} if self.bank else {}
         if encoder is None:
-            from omnisep.encoders import get_encoder
+            from omnisep.encoders import recorded_encoder
 
-            recorded = self.config["encoder"]
-            encoder = get_encoder(recorded["name"], **(recorded.get("options") or {}))
+            encoder = recorded_encoder(self.config["encoder"])
         check_encoder(self.config, encoder.identity())
         self.encoder = encoder
 

@@ -146,6 +146,18 @@ def _frame_energies(samples: np.ndarray, frame: int) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
+def _audible(mixture_energy: np.ndarray, loudest: float) -> np.ndarray:
+    """Frames that carry evidence: not digital silence, and within SILENCE_DB of the loudest."""
+    return (mixture_energy > loudest * 10 ** (SILENCE_DB / 10)) & (mixture_energy > 1e-12)
+
+
+def _energy_ratio(target_energy: np.ndarray, mixture_energy: np.ndarray, audible: np.ndarray) -> np.ndarray:
+    """Each label's separated energy over the mixture's, per frame; 0 in frames without evidence."""
+    ratio = np.zeros_like(target_energy)
+    np.divide(target_energy, mixture_energy, out=ratio, where=audible[None, :])
+    return ratio
+
+
 @dataclasses.dataclass
 class Verification:
     """Listen to what the scan separated before believing it.
@@ -210,10 +222,8 @@ class _Meter:
         target_energy = _frame_energies(targets, self.frame)
         mixture_energy = _frame_energies(mixture[None], self.frame)[0]
         if self.verification is not None:
-            live = (mixture_energy > 1e-12) & (mixture_energy > mixture_energy.max() * 10 ** (SILENCE_DB / 10))
-            ratio = np.zeros_like(target_energy)
-            np.divide(target_energy, mixture_energy, out=ratio, where=live[None, :])
-            self.weights.append(self.verification.weights(targets, ratio, live))
+            live = _audible(mixture_energy, float(mixture_energy.max()))  # this window's own silence
+            self.weights.append(self.verification.weights(targets, _energy_ratio(target_energy, mixture_energy, live), live))
         self.target_energy.append(target_energy)
         self.mixture_energy.append(mixture_energy)
         self.window_frames.append(mixture_energy.size)
@@ -289,11 +299,8 @@ class ScanStream:
 
 def _result(labels, target_energy, mixture_energy, frame, n_samples, weights=None, window_frames=()) -> ScanResult:
     n_frames = mixture_energy.size
-    loudest = float(mixture_energy.max()) if n_frames else 0.0
-    audible = (mixture_energy > loudest * 10 ** (SILENCE_DB / 10)) & (mixture_energy > 1e-12)
-    ratio = np.zeros_like(target_energy)
-    np.divide(target_energy, mixture_energy, out=ratio, where=audible[None, :])
-    ratio = np.clip(ratio, 0.0, 1.0)
+    audible = _audible(mixture_energy, float(mixture_energy.max()) if n_frames else 0.0)
+    ratio = np.clip(_energy_ratio(target_energy, mixture_energy, audible), 0.0, 1.0)
     evidence = ratio if weights is None else ratio * np.repeat(weights, list(window_frames), axis=1)
     if audible.any():
         presence = np.quantile(evidence[:, audible], PRESENCE_QUANTILE, axis=1)
@@ -347,11 +354,10 @@ def verification_for(source, path=None) -> Verification | None:
     setting = {key: value for key, value in setting.items() if key != "threshold"}
     encoder = getattr(source, "encoder", None)
     if encoder is None:
-        from omnisep.encoders import get_encoder
+        from omnisep.encoders import recorded_encoder
         from omnisep.states import check_encoder
 
-        recorded = config["encoder"]
-        encoder = get_encoder(recorded["name"], **(recorded.get("options") or {}))
+        encoder = recorded_encoder(config["encoder"])
         check_encoder(config, encoder.identity())
     from omnisep.queries import normalize
 

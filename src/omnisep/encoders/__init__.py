@@ -55,4 +55,9 @@ def get_encoder(name: str = DEFAULT_ENCODER, **options) -> QueryEncoder:
     return encoder
 
 
-__all__ = ["QueryEncoder", "get_encoder", "list_encoders", "DEFAULT_ENCODER"]
+def recorded_encoder(identity: dict) -> QueryEncoder:
+    """Rebuild the encoder a checkpoint records (``config["encoder"]``: its name and the options that shape it)."""
+    return get_encoder(identity["name"], **(identity.get("options") or {}))
+
+
+__all__ = ["QueryEncoder", "get_encoder", "recorded_encoder", "list_encoders", "DEFAULT_ENCODER"]

@@ -31,14 +31,23 @@ ACTIVE_SHARE = 0.1  # a source heard at -10 dB under the mixture counts as sound
 THRESHOLDS = tuple(np.round(np.concatenate([np.arange(0.01, 0.05, 0.005), np.arange(0.05, 0.96, 0.025)]), 3))
 
 
+def protocol_mixture(test_set, row) -> tuple[np.ndarray, np.ndarray]:
+    """Sources ``[S, T]`` and their mixture ``[T]`` (float32) as the protocol builds them: the centre
+    65,535 samples of each clip of ``row`` (item indices), divided by the number of sources."""
+    from omnisep.data.mixing import fit_to_length, load_clip
+    from omnisep.spectral import SEGMENT
+
+    sources = np.stack([fit_to_length(load_clip(test_set.items[i].audio), SEGMENT, None) for i in row]) / len(row)
+    return sources, sources.sum(0).astype(np.float32)
+
+
 def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None, frame_seconds: float = 0.5, progress=True,
                   verify: bool = True) -> dict:
     """Scan every mixture (verified when the model records a verification and ``verify``); returns arrays
     (presence, evidence per frame as ``ratios``, truth) for :func:`score`."""
-    from omnisep.data.mixing import fit_to_length, load_clip
     from omnisep.data.mixtures import load_test_set
     from omnisep.scan import scan, verification_for
-    from omnisep.spectral import SAMPLE_RATE, SEGMENT as SEGMENT_SAMPLES
+    from omnisep.spectral import SAMPLE_RATE
     from omnisep.states import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
@@ -56,8 +65,7 @@ def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None,
         bar = tqdm(total=count, unit="mixture", desc="scan", dynamic_ncols=True)
     for index in range(count):
         row = test_set.mixtures[index]
-        sources = np.stack([fit_to_length(load_clip(test_set.items[i].audio), SEGMENT_SAMPLES, None) for i in row]) / len(row)
-        mixture = sources.sum(0).astype(np.float32)
+        sources, mixture = protocol_mixture(test_set, row)
         result = scan(loaded, mixture, SAMPLE_RATE, frame_seconds, verify=verification or False)
         n_frames = result.energy_ratio.shape[1]
         padded = np.zeros((len(row), n_frames * frame))
