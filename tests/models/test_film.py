@@ -1,8 +1,10 @@
 """Kind "film": the query steers the decoder; many queries equal one at a time; zero modulation at start."""
 
+import pytest
 import torch
 
 from omnisep import spectral
+from omnisep.errors import OmniSepError
 from omnisep.models import FilmNet, FilmNetConfig, build, config_to_dict
 
 TINY = FilmNetConfig(ngf=4, depth=3, k=4, emb_dim=6, film_hidden=8)
@@ -59,3 +61,42 @@ def test_warm_start_from_a_paper_network_computes_the_same_masks():
     queries = torch.randn(2, 3, 6)
     with torch.no_grad():
         torch.testing.assert_close(film(mag, queries), paper(mag, queries), atol=1e-5, rtol=1e-4)
+
+
+def _perturbed(net: FilmNet) -> FilmNet:
+    """Every weight, modulation and running statistic away from its initial value."""
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+        for name, buffer in net.named_buffers():
+            if name.endswith("running_mean"):
+                buffer.normal_(0.0, 0.3)
+            elif name.endswith("running_var"):
+                buffer.uniform_(0.5, 2.0)
+    return net
+
+
+def test_a_narrow_film_network_grows_into_a_wider_one_that_computes_the_same_masks():
+    torch.manual_seed(5)
+    narrow = _perturbed(FilmNet(FilmNetConfig(ngf=2, depth=5, k=4, emb_dim=6, film_hidden=8)))
+    wide = FilmNet(FilmNetConfig(ngf=4, depth=5, k=4, emb_dim=6, film_hidden=8))
+    wide.load_state_dict(wide.adapt_state(narrow.state_dict(), "film"))
+    mag = spectral.warp(torch.rand(3, 1, 513, 32) + spectral.MAG_EPS)
+    queries = torch.randn(3, 2, 6)
+    for train in (False, True):  # running statistics, then batch statistics
+        narrow.train(train), wide.train(train)
+        with torch.no_grad():
+            torch.testing.assert_close(wide(mag, queries), narrow(mag, queries), atol=1e-5, rtol=1e-4)
+    # the new channels are not dead: the zero weights that would let old channels read them get gradients
+    wide.train()
+    wide(mag, queries).square().mean().backward()
+    grad = wide.up[0][2].weight.grad  # columns 2..3 and 6..7 are new skip / decoder channels
+    assert grad[:, [2, 3, 6, 7]].abs().sum() > 0
+    assert wide.up[0][2].weight[:, [2, 3, 6, 7]].abs().sum() == 0
+
+
+def test_a_film_network_cannot_start_from_a_wider_one():
+    wide = FilmNet(FilmNetConfig(ngf=4, depth=3, k=4, emb_dim=6, film_hidden=8))
+    narrow = FilmNet(FilmNetConfig(ngf=2, depth=3, k=4, emb_dim=6, film_hidden=8))
+    with pytest.raises(OmniSepError, match="ngf 2 cannot start from a wider one"):
+        narrow.adapt_state(wide.state_dict(), "film")

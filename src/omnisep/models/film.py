@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from omnisep import spectral
+from omnisep.errors import OmniSepError
 from omnisep.models.base import MaskNetwork
 from omnisep.models.separate_net import LINEAR_INIT_STD, SeparateNetConfig
 from omnisep.models.unet import init_like_paper, level_channels
@@ -98,12 +99,16 @@ class FilmNet(MaskNetwork):
         return self.config.time_multiple
 
     def adapt_state(self, state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
-        """A ``paper`` network's weights: its nested U-Net levels become this network's flat ones.
+        """A ``paper`` network's weights, or a narrower ``film`` network's (see :meth:`_widened`).
+
+        A paper network's nested U-Net levels become this network's flat ones.
 
         Modulation weights are not in a paper checkpoint and keep their zero
         start, so the warm-started network computes exactly what the paper
         network did until training changes them.
         """
+        if kind == "film":
+            return self._widened(state)
         if kind != "paper":
             return super().adapt_state(state, kind)
         adapted = {}
@@ -120,6 +125,59 @@ class FilmNet(MaskNetwork):
         own = self.state_dict()
         adapted.update({name: value for name, value in own.items() if name.startswith(("query_code.", "bottleneck_film.", "decoder_film."))})
         return adapted
+
+    def _widened(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A ``film`` network's weights at this width; a narrower one grows and computes the same masks.
+
+        Why: the CPU budget trained a small network to its plateau; a wider
+        one should start where it stopped, not from scratch. Each old channel
+        keeps its weights at its place in the wider layout (skip and FiLM
+        concatenations put old channels at two offsets); a new channel gets
+        this network's fresh initialisation, reads every input, and is read by
+        no old channel (those weights are zero), so the masks are unchanged
+        until training gives the new channels a say.
+        """
+        old_ngf = state["down.0.0.weight"].shape[0]
+        c = self.config
+        if old_ngf == c.ngf:
+            return state
+        if old_ngf > c.ngf:
+            raise OmniSepError(f"a film network of ngf {c.ngf} cannot start from a wider one (ngf {old_ngf}).")
+        old, new = level_channels(old_ngf, c.depth), level_channels(c.ngf, c.depth)
+
+        def first(n: int) -> torch.Tensor:
+            return torch.arange(n)
+
+        def halves(level: int) -> torch.Tensor:
+            """Old positions in a two-part layout [a (new width), b (new width)]."""
+            return torch.cat([first(old[level]), new[level] + first(old[level])])
+
+        places: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        for level in range(c.depth):
+            places[f"down.{level}.0"] = (first(old[level]), first(1 if level == 0 else old[level - 1]))
+            places[f"down.{level}.1"] = (first(old[level]), None)
+            out = first(c.k) if level == 0 else first(old[level - 1])
+            places[f"up.{level}.2"] = (out, first(old[level]) if level == c.depth - 1 else halves(level))
+            places[f"up.{level}.3"] = (out, None)
+        places["bottleneck_film.out"] = (halves(c.depth - 1), None)
+        for level in range(1, c.depth):
+            places[f"decoder_film.{level - 1}.out"] = (halves(level - 1), None)
+
+        grown = {}
+        for name, fresh in self.state_dict().items():
+            value = state[name]
+            if value.shape == fresh.shape:
+                grown[name] = value
+                continue
+            rows, columns = places[name.rsplit(".", 1)[0]]
+            wide = fresh.clone()
+            if columns is None or value.dim() < 2:
+                wide[rows] = value
+            else:
+                wide[rows] = 0.0
+                wide[rows.unsqueeze(1), columns] = value
+            grown[name] = wide
+        return grown
 
     @property
     def context_frames(self) -> int:
