@@ -4,7 +4,9 @@ For every validation mixture (target T, interferer I) and every model given, one
 text, image and description queries as they are (descriptions: configs/querynet/descriptions-val.json,
 written for validation, never trained on); the query contrast (1+b) L(q) - b L(background) for each b;
 the logit-mode negative (1+a) L(q) - a L(I's text) for each a; and both together. SDRi is the protocol's
-(BSSEval v4, first 65,280 samples, fast backend). Prints one table; the test split is never read.
+(BSSEval v4, first 65,280 samples, fast backend). A second table gives the energy each model returns
+for a label that is not in the mixture (dB re mixture, as the usage report measures it; the absent label
+drawn as there), plain and with each contrast. Prints the tables; the test split is never read.
 
     python scripts/val_inference_modes.py src/omnisep/pretrained/v2 runs/v2-words/best \
         --alphas 1,2,3 --contrasts 0.25,0.5,1 > docs/results/v2-words/val-inference-modes.txt
@@ -26,6 +28,7 @@ def main() -> None:
     from omnisep.data.mixtures import load_test_set
     from omnisep.encoders import get_encoder
     from omnisep.evaluation.metrics import score_estimate, score_mixture
+    from omnisep.evaluation.usage import SCORED_LENGTH, energy_db
     from omnisep.evaluation.protocol.queries import load_query_table
     from omnisep.models import signal_path as path
     from omnisep.queries import background_query, normalize
@@ -53,6 +56,7 @@ def main() -> None:
     described = dict(zip(texts, get_encoder("bundled").embed_text(texts)))
     loaded = {name: load_checkpoint(name) for name in args.models}
     scores: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
+    absent_db: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
     length = 65280
     with torch.no_grad():
         for n, (target_item, interferer_item) in enumerate(test_set.mixtures):
@@ -73,7 +77,12 @@ def main() -> None:
             frames = spec.shape[-1]
             for name, checkpoint in loaded.items():
                 net = checkpoint.model.eval()
-                asked = {**queries, "background": background_query(checkpoint.bank.embeddings)}
+                bank = checkpoint.bank
+                present = {test_set.items[i].label for i in (target_item, interferer_item)}
+                absent_options = [label for label in bank.labels if label not in present]
+                absent_label = absent_options[np.random.default_rng([0, n]).integers(len(absent_options))]
+                absent_query = normalize(torch.as_tensor(bank.embeddings[bank.labels.index(absent_label)], dtype=torch.float32))
+                asked = {**queries, "absent": absent_query, "background": background_query(bank.embeddings)}
                 prepared = net.prepare(path.pad_frames(path.network_input(spec), net.time_multiple))
                 logits = dict(zip(asked, net.mask_logits(prepared, torch.stack(list(asked.values()))[None])[..., :frames][0]))
                 forms = [k for k in ("text", "image", "description") if k in logits]
@@ -88,10 +97,17 @@ def main() -> None:
                     for b in contrasts:
                         masks[f"text - negative (logit, a={a:g}) + contrast {b:g}"] = (
                             (1 + a + b) * logits["text"] - a * logits["negative"] - b * logits["background"])
+                masks["absent"] = logits["absent"]
+                for b in contrasts:
+                    masks[f"absent + contrast {b:g}"] = (1 + b) * logits["absent"] - b * logits["background"]
                 keys = list(masks)
                 estimates = path.synthesise(path.apply_masks(spec, torch.sigmoid(torch.stack([masks[k] for k in keys]))[None]),
                                             mixture.shape[-1])[0]
                 for key, estimate in zip(keys, estimates):
+                    if key.startswith("absent"):
+                        absent_db[name].setdefault(key, []).append(
+                            energy_db(estimate.numpy()[:SCORED_LENGTH], mixture.numpy()[:SCORED_LENGTH]))
+                        continue
                     score = score_estimate(target.numpy(), interferer.numpy(), mixture.numpy(), estimate.numpy(), reference,
                                            "fast", length)
                     if score is not None:
@@ -101,6 +117,12 @@ def main() -> None:
     print("|---|" + "---|" * len(args.models))
     for key in scores[args.models[0]]:
         print(f"| {key} | " + " | ".join(f"{np.mean(scores[m][key]):.2f} ({len(scores[m][key])})" for m in args.models) + " |")
+    print("\nEnergy returned for an absent label, dB re mixture (mean, median; lower is better)\n")
+    print("| query | " + " | ".join(args.models) + " |")
+    print("|---|" + "---|" * len(args.models))
+    for key in absent_db[args.models[0]]:
+        print(f"| {key} | " + " | ".join(f"{np.mean(absent_db[m][key]):.2f}, {np.median(absent_db[m][key]):.2f}"
+                                        for m in args.models) + " |")
 
 
 if __name__ == "__main__":

@@ -3,15 +3,15 @@
 import numpy as np
 import torch
 
-from omnisep.evaluation.usage import _auc, _energy_db, markdown, summary, usage_items
+from omnisep.evaluation.usage import _auc, energy_db, markdown, summary, usage_items
 
 
 def test_auc_and_energy():
     assert _auc(np.array([0.9, 0.1, 0.5, 0.2]), [0, 2]) == 1.0
     assert _auc(np.array([0.1, 0.9, 0.5, 0.2]), [0, 2]) == 0.25
     x = np.ones(100)
-    assert abs(_energy_db(0.1 * x, x) + 20.0) < 1e-9
-    assert _energy_db(0 * x, x) == -120.0
+    assert abs(energy_db(0.1 * x, x) + 20.0) < 1e-9
+    assert energy_db(0 * x, x) == -120.0
 
 
 def test_a_pass_through_model_is_not_selective_and_returns_everything(tiny_checkpoint, tmp_path):

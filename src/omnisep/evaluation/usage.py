@@ -51,7 +51,8 @@ class UsageItem:
     auc: float
 
 
-def _energy_db(x: np.ndarray, reference: np.ndarray) -> float:
+def energy_db(x: np.ndarray, reference: np.ndarray) -> float:
+    """Energy of x relative to the reference in dB, floored (silence is finite and comparable)."""
     ratio = float(np.sum(np.square(x, dtype=np.float64)) / max(np.sum(np.square(reference, dtype=np.float64)), 1e-20))
     return max(ENERGY_FLOOR_DB, 10 * math.log10(ratio)) if ratio > 0 else ENERGY_FLOOR_DB
 
@@ -123,7 +124,7 @@ def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast
         selectivity = own.sdr - other.sdr if own is not None and other is not None else None
         if own is not None and other is None:
             selectivity = own.sdr - mixture_score.sdr  # B's query returned (near) silence for A: at least this
-        absent_db = _energy_db(estimates[2][:SCORED_LENGTH], mixture[:SCORED_LENGTH])
+        absent_db = energy_db(estimates[2][:SCORED_LENGTH], mixture[:SCORED_LENGTH])
         scanned = scan_estimates(bank.labels, every_label, mixture)
         present_rows = [label_row[label] for label in present]
         results.append(UsageItem(
