@@ -28,7 +28,7 @@ def main() -> None:
     from omnisep.data.mixtures import load_test_set
     from omnisep.encoders import get_encoder
     from omnisep.evaluation.metrics import score_estimate, score_mixture
-    from omnisep.evaluation.usage import SCORED_LENGTH, energy_db
+    from omnisep.evaluation.usage import SCORED_LENGTH, draw_absent_label, energy_db
     from omnisep.evaluation.protocol.queries import load_query_table
     from omnisep.models import signal_path as path
     from omnisep.queries import background_query, normalize
@@ -57,7 +57,7 @@ def main() -> None:
     loaded = {name: load_checkpoint(name) for name in args.models}
     scores: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
     absent_db: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
-    length = 65280
+    length = SCORED_LENGTH
     with torch.no_grad():
         for n, (target_item, interferer_item) in enumerate(test_set.mixtures):
             example = dataset[n]
@@ -79,8 +79,7 @@ def main() -> None:
                 net = checkpoint.model.eval()
                 bank = checkpoint.bank
                 present = {test_set.items[i].label for i in (target_item, interferer_item)}
-                absent_options = [label for label in bank.labels if label not in present]
-                absent_label = absent_options[np.random.default_rng([0, n]).integers(len(absent_options))]
+                absent_label = draw_absent_label(bank.labels, present, 0, n)
                 absent_query = normalize(torch.as_tensor(bank.embeddings[bank.labels.index(absent_label)], dtype=torch.float32))
                 asked = {**queries, "absent": absent_query, "background": background_query(bank.embeddings)}
                 prepared = net.prepare(path.pad_frames(path.network_input(spec), net.time_multiple))

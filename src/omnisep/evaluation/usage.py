@@ -57,6 +57,12 @@ def energy_db(x: np.ndarray, reference: np.ndarray) -> float:
     return max(ENERGY_FLOOR_DB, 10 * math.log10(ratio)) if ratio > 0 else ENERGY_FLOOR_DB
 
 
+def draw_absent_label(labels: list[str], present: set[str], seed: int, index: int) -> str:
+    """The label queried as absent for mixture ``index``: seeded by (seed, index), so reruns and scripts agree."""
+    options = [label for label in labels if label not in present]
+    return options[np.random.default_rng([seed, index]).integers(len(options))]
+
+
 def _auc(presence: np.ndarray, present: list[int]) -> float:
     absent = [i for i in range(len(presence)) if i not in present]
     pairs = [(float(presence[p] > presence[a]) + 0.5 * float(presence[p] == presence[a])) for p in present for a in absent]
@@ -105,8 +111,7 @@ def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast
         if unknown:
             raise OmniSepError(f"Test mixture {index} has class '{unknown[0]}', which the model's query bank lacks.")
         present = {items[i].label for i in row}
-        absent_options = [label for label in bank.labels if label not in present]
-        absent_label = absent_options[np.random.default_rng([seed, index]).integers(len(absent_options))]
+        absent_label = draw_absent_label(bank.labels, present, seed, index)
         example = dataset[index]
         sources = example["sources"]
         target, interferer, mixture = sources[0].numpy(), sources[1:].sum(0).numpy(), example["mixture"].numpy()
