@@ -14,7 +14,10 @@ cd "$(dirname "$0")/.."
 MODEL=${MODEL:-src/omnisep/pretrained/v2}
 OUT=${OUT:-docs/results/v2}
 WORKERS=${WORKERS:-2}
-COMMON=(--manifest corpus/manifest-default.jsonl --cache runs/default-build/cache --backend fast --workers "$WORKERS" --quiet)
+# CACHE: the embedding cache of the model's encoder (a model trained with the image heads v2 needs one made
+# with `omnisep embed ... --heads v2`).
+CACHE=${CACHE:-runs/default-build/cache}
+COMMON=(--manifest corpus/manifest-default.jsonl --cache "$CACHE" --backend fast --workers "$WORKERS" --quiet)
 LIMITED=()
 [ -n "${LIMIT:-}" ] && LIMITED=(--limit "$LIMIT")
 

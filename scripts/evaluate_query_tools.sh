@@ -7,6 +7,8 @@
 #   MODEL=runs/new/best OUT=docs/results/new- bash scripts/evaluate_query_tools.sh
 # ALPHAS: the negative strengths the automatic negative sweeps (default 0.25,0.5,1; v2, whose logit-mode
 # negatives want more: ALPHAS=0.5,1,2). STEPS=auto-negative or STEPS=presence runs only that part.
+# SOURCES: where the automatic negative's candidates come from (default mixture: the scan; see
+# omnisep.evaluation.auto_negative: residual-label, residual-audio, mixture-top2+residual, ...).
 # AUTO_LIMIT=N: the text runs of the automatic negative use the first N validation and test mixtures;
 # ALL_MODES=0 skips its image/audio/composed run (then the report shows text queries only).
 # PRESENCE_VAL_LIMIT=N: the scan's threshold is chosen on the first N validation mixtures only.
@@ -19,6 +21,7 @@ CACHE=${CACHE:-runs/default-build/cache}
 OUT=${OUT:-docs/results/}
 WORK=${WORK:-runs/query-tools}
 ALPHAS=${ALPHAS:-0.25,0.5,1}
+SOURCES=${SOURCES:-mixture}
 AUTO_LIMITED=()
 [ -n "${AUTO_LIMIT:-}" ] && AUTO_LIMITED=(--limit "$AUTO_LIMIT")
 PRESENCE_LIMITED=()
@@ -36,13 +39,13 @@ step map && "${NICE[@]}" omnisep map "$CORPUS/manifest.jsonl" --model "$MODEL" -
 #    test mixtures. Image, audio and composed queries (and the controls): the first 120 test mixtures.
 #    The setting is chosen on the validation mixtures (text queries).
 if step auto-negative; then
-  "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_val.jsonl" --alphas "$ALPHAS" \
+  "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_val.jsonl" --alphas "$ALPHAS" --sources "$SOURCES" \
       --modes text "${AUTO_LIMITED[@]}" --out "$WORK/auto-negative-text-val.json" --quiet &
-  "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" --alphas "$ALPHAS" \
+  "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" --alphas "$ALPHAS" --sources "$SOURCES" \
       --modes text "${AUTO_LIMITED[@]}" --out "$WORK/auto-negative-text-test.json" --quiet
   wait
   if [ "${ALL_MODES:-1}" != 0 ]; then
-    "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" --alphas "$ALPHAS" \
+    "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" --alphas "$ALPHAS" --sources "$SOURCES" \
         --cache "$CACHE" --limit 120 --out "$WORK/auto-negative-all-test120.json" --quiet
     omnisep evaluate-auto-negative report --validation "$WORK/auto-negative-text-val.json" \
         --test "$WORK/auto-negative-all-test120.json" --test "$WORK/auto-negative-text-test.json" \

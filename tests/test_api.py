@@ -201,7 +201,7 @@ def test_a_model_can_ask_for_logit_space_negatives(tiny_checkpoint, toy, tmp_pat
     save_checkpoint(directory, loaded.model, loaded.config["encoder"], loaded.bank,
                     inference={"negative": {"mode": "logit", "alpha": 2.0, "auto_alpha": 1.0}})
     separator = Separator(directory)
-    assert separator.negative_defaults == {"mode": "logit", "alpha": 2.0, "auto_alpha": 1.0, "auto_count": 1}
+    assert separator.negative_defaults == {"mode": "logit", "alpha": 2.0, "auto_alpha": 1.0, "auto_count": 1, "auto_source": "scan"}
     wave = torch.from_numpy(mixture(2.0, channels=1)[0])
     result = separator.separate(wave.numpy(), 16000, text="violin", negative_text="speech")
     # By hand: one U-Net pass, logits 3 L(violin) - 2 L(speech), the soft mask, the mixture's phase.

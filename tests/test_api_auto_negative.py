@@ -9,6 +9,7 @@ import soundfile as sf
 from omnisep.api import Query, Separator
 from omnisep.states import NEGATIVE_DEFAULTS
 from omnisep.errors import OmniSepError
+from omnisep import negatives
 from omnisep.negatives import AutoNegative
 
 SR = 16000
@@ -63,7 +64,7 @@ def test_auto_and_explicit_negatives_do_not_mix(separator, band_separator):
 def test_a_logit_mode_model_subtracts_the_chosen_label_from_the_logits(separator, band_separator):
     low, high = band_separator.tones()
     mixture = low + high
-    separator.negative_defaults = {"mode": "logit", "alpha": 2.0, "auto_alpha": 1.0, "auto_count": 1}
+    separator.negative_defaults = {**NEGATIVE_DEFAULTS, "mode": "logit", "alpha": 2.0, "auto_alpha": 1.0, "auto_count": 1}
     auto = separator.separate(mixture, SR, text="low", negative="auto")
     oracle = separator.separate(mixture, SR, text="low", negative_text="high", alpha=1.0)  # the model's auto_alpha
     assert [c.label for c in auto.negatives] == ["high"]
@@ -74,6 +75,9 @@ def test_a_logit_mode_model_subtracts_the_chosen_label_from_the_logits(separator
 
 class BandEar:
     """A query encoder that hears where the energy is: [low band, high band, 0, 0], normalised."""
+
+    audio_sample_rate = 16000
+    min_audio_seconds = 0.1
 
     def embed(self, modality, clips, sample_rate=None):
         import torch
@@ -99,3 +103,51 @@ def test_a_verified_scan_subtracts_nothing_that_is_not_heard(separator, band_sep
     verified = separator.separate(low, SR, text="low", negative="auto")
     assert verified.negatives == []
     np.testing.assert_allclose(verified.target, separator.separate(low, SR, text="low").target, atol=1e-6)
+
+
+def test_the_residual_names_the_interferer_without_a_scan(separator, band_separator, tmp_path, monkeypatch):
+    """What "low" leaves of low + high is mostly the high tone: the encoder hears the high band, and the
+    nearest label that is not "low" (nor its synonym "low-ish") is "high", the oracle's negative."""
+    import omnisep.scan
+
+    monkeypatch.setattr(omnisep.scan, "scan", lambda *a, **k: pytest.fail("the residual source needs no scan"))
+    monkeypatch.setattr(omnisep.scan, "scan_file", lambda *a, **k: pytest.fail("the residual source needs no scan"))
+    separator.encoder = BandEar()
+    low, high = band_separator.tones(seconds=6.0)
+    mixture = low + high
+    setting = AutoNegative(source="residual")
+    auto = separator.separate(mixture, SR, text="low", negative=setting)
+    oracle = separator.separate(mixture, SR, text="low", negative_text="high", alpha=0.25)
+    assert [c.label for c in auto.negatives] == ["high"]
+    assert auto.negatives[0].presence > 0.9  # the cosine of what was heard with "high"'s row
+    np.testing.assert_allclose(auto.target, oracle.target, atol=1e-6)
+
+    # A model that records auto_source "residual" does the same for negative="auto"; a streamed file
+    # (stereo, 44.1 kHz) chooses the same label with flat memory.
+    separator.negative_defaults = {**separator.negative_defaults, "auto_source": "residual"}
+    assert [c.label for c in separator.separate(mixture, SR, text="low", negative="auto").negatives] == ["high"]
+    import soxr
+
+    stereo = soxr.resample(mixture, SR, 44100)
+    path = tmp_path / "mix.wav"
+    sf.write(path, np.stack([stereo, stereo], axis=1), 44100, subtype="FLOAT")
+    rows = separator.separate_file(path, [Query(text="low", auto_negative=AutoNegative())], [tmp_path / "t.wav"])
+    assert [n["label"] for n in rows[0]["negatives"]] == ["high"]
+
+
+def test_the_residual_of_a_clean_recording_names_nothing(separator, band_separator):
+    """Only the low tone sounds: what "low" leaves is its own leak (-15 dB), heard as the low band,
+    which no other label resembles (cosine 0 with "high" and "hum"), so nothing is subtracted; a
+    residual under -30 dB is not even listened to."""
+    separator.encoder = BandEar()
+    low, _ = band_separator.tones(seconds=2.0)
+    setting = AutoNegative(source="residual")
+    result = separator.separate(low, SR, text="low", negative=setting)
+    assert result.negatives == []
+    np.testing.assert_allclose(result.target, separator.separate(low, SR, text="low").target, atol=1e-6)
+    silent = negatives.ResidualEvidence(BandEar(), SR)
+    silent.target.write(low)
+    silent.write(low * 0.01)  # -40 dB of the target
+    assert silent.embedding() is None
+    with pytest.raises(OmniSepError, match="scan or residual, not 'mixture'"):
+        AutoNegative(source="mixture")

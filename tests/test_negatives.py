@@ -82,3 +82,37 @@ def test_two_labels_are_averaged_as_in_eq_1(band_separator):
     expected = bank.embeddings[1] + bank.embeddings[3]
     torch.testing.assert_close(negatives.negative_vector(bank, choices), expected)
     assert negatives.describe(choices) == "- high - hum (auto)"
+
+
+def test_the_residuals_embedding_names_the_nearest_other_label(band_separator):
+    bank = band_separator.bank
+    rows = torch.as_tensor(bank.embeddings, dtype=torch.float32)
+    query = rows[0]  # "low"
+    # What the query leaves sounds mostly like "low-ish" (a near-synonym of the query's own label), then "high".
+    evidence = 0.9 * rows[2] + 0.5 * rows[1]
+    closeness = negatives.similarities(evidence, bank)
+    assert int(closeness.argmax()) in (0, 2)  # the nearest rows are the own label and its synonym
+    chosen = negatives.choose_by_embedding(evidence, query, bank, AutoNegative(count=1, max_similarity=0.8))
+    assert [c.label for c in chosen] == ["high"]
+    assert chosen[0].presence == pytest.approx(float(closeness[1]), abs=1e-6)
+    # With only the own label left out, the synonym is nearest and would be subtracted.
+    chosen = negatives.choose_by_embedding(evidence, query, bank, AutoNegative(count=2, max_similarity=1.0))
+    assert [c.label for c in chosen] == ["low-ish", "high"]
+
+
+def test_the_residual_reorders_only_the_scans_first_labels(band_separator):
+    bank = band_separator.bank
+    low, high = band_separator.tones()
+    result = scan(band_separator, low + high, SR)
+    rows = torch.as_tensor(bank.embeddings, dtype=torch.float32)
+    query, setting = rows[0], AutoNegative(count=1, max_similarity=1.0)
+    # The scan's first other labels: high (0.353), low-ish (0.350), hum (0.25).
+    assert [c.label for c in choose(result, query, bank, setting)] == ["high"]
+    towards_synonym = negatives.choose_reranked(result, rows[2], query, bank, setting, candidates=2)
+    assert [c.label for c in towards_synonym] == ["low-ish"]
+    assert towards_synonym[0].presence == pytest.approx(0.350, abs=0.005)  # still the scan's presence
+    # Evidence nearest "hum" (cosine 0.89), then "high" (0.45), cannot pull in "hum" from outside the
+    # first two candidates; with three, it does.
+    evidence = rows[1] + 2 * rows[3]
+    assert [c.label for c in negatives.choose_reranked(result, evidence, query, bank, setting, candidates=2)] == ["high"]
+    assert [c.label for c in negatives.choose_reranked(result, evidence, query, bank, setting, candidates=3)] == ["hum"]

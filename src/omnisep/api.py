@@ -389,9 +389,18 @@ class Separator:
             mixture = downmix_channels(mixture)
         embedded = self.prepare(queries, sample_rate)
         if any(item.query.auto_negative is not None for item in embedded):
+            from omnisep import negatives
             from omnisep.scan import scan
 
-            embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate))
+            def hear_residuals(items):
+                plain = apply.separate_array(self.model, mixture, sample_rate, query_rows(items), chunk_seconds, overlap, batch_size)
+                sinks = [negatives.ResidualEvidence(self.encoder, sample_rate) for _ in items]
+                for sink, target in zip(sinks, plain):
+                    sink.target.write(target)
+                    sink.write(mixture - target)
+                return [sink.embedding() for sink in sinks]
+
+            embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate), hear_residuals)
         targets = apply.separate_array(self.model, mixture, sample_rate, query_rows(embedded), chunk_seconds, overlap, batch_size)
         results = []
         for item, target in zip(embedded, targets):
@@ -402,23 +411,42 @@ class Separator:
             )
         return results
 
-    def choose_negatives(self, embedded: Sequence[EmbeddedQuery], scan_mixture: Callable) -> list[EmbeddedQuery]:
-        """Queries with an automatic negative get it from the scan ``scan_mixture()`` (run once, if needed)."""
+    def choose_negatives(self, embedded: Sequence[EmbeddedQuery], scan_mixture: Callable,
+                         hear_residuals: Callable | None = None) -> list[EmbeddedQuery]:
+        """Queries with an automatic negative get it from the scan ``scan_mixture()`` (run once, if needed), or,
+        with ``source="residual"``, from ``hear_residuals(items)``: the query encoder's embedding of what each
+        of those queries alone leaves (one pass for all of them; None where nothing audible is left)."""
         from omnisep import negatives
 
         if self.bank is None:
             raise OmniSepError(f"model {describe(self.path)} has no query bank, so it cannot choose negative queries.")
-        scanned = None
-        out = []
+        settings = []
         for item in embedded:
             setting = item.query.auto_negative
             if setting is None or item.negatives is not None:
+                settings.append(None)
+                continue
+            settings.append(dataclasses.replace(
+                setting,
+                count=self.negative_defaults["auto_count"] if setting.count is None else setting.count,
+                source=self.negative_defaults["auto_source"] if setting.source is None else setting.source,
+            ))
+        listening = [index for index, setting in enumerate(settings) if setting is not None and setting.source == "residual"]
+        if listening and hear_residuals is None:
+            raise ValueError("an automatic negative from the residual needs hear_residuals")
+        evidence = dict(zip(listening, hear_residuals([embedded[index] for index in listening]))) if listening else {}
+        scanned = None
+        out = []
+        for index, (item, setting) in enumerate(zip(embedded, settings)):
+            if setting is None:
                 out.append(item)
                 continue
-            scanned = scanned or scan_mixture()
-            if setting.count is None:
-                setting = dataclasses.replace(setting, count=self.negative_defaults["auto_count"])
-            choices = negatives.choose(scanned, item.vector, self.bank, setting)
+            if setting.source == "residual":
+                heard = evidence[index]
+                choices = [] if heard is None else negatives.choose_by_embedding(heard, item.vector, self.bank, setting)
+            else:
+                scanned = scanned or scan_mixture()
+                choices = negatives.choose(scanned, item.vector, self.bank, setting)
             mode, _ = self.negative_setting(item.query)
             alpha = next(a for a in (setting.alpha, item.query.alpha, self.negative_defaults["auto_alpha"]) if a is not None)
             vector, negative_vector = item.vector, None
@@ -498,10 +526,24 @@ class Separator:
             channels = 1 if downmix else reader.channels
             embedded = self.prepare(queries, reader.sample_rate)
             if any(item.query.auto_negative is not None for item in embedded):
+                from omnisep import negatives
                 from omnisep.scan import scan_file
 
+                def hear_residuals(items):
+                    # A first streamed pass over the file, as the separation (flat memory): the residuals go
+                    # to the encoder window by window, the targets only to an energy meter.
+                    sinks = [negatives.ResidualEvidence(self.encoder, reader.sample_rate) for _ in items]
+                    first = AudioReader(path)
+                    try:
+                        blocks = (downmix_channels(block) for block in first) if downmix else iter(first)
+                        apply.separate_stream(self.model, blocks, first.sample_rate, channels, query_rows(items),
+                                              [sink.target for sink in sinks], sinks, chunk_seconds, overlap, batch_size)
+                    finally:
+                        first.close()
+                    return [sink.embedding() for sink in sinks]
+
                 # A first streamed pass over the file: flat memory, like the separation.
-                embedded = self.choose_negatives(embedded, lambda: scan_file(self, path))
+                embedded = self.choose_negatives(embedded, lambda: scan_file(self, path), hear_residuals)
             vectors = query_rows(embedded)
             # Opening the writers refuses existing outputs before any work is done.
             for output in list(targets) + list(residuals or []):

@@ -13,6 +13,12 @@ cosines to the (text) bank rows differ in scale.
 
 The choice costs one extra U-Net pass over the recording (the scan) and is
 reported, so the user sees which labels were subtracted.
+
+A second way needs no scan (``source="residual"``): separate with the query
+alone, let the query encoder listen to what it leaves (the residual,
+:class:`ResidualEvidence`), and subtract the other labels nearest to that
+(:func:`choose_by_embedding`). Which way a model uses by default is measured
+per model (``inference.negative.auto_source``; docs/query-tools.md).
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from omnisep.errors import OmniSepError
+from omnisep.states import AUTO_SOURCES
 
 # Chosen on the corpus's validation mixtures (docs/results/auto-negative/, scripts/evaluate_query_tools.sh).
 # The best mean SDRi over the validation mixtures (text queries), the only setting there no worse than
@@ -33,6 +41,12 @@ DEFAULT_ALPHA = 0.25
 # A label whose presence is under this (-30 dB of the mixture's energy, or a verified scan that heard
 # nothing like it) is not heard: never a reason to subtract it.
 HEARD = 1e-3
+SOURCES = AUTO_SOURCES
+# A guard, not a tuned value: what the query leaves must resemble a label at least this much (cosine of the
+# query encoder's embeddings) for that label to be subtracted.
+HEARD_COSINE = 0.05
+# The residual is heard in windows of this length (the length of a corpus clip), each weighted by its energy.
+EVIDENCE_WINDOW_SECONDS = 4.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,12 +57,17 @@ class AutoNegative:
     recording of one sound gets no negative). ``alpha``: the negative's
     strength for the chosen labels (None: the query's own ``alpha`` if it
     gives one, else the model's ``auto_alpha``, :data:`DEFAULT_ALPHA` for models that record none).
+    ``source``: ``"scan"`` (the labels the scan finds most present) or
+    ``"residual"`` (the labels nearest to what the query alone leaves); None:
+    the model's ``auto_source`` (``"scan"`` for models that record none).
+    ``min_presence`` applies to the scan only.
     """
 
     count: int | None = None  # None: the model's auto_count (DEFAULT_COUNT for models that record none)
     max_similarity: float = DEFAULT_MAX_SIMILARITY
     min_presence: float = 0.0
     alpha: float | None = None
+    source: str | None = None
 
     def __post_init__(self):
         if self.count is not None and (isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 1):
@@ -57,6 +76,8 @@ class AutoNegative:
             raise OmniSepError(f"the similarity cut-off must be a cosine in [-1, 1], got {self.max_similarity}.")
         if not 0.0 <= float(self.min_presence) <= 1.0:
             raise OmniSepError(f"the smallest presence must be in [0, 1], got {self.min_presence}.")
+        if self.source is not None and self.source not in SOURCES:
+            raise OmniSepError(f"the automatic negative comes from {' or '.join(SOURCES)}, not {self.source!r}.")
 
     @classmethod
     def coerce(cls, value) -> "AutoNegative | None":
@@ -100,8 +121,7 @@ def choose(scan_result, query: torch.Tensor, bank, setting: AutoNegative | None 
     setting = setting or AutoNegative()
     if list(scan_result.labels) != list(bank.labels):
         raise ValueError("the scan and the query bank list different labels (another model?)")
-    own = int(similarities(query, bank).argmax())
-    cosine = similarities(torch.as_tensor(bank.embeddings[own]), bank)
+    own, cosine = _own_label(query, bank)
     chosen = []
     for index in scan_result.ranking():
         if len(chosen) == (DEFAULT_COUNT if setting.count is None else setting.count):
@@ -113,6 +133,128 @@ def choose(scan_result, query: torch.Tensor, bank, setting: AutoNegative | None 
             break  # nothing of it is heard: never a reason to subtract it
         chosen.append(NegativeChoice(bank.labels[index], presence, float(cosine[index])))
     return chosen
+
+
+def _own_label(query: torch.Tensor, bank) -> tuple[int, torch.Tensor]:
+    """The query's own label (its nearest bank row) and every row's cosine to that label's row."""
+    own = int(similarities(query, bank).argmax())
+    return own, similarities(torch.as_tensor(bank.embeddings[own]), bank)
+
+
+def choose_by_embedding(evidence: torch.Tensor, query: torch.Tensor, bank, setting: AutoNegative | None = None) -> list[NegativeChoice]:
+    """The labels nearest to ``evidence`` (the query encoder's embedding of what the query leaves, the
+    residual) that are not the query's own sound, nearest first; ``presence`` holds that cosine. A label
+    the residual barely resembles (cosine under :data:`HEARD_COSINE`) is not heard there: never subtracted."""
+    setting = setting or AutoNegative()
+    own, cosine = _own_label(query, bank)
+    closeness = similarities(evidence, bank)
+    chosen = []
+    for index in torch.argsort(closeness, descending=True).tolist():
+        if len(chosen) == (DEFAULT_COUNT if setting.count is None else setting.count):
+            break
+        if index == own or float(cosine[index]) >= setting.max_similarity:
+            continue
+        if float(closeness[index]) < HEARD_COSINE:
+            break
+        chosen.append(NegativeChoice(bank.labels[index], float(closeness[index]), float(cosine[index])))
+    return chosen
+
+
+def choose_reranked(scan_result, evidence: torch.Tensor, query: torch.Tensor, bank, setting: AutoNegative | None = None,
+                    candidates: int = 3) -> list[NegativeChoice]:
+    """The scan's ``candidates`` most present other labels (:func:`choose`), re-ordered by how close each
+    is to ``evidence`` (the embedding of what the query leaves); the first ``count`` of them.
+
+    The scan often has the interferer among its first few labels but not first; what the query
+    leaves behind is mostly the interferer, so its embedding breaks the tie between those few.
+    """
+    setting = setting or AutoNegative()
+    pool = choose(scan_result, query, bank, dataclasses.replace(setting, count=max(candidates, setting.count or DEFAULT_COUNT)))
+    closeness = similarities(evidence, bank)
+    row = {label: index for index, label in enumerate(bank.labels)}
+    pool.sort(key=lambda choice: -float(closeness[row[choice.label]]))
+    return pool[: DEFAULT_COUNT if setting.count is None else setting.count]
+
+
+class ResidualEvidence:
+    """What a query leaves, as the query encoder hears it: a sink with ``write([C, n])`` for the residual.
+
+    Blocks of any size at ``sample_rate`` (a whole array, or the blocks of a
+    streamed file) are mixed to mono, resampled to the encoder's rate and cut
+    into :data:`EVIDENCE_WINDOW_SECONDS` windows; each window's embedding
+    counts in proportion to its energy, so the parts where something else is
+    loud speak most, and memory stays flat. The query's target goes to
+    ``self.target`` (also ``write([C, n])``), which only measures its energy:
+    when the residual holds under :data:`HEARD` of the energy of target and
+    residual together, the query took (nearly) everything and there is
+    nothing else to subtract. :meth:`embedding` is the normalised sum, or None
+    when nothing audible was left. Call it once, after the last block.
+    """
+
+    def __init__(self, encoder, sample_rate: int, window_seconds: float = EVIDENCE_WINDOW_SECONDS):
+        import soxr
+
+        self.encoder, self.rate = encoder, int(encoder.audio_sample_rate)
+        self.window = int(round(window_seconds * self.rate))
+        self.shortest = int(np.ceil(encoder.min_audio_seconds * self.rate))
+        self.down = None
+        if int(sample_rate) != self.rate:
+            self.down = soxr.ResampleStream(int(sample_rate), self.rate, 1, dtype="float32", quality="HQ")
+        self.pending = np.zeros(0, dtype=np.float32)
+        self.total: torch.Tensor | None = None
+        self.energy = 0.0  # sum of squares of the residual, at the input's rate
+        self.target = _EnergyMeter()
+
+    def write(self, block) -> None:
+        block = np.asarray(block, dtype=np.float32)
+        self.energy += float(np.sum(np.square(block, dtype=np.float64)))
+        mono = block.reshape(-1, block.shape[-1]).mean(axis=0) if block.ndim > 1 else block
+        if self.down is not None:
+            mono = self.down.resample_chunk(mono, last=False)
+        self.pending = np.concatenate([self.pending, mono])
+        # A window is heard once a quarter window follows it, so that the last window takes a remainder
+        # shorter than that instead of judging a sliver on its own (and a 4.1 s clip is heard whole).
+        while self.pending.size >= self.window + self.window // 4:
+            self._hear(self.pending[: self.window])
+            self.pending = self.pending[self.window :]
+
+    def embedding(self) -> torch.Tensor | None:
+        if self.down is not None:
+            self.pending = np.concatenate([self.pending, self.down.resample_chunk(np.zeros(0, np.float32), last=True)])
+            self.down = None
+        if self.pending.size >= self.shortest:
+            self._hear(self.pending)
+        self.pending = np.zeros(0, dtype=np.float32)
+        if self.energy <= HEARD * (self.energy + self.target.energy):
+            return None
+        if self.total is None or not bool(torch.isfinite(self.total).all()) or float(self.total.norm()) == 0.0:
+            return None
+        from omnisep.queries import normalize
+
+        return normalize(self.total)
+
+    def _hear(self, clip: np.ndarray) -> None:
+        import warnings
+
+        from omnisep.queries import normalize
+
+        energy = float(np.mean(np.square(clip, dtype=np.float64)))
+        if energy < 1e-10:  # -100 dB: nothing left there
+            return
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # a short remainder's padding warning is for users' query files
+            heard = normalize(self.encoder.embed("audio", [clip], sample_rate=self.rate)[0].float())
+        self.total = energy * heard if self.total is None else self.total + energy * heard
+
+
+class _EnergyMeter:
+    """A writer that keeps only the sum of squares of what it is given."""
+
+    def __init__(self):
+        self.energy = 0.0
+
+    def write(self, block) -> None:
+        self.energy += float(np.sum(np.square(np.asarray(block, dtype=np.float64))))
 
 
 def negative_vector(bank, choices: Sequence[NegativeChoice]) -> torch.Tensor:

@@ -333,11 +333,14 @@ def load_state_file(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 # Negative queries of a model that records nothing (eq. 4 as the paper; v1's tuned automatic alpha).
-NEGATIVE_DEFAULTS = {"mode": "proportional", "alpha": 0.5, "auto_alpha": 0.25, "auto_count": 1}
+# Where an automatic negative query's labels come from (omnisep.negatives): the scan, or what the query leaves.
+AUTO_SOURCES = ("scan", "residual")
+NEGATIVE_DEFAULTS = {"mode": "proportional", "alpha": 0.5, "auto_alpha": 0.25, "auto_count": 1, "auto_source": "scan"}
 
 
 def negative_defaults(config: dict, path) -> dict:
-    """The checkpoint's ``inference.negative`` section (mode, alpha, auto_alpha, auto_count) over :data:`NEGATIVE_DEFAULTS`.
+    """The checkpoint's ``inference.negative`` section (mode, alpha, auto_alpha, auto_count, auto_source) over
+    :data:`NEGATIVE_DEFAULTS`.
 
     Which mode and strength suit a network is measured per model (a ``film``
     network wants the logit mode), so the model says it, not the code.
@@ -353,6 +356,8 @@ def negative_defaults(config: dict, path) -> dict:
         check_alpha(values["auto_alpha"])
         if isinstance(values["auto_count"], bool) or not isinstance(values["auto_count"], int) or values["auto_count"] < 1:
             raise OmniSepError(f"auto_count must be a positive integer, got {values['auto_count']!r}.")
+        if values["auto_source"] not in AUTO_SOURCES:
+            raise OmniSepError(f"auto_source must be {' or '.join(AUTO_SOURCES)}, got {values['auto_source']!r}.")
     except OmniSepError as error:
         raise OmniSepError(f"model {describe(path)}: inference.negative: {error}") from None
     return values

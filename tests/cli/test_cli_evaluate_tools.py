@@ -59,6 +59,24 @@ def test_auto_negative_run_then_report(tiny_checkpoint, mixtures, tmp_path, caps
     assert "| text |" in out
 
 
+def test_auto_negative_from_the_residuals_embedding(tiny_checkpoint, mixtures, tmp_path, capsys):
+    code, out, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
+                         "--sources", "residual-label,residual-audio", "--alphas", "0.5",
+                         "--out", tmp_path / "val.json", "--quiet")
+    assert code == 0, err
+    data = json.loads((tmp_path / "val.json").read_text())
+    keys = set(data["scores"]["text"])
+    # The residual's own embedding is one setting per alpha; its nearest labels sweep count and cut-off.
+    assert {k for k in keys if k.startswith("auto/residual-audio/")} == {"auto/residual-audio/n1/sim1.01/a0.5"}
+    assert len({k for k in keys if k.startswith("auto/residual-label/")}) == 9
+    stats = data["choices"]["text"]["auto/residual-label/n1/sim1.01"]
+    assert stats["n"] == 2 and stats["own"] == 0 and stats["none"] == 0  # one other label, never the query's own
+
+    code, _, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
+                       "--sources", "residue", "--out", tmp_path / "x.json", "--quiet")
+    assert code == 2 and "Unknown automatic-negative source(s) ['residue']" in err
+
+
 def test_auto_negative_without_cache_needs_text_queries(tiny_checkpoint, mixtures, tmp_path, capsys):
     code, _, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "image",
                        "--out", tmp_path / "x.json", "--quiet")

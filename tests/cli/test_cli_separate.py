@@ -177,3 +177,22 @@ def test_automatic_negative_reports_its_choice(tmp_path, capsys, mix, tiny_check
     np.testing.assert_allclose(target.T, expected.target, atol=1e-4)
     assert main(args[:-1] + ["--negative-text", "speech"]) == 2
     assert main(["separate", str(mix), "--text", "x", "--negative-labels", "2", "--model", str(tiny_checkpoint)]) == 2
+
+
+def test_automatic_negative_from_the_residual(tmp_path, capsys, mix, tiny_checkpoint):
+    from omnisep.api import Separator
+    from omnisep.audio import load_audio
+    from omnisep.negatives import AutoNegative
+
+    args = ["separate", str(mix), "--text", "dog barking", "--negative", "auto", "--negative-from", "residual",
+            "-o", str(tmp_path), "--model", str(tiny_checkpoint), "--json"]
+    assert main(args) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]["outputs"][0]
+    audio, rate = load_audio(mix)
+    expected = Separator(tiny_checkpoint).separate(audio, rate, text="dog barking", negative=AutoNegative(source="residual"))
+    # The streamed file and the in-memory array hear the same residual and choose the same labels.
+    assert row["negatives"] and [n["label"] for n in row["negatives"]] == [c.label for c in expected.negatives]
+    target, _ = sf.read(row["target"], dtype="float32", always_2d=True)
+    np.testing.assert_allclose(target.T, expected.target, atol=1e-4)
+    assert main(["separate", str(mix), "--text", "x", "--negative-from", "residual", "--model", str(tiny_checkpoint)]) == 2
+    assert "add --negative auto" in capsys.readouterr().err

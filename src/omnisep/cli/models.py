@@ -52,7 +52,8 @@ def models(as_json):
         if not row["error"]:
             negative = row["negative"]
             console.print(f"{row['name']}: a '{row['kind']}' network; negative queries: {negative['mode']} mode, "
-                          f"alpha {negative['alpha']:g} (automatic: {negative['auto_count']} label(s), alpha {negative['auto_alpha']:g}); query contrast "
+                          f"alpha {negative['alpha']:g} (automatic: {negative['auto_count']} label(s) from the {negative['auto_source']}, "
+                          f"alpha {negative['auto_alpha']:g}); query contrast "
                           f"{row['contrast']:g}", highlight=False)
     for row in rows:
         if row["error"]:

@@ -137,9 +137,12 @@ Examples:
                    "instead of mixing them into one query.")
 @_modality_options(negative=True)
 @click.option("--negative", "negative", type=click.Choice(["auto"]), default=None,
-              help="auto: scan each input and subtract the strongest other labels the model knows (reported).")
+              help="auto: find the strongest other sounds the model knows in each input and subtract them (reported).")
 @click.option("--negative-labels", default=None, type=click.IntRange(min=1), metavar="N",
               help="With --negative auto: how many labels to subtract (default: chosen on validation data).")
+@click.option("--negative-from", "negative_from", default=None, type=click.Choice(["scan", "residual"]),
+              help="With --negative auto: scan: the labels the scan finds most present; residual: the labels nearest "
+                   "to what the query alone leaves [default: the model's; `omnisep models` lists it].")
 @click.option("--alpha", default=None, type=click.FloatRange(min=0),
               help="Strength of the negative query [default: the model's; `omnisep models` lists it].")
 @click.option("--negative-mode", default=None, type=click.Choice(["proportional", "naive", "logit"]),
@@ -173,7 +176,7 @@ Examples:
 @click.option("--overlap", default=DEFAULT_OVERLAP_SECONDS, show_default=True, type=click.FloatRange(min=0),
               help="Context in seconds on each side of a chunk (half of it, at most half a chunk, is cross-faded).")
 def separate(
-    inputs, weights, each, negative, negative_labels, alpha, negative_mode, naive_negative, contrast, query_aug, output_dir, model, device,
+    inputs, weights, each, negative, negative_labels, negative_from, alpha, negative_mode, naive_negative, contrast, query_aug, output_dir, model, device,
     file_format, bits, downmix, overwrite, skip_existing, shard, log_path, plot, as_json, chunk_seconds, overlap, **parts,
 ):
     """Separate the sound a query describes from each INPUT (audio or video files, folders, or glob patterns).
@@ -200,13 +203,15 @@ def separate(
     negatives = {m.negative_keyword: list(parts[_parts_key(m, True)]) or None for m in modalities.ALL}
     if negative_labels is not None and negative != "auto":
         raise click.UsageError("--negative-labels chooses how many labels --negative auto subtracts; add --negative auto.")
+    if negative_from is not None and negative != "auto":
+        raise click.UsageError("--negative-from chooses where --negative auto finds its labels; add --negative auto.")
     if negative == "auto" and any(negatives.values()):
         raise click.UsageError("--negative auto chooses the negative query itself; drop the --negative-<modality> options.")
     if naive_negative and negative_mode not in (None, "naive"):
         raise click.UsageError(f"--naive-negative contradicts --negative-mode {negative_mode}.")
     negatives.update(alpha=alpha, negative_mode="naive" if naive_negative else negative_mode, contrast=contrast,
                      query_aug=query_aug,
-                     auto_negative=_auto_negative(negative, negative_labels, alpha))
+                     auto_negative=_auto_negative(negative, negative_labels, alpha, negative_from))
     if each:
         queries = [Query(**{name: item}, **negatives) for name, items in positive.items() for item in items]
     else:
@@ -273,15 +278,12 @@ class _JobLog:
             self._handle.close()
 
 
-def _auto_negative(negative, count, alpha):
+def _auto_negative(negative, count, alpha, source=None):
     if negative != "auto":
         return None
-    import dataclasses
-
     from omnisep.negatives import AutoNegative
 
-    setting = AutoNegative() if count is None else AutoNegative(count=count)
-    return setting if alpha is None else dataclasses.replace(setting, alpha=alpha)
+    return AutoNegative(count=count, alpha=alpha, source=source)
 
 
 def _planned_outputs(inputs, slugs, output_dir, suffix, plot):

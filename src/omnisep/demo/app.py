@@ -182,8 +182,10 @@ class DemoSession:
             f"({audio.shape[-1] / rate:.1f} s) in {elapsed:.1f} s."
         )
         if auto_negative:
-            chosen = ", ".join(f"'{c.label}' (presence {c.presence:.2f})" for c in result.negatives or [])
             defaults = self.separator.negative_defaults
+            # The scan reports each label's presence; the residual source, how much what is left resembles it.
+            score = "presence" if defaults["auto_source"] == "scan" else "resemblance"
+            chosen = ", ".join(f"'{c.label}' ({score} {c.presence:.2f})" for c in result.negatives or [])
             status += (f" The automatic negative query removed {chosen} "
                        f"({defaults['mode']} mode, alpha = {defaults['auto_alpha']:g})." if chosen
                        else " The automatic negative query found nothing else to remove.")
@@ -303,7 +305,7 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
                         alpha = gr.Slider(0, 4, value=separator.negative_defaults["alpha"], step=0.05,
                                           label=f"Alpha (strength of the negative query; {separator.negative_defaults['mode']} mode)",
                                           elem_id="alpha")
-                    auto_negative = gr.Checkbox(label="Automatic negative query: scan the mixture and remove the strongest other sound",
+                    auto_negative = gr.Checkbox(label="Automatic negative query: find the strongest other sound and remove it",
                                                 elem_id="auto-negative")
                     query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")
                     run = gr.Button("Separate", variant="primary", elem_id="separate-button")

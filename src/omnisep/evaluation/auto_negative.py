@@ -8,7 +8,14 @@ evaluate`` builds them), one U-Net pass serves every query of the sweep:
 * the oracle negative: I's own label, eq. 4, for each alpha;
 * the automatic negative (:mod:`omnisep.negatives`) for each setting of the
   sweep: how many labels, the similarity cut-off, which signal is scanned
-  (the mixture, or the residual the plain query leaves), and alpha.
+  (the mixture, or the residual the plain query leaves), and alpha;
+* two choices that need no scan: the labels nearest to the query encoder's
+  audio embedding of the residual the plain query leaves
+  (``residual-label``), and that embedding itself as the negative query
+  (``residual-audio``: no label at all, so it also names sounds outside the
+  bank; one setting per alpha, keyed ``n1/sim1.01``); and the mixture scan's
+  first 2 or 3 labels re-ordered by closeness to that embedding
+  (``mixture-top2+residual``, ``mixture-top3+residual``).
 
 Scores are the protocol's SDR (BSSEval v4 images variant, which needs no
 projection and is what both metric backends compute for the SDR) and SDRi
@@ -40,6 +47,8 @@ DEFAULT_COUNTS = (1, 2, 3)
 DEFAULT_ALPHAS = (0.25, 0.5, 1.0)
 DEFAULT_SIMILARITIES = (0.55, 0.7, 1.01)  # 1.01: only the own label is left out
 DEFAULT_SOURCES = ("mixture",)
+SOURCES = ("mixture", "residual", "residual-label", "residual-audio", "mixture-top2+residual", "mixture-top3+residual")
+RESIDUAL_EMBEDDING_SOURCES = ("residual-label", "residual-audio", "mixture-top2+residual", "mixture-top3+residual")
 MODES = ("text", "image", "audio", "composed")
 
 
@@ -145,8 +154,16 @@ def run(
     from omnisep.scan import scan, verification_for
     from omnisep.states import contrast_strength, load_checkpoint, negative_defaults
 
+    unknown = sorted(set(sources) - set(SOURCES))
+    if unknown:
+        raise OmniSepError(f"Unknown automatic-negative source(s) {unknown}; use {', '.join(SOURCES)}.")
     loaded = load_checkpoint(checkpoint)
     verification = verification_for(loaded, checkpoint) if verify else None
+    encoder = None
+    if set(sources) & set(RESIDUAL_EMBEDDING_SOURCES):
+        from omnisep.encoders import recorded_encoder
+
+        encoder = recorded_encoder(loaded.config["encoder"])
     model, bank = loaded.model.eval(), loaded.bank
     negative_mode = check_negative_mode(negative_mode or negative_defaults(loaded.config, checkpoint)["mode"])
     # As the API: a query with nothing subtracted carries the model's query contrast.
@@ -170,7 +187,10 @@ def run(
     count = len(test_set.mixtures) if limit is None else min(limit, len(test_set.mixtures))
     scores: dict[str, dict[str, list]] = {mode: defaultdict(list) for mode in modes}
     choices_log: dict[str, dict[str, dict]] = {mode: defaultdict(lambda: {"hit": 0, "own": 0, "none": 0, "n": 0}) for mode in modes}
-    settings = list(itertools.product(sources, counts, similarities))
+    settings = [(source, n, similarity) for source, n, similarity in itertools.product(sources, counts, similarities)
+                if source != "residual-audio" or (n, similarity) == (1, 1.01)]
+    if "residual-audio" in sources and ("residual-audio", 1, 1.01) not in settings:
+        settings.append(("residual-audio", 1, 1.01))
     started = time.perf_counter()
     bar = None
     if progress:
@@ -210,8 +230,31 @@ def run(
             if "residual" in sources:
                 plain = one_pass.separate(query[None], mixture.shape[-1])[0]
                 scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000, verify=verification or False)
+            evidence = None
+            if encoder is not None:
+                # What the query as users get it (with the contrast) leaves, as the query encoder hears it.
+                plain = one_pass.separate(QueryRows.from_terms([plain_terms]), mixture.shape[-1])[0]
+                heard = negatives.ResidualEvidence(encoder, 16000)
+                heard.target.write(plain)
+                heard.write(mixture.numpy() - plain)
+                evidence = heard.embedding()
             for source, n, similarity in settings:
-                chosen = negatives.choose(scanned[source], query, bank, negatives.AutoNegative(n, min(similarity, 1.0)))
+                if source == "residual-audio":
+                    for alpha in alphas:
+                        keyed[setting_key(source, n, similarity, alpha)] = (
+                            plain_terms if evidence is None else subtract(query, evidence.to(query.dtype), alpha)
+                        )
+                    continue
+                setting = negatives.AutoNegative(n, min(similarity, 1.0))
+                if source in RESIDUAL_EMBEDDING_SOURCES and evidence is None:
+                    chosen = []  # nothing audible left: nothing to subtract
+                elif source == "residual-label":
+                    chosen = negatives.choose_by_embedding(evidence, query, bank, setting)
+                elif source.endswith("+residual"):
+                    candidates = int(source.split("-top")[1].split("+")[0])
+                    chosen = negatives.choose_reranked(scanned["mixture"], evidence, query, bank, setting, candidates)
+                else:
+                    chosen = negatives.choose(scanned[source], query, bank, setting)
                 labels = {c.label for c in chosen}
                 stats = choices_log[mode][f"auto/{source}/n{n}/sim{similarity:g}"]
                 stats["n"] += 1
