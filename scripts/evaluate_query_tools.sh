@@ -22,6 +22,9 @@ OUT=${OUT:-docs/results/}
 WORK=${WORK:-runs/query-tools}
 ALPHAS=${ALPHAS:-0.25,0.5,1}
 SOURCES=${SOURCES:-mixture}
+# AUTO_ALPHA: the report chooses only among settings at this strength (the model's auto_alpha); default: any.
+REPORT_ALPHA=()
+[ -n "${AUTO_ALPHA:-}" ] && REPORT_ALPHA=(--alpha "$AUTO_ALPHA")
 AUTO_LIMITED=()
 [ -n "${AUTO_LIMIT:-}" ] && AUTO_LIMITED=(--limit "$AUTO_LIMIT")
 PRESENCE_LIMITED=()
@@ -47,11 +50,11 @@ if step auto-negative; then
   if [ "${ALL_MODES:-1}" != 0 ]; then
     "${NICE[@]}" omnisep evaluate-auto-negative run "$MODEL" "$CORPUS/mixtures_test.jsonl" --alphas "$ALPHAS" --sources "$SOURCES" \
         --cache "$CACHE" --limit 120 --out "$WORK/auto-negative-all-test120.json" --quiet
-    omnisep evaluate-auto-negative report --validation "$WORK/auto-negative-text-val.json" \
+    omnisep evaluate-auto-negative report "${REPORT_ALPHA[@]}" --validation "$WORK/auto-negative-text-val.json" \
         --test "$WORK/auto-negative-all-test120.json" --test "$WORK/auto-negative-text-test.json" \
         --controls "$WORK/auto-negative-all-test120.json" --out "${OUT}auto-negative"
   else
-    omnisep evaluate-auto-negative report --validation "$WORK/auto-negative-text-val.json" \
+    omnisep evaluate-auto-negative report "${REPORT_ALPHA[@]}" --validation "$WORK/auto-negative-text-val.json" \
         --test "$WORK/auto-negative-text-test.json" --out "${OUT}auto-negative"
   fi
 fi

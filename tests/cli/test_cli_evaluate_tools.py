@@ -57,6 +57,12 @@ def test_auto_negative_run_then_report(tiny_checkpoint, mixtures, tmp_path, caps
     assert summary["chosen"] == auto_negative.choose_defaults(data["summary"])
     assert out.strip() == (report / "results.md").read_text().strip()
     assert "| text |" in out
+    # At the model's strength only: the choice is made among the alpha-0.5 settings.
+    code, out, err = run(capsys, "evaluate-auto-negative", "report", "--validation", tmp_path / "runs" / "val.json",
+                         "--test", tmp_path / "runs" / "val.json", "--alpha", "0.5", "--out", report)
+    assert code == 0, err
+    chosen = json.loads((report / "summary.json").read_text())["chosen"]
+    assert chosen.endswith("/a0.5") and chosen == auto_negative.choose_defaults(data["summary"], alpha=0.5)
 
 
 def test_auto_negative_from_the_residuals_embedding(tiny_checkpoint, mixtures, tmp_path, capsys):
@@ -70,7 +76,7 @@ def test_auto_negative_from_the_residuals_embedding(tiny_checkpoint, mixtures, t
     assert {k for k in keys if k.startswith("auto/residual-audio/")} == {"auto/residual-audio/n1/sim1.01/a0.5"}
     assert len({k for k in keys if k.startswith("auto/residual-label/")}) == 9
     stats = data["choices"]["text"]["auto/residual-label/n1/sim1.01"]
-    assert stats["n"] == 2 and stats["own"] == 0 and stats["none"] == 0  # one other label, never the query's own
+    assert stats["n"] == 2 and stats["own"] == 0  # never the query's own label
 
     code, _, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
                        "--sources", "residue", "--out", tmp_path / "x.json", "--quiet")

@@ -219,13 +219,15 @@ def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, modes, 
 @click.option("--controls", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A test run whose controls table is shown (default: the merged --test runs).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for results.md and summary.json.")
-def auto_negative_report(validation, test, controls, out):
+@click.option("--alpha", type=float, default=None,
+              help="Choose only among settings at this strength (the model's auto_alpha) [default: any swept].")
+def auto_negative_report(validation, test, controls, out, alpha):
     """Choose the setting on the --validation runs, report it on the --test runs: OUT/results.md, OUT/summary.json.
 
     Later runs override earlier ones for the modes they share."""
     from omnisep.evaluation import auto_negative
 
-    click.echo(auto_negative.write_report(validation, test, out, controls))
+    click.echo(auto_negative.write_report(validation, test, out, controls, alpha=alpha))
 
 
 @click.group("evaluate-presence")

@@ -48,6 +48,14 @@ DEFAULT_ALPHAS = (0.25, 0.5, 1.0)
 DEFAULT_SIMILARITIES = (0.55, 0.7, 1.01)  # 1.01: only the own label is left out
 DEFAULT_SOURCES = ("mixture",)
 SOURCES = ("mixture", "residual", "residual-label", "residual-audio", "mixture-top2+residual", "mixture-top3+residual")
+SOURCE_NAMES = {
+    "mixture": "the scan of the mixture",
+    "residual": "the scan of the residual the plain query leaves",
+    "residual-label": "the labels nearest to the residual, as the query encoder hears it",
+    "residual-audio": "no label: the residual's own embedding is the negative query",
+    "mixture-top2+residual": "the scan's first 2 labels, re-ordered by closeness to the residual",
+    "mixture-top3+residual": "the scan's first 3 labels, re-ordered by closeness to the residual",
+}
 RESIDUAL_EMBEDDING_SOURCES = ("residual-label", "residual-audio", "mixture-top2+residual", "mixture-top3+residual")
 MODES = ("text", "image", "audio", "composed")
 
@@ -441,8 +449,10 @@ def merge(paths) -> dict:
     return merged
 
 
-def write_report(validation, test, out, controls=None) -> str:
+def write_report(validation, test, out, controls=None, alpha: float | None = None) -> str:
     """Choose the setting on the ``validation`` runs, report it on the ``test`` runs: OUT/results.md, OUT/summary.json.
+
+    ``alpha``: choose only among settings at that strength (:func:`choose_defaults`).
 
     Each of ``validation`` and ``test`` is a list of run files (:func:`save_run`), merged with
     :func:`merge` (later runs override earlier ones for the modes they share); ``controls``: a
@@ -451,7 +461,7 @@ def write_report(validation, test, out, controls=None) -> str:
     from omnisep import fileio
 
     val, tst = merge(validation), merge(test)
-    chosen = choose_defaults(val["summary"])
+    chosen = choose_defaults(val["summary"], alpha=alpha)
     safe = meets_target(val["summary"], chosen)
     sources = val["grid"]["sources"]
     text = [
@@ -481,7 +491,8 @@ def write_report(validation, test, out, controls=None) -> str:
                  "What the scan's choice adds over subtracting any other label, and over scaling the query alone.", "",
                  table, ""]
     for source in sources:
-        text += [f"## Sweep on the validation mixtures (scan of the {source}): mean gain over no negative, averaged over the modes", "",
+        text += [f"## Sweep on the validation mixtures (labels from: {SOURCE_NAMES.get(source, source)}): mean gain over no negative, "
+                 "averaged over the modes", "",
                  sweep_table(val["summary"], source), ""]
         text += [f"## The same sweep on the test mixtures (for reference; not used to choose)", "", sweep_table(tst["summary"], source), ""]
     out = Path(out)
