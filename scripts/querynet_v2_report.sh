@@ -3,6 +3,7 @@
 # source held out of its own head, description -> label and the Query-Aug table, audio examples per
 # condition, and the SDRi of every query form with the bundled default checkpoint.
 #   CORPUS=corpus WORK=runs/querynet scripts/querynet_v2_report.sh
+# CHECKPOINT: the Separate-Net of the SDRi rows (default: the bundled default, v2); OUT: the results folder.
 # WRITE_HEADS=1 also replaces the shipped opt-in heads v2 (src/omnisep/pretrained/encoder-heads/v2/heads.*; the default stays v1) and
 # REBUILD_BANK=1 the shipped Query-Aug bank (src/omnisep/pretrained/query-aug/bank.*).
 # Packages are fetched once into $OMNISEP_CACHE/corpus-sources (npm @iconify-json/*, Debian
@@ -16,4 +17,5 @@ heads=()
 [ -n "${WRITE_HEADS:-}" ] && heads=(-o src/omnisep/pretrained/encoder-heads/v2/heads.safetensors)
 nice -n 10 $PY -m omnisep.querynet.image_head --work "$WORK" "${heads[@]}"
 [ -n "${REBUILD_BANK:-}" ] && nice -n 10 $PY -m omnisep.querynet.words
-nice -n 10 $PY -m omnisep.querynet.report --corpus "$CORPUS" --work "$WORK" --out docs/results/querynet-v2 --every "${EVERY:-4}"
+nice -n 10 $PY -m omnisep.querynet.report --corpus "$CORPUS" --work "$WORK" --out "${OUT:-docs/results/querynet-v2}" \
+    --every "${EVERY:-4}" --checkpoint "${CHECKPOINT:-src/omnisep/pretrained/v2}"

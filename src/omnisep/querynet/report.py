@@ -218,13 +218,19 @@ class _Zeros:
 
 
 def sdri_rows(checkpoint, test_set, forms: dict, mixture_indices, log=print) -> dict:
-    """Mean SDRi (and count) per query form over the mixtures where the form exists."""
+    """Mean SDRi (and count) per query form over the mixtures where the form exists, each query separated
+    as the API separates it (with the checkpoint's query contrast)."""
     from omnisep.data.mixing import MixtureDataset
+    from omnisep.evaluation.auto_negative import _OnePass
     from omnisep.evaluation.metrics import SCORED_LENGTH
-    from omnisep.evaluation.protocol import score_job
-    from omnisep.states import load_checkpoint
+    from omnisep.evaluation.protocol.pool import score_job
+    from omnisep.queries import QueryRows, background_query, contrast_terms
+    from omnisep.states import contrast_strength, load_checkpoint
 
-    model = load_checkpoint(checkpoint).model.eval()
+    loaded = load_checkpoint(checkpoint)
+    model = loaded.model.eval()
+    strength = contrast_strength(loaded.config, checkpoint)
+    background = background_query(loaded.bank.embeddings) if strength > 0 else None
     dataset = MixtureDataset(test_set.items, _Zeros(model.config.emb_dim), training=False, num_sources=2, mixtures=test_set.mixtures)
     keys = list(forms)
     scores = {key: [] for key in keys}
@@ -241,11 +247,11 @@ def sdri_rows(checkpoint, test_set, forms: dict, mixture_indices, log=print) -> 
         for v, s_ in zip(vectors, slot):
             if s_ is not None:
                 distinct[s_] = v.float()
-        with torch.no_grad():
-            estimates = model.separate(example["mixture"][None], torch.stack(distinct)[None], length=SCORED_LENGTH)[0]
+        rows = QueryRows.from_terms([contrast_terms([(v, 1.0)], background, strength) for v in distinct])
+        estimates = _OnePass(model, example["mixture"]).separate(rows, SCORED_LENGTH)
         sources = example["sources"]
         job = {"index": index, "target": sources[0].numpy(), "interferer": sources[1:].sum(0).numpy(),
-               "mixture": example["mixture"].numpy(), "estimates": estimates.numpy(), "keys": list(range(len(distinct))),
+               "mixture": example["mixture"].numpy(), "estimates": estimates, "keys": list(range(len(distinct))),
                "unavailable": [], "backend": "fast", "length": SCORED_LENGTH}
         result = score_job(job)
         for key, s_ in zip(keys, slot):
@@ -410,7 +416,7 @@ def markdown(s: dict) -> str:
         if a is None:
             continue
         lines.append(f"| {condition} | {_f(a['top1'] if a else None)} | {_f(b['top1'] if b else None)} |")
-    lines += ["", "## SDRi per query form (default checkpoint, paired with the text query on the same mixtures)", "",
+    lines += ["", f"## SDRi per query form (checkpoint `{s['checkpoint']}`, paired with the text query on the same mixtures)", "",
               "| query form | mixtures | SDRi (dB) | text SDRi, same mixtures | gap to text |", "|---|---:|---:|---:|---:|"]
     for form, row in s["sdri"].items():
         if row.get("mixtures"):
@@ -429,7 +435,8 @@ def main(argv=None) -> int:
     @click.option("--corpus", type=click.Path(file_okay=False, path_type=Path), default=Path("corpus"), show_default=True)
     @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/querynet"), show_default=True)
     @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("docs/results/querynet-v2"), show_default=True)
-    @click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("src/omnisep/pretrained/v1"), show_default=True)
+    @click.option("--checkpoint", type=click.Path(path_type=Path), default=Path("src/omnisep/pretrained/v2"), show_default=True,
+                  help="The Separate-Net the SDRi rows use (the bundled default).")
     @click.option("--every", default=4, show_default=True, help="Score every k-th test mixture.")
     @click.option("--no-audio", is_flag=True, help="Leave out the audio example conditions (the slowest part).")
     def command(corpus, work, out, checkpoint, every, no_audio):
