@@ -274,7 +274,7 @@ def paired(scores: dict, form: str, reference: str = "text") -> dict:
 
 def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, log=print, audio_conditions: bool = True) -> dict:
     from omnisep.encoders.bundled import BundledEncoder
-    from omnisep.evaluation.protocol import load_test_set
+    from omnisep.data.mixtures import load_test_set
     from omnisep.images import load_image
     from omnisep.querynet.image_head import V1_HEADS, V2_HEADS
     from omnisep.querynet.pictures import collect_pictures, flatten
