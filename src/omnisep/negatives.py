@@ -98,7 +98,7 @@ class NegativeChoice:
     """One label chosen as (part of) the negative query."""
 
     label: str
-    presence: float  # the scan's presence score of the label, in [0, 1]
+    presence: float  # the scan's presence score of the label, in [0, 1]; from the residual: its cosine with the label
     similarity: float  # cosine between the label's bank row and the query's own (nearest) label's
 
     def to_dict(self) -> dict:
@@ -180,8 +180,9 @@ class ResidualEvidence:
     """What a query leaves, as the query encoder hears it: a sink with ``write([C, n])`` for the residual.
 
     Blocks of any size at ``sample_rate`` (a whole array, or the blocks of a
-    streamed file) are mixed to mono, resampled to the encoder's rate and cut
-    into :data:`EVIDENCE_WINDOW_SECONDS` windows; each window's embedding
+    streamed file) are mixed to mono and cut into
+    :data:`EVIDENCE_WINDOW_SECONDS` windows, which the encoder takes at that
+    rate (it resamples as for any audio query); each window's embedding
     counts in proportion to its energy, so the parts where something else is
     loud speak most, and memory stays flat. The query's target goes to
     ``self.target`` (also ``write([C, n])``), which only measures its energy:
@@ -192,14 +193,9 @@ class ResidualEvidence:
     """
 
     def __init__(self, encoder, sample_rate: int, window_seconds: float = EVIDENCE_WINDOW_SECONDS):
-        import soxr
-
-        self.encoder, self.rate = encoder, int(encoder.audio_sample_rate)
+        self.encoder, self.rate = encoder, int(sample_rate)
         self.window = int(round(window_seconds * self.rate))
         self.shortest = int(np.ceil(encoder.min_audio_seconds * self.rate))
-        self.down = None
-        if int(sample_rate) != self.rate:
-            self.down = soxr.ResampleStream(int(sample_rate), self.rate, 1, dtype="float32", quality="HQ")
         self.pending = np.zeros(0, dtype=np.float32)
         self.total: torch.Tensor | None = None
         self.energy = 0.0  # sum of squares of the residual, at the input's rate
@@ -209,8 +205,6 @@ class ResidualEvidence:
         block = np.asarray(block, dtype=np.float32)
         self.energy += float(np.sum(np.square(block, dtype=np.float64)))
         mono = block.reshape(-1, block.shape[-1]).mean(axis=0) if block.ndim > 1 else block
-        if self.down is not None:
-            mono = self.down.resample_chunk(mono, last=False)
         self.pending = np.concatenate([self.pending, mono])
         # A window is heard once a quarter window follows it, so that the last window takes a remainder
         # shorter than that instead of judging a sliver on its own (and a 4.1 s clip is heard whole).
@@ -219,9 +213,6 @@ class ResidualEvidence:
             self.pending = self.pending[self.window :]
 
     def embedding(self) -> torch.Tensor | None:
-        if self.down is not None:
-            self.pending = np.concatenate([self.pending, self.down.resample_chunk(np.zeros(0, np.float32), last=True)])
-            self.down = None
         if self.pending.size >= self.shortest:
             self._hear(self.pending)
         self.pending = np.zeros(0, dtype=np.float32)
