@@ -23,8 +23,10 @@ WORK=${WORK:-runs/query-tools}
 ALPHAS=${ALPHAS:-0.25,0.5,1}
 SOURCES=${SOURCES:-mixture}
 # AUTO_ALPHA: the report chooses only among settings at this strength (the model's auto_alpha); default: any.
+# AUTO_SETTING: the report shows this setting (the model's own) instead of the best on validation.
 REPORT_ALPHA=()
 [ -n "${AUTO_ALPHA:-}" ] && REPORT_ALPHA=(--alpha "$AUTO_ALPHA")
+[ -n "${AUTO_SETTING:-}" ] && REPORT_ALPHA+=(--setting "$AUTO_SETTING")
 AUTO_LIMITED=()
 [ -n "${AUTO_LIMIT:-}" ] && AUTO_LIMITED=(--limit "$AUTO_LIMIT")
 PRESENCE_LIMITED=()

@@ -269,3 +269,25 @@ def test_the_query_contrast_subtracts_the_background_querys_logits(tiny_checkpoi
     with_negative = separator.separate(wave.numpy(), 16000, text="violin", negative_text="speech").target
     plain_negative = Separator(tmp_path / "plain-model").separate(wave.numpy(), 16000, text="violin", negative_text="speech")
     np.testing.assert_allclose(with_negative, plain_negative.target, atol=1e-6)
+
+
+def test_an_audio_example_is_made_ready_before_it_is_embedded(tiny_checkpoint, monkeypatch):
+    """A user's example is checked and resampled to the encoder's rate, then handed to the encoder's
+    prepare_example (the bundled encoder trims it and loops a short one), then embedded."""
+    separator = Separator(tiny_checkpoint)
+    encoder = separator.encoder
+    seen = []
+
+    def ready(wave, rate):
+        seen.append((wave.shape, rate))
+        return np.tile(wave, 2)
+
+    monkeypatch.setattr(encoder, "prepare_example", ready)
+    t = np.arange(11025) / 22050
+    clip = (np.sin(2 * np.pi * 440 * t) + 0.5 * np.sin(2 * np.pi * 660 * t)).astype(np.float32)  # 0.5 s at 22.05 kHz
+    vector = separator.embed_query(audio=(clip, 22050))
+    mono = encoder._prepare_audio([clip], 22050)[0]
+    assert seen == [(mono.shape, encoder.audio_sample_rate)]
+    expected = encoder.embed("audio", [np.tile(mono, 2)], sample_rate=encoder.audio_sample_rate)[0]
+    torch.testing.assert_close(vector, expected)
+    assert not torch.allclose(vector, encoder.embed("audio", [clip], sample_rate=22050)[0])

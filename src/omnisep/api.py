@@ -222,10 +222,13 @@ class Separator:
         if kind == "image" and isinstance(item, (str, os.PathLike)) and Path(item).suffix.lower() in VIDEO_SUFFIXES:
             frames = centre_frames(video_frames(item, fps=1.0))
             return query_math.normalize(self.encoder.embed("image", frames).mean(dim=0))
+        # A user's audio example is made ready for the encoder first (trimmed, a short one looped).
         if kind == "audio" and _is_audio_pair(item):
-            return self.encoder.embed("audio", [item[0]], sample_rate=int(item[1]))[0]
+            return self.encoder.embed_examples([item[0]], sample_rate=int(item[1]))[0]
         if kind == "audio" and not isinstance(item, (str, os.PathLike)):
-            return self.encoder.embed("audio", [item], sample_rate=mixture_rate)[0]
+            return self.encoder.embed_examples([item], sample_rate=mixture_rate)[0]
+        if kind == "audio":
+            return self.encoder.embed_examples([item])[0]
         return self.encoder.embed(kind, [item])[0]
 
     def embed_query(self, query: Query | None = None, mixture_rate: int | None = None, **fields) -> torch.Tensor:

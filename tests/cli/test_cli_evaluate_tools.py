@@ -63,6 +63,17 @@ def test_auto_negative_run_then_report(tiny_checkpoint, mixtures, tmp_path, caps
     assert code == 0, err
     chosen = json.loads((report / "summary.json").read_text())["chosen"]
     assert chosen.endswith("/a0.5") and chosen == auto_negative.choose_defaults(data["summary"], alpha=0.5)
+    # The model's own setting, reported as such beside the best on validation.
+    code, out, err = run(capsys, "evaluate-auto-negative", "report", "--validation", tmp_path / "runs" / "val.json",
+                         "--test", tmp_path / "runs" / "val.json", "--setting", "auto/mixture/n2/sim0.7/a0.25", "--out", report)
+    assert code == 0, err
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["chosen"] == "auto/mixture/n2/sim0.7/a0.25"
+    assert summary["best_on_validation"] == auto_negative.choose_defaults(data["summary"])
+    assert "automatic setting: `auto/mixture/n2/sim0.7/a0.25`" in out
+    code, _, err = run(capsys, "evaluate-auto-negative", "report", "--validation", tmp_path / "runs" / "val.json",
+                       "--test", tmp_path / "runs" / "val.json", "--setting", "auto/nothing/n1/sim1/a1", "--out", report)
+    assert code == 2 and "no setting 'auto/nothing/n1/sim1/a1'" in err
 
 
 def test_auto_negative_from_the_residuals_embedding(tiny_checkpoint, mixtures, tmp_path, capsys):

@@ -221,13 +221,15 @@ def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, modes, 
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for results.md and summary.json.")
 @click.option("--alpha", type=float, default=None,
               help="Choose only among settings at this strength (the model's auto_alpha) [default: any swept].")
-def auto_negative_report(validation, test, controls, out, alpha):
+@click.option("--setting", default=None, metavar="KEY",
+              help="Report this setting (e.g. auto/mixture/n1/sim0.55/a1, the model's own) instead of the best on validation.")
+def auto_negative_report(validation, test, controls, out, alpha, setting):
     """Choose the setting on the --validation runs, report it on the --test runs: OUT/results.md, OUT/summary.json.
 
     Later runs override earlier ones for the modes they share."""
     from omnisep.evaluation import auto_negative
 
-    click.echo(auto_negative.write_report(validation, test, out, controls, alpha=alpha))
+    click.echo(auto_negative.write_report(validation, test, out, controls, alpha=alpha, setting=setting))
 
 
 @click.group("evaluate-presence")

@@ -108,6 +108,22 @@ class QueryEncoder(abc.ABC):
         """Embed mono clips given at ``sample_rate`` (or paths, decoded and downmixed)."""
         return self.embed("audio", clips, sample_rate)
 
+    def embed_examples(self, clips: Sequence, sample_rate: int | None = None) -> torch.Tensor:
+        """Users' audio query examples: as :meth:`embed_audio`, each clip made ready by :meth:`prepare_example`
+        after it is decoded, mixed to mono and resampled to ``audio_sample_rate``."""
+        if getattr(self.prepare_example, "__func__", None) is QueryEncoder.prepare_example:  # nothing to prepare
+            return self.embed("audio", clips, sample_rate)
+        with warnings.catch_warnings():
+            # "padded, less reliable" is not true of an example the encoder fills itself (a short one looped)
+            warnings.filterwarnings("ignore", message=r".* s long \(under .*: it is padded")
+            decoded = self._prepare_audio(clips, sample_rate)
+        prepared = [self.prepare_example(clip, self.audio_sample_rate) for clip in decoded]
+        return self._batched(self._embed_audio, prepared)
+
+    def prepare_example(self, wave: np.ndarray, sample_rate: int) -> np.ndarray:
+        """How this encoder wants a user's example (default: as it is; see omnisep.encoders.examples)."""
+        return wave
+
     # -- input checks per modality (shared by every encoder) ---------------------------
 
     def _prepare_text(self, texts: Sequence[str], sample_rate: int | None) -> list[str]:

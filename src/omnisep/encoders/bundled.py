@@ -201,6 +201,12 @@ class BundledEncoder(QueryEncoder):
     def _embed_audio(self, clips: list[np.ndarray]) -> torch.Tensor:
         return self.heads["audio"](self.audio_backbone_features(clips).to(self.device))
 
+    def prepare_example(self, wave: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Near-silence trimmed and a short example looped to one aisfx block (omnisep.encoders.examples)."""
+        from omnisep.encoders.examples import prepare_example
+
+        return prepare_example(wave, sample_rate)
+
 
 def _combined_hash(backbone_hashes: list[str], heads_hash: str) -> str:
     return hashlib.sha256("|".join([*backbone_hashes, heads_hash]).encode()).hexdigest()

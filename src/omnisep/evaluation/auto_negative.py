@@ -384,13 +384,14 @@ def report(summary: dict, chosen: str, choices: dict | None = None) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for mode, rows in summary.items():
-        plain, oracle05, oracle, auto = rows["plain"], rows["oracle/a0.5"], rows[f"oracle/a{alpha}"], rows[chosen]
+        plain, oracle05, oracle, auto = rows["plain"], rows.get("oracle/a0.5"), rows[f"oracle/a{alpha}"], rows[chosen]
         share = auto["gain"] / oracle["gain"] if oracle["gain"] > 0 else float("nan")
         stats = (choices or {}).get(mode, {}).get(chosen.rsplit("/a", 1)[0])
         hit = f"{stats['hit'] / stats['n']:.0%}" if stats else "-"
         own = f"{stats['own'] / stats['n']:.0%}" if stats else "-"
         lines.append(
-            f"| {mode} | {plain['sdri']:.2f} ± {plain['sem']:.2f} | {oracle05['sdri']:.2f} ({oracle05['gain']:+.2f}) "
+            f"| {mode} | {plain['sdri']:.2f} ± {plain['sem']:.2f} | "
+            + ("-" if oracle05 is None else f"{oracle05['sdri']:.2f} ({oracle05['gain']:+.2f})") + " "
             f"| {oracle['sdri']:.2f} ({oracle['gain']:+.2f}) | {auto['sdri']:.2f} ({auto['gain']:+.2f} ± {auto['gain_sem']:.2f}) "
             f"| {share:.0%} | {hit} | {own} |"
         )
@@ -427,7 +428,9 @@ def sweep_table(summary: dict, source: str) -> str:
             cells.append(f"{np.mean(gains):+.2f}" if gains else "-")
         n, sim = setting.split("/n")[1].split("/sim")
         lines.append(f"| {n}, {'own only' if float(sim) > 1 else sim} | " + " | ".join(cells) + " |")
-    oracle = [f"{np.mean([rows[f'oracle/a{a:g}']['gain'] for rows in summary.values()]):+.2f}" for a in alphas]
+    # Merged runs may sweep different strengths per mode: each cell averages the modes that ran it.
+    oracle = [f"{np.mean([rows[f'oracle/a{a:g}']['gain'] for rows in summary.values() if f'oracle/a{a:g}' in rows]):+.2f}"
+              for a in alphas]
     lines.append("| *oracle (interferer's label)* | " + " | ".join(oracle) + " |")
     return "\n".join(lines)
 
@@ -449,10 +452,11 @@ def merge(paths) -> dict:
     return merged
 
 
-def write_report(validation, test, out, controls=None, alpha: float | None = None) -> str:
+def write_report(validation, test, out, controls=None, alpha: float | None = None, setting: str | None = None) -> str:
     """Choose the setting on the ``validation`` runs, report it on the ``test`` runs: OUT/results.md, OUT/summary.json.
 
-    ``alpha``: choose only among settings at that strength (:func:`choose_defaults`).
+    ``alpha``: choose only among settings at that strength (:func:`choose_defaults`). ``setting``: report
+    this key instead of choosing (the one a model ships with, when the choice rests on more than these runs).
 
     Each of ``validation`` and ``test`` is a list of run files (:func:`save_run`), merged with
     :func:`merge` (later runs override earlier ones for the modes they share); ``controls``: a
@@ -461,7 +465,10 @@ def write_report(validation, test, out, controls=None, alpha: float | None = Non
     from omnisep import fileio
 
     val, tst = merge(validation), merge(test)
-    chosen = choose_defaults(val["summary"], alpha=alpha)
+    best = choose_defaults(val["summary"], alpha=alpha)
+    chosen = setting or best
+    if any(chosen not in rows for rows in val["summary"].values()):
+        raise OmniSepError(f"The validation runs hold no setting {chosen!r}.")
     safe = meets_target(val["summary"], chosen)
     sources = val["grid"]["sources"]
     text = [
@@ -471,6 +478,7 @@ def write_report(validation, test, out, controls=None, alpha: float | None = Non
         f"(the first N of each list): validation {val['counts']}, test {tst['counts']}.",
         "SDRi in dB, mean ± SEM over the mixtures a query mode can be formed for; gains in brackets are paired",
         "differences to the same query without a negative. Model: `" + str(tst["checkpoint"]) + "`.",
+        "" if chosen == best else f"Reported: the model's setting `{chosen}`; the best on validation alone is `{best}`.",
         "",
         ("" if safe else "**No automatic setting is, on average, at least as good as no negative in every mode on "
          "the validation mixtures; the least harmful one is shown.**"),
@@ -498,6 +506,6 @@ def write_report(validation, test, out, controls=None, alpha: float | None = Non
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fileio.write_text(out / "results.md", "\n".join(text))
-    fileio.write_json(out / "summary.json", {"chosen": chosen, "validation": val["summary"], "test": tst["summary"],
+    fileio.write_json(out / "summary.json", {"chosen": chosen, "best_on_validation": best, "validation": val["summary"], "test": tst["summary"],
                                              "choices_test": tst.get("choices"), "seconds": [val["seconds"], tst["seconds"]]})
     return "\n".join(text)

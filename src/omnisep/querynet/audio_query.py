@@ -17,7 +17,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import fftconvolve
 
-BLOCK_SECONDS = 100 * 1024 / 44100  # one aisfx block (100 frames, hop 1024 at 44.1 kHz)
+# The preparation lives with the encoders (the API applies it to every user's audio query); re-exported here.
+from omnisep.encoders.examples import BLOCK_SECONDS, prepare_example, trim_silence  # noqa: F401
+
 CONDITIONS = ("clean", "short-0.5s", "short-1s", "short-2s", "reverb", "noise-10dB", "noise-0dB", "level-30dB")
 
 
@@ -59,23 +61,3 @@ def degrade(wave: np.ndarray, rate: int, condition: str, seed: int = 0) -> np.nd
     if peak > 1.0:
         out = out / peak
     return out.astype(np.float32)
-
-
-def trim_silence(wave: np.ndarray, rate: int, floor_db: float = 40.0, frame_seconds: float = 0.02) -> np.ndarray:
-    """Drop leading and trailing frames more than ``floor_db`` below the loudest frame."""
-    frame = max(1, int(frame_seconds * rate))
-    count = wave.size // frame
-    if count < 2:
-        return wave
-    energy = (wave[: count * frame].astype(np.float64).reshape(count, frame) ** 2).mean(axis=1)
-    loud = np.flatnonzero(energy >= energy.max() * 10 ** (-floor_db / 10))
-    return wave[loud[0] * frame : (loud[-1] + 1) * frame]
-
-
-def prepare_example(wave: np.ndarray, rate: int) -> np.ndarray:
-    """Trim near-silence, then loop a short example to one full aisfx block."""
-    wave = trim_silence(np.asarray(wave, dtype=np.float32), rate)
-    block = int(np.ceil(BLOCK_SECONDS * rate))
-    if 0 < wave.size < block:
-        wave = np.tile(wave, int(np.ceil(block / wave.size)))[:block]
-    return wave
