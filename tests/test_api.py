@@ -1,4 +1,5 @@
 import shutil
+import warnings
 
 import av
 import numpy as np
@@ -285,9 +286,14 @@ def test_an_audio_example_is_made_ready_before_it_is_embedded(tiny_checkpoint, m
     monkeypatch.setattr(encoder, "prepare_example", ready)
     t = np.arange(11025) / 22050
     clip = (np.sin(2 * np.pi * 440 * t) + 0.5 * np.sin(2 * np.pi * 660 * t)).astype(np.float32)  # 0.5 s at 22.05 kHz
-    vector = separator.embed_query(audio=(clip, 22050))
-    mono = encoder._prepare_audio([clip], 22050)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a prepared example is not "padded"
+        vector = separator.embed_query(audio=(clip, 22050))
+    with pytest.warns(UserWarning, match="padded"):  # the plain path warns of a short clip; the prepared one did not
+        mono = encoder._prepare_audio([clip], 22050)[0]
     assert seen == [(mono.shape, encoder.audio_sample_rate)]
     expected = encoder.embed("audio", [np.tile(mono, 2)], sample_rate=encoder.audio_sample_rate)[0]
     torch.testing.assert_close(vector, expected)
-    assert not torch.allclose(vector, encoder.embed("audio", [clip], sample_rate=22050)[0])
+    with pytest.warns(UserWarning, match="padded"):
+        unprepared = encoder.embed("audio", [clip], sample_rate=22050)[0]
+    assert not torch.allclose(vector, unprepared)
