@@ -1,8 +1,11 @@
 import json
 import shutil
 
+import pytest
+
 from omnisep import pretrained
 from omnisep.cli import main
+from omnisep.errors import OmniSepError
 
 
 def test_models_lists_bundled_and_local(tmp_path, capsys, monkeypatch, tiny_checkpoint):
@@ -51,3 +54,8 @@ def test_the_shipped_default_is_v2_and_records_its_inference_defaults():
     assert (defaults["mode"], defaults["alpha"]) == ("logit", 2.0)
     assert contrast_strength(config, path) == 0.5
     assert negative_defaults(read_config(pretrained.resolve_model("v1")), "v1")["mode"] == "proportional"
+    # The automatic negative comes from the scan (the residual gains less for non-text queries: docs/query-tools.md).
+    assert defaults["auto_source"] == "scan"
+    bad = {**config, "inference": {**config["inference"], "negative": {**config["inference"]["negative"], "auto_source": "guess"}}}
+    with pytest.raises(OmniSepError, match="auto_source must be scan or residual, got 'guess'"):
+        negative_defaults(bad, path)
