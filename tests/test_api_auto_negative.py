@@ -151,3 +151,23 @@ def test_the_residual_of_a_clean_recording_names_nothing(separator, band_separat
     assert silent.embedding() is None
     with pytest.raises(OmniSepError, match="scan or residual, not 'mixture'"):
         AutoNegative(source="mixture")
+
+
+def test_the_residual_is_left_by_the_query_as_users_get_it(separator, band_separator):
+    """The residual the encoder hears is the one the plain query leaves, query contrast included (as the
+    evaluation measured it), although a query with a negative gets no contrast."""
+    from omnisep.queries import background_query
+
+    separator.contrast = 0.5
+    separator.background = background_query(band_separator.bank.embeddings)
+    embedded = separator.prepare([Query(text="low", auto_negative=AutoNegative(source="residual"))], SR)
+    assert embedded[0].contrast == 0.0
+    heard = []
+
+    def hear(items):
+        heard.extend(items)
+        return [None]  # nothing audible left
+
+    out = separator.choose_negatives(embedded, lambda: pytest.fail("the residual source needs no scan"), hear)
+    assert heard[0].contrast == 0.5 and heard[0].background is not None
+    assert out[0].negatives == [] and out[0].contrast == 0.5  # nothing to subtract: the plain query, contrast and all

@@ -434,10 +434,16 @@ class Separator:
                 count=self.negative_defaults["auto_count"] if setting.count is None else setting.count,
                 source=self.negative_defaults["auto_source"] if setting.source is None else setting.source,
             ))
+
+        def plain(item: EmbeddedQuery) -> EmbeddedQuery:
+            """The query as it is without a negative: with the query contrast (the evaluation's plain query)."""
+            strength = self.contrast if item.query.contrast is None else item.query.contrast
+            return dataclasses.replace(item, background=self.background if strength > 0 else None, contrast=strength)
+
         listening = [index for index, setting in enumerate(settings) if setting is not None and setting.source == "residual"]
         if listening and hear_residuals is None:
             raise ValueError("an automatic negative from the residual needs hear_residuals")
-        evidence = dict(zip(listening, hear_residuals([embedded[index] for index in listening]))) if listening else {}
+        evidence = dict(zip(listening, hear_residuals([plain(embedded[index]) for index in listening]))) if listening else {}
         scanned = None
         out = []
         for index, (item, setting) in enumerate(zip(embedded, settings)):
@@ -459,12 +465,11 @@ class Separator:
                 vector = negatives.apply(item.vector, self.bank, choices, alpha, mode)
             label = item.label.removesuffix(" - auto")
             # Nothing found to subtract: the query gets the contrast a query without a negative gets.
-            strength = 0.0 if choices else self.contrast if item.query.contrast is None else item.query.contrast
+            base = plain(item) if not choices else dataclasses.replace(item, background=None, contrast=0.0)
             out.append(
                 dataclasses.replace(
-                    item, vector=vector, label=f"{label} {negatives.describe(choices)}", negatives=choices,
+                    base, vector=vector, label=f"{label} {negatives.describe(choices)}", negatives=choices,
                     negative=negative_vector, alpha=alpha if negative_vector is not None else 0.0,
-                    background=self.background if strength > 0 else None, contrast=strength,
                 )
             )
         return out
