@@ -311,7 +311,7 @@ class Separator:
                 vector, negative_vector = query_math.negative(vector, negative_vector, alpha=alpha, mode=mode), None
             if query.query_aug:
                 label += " " + query.describe_negative()
-        strength = self.contrast if query.contrast is None else query_math.check_alpha(query.contrast)
+        strength = self._contrast(query)
         if negatives or query.auto_negative is not None:
             strength = 0.0  # a negative query already says what to keep apart (it beats the contrast on validation)
         if strength > 0 and self.background is None:
@@ -319,6 +319,10 @@ class Separator:
         return EmbeddedQuery(vector, label, score, query, query_aug_match=match, negative=negative_vector,
                              alpha=alpha if negative_vector is not None else 0.0,
                              background=self.background if strength > 0 else None, contrast=strength)
+
+    def _contrast(self, query: Query) -> float:
+        """The query contrast a query gets without a negative: its own strength, else the model's."""
+        return self.contrast if query.contrast is None else query_math.check_alpha(query.contrast)
 
     def negative_setting(self, query: Query) -> tuple[str, float]:
         """The query's negative mode and alpha, the model's defaults where it gives none."""
@@ -397,11 +401,7 @@ class Separator:
 
             def hear_residuals(items):
                 plain = apply.separate_array(self.model, mixture, sample_rate, query_rows(items), chunk_seconds, overlap, batch_size)
-                sinks = [negatives.ResidualEvidence(self.encoder, sample_rate) for _ in items]
-                for sink, target in zip(sinks, plain):
-                    sink.target.write(target)
-                    sink.write(mixture - target)
-                return [sink.embedding() for sink in sinks]
+                return [negatives.ResidualEvidence.of(self.encoder, sample_rate, mixture, target) for target in plain]
 
             embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate), hear_residuals)
         targets = apply.separate_array(self.model, mixture, sample_rate, query_rows(embedded), chunk_seconds, overlap, batch_size)
@@ -437,7 +437,7 @@ class Separator:
 
         def plain(item: EmbeddedQuery) -> EmbeddedQuery:
             """The query as it is without a negative: with the query contrast (the evaluation's plain query)."""
-            strength = self.contrast if item.query.contrast is None else item.query.contrast
+            strength = self._contrast(item.query)
             return dataclasses.replace(item, background=self.background if strength > 0 else None, contrast=strength)
 
         listening = [index for index, setting in enumerate(settings) if setting is not None and setting.source == "residual"]

@@ -41,7 +41,6 @@ DEFAULT_ALPHA = 0.25
 # A label whose presence is under this (-30 dB of the mixture's energy, or a verified scan that heard
 # nothing like it) is not heard: never a reason to subtract it.
 HEARD = 1e-3
-SOURCES = AUTO_SOURCES
 # A guard, not a tuned value: what the query leaves must resemble a label at least this much (cosine of the
 # query encoder's embeddings) for that label to be subtracted.
 HEARD_COSINE = 0.05
@@ -76,8 +75,13 @@ class AutoNegative:
             raise OmniSepError(f"the similarity cut-off must be a cosine in [-1, 1], got {self.max_similarity}.")
         if not 0.0 <= float(self.min_presence) <= 1.0:
             raise OmniSepError(f"the smallest presence must be in [0, 1], got {self.min_presence}.")
-        if self.source is not None and self.source not in SOURCES:
-            raise OmniSepError(f"the automatic negative comes from {' or '.join(SOURCES)}, not {self.source!r}.")
+        if self.source is not None and self.source not in AUTO_SOURCES:
+            raise OmniSepError(f"the automatic negative comes from {' or '.join(AUTO_SOURCES)}, not {self.source!r}.")
+
+    @property
+    def labels(self) -> int:
+        """How many labels to subtract (:data:`DEFAULT_COUNT` when the setting leaves it to the model)."""
+        return DEFAULT_COUNT if self.count is None else self.count
 
     @classmethod
     def coerce(cls, value) -> "AutoNegative | None":
@@ -124,7 +128,7 @@ def choose(scan_result, query: torch.Tensor, bank, setting: AutoNegative | None 
     own, cosine = _own_label(query, bank)
     chosen = []
     for index in scan_result.ranking():
-        if len(chosen) == (DEFAULT_COUNT if setting.count is None else setting.count):
+        if len(chosen) == setting.labels:
             break
         presence = float(scan_result.presence[index])
         if index == own or float(cosine[index]) >= setting.max_similarity or presence < setting.min_presence:
@@ -150,7 +154,7 @@ def choose_by_embedding(evidence: torch.Tensor, query: torch.Tensor, bank, setti
     closeness = similarities(evidence, bank)
     chosen = []
     for index in torch.argsort(closeness, descending=True).tolist():
-        if len(chosen) == (DEFAULT_COUNT if setting.count is None else setting.count):
+        if len(chosen) == setting.labels:
             break
         if index == own or float(cosine[index]) >= setting.max_similarity:
             continue
@@ -169,11 +173,11 @@ def choose_reranked(scan_result, evidence: torch.Tensor, query: torch.Tensor, ba
     leaves behind is mostly the interferer, so its embedding breaks the tie between those few.
     """
     setting = setting or AutoNegative()
-    pool = choose(scan_result, query, bank, dataclasses.replace(setting, count=max(candidates, setting.count or DEFAULT_COUNT)))
+    pool = choose(scan_result, query, bank, dataclasses.replace(setting, count=max(candidates, setting.labels)))
     closeness = similarities(evidence, bank)
     row = {label: index for index, label in enumerate(bank.labels)}
     pool.sort(key=lambda choice: -float(closeness[row[choice.label]]))
-    return pool[: DEFAULT_COUNT if setting.count is None else setting.count]
+    return pool[: setting.labels]
 
 
 class ResidualEvidence:
@@ -200,6 +204,14 @@ class ResidualEvidence:
         self.total: torch.Tensor | None = None
         self.energy = 0.0  # sum of squares of the residual, at the input's rate
         self.target = _EnergyMeter()
+
+    @classmethod
+    def of(cls, encoder, sample_rate: int, mixture: np.ndarray, target: np.ndarray) -> torch.Tensor | None:
+        """:meth:`embedding` of what ``target`` leaves of ``mixture`` (whole arrays ``[C, T]`` or ``[T]``)."""
+        heard = cls(encoder, sample_rate)
+        heard.target.write(target)
+        heard.write(mixture - target)
+        return heard.embedding()
 
     def write(self, block) -> None:
         block = np.asarray(block, dtype=np.float32)

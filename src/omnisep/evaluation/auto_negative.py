@@ -47,7 +47,6 @@ DEFAULT_COUNTS = (1, 2, 3)
 DEFAULT_ALPHAS = (0.25, 0.5, 1.0)
 DEFAULT_SIMILARITIES = (0.55, 0.7, 1.01)  # 1.01: only the own label is left out
 DEFAULT_SOURCES = ("mixture",)
-SOURCES = ("mixture", "residual", "residual-label", "residual-audio", "mixture-top2+residual", "mixture-top3+residual")
 SOURCE_NAMES = {
     "mixture": "the scan of the mixture",
     "residual": "the scan of the residual the plain query leaves",
@@ -56,7 +55,9 @@ SOURCE_NAMES = {
     "mixture-top2+residual": "the scan's first 2 labels, re-ordered by closeness to the residual",
     "mixture-top3+residual": "the scan's first 3 labels, re-ordered by closeness to the residual",
 }
-RESIDUAL_EMBEDDING_SOURCES = ("residual-label", "residual-audio", "mixture-top2+residual", "mixture-top3+residual")
+SOURCES = tuple(SOURCE_NAMES)
+RERANKED_CANDIDATES = {"mixture-top2+residual": 2, "mixture-top3+residual": 3}  # the scan's first N, re-ordered
+RESIDUAL_EMBEDDING_SOURCES = ("residual-label", "residual-audio", *RERANKED_CANDIDATES)
 MODES = ("text", "image", "audio", "composed")
 
 
@@ -242,10 +243,7 @@ def run(
             if encoder is not None:
                 # What the query as users get it (with the contrast) leaves, as the query encoder hears it.
                 plain = one_pass.separate(QueryRows.from_terms([plain_terms]), mixture.shape[-1])[0]
-                heard = negatives.ResidualEvidence(encoder, 16000)
-                heard.target.write(plain)
-                heard.write(mixture.numpy() - plain)
-                evidence = heard.embedding()
+                evidence = negatives.ResidualEvidence.of(encoder, 16000, mixture.numpy(), plain)
             for source, n, similarity in settings:
                 if source == "residual-audio":
                     for alpha in alphas:
@@ -258,9 +256,9 @@ def run(
                     chosen = []  # nothing audible left: nothing to subtract
                 elif source == "residual-label":
                     chosen = negatives.choose_by_embedding(evidence, query, bank, setting)
-                elif source.endswith("+residual"):
-                    candidates = int(source.split("-top")[1].split("+")[0])
-                    chosen = negatives.choose_reranked(scanned["mixture"], evidence, query, bank, setting, candidates)
+                elif source in RERANKED_CANDIDATES:
+                    chosen = negatives.choose_reranked(scanned["mixture"], evidence, query, bank, setting,
+                                                       RERANKED_CANDIDATES[source])
                 else:
                     chosen = negatives.choose(scanned[source], query, bank, setting)
                 labels = {c.label for c in chosen}
