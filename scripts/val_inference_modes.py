@@ -23,23 +23,57 @@ import numpy as np
 import torch
 
 
-def main() -> None:
+def add_validation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The validation data every inference-setting script reads (also scripts/val_mask_shaping.py)."""
+    parser.add_argument("--mixtures", default="corpus/mixtures_val.jsonl")
+    parser.add_argument("--manifest", default="corpus/manifest.jsonl")
+    parser.add_argument("--cache", default="runs/cache-full")
+    parser.add_argument("--descriptions", default="configs/querynet/descriptions-val.json")
+
+
+def load_validation(args):
+    """(test set, query table, mixture dataset, {description: embedding}, {label: [descriptions]})."""
     from omnisep.data.mixing import MixtureDataset
     from omnisep.data.mixtures import load_test_set
     from omnisep.encoders import get_encoder
+    from omnisep.evaluation.protocol.queries import load_query_table
+
+    test_set = load_test_set(args.mixtures, args.manifest)
+    table = load_query_table(test_set, {i for row in test_set.mixtures for i in row}, args.cache, None)
+    dataset = MixtureDataset(test_set.items, table, training=False, num_sources=2, mixtures=test_set.mixtures)
+    descriptions = json.loads(open(args.descriptions).read())
+    texts = sorted({d for options in descriptions.values() for d in options})
+    described = dict(zip(texts, get_encoder("bundled").embed_text(texts)))
+    return test_set, table, dataset, described, descriptions
+
+
+def mixture_queries(n, test_set, table, described, descriptions):
+    """Validation mixture ``n``'s queries: its target's text (and picture, and one description when there
+    are), and the interferer's text (``negative``), each normalised."""
+    from omnisep.queries import normalize
+
+    target_item, interferer_item = test_set.mixtures[n]
+    rows_t, available_t = table.get(test_set.items[target_item].id)
+    rows_i, _ = table.get(test_set.items[interferer_item].id)
+    options = descriptions.get(test_set.items[target_item].label)
+    queries = {"text": normalize(rows_t[0]), "negative": normalize(rows_i[0])}
+    if available_t[1]:
+        queries["image"] = normalize(rows_t[1])
+    if options:
+        queries["description"] = normalize(described[options[n % len(options)]])
+    return queries
+
+
+def main() -> None:
     from omnisep.evaluation.metrics import score_estimate, score_mixture
     from omnisep.evaluation.usage import SCORED_LENGTH, draw_absent_label, energy_db
-    from omnisep.evaluation.protocol.queries import load_query_table
     from omnisep.models import signal_path as path
     from omnisep.queries import background_query, normalize
     from omnisep.states import load_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+")
-    parser.add_argument("--mixtures", default="corpus/mixtures_val.jsonl")
-    parser.add_argument("--manifest", default="corpus/manifest.jsonl")
-    parser.add_argument("--cache", default="runs/cache-full")
-    parser.add_argument("--descriptions", default="configs/querynet/descriptions-val.json")
+    add_validation_arguments(parser)
     parser.add_argument("--alphas", default="1,2,3")
     parser.add_argument("--contrasts", default="0.25,0.5,1")
     parser.add_argument("--threads", type=int, default=2)
@@ -48,12 +82,7 @@ def main() -> None:
     alphas = [float(a) for a in args.alphas.split(",")]
     contrasts = [float(b) for b in args.contrasts.split(",")]
 
-    test_set = load_test_set(args.mixtures, args.manifest)
-    table = load_query_table(test_set, {i for row in test_set.mixtures for i in row}, args.cache, None)
-    dataset = MixtureDataset(test_set.items, table, training=False, num_sources=2, mixtures=test_set.mixtures)
-    descriptions = json.loads(open(args.descriptions).read())
-    texts = sorted({d for options in descriptions.values() for d in options})
-    described = dict(zip(texts, get_encoder("bundled").embed_text(texts)))
+    test_set, table, dataset, described, descriptions = load_validation(args)
     loaded = {name: load_checkpoint(name) for name in args.models}
     scores: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
     absent_db: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
@@ -65,14 +94,7 @@ def main() -> None:
             reference = score_mixture(target.numpy(), interferer.numpy(), mixture.numpy(), "fast", length)
             if reference is None:
                 continue
-            rows_t, available_t = table.get(test_set.items[target_item].id)
-            rows_i, _ = table.get(test_set.items[interferer_item].id)
-            options = descriptions.get(test_set.items[target_item].label)
-            queries = {"text": normalize(rows_t[0]), "negative": normalize(rows_i[0])}
-            if available_t[1]:
-                queries["image"] = normalize(rows_t[1])
-            if options:
-                queries["description"] = normalize(described[options[n % len(options)]])
+            queries = mixture_queries(n, test_set, table, described, descriptions)
             spec = path.analyse(mixture[None])
             frames = spec.shape[-1]
             for name, checkpoint in loaded.items():

@@ -135,6 +135,22 @@ def test_the_residual_names_the_interferer_without_a_scan(separator, band_separa
     assert [n["label"] for n in rows[0]["negatives"]] == ["high"]
 
 
+def test_scan_and_residual_together_name_the_interferer(separator, band_separator):
+    """source="scan+residual" runs the scan and listens to what the query leaves; for low + high both
+    point at "high", so the sum names it and the result is the oracle's."""
+    separator.encoder = BandEar()
+    low, high = band_separator.tones(seconds=6.0)
+    mixture = low + high
+    auto = separator.separate(mixture, SR, text="low", negative=AutoNegative(source="scan+residual"))
+    oracle = separator.separate(mixture, SR, text="low", negative_text="high", alpha=0.25)
+    assert [c.label for c in auto.negatives] == ["high"]
+    # The presence reported is the scan's (about 0.35) plus the residual's cosine with "high" (over 0.9).
+    assert auto.negatives[0].presence > 1.2
+    np.testing.assert_allclose(auto.target, oracle.target, atol=1e-6)
+    separator.negative_defaults = {**separator.negative_defaults, "auto_source": "scan+residual"}
+    assert separator.separate(mixture, SR, text="low", negative="auto").negatives == auto.negatives
+
+
 def test_the_residual_of_a_clean_recording_names_nothing(separator, band_separator):
     """Only the low tone sounds: what "low" leaves is its own leak (-15 dB), heard as the low band,
     which no other label resembles (cosine 0 with "high" and "hum"), so nothing is subtracted; a
@@ -149,7 +165,7 @@ def test_the_residual_of_a_clean_recording_names_nothing(separator, band_separat
     silent.target.write(low)
     silent.write(low * 0.01)  # -40 dB of the target
     assert silent.embedding() is None
-    with pytest.raises(OmniSepError, match="scan or residual, not 'mixture'"):
+    with pytest.raises(OmniSepError, match=r"one of scan, residual, scan\+residual, not 'mixture'"):
         AutoNegative(source="mixture")
 
 

@@ -116,3 +116,33 @@ def test_the_residual_reorders_only_the_scans_first_labels(band_separator):
     evidence = rows[1] + 2 * rows[3]
     assert [c.label for c in negatives.choose_reranked(result, evidence, query, bank, setting, candidates=2)] == ["high"]
     assert [c.label for c in negatives.choose_reranked(result, evidence, query, bank, setting, candidates=3)] == ["hum"]
+
+
+def test_the_scan_and_the_residual_together_name_what_both_point_at(band_separator):
+    """The scan ranks high (0.353) > low-ish (0.350) > hum (0.25); what the query leaves is nearest hum
+    (cosine 0.725), then low-ish (0.688), never high. Each alone names its own first; their sum per
+    label names low-ish, second in both."""
+    from types import SimpleNamespace
+
+    bank = band_separator.bank
+    low, high = band_separator.tones()
+    result = scan(band_separator, low + high, SR)
+    rows = torch.as_tensor(bank.embeddings, dtype=torch.float32)
+    query, setting = rows[0], AutoNegative(count=1, max_similarity=1.0)
+    evidence = rows[2] / rows[2].norm() * 1.044 + 1.1 * rows[3]  # [1, 0, 0.3, 1.1]
+    assert [c.label for c in choose(result, query, bank, setting)] == ["high"]
+    assert [c.label for c in negatives.choose_by_embedding(evidence, query, bank, setting)] == ["hum"]
+    both = negatives.choose_combined(result, evidence, query, bank, setting)
+    assert [c.label for c in both] == ["low-ish"]
+    closeness = negatives.similarities(evidence, bank)
+    assert both[0].presence == pytest.approx(float(result.presence[2] + closeness[2]), abs=1e-6)
+    # What sounds like the query's own label is never chosen, however strong: not the label itself, nor,
+    # under the similarity cut, its near-synonym; with nothing audible left, the scan alone decides.
+    assert [c.label for c in negatives.choose_combined(result, rows[0], query, bank, setting)] == ["low-ish"]
+    cut = AutoNegative(count=1, max_similarity=0.8)
+    assert [c.label for c in negatives.choose_combined(result, rows[0], query, bank, cut)] == ["high"]
+    assert negatives.choose_combined(result, None, query, bank, setting) == choose(result, query, bank, setting)
+    # A label neither heard by the scan nor resembled by the residual is never subtracted.
+    quiet = SimpleNamespace(labels=bank.labels, presence=np.array([0.5, 1e-4, 0.0, 0.0], dtype=np.float32))
+    assert negatives.choose_combined(quiet, rows[0], query, bank, cut) == []
+    assert [c.label for c in negatives.choose_combined(quiet, rows[3], query, bank, cut)] == ["hum"]

@@ -416,9 +416,10 @@ class Separator:
 
     def choose_negatives(self, embedded: Sequence[EmbeddedQuery], scan_mixture: Callable,
                          hear_residuals: Callable | None = None) -> list[EmbeddedQuery]:
-        """Queries with an automatic negative get it from the scan ``scan_mixture()`` (run once, if needed), or,
-        with ``source="residual"``, from ``hear_residuals(items)``: the query encoder's embedding of what each
-        of those queries alone leaves (one pass for all of them; None where nothing audible is left)."""
+        """Queries with an automatic negative get it from the scan ``scan_mixture()`` (run once, if needed),
+        with ``source="residual"`` from ``hear_residuals(items)``: the query encoder's embedding of what each
+        of those queries alone leaves (one pass for all of them; None where nothing audible is left), or
+        with ``source="scan+residual"`` from both."""
         from omnisep import negatives
 
         if self.bank is None:
@@ -440,7 +441,8 @@ class Separator:
             strength = self._contrast(item.query)
             return dataclasses.replace(item, background=self.background if strength > 0 else None, contrast=strength)
 
-        listening = [index for index, setting in enumerate(settings) if setting is not None and setting.source == "residual"]
+        listening = [index for index, setting in enumerate(settings)
+                     if setting is not None and setting.source in ("residual", "scan+residual")]
         if listening and hear_residuals is None:
             raise ValueError("an automatic negative from the residual needs hear_residuals")
         evidence = dict(zip(listening, hear_residuals([plain(embedded[index]) for index in listening]))) if listening else {}
@@ -453,6 +455,9 @@ class Separator:
             if setting.source == "residual":
                 heard = evidence[index]
                 choices = [] if heard is None else negatives.choose_by_embedding(heard, item.vector, self.bank, setting)
+            elif setting.source == "scan+residual":
+                scanned = scanned or scan_mixture()
+                choices = negatives.choose_combined(scanned, evidence[index], item.vector, self.bank, setting)
             else:
                 scanned = scanned or scan_mixture()
                 choices = negatives.choose(scanned, item.vector, self.bank, setting)

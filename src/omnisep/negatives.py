@@ -17,8 +17,11 @@ reported, so the user sees which labels were subtracted.
 A second way needs no scan (``source="residual"``): separate with the query
 alone, let the query encoder listen to what it leaves (the residual,
 :class:`ResidualEvidence`), and subtract the other labels nearest to that
-(:func:`choose_by_embedding`). Which way a model uses by default is measured
-per model (``inference.negative.auto_source``; docs/query-tools.md).
+(:func:`choose_by_embedding`). The third (``source="scan+residual"``) adds the
+two evidences per label (:func:`choose_combined`): the scan knows what is
+loud, the residual what the query failed to take. Which way a model uses by
+default is measured per model (``inference.negative.auto_source``;
+docs/query-tools.md).
 """
 
 from __future__ import annotations
@@ -56,9 +59,10 @@ class AutoNegative:
     recording of one sound gets no negative). ``alpha``: the negative's
     strength for the chosen labels (None: the query's own ``alpha`` if it
     gives one, else the model's ``auto_alpha``, :data:`DEFAULT_ALPHA` for models that record none).
-    ``source``: ``"scan"`` (the labels the scan finds most present) or
-    ``"residual"`` (the labels nearest to what the query alone leaves); None:
-    the model's ``auto_source`` (``"scan"`` for models that record none).
+    ``source``: ``"scan"`` (the labels the scan finds most present),
+    ``"residual"`` (the labels nearest to what the query alone leaves) or
+    ``"scan+residual"`` (the two summed per label); None: the model's
+    ``auto_source`` (``"scan"`` for models that record none).
     ``min_presence`` applies to the scan only.
     """
 
@@ -76,7 +80,7 @@ class AutoNegative:
         if not 0.0 <= float(self.min_presence) <= 1.0:
             raise OmniSepError(f"the smallest presence must be in [0, 1], got {self.min_presence}.")
         if self.source is not None and self.source not in AUTO_SOURCES:
-            raise OmniSepError(f"the automatic negative comes from {' or '.join(AUTO_SOURCES)}, not {self.source!r}.")
+            raise OmniSepError(f"the automatic negative comes from one of {', '.join(AUTO_SOURCES)}, not {self.source!r}.")
 
     @property
     def labels(self) -> int:
@@ -102,7 +106,8 @@ class NegativeChoice:
     """One label chosen as (part of) the negative query."""
 
     label: str
-    presence: float  # the scan's presence score of the label, in [0, 1]; from the residual: its cosine with the label
+    presence: float  # the scan's presence score of the label, in [0, 1]; from the residual: its cosine with the label;
+    # from both: their sum
     similarity: float  # cosine between the label's bank row and the query's own (nearest) label's
 
     def to_dict(self) -> dict:
@@ -161,6 +166,37 @@ def choose_by_embedding(evidence: torch.Tensor, query: torch.Tensor, bank, setti
         if float(closeness[index]) < HEARD_COSINE:
             break
         chosen.append(NegativeChoice(bank.labels[index], float(closeness[index]), float(cosine[index])))
+    return chosen
+
+
+def choose_combined(scan_result, evidence: torch.Tensor | None, query: torch.Tensor, bank,
+                    setting: AutoNegative | None = None) -> list[NegativeChoice]:
+    """The other labels with the most evidence, most first: the scan's presence plus the cosine of
+    ``evidence`` (what the query leaves, as the query encoder hears it; None: nothing audible is left,
+    so the scan alone). A label neither heard by the scan (:data:`HEARD`) nor in the residual
+    (:data:`HEARD_COSINE`) is never subtracted; the same exclusions as :func:`choose`.
+
+    The two fail differently: the scan ranks every loud sound, the target's confusable neighbours
+    included; the residual holds what the query did not take, but a weak query leaves its own sound
+    there too. A label both point at is the interferer far more often than either's first choice
+    (docs/query-tools.md).
+    """
+    setting = setting or AutoNegative()
+    if list(scan_result.labels) != list(bank.labels):
+        raise ValueError("the scan and the query bank list different labels (another model?)")
+    own, cosine = _own_label(query, bank)
+    presence = torch.as_tensor(np.asarray(scan_result.presence, dtype=np.float32))
+    closeness = similarities(evidence, bank) if evidence is not None else torch.zeros_like(presence)
+    score = presence + closeness
+    chosen = []
+    for index in torch.argsort(score, descending=True, stable=True).tolist():
+        if len(chosen) == setting.labels:
+            break
+        if index == own or float(cosine[index]) >= setting.max_similarity or float(presence[index]) < setting.min_presence:
+            continue
+        if float(presence[index]) < HEARD and float(closeness[index]) < HEARD_COSINE:
+            continue  # neither evidence hears it
+        chosen.append(NegativeChoice(bank.labels[index], float(score[index]), float(cosine[index])))
     return chosen
 
 

@@ -333,8 +333,9 @@ def load_state_file(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 # Negative queries of a model that records nothing (eq. 4 as the paper; v1's tuned automatic alpha).
-# Where an automatic negative query's labels come from (omnisep.negatives): the scan, or what the query leaves.
-AUTO_SOURCES = ("scan", "residual")
+# Where an automatic negative query's labels come from (omnisep.negatives): the scan, what the query leaves,
+# or both evidences summed per label.
+AUTO_SOURCES = ("scan", "residual", "scan+residual")
 NEGATIVE_DEFAULTS = {"mode": "proportional", "alpha": 0.5, "auto_alpha": 0.25, "auto_count": 1, "auto_source": "scan"}
 
 
@@ -357,7 +358,7 @@ def negative_defaults(config: dict, path) -> dict:
         if isinstance(values["auto_count"], bool) or not isinstance(values["auto_count"], int) or values["auto_count"] < 1:
             raise OmniSepError(f"auto_count must be a positive integer, got {values['auto_count']!r}.")
         if values["auto_source"] not in AUTO_SOURCES:
-            raise OmniSepError(f"auto_source must be {' or '.join(AUTO_SOURCES)}, got {values['auto_source']!r}.")
+            raise OmniSepError(f"auto_source must be one of {', '.join(AUTO_SOURCES)}, got {values['auto_source']!r}.")
     except OmniSepError as error:
         raise OmniSepError(f"model {describe(path)}: inference.negative: {error}") from None
     return values

@@ -78,7 +78,7 @@ def test_auto_negative_run_then_report(tiny_checkpoint, mixtures, tmp_path, caps
 
 def test_auto_negative_from_the_residuals_embedding(tiny_checkpoint, mixtures, tmp_path, capsys):
     code, out, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
-                         "--sources", "residual-label,residual-audio", "--alphas", "0.5",
+                         "--sources", "residual-label,residual-audio,mixture+residual", "--alphas", "0.5",
                          "--out", tmp_path / "val.json", "--quiet")
     assert code == 0, err
     data = json.loads((tmp_path / "val.json").read_text())
@@ -88,6 +88,10 @@ def test_auto_negative_from_the_residuals_embedding(tiny_checkpoint, mixtures, t
     assert len({k for k in keys if k.startswith("auto/residual-label/")}) == 9
     stats = data["choices"]["text"]["auto/residual-label/n1/sim1.01"]
     assert stats["n"] == 2 and stats["own"] == 0  # never the query's own label
+    # The scan's presence plus the residual's closeness sweeps the same grid, never the own label either.
+    assert len({k for k in keys if k.startswith("auto/mixture+residual/")}) == 9
+    stats = data["choices"]["text"]["auto/mixture+residual/n1/sim1.01"]
+    assert stats["n"] == 2 and stats["own"] == 0
 
     code, _, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
                        "--sources", "residue", "--out", tmp_path / "x.json", "--quiet")

@@ -57,5 +57,5 @@ def test_the_shipped_default_is_v2_and_records_its_inference_defaults():
     # The automatic negative comes from the scan (the residual gains less for non-text queries: docs/query-tools.md).
     assert defaults["auto_source"] == "scan"
     bad = {**config, "inference": {**config["inference"], "negative": {**config["inference"]["negative"], "auto_source": "guess"}}}
-    with pytest.raises(OmniSepError, match="auto_source must be scan or residual, got 'guess'"):
+    with pytest.raises(OmniSepError, match=r"auto_source must be one of scan, residual, scan\+residual, got 'guess'"):
         negative_defaults(bad, path)

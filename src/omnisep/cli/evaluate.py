@@ -190,7 +190,8 @@ def evaluate_auto_negative():
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file with every score.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N mixtures.")
 @click.option("--modes", default=",".join((*MODALITIES, "composed")), show_default=True, help="Comma-separated query modes.")
-@click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture, residual, residual-label, residual-audio, mixture-top2+residual, mixture-top3+residual.")
+@click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture, residual, residual-label, residual-audio, mixture-top2+residual, mixture-top3+residual, "
+              "mixture+residual.")
 @click.option("--alphas", default="0.25,0.5,1", show_default=True, help="Comma-separated negative strengths to sweep.")
 @click.option("--negative-mode", type=click.Choice(["proportional", "naive", "logit"]), default=None,
               help="How every negative acts [default: the checkpoint's own].")

@@ -14,6 +14,7 @@ import click
 from omnisep import modalities
 from omnisep.apply import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 from omnisep.errors import OmniSepError, describe
+from omnisep.states import AUTO_SOURCES
 
 BITS = {"16": "PCM_16", "24": "PCM_24", "float": "FLOAT"}
 PLOT_NAME = "spectrogram.png"
@@ -140,9 +141,10 @@ Examples:
               help="auto: find the strongest other sounds the model knows in each input and subtract them (reported).")
 @click.option("--negative-labels", default=None, type=click.IntRange(min=1), metavar="N",
               help="With --negative auto: how many labels to subtract (default: chosen on validation data).")
-@click.option("--negative-from", "negative_from", default=None, type=click.Choice(["scan", "residual"]),
+@click.option("--negative-from", "negative_from", default=None, type=click.Choice(list(AUTO_SOURCES)),
               help="With --negative auto: scan: the labels the scan finds most present; residual: the labels nearest "
-                   "to what the query alone leaves [default: the model's; `omnisep models` lists it].")
+                   "to what the query alone leaves; scan+residual: both summed per label "
+                   "[default: the model's; `omnisep models` lists it].")
 @click.option("--alpha", default=None, type=click.FloatRange(min=0),
               help="Strength of the negative query [default: the model's; `omnisep models` lists it].")
 @click.option("--negative-mode", default=None, type=click.Choice(["proportional", "naive", "logit"]),

@@ -54,10 +54,11 @@ SOURCE_NAMES = {
     "residual-audio": "no label: the residual's own embedding is the negative query",
     "mixture-top2+residual": "the scan's first 2 labels, re-ordered by closeness to the residual",
     "mixture-top3+residual": "the scan's first 3 labels, re-ordered by closeness to the residual",
+    "mixture+residual": "the scan's presence plus the residual's closeness, per label",
 }
 SOURCES = tuple(SOURCE_NAMES)
 RERANKED_CANDIDATES = {"mixture-top2+residual": 2, "mixture-top3+residual": 3}  # the scan's first N, re-ordered
-RESIDUAL_EMBEDDING_SOURCES = ("residual-label", "residual-audio", *RERANKED_CANDIDATES)
+RESIDUAL_EMBEDDING_SOURCES = ("residual-label", "residual-audio", "mixture+residual", *RERANKED_CANDIDATES)
 MODES = ("text", "image", "audio", "composed")
 
 
@@ -252,7 +253,9 @@ def run(
                         )
                     continue
                 setting = negatives.AutoNegative(n, min(similarity, 1.0))
-                if source in RESIDUAL_EMBEDDING_SOURCES and evidence is None:
+                if source == "mixture+residual":
+                    chosen = negatives.choose_combined(scanned["mixture"], evidence, query, bank, setting)
+                elif source in RESIDUAL_EMBEDDING_SOURCES and evidence is None:
                     chosen = []  # nothing audible left: nothing to subtract
                 elif source == "residual-label":
                     chosen = negatives.choose_by_embedding(evidence, query, bank, setting)
