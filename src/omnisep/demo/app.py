@@ -183,8 +183,9 @@ class DemoSession:
         )
         if auto_negative:
             defaults = self.separator.negative_defaults
-            # The scan reports each label's presence; the residual source, how much what is left resembles it.
-            score = "presence" if defaults["auto_source"] == "scan" else "resemblance"
+            # The scan reports each label's presence; the residual source, how much what is left resembles it;
+            # both, the sum of the two.
+            score = {"scan": "presence", "residual": "resemblance", "scan+residual": "evidence"}[defaults["auto_source"]]
             chosen = ", ".join(f"'{c.label}' ({score} {c.presence:.2f})" for c in result.negatives or [])
             status += (f" The automatic negative query removed {chosen} "
                        f"({defaults['mode']} mode, alpha = {defaults['auto_alpha']:g})." if chosen
