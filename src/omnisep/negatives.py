@@ -63,7 +63,7 @@ class AutoNegative:
     ``"residual"`` (the labels nearest to what the query alone leaves) or
     ``"scan+residual"`` (the two summed per label); None: the model's
     ``auto_source`` (``"scan"`` for models that record none).
-    ``min_presence`` applies to the scan only.
+    ``min_presence`` applies to the scan's presence (sources ``"scan"`` and ``"scan+residual"``).
     """
 
     count: int | None = None  # None: the model's auto_count (DEFAULT_COUNT for models that record none)
