@@ -93,6 +93,19 @@ def test_auto_negative_from_the_residuals_embedding(tiny_checkpoint, mixtures, t
     stats = data["choices"]["text"]["auto/mixture+residual/n1/sim1.01"]
     assert stats["n"] == 2 and stats["own"] == 0
 
+    # A stride samples every other mixture of the list; the report says which were scored.
+    code, _, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
+                       "--sources", "residual-label,residual-audio,mixture+residual", "--alphas", "0.5", "--every", "2",
+                       "--out", tmp_path / "every.json", "--quiet")
+    assert code == 0, err
+    strided = json.loads((tmp_path / "every.json").read_text())
+    assert strided["count"] == 1 and strided["every"] == 2 and len(strided["scores"]["text"]["plain"]) == 1
+    assert strided["scores"]["text"]["plain"] == data["scores"]["text"]["plain"][:1]  # mixture 0, scored as before
+    code, out, err = run(capsys, "evaluate-auto-negative", "report", "--validation", tmp_path / "every.json",
+                         "--test", tmp_path / "val.json", "--out", tmp_path / "report")
+    assert code == 0, err
+    assert "validation {'text': '1, every 2nd'}, test {'text': 'the first 2'}" in out
+
     code, _, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
                        "--sources", "residue", "--out", tmp_path / "x.json", "--quiet")
     assert code == 2 and "Unknown automatic-negative source(s) ['residue']" in err

@@ -189,6 +189,9 @@ def evaluate_auto_negative():
               help="Embedding cache of the checkpoint's encoder (not needed for --modes text).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSON file with every score.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N mixtures.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Only every N-th mixture (then --limit of those): lists are ordered by target class, so a stride "
+                   "samples every class.")
 @click.option("--modes", default=",".join((*MODALITIES, "composed")), show_default=True, help="Comma-separated query modes.")
 @click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture, residual, residual-label, residual-audio, mixture-top2+residual, mixture-top3+residual, "
               "mixture+residual.")
@@ -197,14 +200,14 @@ def evaluate_auto_negative():
               help="How every negative acts [default: the checkpoint's own].")
 @click.option("--no-verify", is_flag=True, help="Choose from the plain scan, even when the model records a verification.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, modes, sources, alphas, negative_mode, no_verify,
-                      quiet):
+def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, every, modes, sources, alphas, negative_mode,
+                      no_verify, quiet):
     """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
     from omnisep.evaluation import auto_negative
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f"{out.stem}.partial.json")
-    data = auto_negative.run(checkpoint, mixtures, manifest, cache, modes=_csv_list(modes, "--modes"), limit=limit,
+    data = auto_negative.run(checkpoint, mixtures, manifest, cache, modes=_csv_list(modes, "--modes"), limit=limit, every=every,
                              sources=_csv_list(sources, "--sources"), progress=not quiet, partial=partial,
                              alphas=parse_alphas(alphas), negative_mode=negative_mode, verify=not no_verify)
     auto_negative.save_run(data, out)

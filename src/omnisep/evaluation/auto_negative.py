@@ -138,6 +138,7 @@ def run(
     similarities=DEFAULT_SIMILARITIES,
     sources=DEFAULT_SOURCES,
     limit: int | None = None,
+    every: int = 1,
     progress: bool = True,
     controls: bool = True,
     partial=None,
@@ -153,7 +154,9 @@ def run(
     ``controls`` adds two queries that tell what the scan contributes: a negative from a random
     other label (never the own one), and the query scaled by ``1 + alpha`` with nothing
     subtracted (eq. 4's first term alone). ``partial`` (a path): the data so far is written
-    there every 20 mixtures.
+    there every 20 mixtures. ``every``: only every N-th mixture of the list (then the first ``limit`` of
+    those): mixture lists are ordered by target class, so the first N mixtures cover only the first
+    few classes as targets, and a stride samples them all.
     """
     from omnisep import fileio, negatives
     from omnisep.data.mixing import MixtureDataset
@@ -194,7 +197,10 @@ def run(
     builder = QueryBuilder(test_set, table, config, bank)
     dataset = MixtureDataset(test_set.items, table, training=False, num_sources=len(test_set.mixtures[0]),
                              mixtures=test_set.mixtures)
-    count = len(test_set.mixtures) if limit is None else min(limit, len(test_set.mixtures))
+    if every < 1:
+        raise OmniSepError(f"--every must be at least 1, got {every}.")
+    indices = list(range(0, len(test_set.mixtures), every))[:limit]
+    count = len(indices)
     scores: dict[str, dict[str, list]] = {mode: defaultdict(list) for mode in modes}
     choices_log: dict[str, dict[str, dict]] = {mode: defaultdict(lambda: {"hit": 0, "own": 0, "none": 0, "n": 0}) for mode in modes}
     settings = [(source, n, similarity) for source, n, similarity in itertools.product(sources, counts, similarities)
@@ -207,7 +213,7 @@ def run(
         from tqdm import tqdm
 
         bar = tqdm(total=count, unit="mixture", desc="auto-negative", dynamic_ncols=True)
-    for index in range(count):
+    for done, index in enumerate(indices):
         example = dataset[index]
         sources_ = example["sources"]
         target, interferer = sources_[0].numpy(), sources_[1:].sum(0).numpy()
@@ -286,22 +292,23 @@ def run(
                 scores[mode][name].append(value)
         if bar is not None:
             bar.update(1)
-        if partial is not None and (index + 1) % 20 == 0:
-            fileio.write_text(partial, json.dumps(_package(checkpoint, mixtures, index + 1, started, counts, alphas, similarities,
-                                                           sources, scores, choices_log, negative_mode)), fsync=False)
+        if partial is not None and (done + 1) % 20 == 0:
+            fileio.write_text(partial, json.dumps(_package(checkpoint, mixtures, done + 1, started, counts, alphas, similarities,
+                                                           sources, scores, choices_log, negative_mode, every)), fsync=False)
     if bar is not None:
         bar.close()
     return _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log,
-                    negative_mode)
+                    negative_mode, every)
 
 
 def _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log,
-             negative_mode="proportional") -> dict:
+             negative_mode="proportional", every=1) -> dict:
     return {
         "checkpoint": str(checkpoint),
         "negative_mode": negative_mode,
         "mixtures": str(mixtures),
         "count": count,
+        "every": every,
         "seconds": round(time.perf_counter() - started, 1),
         "grid": {"counts": list(counts), "alphas": list(alphas), "similarities": list(similarities), "sources": list(sources)},
         "scores": {mode: dict(values) for mode, values in scores.items()},
@@ -440,17 +447,26 @@ def merge(paths) -> dict:
     """Runs of the same mixtures with different modes, as one run."""
     runs = [json.loads(Path(path).read_text()) for path in paths]
     merged = dict(runs[0])
-    merged["counts"] = {mode: runs[0]["count"] for mode in runs[0]["scores"]}
+    merged["counts"] = {mode: _sample(runs[0]) for mode in runs[0]["scores"]}
     for path, other in zip(paths[1:], runs[1:]):
         if other["mixtures"] != merged["mixtures"]:
             raise OmniSepError(f"Run {describe(path)} comes from another mixture list than {describe(paths[0])}; merged runs must share one.")
         for key in ("scores", "choices"):
             merged[key] = {**merged[key], **other[key]}
-        merged["counts"].update({mode: other["count"] for mode in other["scores"]})
+        merged["counts"].update({mode: _sample(other) for mode in other["scores"]})
         merged["seconds"] = merged["seconds"] + other["seconds"]
-    merged["count"] = max(merged["counts"].values())
+    merged["count"] = max(run["count"] for run in runs)
     merged["summary"] = summarize_run(merged)
     return merged
+
+
+def _sample(run: dict) -> str:
+    """Which mixtures of its list a run scored, in words."""
+    every = run.get("every", 1)
+    if every == 1:
+        return f"the first {run['count']}"
+    suffix = {2: "nd", 3: "rd"}.get(every % 10 if every % 100 not in (12, 13) else 0, "th")
+    return f"{run['count']}, every {every}{suffix}"
 
 
 def write_report(validation, test, out, controls=None, alpha: float | None = None, setting: str | None = None) -> str:
@@ -475,8 +491,8 @@ def write_report(validation, test, out, controls=None, alpha: float | None = Non
     text = [
         "# Automatic negative query",
         "",
-        "Setting chosen on the validation mixtures, reported on the test mixtures; mixtures per query mode "
-        f"(the first N of each list): validation {val['counts']}, test {tst['counts']}.",
+        "Setting chosen on the validation mixtures, reported on the test mixtures; mixtures per query mode: "
+        f"validation {val['counts']}, test {tst['counts']}.",
         "SDRi in dB, mean ± SEM over the mixtures a query mode can be formed for; gains in brackets are paired",
         "differences to the same query without a negative. Model: `" + str(tst["checkpoint"]) + "`.",
         "" if chosen == best else f"Reported: the model's setting `{chosen}`; the best on validation alone is `{best}`.",
@@ -496,7 +512,7 @@ def write_report(validation, test, out, controls=None, alpha: float | None = Non
     control_run = merge([controls]) if controls else tst
     table = controls_table(control_run["summary"], chosen)
     if table:
-        text += [f"## Controls on the test mixtures (α = {chosen.rsplit('/a', 1)[1]}; the first {control_run['count']} mixtures)", "",
+        text += [f"## Controls on the test mixtures (α = {chosen.rsplit('/a', 1)[1]}; mixtures: {_sample(control_run)})", "",
                  "What the scan's choice adds over subtracting any other label, and over scaling the query alone.", "",
                  table, ""]
     for source in sources:
