@@ -64,11 +64,22 @@ def mixture_queries(n, test_set, table, described, descriptions):
     return queries
 
 
+def absent_query(n, test_set, bank):
+    """The normalised bank row of the label queried as absent in validation mixture ``n`` (drawn as the
+    usage report draws it, among the labels not in the mixture)."""
+    from omnisep.evaluation.usage import draw_absent_label
+    from omnisep.queries import normalize
+
+    present = {test_set.items[i].label for i in test_set.mixtures[n]}
+    label = draw_absent_label(bank.labels, present, 0, n)
+    return normalize(torch.as_tensor(bank.embeddings[bank.labels.index(label)], dtype=torch.float32))
+
+
 def main() -> None:
     from omnisep.evaluation.metrics import score_estimate, score_mixture
-    from omnisep.evaluation.usage import SCORED_LENGTH, draw_absent_label, energy_db
+    from omnisep.evaluation.usage import SCORED_LENGTH, energy_db
     from omnisep.models import signal_path as path
-    from omnisep.queries import background_query, normalize
+    from omnisep.queries import background_query
     from omnisep.states import load_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,7 +99,7 @@ def main() -> None:
     absent_db: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
     length = SCORED_LENGTH
     with torch.no_grad():
-        for n, (target_item, interferer_item) in enumerate(test_set.mixtures):
+        for n in range(len(test_set.mixtures)):
             example = dataset[n]
             target, interferer, mixture = example["sources"][0], example["sources"][1:].sum(0), example["mixture"]
             reference = score_mixture(target.numpy(), interferer.numpy(), mixture.numpy(), "fast", length)
@@ -100,10 +111,7 @@ def main() -> None:
             for name, checkpoint in loaded.items():
                 net = checkpoint.model.eval()
                 bank = checkpoint.bank
-                present = {test_set.items[i].label for i in (target_item, interferer_item)}
-                absent_label = draw_absent_label(bank.labels, present, 0, n)
-                absent_query = normalize(torch.as_tensor(bank.embeddings[bank.labels.index(absent_label)], dtype=torch.float32))
-                asked = {**queries, "absent": absent_query, "background": background_query(bank.embeddings)}
+                asked = {**queries, "absent": absent_query(n, test_set, bank), "background": background_query(bank.embeddings)}
                 prepared = net.prepare(path.pad_frames(path.network_input(spec), net.time_multiple))
                 logits = dict(zip(asked, net.mask_logits(prepared, torch.stack(list(asked.values()))[None])[..., :frames][0]))
                 forms = [k for k in ("text", "image", "description") if k in logits]

@@ -6,7 +6,9 @@ of temperatures ``s`` and biases ``b``; one U-Net pass per mixture serves them a
 text, picture and description queries and of the negative query, and the energy returned for a label
 that is not in the mixture (dB re mixture, as the usage report). The test split is never read.
 
-    python scripts/val_mask_shaping.py --limit 200 > docs/results/v2-words/val-mask-shaping.txt
+    python scripts/val_mask_shaping.py --limit 200 --temperatures 1,1.5,2 --biases 0,0.5,1
+
+(the table in docs/results/v2-words/val-mask-shaping.md).
 
 Needs the corpus and its embedding cache (runs/cache-full).
 """
@@ -21,11 +23,11 @@ import torch
 
 def main() -> None:
     from omnisep.evaluation.metrics import score_estimate, score_mixture
-    from omnisep.evaluation.usage import SCORED_LENGTH, draw_absent_label, energy_db
+    from omnisep.evaluation.usage import SCORED_LENGTH, energy_db
     from omnisep.models import signal_path as path
-    from omnisep.queries import background_query, normalize
+    from omnisep.queries import background_query
     from omnisep.states import contrast_strength, load_checkpoint
-    from val_inference_modes import add_validation_arguments, load_validation, mixture_queries
+    from val_inference_modes import absent_query, add_validation_arguments, load_validation, mixture_queries
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="src/omnisep/pretrained/v2")
@@ -48,16 +50,13 @@ def main() -> None:
     count = len(test_set.mixtures) if args.limit is None else min(args.limit, len(test_set.mixtures))
     with torch.no_grad():
         for n in range(count):
-            target_item, interferer_item = test_set.mixtures[n]
             example = dataset[n]
             target, interferer, mixture = example["sources"][0], example["sources"][1:].sum(0), example["mixture"]
             reference = score_mixture(target.numpy(), interferer.numpy(), mixture.numpy(), "fast", SCORED_LENGTH)
             if reference is None:
                 continue
             queries = {**mixture_queries(n, test_set, table, described, descriptions), "background": background}
-            present = {test_set.items[i].label for i in (target_item, interferer_item)}
-            absent_label = draw_absent_label(bank.labels, present, 0, n)
-            queries["absent"] = normalize(torch.as_tensor(bank.embeddings[bank.labels.index(absent_label)], dtype=torch.float32))
+            queries["absent"] = absent_query(n, test_set, bank)
             spec = path.analyse(mixture[None])
             frames = spec.shape[-1]
             prepared = net.prepare(path.pad_frames(path.network_input(spec), net.time_multiple))

@@ -465,7 +465,7 @@ def _sample(run: dict) -> str:
     every = run.get("every", 1)
     if every == 1:
         return f"the first {run['count']}"
-    suffix = {2: "nd", 3: "rd"}.get(every % 10 if every % 100 not in (12, 13) else 0, "th")
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(every % 10 if every % 100 not in (11, 12, 13) else 0, "th")
     return f"{run['count']}, every {every}{suffix}"
 
 
