@@ -11,7 +11,8 @@
 # omnisep.evaluation.auto_negative: residual-label, residual-audio, mixture-top2+residual, ...).
 # AUTO_LIMIT=N: the text runs of the automatic negative use the first N validation and test mixtures;
 # ALL_MODES=0 skips its image/audio/composed run (then the report shows text queries only).
-# PRESENCE_VAL_LIMIT=N: the scan's threshold is chosen on the first N validation mixtures only.
+# PRESENCE_VAL_LIMIT=N: the scan's threshold is chosen on the first N validation mixtures only (the lists are
+# ordered by target class: the first N cover only the first classes); PRESENCE_VAL_EVERY=N: every N-th instead.
 # The scans (and the automatic negative's choice) are verified as the model records (inference.scan.verify).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,7 @@ AUTO_LIMITED=()
 [ -n "${AUTO_EVERY:-}" ] && AUTO_LIMITED+=(--every "$AUTO_EVERY")
 PRESENCE_LIMITED=()
 [ -n "${PRESENCE_VAL_LIMIT:-}" ] && PRESENCE_LIMITED=(--limit "$PRESENCE_VAL_LIMIT")
+[ -n "${PRESENCE_VAL_EVERY:-}" ] && PRESENCE_LIMITED+=(--every "$PRESENCE_VAL_EVERY")
 STEPS=${STEPS:-map,auto-negative,presence}
 mkdir -p "$WORK"
 NICE=(nice -n 10)

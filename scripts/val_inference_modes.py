@@ -29,6 +29,13 @@ def add_validation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", default="corpus/manifest.jsonl")
     parser.add_argument("--cache", default="runs/cache-full")
     parser.add_argument("--descriptions", default="configs/querynet/descriptions-val.json")
+    parser.add_argument("--every", type=int, default=1,
+                        help="only every N-th mixture (the list is ordered by target class: a stride keeps every class)")
+
+
+def validation_indices(test_set, args, limit: int | None = None) -> list[int]:
+    """The mixtures a script scores: every ``--every``-th, then the first ``limit`` of those."""
+    return list(range(0, len(test_set.mixtures), max(1, args.every)))[:limit]
 
 
 def load_validation(args):
@@ -48,8 +55,8 @@ def load_validation(args):
 
 
 def mixture_queries(n, test_set, table, described, descriptions):
-    """Validation mixture ``n``'s queries: its target's text (and picture, and one description when there
-    are), and the interferer's text (``negative``), each normalised."""
+    """Validation mixture ``n``'s queries: its target's text (and picture, audio example and one description
+    when there are), and the interferer's text (``negative``), each normalised."""
     from omnisep.queries import normalize
 
     target_item, interferer_item = test_set.mixtures[n]
@@ -59,6 +66,8 @@ def mixture_queries(n, test_set, table, described, descriptions):
     queries = {"text": normalize(rows_t[0]), "negative": normalize(rows_i[0])}
     if available_t[1]:
         queries["image"] = normalize(rows_t[1])
+    if available_t[2]:
+        queries["audio"] = normalize(rows_t[2])
     if options:
         queries["description"] = normalize(described[options[n % len(options)]])
     return queries
@@ -77,6 +86,7 @@ def absent_query(n, test_set, bank):
 
 def main() -> None:
     from omnisep.evaluation.metrics import score_estimate, score_mixture
+    from omnisep.evaluation.reports import describe_sample
     from omnisep.evaluation.usage import SCORED_LENGTH, energy_db
     from omnisep.models import signal_path as path
     from omnisep.queries import background_query
@@ -99,7 +109,8 @@ def main() -> None:
     absent_db: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
     length = SCORED_LENGTH
     with torch.no_grad():
-        for n in range(len(test_set.mixtures)):
+        indices = validation_indices(test_set, args)
+        for n in indices:
             example = dataset[n]
             target, interferer, mixture = example["sources"][0], example["sources"][1:].sum(0), example["mixture"]
             reference = score_mixture(target.numpy(), interferer.numpy(), mixture.numpy(), "fast", length)
@@ -114,7 +125,7 @@ def main() -> None:
                 asked = {**queries, "absent": absent_query(n, test_set, bank), "background": background_query(bank.embeddings)}
                 prepared = net.prepare(path.pad_frames(path.network_input(spec), net.time_multiple))
                 logits = dict(zip(asked, net.mask_logits(prepared, torch.stack(list(asked.values()))[None])[..., :frames][0]))
-                forms = [k for k in ("text", "image", "description") if k in logits]
+                forms = [k for k in ("text", "image", "audio", "description") if k in logits]
                 masks = {k: logits[k] for k in forms}
                 for b in contrasts:
                     for k in forms:
@@ -141,11 +152,20 @@ def main() -> None:
                                            "fast", length)
                     if score is not None:
                         scores[name].setdefault(key, []).append(score.sdr - score.sdr_mix)
-    print(f"{len(test_set.mixtures)} validation mixtures ({args.mixtures}); mean SDRi in dB (count)\n")
-    print("| query | " + " | ".join(args.models) + " |")
-    print("|---|" + "---|" * len(args.models))
-    for key in scores[args.models[0]]:
-        print(f"| {key} | " + " | ".join(f"{np.mean(scores[m][key]):.2f} ({len(scores[m][key])})" for m in args.models) + " |")
+    print(f"{describe_sample(len(indices), args.every, whole_list=True)} validation mixtures ({args.mixtures}); "
+          "mean SDRi in dB (count)\n")
+    first, last = args.models[0], args.models[-1]
+    paired = len(args.models) > 1
+    print("| query | " + " | ".join(args.models) + (" | last - first (paired, ± SEM) |" if paired else " |"))
+    print("|---|" + "---|" * (len(args.models) + paired))
+    for key in scores[first]:
+        cells = [f"{np.mean(scores[m][key]):.2f} ({len(scores[m][key])})" for m in args.models]
+        if paired and len(scores[first][key]) == len(scores[last][key]):
+            difference = np.subtract(scores[last][key], scores[first][key])
+            cells.append(f"{difference.mean():+.2f} ± {difference.std(ddof=1) / np.sqrt(difference.size):.2f}")
+        elif paired:
+            cells.append("(not paired)")
+        print(f"| {key} | " + " | ".join(cells) + " |")
     print("\nEnergy returned for an absent label, dB re mixture (mean, median; lower is better)\n")
     print("| query | " + " | ".join(args.models) + " |")
     print("|---|" + "---|" * len(args.models))

@@ -23,11 +23,13 @@ import torch
 
 def main() -> None:
     from omnisep.evaluation.metrics import score_estimate, score_mixture
+    from omnisep.evaluation.reports import describe_sample
     from omnisep.evaluation.usage import SCORED_LENGTH, energy_db
     from omnisep.models import signal_path as path
     from omnisep.queries import background_query
     from omnisep.states import contrast_strength, load_checkpoint
-    from val_inference_modes import absent_query, add_validation_arguments, load_validation, mixture_queries
+    from val_inference_modes import (absent_query, add_validation_arguments, load_validation, mixture_queries,
+                                     validation_indices)
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="src/omnisep/pretrained/v2")
@@ -47,9 +49,10 @@ def main() -> None:
     forms = ("text", "image", "description", "text - negative")
     scores: dict[tuple, list[float]] = {}
     absent: dict[tuple, list[float]] = {}
-    count = len(test_set.mixtures) if args.limit is None else min(args.limit, len(test_set.mixtures))
+    indices = validation_indices(test_set, args, args.limit)
+    count = len(indices)
     with torch.no_grad():
-        for n in range(count):
+        for n in indices:
             example = dataset[n]
             target, interferer, mixture = example["sources"][0], example["sources"][1:].sum(0), example["mixture"]
             reference = score_mixture(target.numpy(), interferer.numpy(), mixture.numpy(), "fast", SCORED_LENGTH)
@@ -76,7 +79,7 @@ def main() -> None:
                                        "fast", SCORED_LENGTH)
                 if score is not None:
                     scores.setdefault((k, s, b), []).append(score.sdr - score.sdr_mix)
-    print(f"{count} validation mixtures ({args.mixtures}), model {args.model}, query contrast {strength:g}; "
+    print(f"{describe_sample(count, args.every, whole_list=args.limit is None)} validation mixtures ({args.mixtures}), model {args.model}, query contrast {strength:g}; "
           "mean SDRi in dB; absent: energy returned for a label not in the mixture, dB re mixture\n")
     print("| temperature s | bias b | " + " | ".join(forms) + " | absent (mean) | absent (median) |")
     print("|---|---|" + "---|" * (len(forms) + 2))

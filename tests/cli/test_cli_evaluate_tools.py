@@ -135,3 +135,16 @@ def test_presence_run_then_report(tiny_checkpoint, mixtures, tmp_path, capsys):
     assert summary["threshold"] == presence.best_threshold(data)
     assert "| validation (2) | clip |" in out and "| test (2) | frame |" in out
     assert Image.open(tmp_path / "report" / "presence_curves.png").size[0] > 300
+
+    # A stride scans every other mixture (the first of the two here), and the report says so.
+    code, out, err = run(capsys, "evaluate-presence", "run", tiny_checkpoint, mixtures, "--out", tmp_path / "every.npz",
+                         "--quiet", "--every", "2")
+    assert code == 0, err
+    strided = presence.load(tmp_path / "every.npz")
+    assert strided["presence"].shape == (1, 3) and int(strided["every"]) == 2
+    np.testing.assert_allclose(strided["presence"][0], data["presence"][0], rtol=1e-5, atol=1e-7)
+    assert strided["truth_clip"][0].tolist() == data["truth_clip"][0].tolist()
+    code, out, err = run(capsys, "evaluate-presence", "report", tmp_path / "every.npz", tmp_path / "scans.npz",
+                         "--out", tmp_path / "report-every")
+    assert code == 0, err
+    assert "| validation (1, every 2nd) | clip |" in out and "| test (2) | clip |" in out

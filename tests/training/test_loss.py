@@ -38,6 +38,21 @@ def test_targets_of_constant_signals():
     assert ground_truth[0, :, 0, middle].tolist() == [1.0, 0.0]  # 204.8 > 128 > 51.2
 
 
+def test_ratio_targets_are_the_magnitude_share_clipped_at_one():
+    # The same constants: 0.4 and 0.1 of a 0.5 mixture are 0.8 and 0.2 of its magnitude. Opposite signs
+    # make the mixture quieter than one source (0.4 - 0.1 = 0.3): that source's ratio clips at 1.
+    length = 8191
+    sources = torch.stack([torch.full((length,), 0.4), torch.full((length,), 0.1)]).unsqueeze(0)
+    _, ratio, _ = separation_targets(sources.sum(1), sources, "ratio")
+    assert ratio[0, :, 0, 16].tolist() == pytest.approx([0.8, 0.2], rel=1e-4)
+    cancelling = sources * torch.tensor([1.0, -1.0])[None, :, None]
+    _, ratio, _ = separation_targets(cancelling.sum(1), cancelling, "ratio")
+    assert ratio[0, :, 0, 16].tolist() == pytest.approx([1.0, 1 / 3], rel=1e-4)
+    assert ratio.min() >= 0 and ratio.max() <= 1
+    with pytest.raises(ValueError, match="binary"):
+        separation_targets(sources.sum(1), sources, "irm")
+
+
 def test_weight_is_clamped_to_paper_range():
     silent = torch.zeros(1, 2, 4095)
     _, ground_truth, weight = separation_targets(silent.sum(1), silent)

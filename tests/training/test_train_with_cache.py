@@ -32,3 +32,22 @@ def test_cache_and_on_the_fly_embeddings_train_identically(tmp_path):
 
     with pytest.raises(OmniSepError, match="was made with encoder"):
         train(_config(manifest, tmp_path / "c", cache=str(tmp_path / "cache"), dim=32), log=lambda m: None)
+
+
+def test_ratio_targets_reach_training_and_validation(tmp_path, monkeypatch):
+    # The same batches with [loss] target = "ratio": every call of the targets gets it (training and
+    # validation), and the losses differ from the binary run's (identical runs agree to 1e-6, above; the
+    # synthetic classes barely overlap, so the two targets differ little).
+    import omnisep.training.loop as loop
+
+    manifest = make_corpus(tmp_path / "corpus", train_per_class=2, val_per_class=1)
+    binary = train(_config(manifest, tmp_path / "a"), log=lambda m: None)
+    asked = []
+    original = loop.separation_targets
+    monkeypatch.setattr(loop, "separation_targets", lambda *a: asked.append(a[2]) or original(*a))
+    config = _config(manifest, tmp_path / "b")
+    config.loss.target = "ratio"
+    ratio = train(config, log=lambda m: None)
+    assert asked and set(asked) == {"ratio"} and len(asked) > 2  # two steps, then validation batches
+    assert ratio.train_loss != pytest.approx(binary.train_loss, rel=1e-5)
+    assert set(ratio.val_losses) == set(binary.val_losses)

@@ -254,15 +254,19 @@ def evaluate_presence():
               help="Manifest of the items (default: manifest.jsonl beside MIXTURES).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="An .npz with every scan.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N mixtures.")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Only every N-th mixture (then --limit of those): lists are ordered by target class, so a stride "
+                   "samples every class.")
 @click.option("--no-verify", is_flag=True, help="Score the plain scan, even when the model records a verification.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def presence_run(checkpoint, mixtures, manifest, out, limit, no_verify, quiet):
+def presence_run(checkpoint, mixtures, manifest, out, limit, every, no_verify, quiet):
     """Scan MIXTURES and store presence scores and truth; prints the scores at the best clip-level threshold."""
     import json
 
     from omnisep.evaluation import presence
 
-    data = presence.scan_mixtures(checkpoint, mixtures, manifest, limit, progress=not quiet, verify=not no_verify)
+    data = presence.scan_mixtures(checkpoint, mixtures, manifest, limit, progress=not quiet, verify=not no_verify,
+                                  every=every)
     presence.save(data, out)
     click.echo(json.dumps(presence.score(data, presence.best_threshold(data)), indent=1))
 

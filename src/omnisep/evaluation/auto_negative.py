@@ -410,7 +410,7 @@ def controls_table(summary: dict, chosen: str) -> str:
     """What the scan's choice adds: the same alpha with a random other label, and with nothing subtracted."""
     alpha = chosen.rsplit("/a", 1)[1]
     lines = [
-        f"| query | no negative | oracle NQ | automatic NQ | random other label as NQ | (1 + α) q, nothing subtracted |",
+        "| query | no negative | oracle NQ | automatic NQ | random other label as NQ | (1 + α) q, nothing subtracted |",
         "|---|---|---|---|---|---|",
     ]
     for mode, rows in summary.items():
@@ -462,11 +462,9 @@ def merge(paths) -> dict:
 
 def _sample(run: dict) -> str:
     """Which mixtures of its list a run scored, in words."""
-    every = run.get("every", 1)
-    if every == 1:
-        return f"the first {run['count']}"
-    suffix = {1: "st", 2: "nd", 3: "rd"}.get(every % 10 if every % 100 not in (11, 12, 13) else 0, "th")
-    return f"{run['count']}, every {every}{suffix}"
+    from omnisep.evaluation.reports import describe_sample
+
+    return describe_sample(run["count"], run.get("every", 1))
 
 
 def write_report(validation, test, out, controls=None, alpha: float | None = None, setting: str | None = None) -> str:
@@ -519,7 +517,7 @@ def write_report(validation, test, out, controls=None, alpha: float | None = Non
         text += [f"## Sweep on the validation mixtures (labels from: {SOURCE_NAMES.get(source, source)}): mean gain over no negative, "
                  "averaged over the modes", "",
                  sweep_table(val["summary"], source), ""]
-        text += [f"## The same sweep on the test mixtures (for reference; not used to choose)", "", sweep_table(tst["summary"], source), ""]
+        text += ["## The same sweep on the test mixtures (for reference; not used to choose)", "", sweep_table(tst["summary"], source), ""]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fileio.write_text(out / "results.md", "\n".join(text))

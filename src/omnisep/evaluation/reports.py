@@ -57,6 +57,15 @@ def format_number(value: float) -> str:
     return "–" if value is None or math.isnan(value) else f"{value:.2f}"
 
 
+def describe_sample(count: int, every: int = 1, whole_list: bool = False) -> str:
+    """Which mixtures of a list a run scored, in words: "the first 120", "111, every 4th", or "480" for a
+    whole list. The corpus's mixture lists are ordered by target class, so the words matter."""
+    if every == 1:
+        return str(count) if whole_list else f"the first {count}"
+    suffix = {1: "st", 2: "nd", 3: "rd"}.get(every % 10 if every % 100 not in (11, 12, 13) else 0, "th")
+    return f"{count}, every {every}{suffix}"
+
+
 def markdown_table(
     title: str,
     results: Sequence[ConditionResult],

@@ -127,13 +127,14 @@ def _cache_identity(config: TrainConfig) -> dict:
     return identity
 
 
-def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precision: str) -> torch.Tensor:
+def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precision: str,
+                        mask_target: str = "binary") -> torch.Tensor:
     device = runtime.device
     mixture = batch["mixture"].to(device, non_blocking=True)
     sources = batch["sources"].to(device, non_blocking=True)
     queries = batch["queries"].to(device, non_blocking=True)
     with record_function("step/targets"):
-        mag_mix, ground_truth, weight = separation_targets(mixture, sources)
+        mag_mix, ground_truth, weight = separation_targets(mixture, sources, mask_target)
     with record_function("step/forward"), distributed.autocast(runtime, precision):
         logits = model(mag_mix, queries)
     with record_function("step/loss"):
@@ -157,7 +158,7 @@ def validate(net: MaskNetwork, dataset: MixtureDataset, config: TrainConfig, run
     for batch in loader:
         mixture = batch["mixture"].to(runtime.device)
         sources = batch["sources"].to(runtime.device)
-        mag_mix, ground_truth, weight = separation_targets(mixture, sources)
+        mag_mix, ground_truth, weight = separation_targets(mixture, sources, config.loss.target)
         with distributed.autocast(runtime, config.precision):
             prepared = net.prepare(mag_mix)
         embeddings = batch["embeddings"].to(runtime.device)
@@ -426,7 +427,7 @@ class _Trainer:
                 with record_function("step/data"):
                     batch = next(batches)
                 with distributed.gradient_sync(model, micro == accumulate - 1):
-                    loss = _micro_batch_losses(model, batch, runtime, config.precision).mean() / accumulate
+                    loss = _micro_batch_losses(model, batch, runtime, config.precision, config.loss.target).mean() / accumulate
                     with record_function("step/backward"):
                         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
                 interval_loss += loss.detach()

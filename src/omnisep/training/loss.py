@@ -5,6 +5,11 @@ Everything is computed on the batch, in torch, on the network's own input
 the ground-truth mask is ``mag_source > 0.5 * mag_mix`` and each bin's weight
 is ``clamp(log1p(mag_mix), 1e-3, 10)``, so loud bins count more and silent
 ones barely at all.
+
+``target = "ratio"`` (``[loss] target`` in a config) replaces the binary mask
+by the magnitude ratio ``min(|S| / |X|, 1)``: the soft mask the network is
+applied as at inference, so a sigmoid output that matches it is closer to the
+mask that scores best in SDR than the probability that a source dominates.
 """
 
 from __future__ import annotations
@@ -15,18 +20,24 @@ import torch.nn.functional as F
 from omnisep.models.signal_path import warped_magnitude
 
 WEIGHT_RANGE = (1e-3, 10.0)
+MASK_TARGETS = ("binary", "ratio")
 
 
 @torch.no_grad()
-def separation_targets(mixture: torch.Tensor, sources: torch.Tensor):
-    """Mixture input, binary ground-truth masks and loss weights for a batch.
+def separation_targets(mixture: torch.Tensor, sources: torch.Tensor, target: str = "binary"):
+    """Mixture input, ground-truth masks (binary, or ratio) and loss weights for a batch.
 
     ``mixture [B, T]``, ``sources [B, N, T]`` -> ``mag_mix [B, 1, H, W]``,
-    ``ground_truth [B, N, H, W]`` (float 0/1), ``weight [B, 1, H, W]``.
+    ``ground_truth [B, N, H, W]`` (float in [0, 1]), ``weight [B, 1, H, W]``.
     """
+    if target not in MASK_TARGETS:
+        raise ValueError(f"mask target must be one of {MASK_TARGETS}, got {target!r}")
     mag_mix = warped_magnitude(mixture.unsqueeze(1))
     mag_sources = warped_magnitude(sources)
-    ground_truth = (mag_sources > 0.5 * mag_mix).float()
+    if target == "binary":
+        ground_truth = (mag_sources > 0.5 * mag_mix).float()
+    else:
+        ground_truth = (mag_sources / mag_mix).clamp(max=1.0)
     weight = torch.log1p(mag_mix).clamp(*WEIGHT_RANGE)
     return mag_mix, ground_truth, weight
 
