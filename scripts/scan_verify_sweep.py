@@ -7,10 +7,12 @@ then scores, without rerunning anything, presence x cos^power for each number
 of labels <= TOP and each power: is the top-ranked label present, and how
 often a present label outranks an absent one. The values that v2 records
 (``inference.scan.verify``: 12 labels, power 2) were chosen this way on the
-first 200 validation mixtures; the threshold then comes from
+first 200 validation mixtures (targets from the first 18 of 40 classes: the list is ordered by class), and
+checked on every other one (``--every 2``, all classes); the threshold then comes from
 ``omnisep evaluate-presence``.
 
     python scripts/scan_verify_sweep.py collect src/omnisep/pretrained/v2 corpus/mixtures_val.jsonl runs/verify-val.npz --limit 200
+    python scripts/scan_verify_sweep.py collect src/omnisep/pretrained/v2 corpus/mixtures_val.jsonl runs/verify-val2.npz --every 2 --limit 1000 --top 16
     python scripts/scan_verify_sweep.py analyze runs/verify-val.npz
 """
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 
 
-def collect(model: str, mixtures: str, out: str, limit: int, top: int) -> None:
+def collect(model: str, mixtures: str, out: str, limit: int, top: int, every: int = 1) -> None:
     from tqdm import tqdm
 
     from omnisep.api import Separator
@@ -38,7 +40,8 @@ def collect(model: str, mixtures: str, out: str, limit: int, top: int) -> None:
     rows = normalize(torch.as_tensor(separator.bank.embeddings, dtype=torch.float32))
     test_set = load_test_set(mixtures, None)
     presence, chosen, heard, truth = [], [], [], []
-    for index in tqdm(range(min(limit, len(test_set.mixtures))), unit="mixture"):
+    # The list is ordered by target class: a stride (--every) samples every class, the first N only the first few.
+    for index in tqdm(list(range(0, len(test_set.mixtures), every))[:limit], unit="mixture"):
         row = test_set.mixtures[index]
         _, mixture = protocol_mixture(test_set, row)
         with torch.inference_mode():
@@ -88,11 +91,12 @@ def main() -> None:
     c.add_argument("model"), c.add_argument("mixtures"), c.add_argument("out")
     c.add_argument("--limit", type=int, default=200)
     c.add_argument("--top", type=int, default=12)
+    c.add_argument("--every", type=int, default=1, help="only every N-th mixture (then --limit of those)")
     a = commands.add_parser("analyze")
     a.add_argument("path")
     args = parser.parse_args()
     if args.command == "collect":
-        collect(args.model, args.mixtures, args.out, args.limit, args.top)
+        collect(args.model, args.mixtures, args.out, args.limit, args.top, args.every)
     else:
         analyze(args.path)
 

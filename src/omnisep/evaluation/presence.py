@@ -30,7 +30,7 @@ from omnisep.errors import OmniSepError
 
 ACTIVE_SHARE = 0.1  # a source heard at -10 dB under the mixture counts as sounding in that frame
 # Finer at the low end, where a verified scan's evidence (energy share x similarity^2) lives.
-THRESHOLDS = tuple(np.round(np.concatenate([np.arange(0.01, 0.05, 0.005), np.arange(0.05, 0.96, 0.025)]), 3))
+THRESHOLDS = tuple(np.round(np.concatenate([np.arange(0.01, 0.1, 0.005), np.arange(0.1, 0.96, 0.025)]), 3))
 
 
 def protocol_mixture(test_set, row) -> tuple[np.ndarray, np.ndarray]:
