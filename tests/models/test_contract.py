@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 from torch import nn
 
-from omnisep.apply import ChunkedSeparator, separate_tensor
+from omnisep.apply import ChunkedSeparator
 from omnisep.cli import main
 from omnisep.models import MaskNetwork, NetworkConfig, register, signal_path
 from omnisep.models.registry import kinds

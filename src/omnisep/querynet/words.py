@@ -20,7 +20,6 @@ reads only that.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -28,7 +27,6 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from omnisep.errors import OmniSepError, describe
 from omnisep.query_aug import DEFAULT_BANK, ClassMatcher, Match  # noqa: F401  (the run-time half, layer 3)
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
