@@ -38,6 +38,19 @@ def validation_indices(test_set, args, limit: int | None = None) -> list[int]:
     return list(range(0, len(test_set.mixtures), max(1, args.every)))[:limit]
 
 
+def validation_examples(test_set, dataset, args, limit: int | None = None):
+    """``(n, target, interferer, mixture, reference)`` of each mixture :func:`validation_indices` names: tensors,
+    and the unprocessed mixture's protocol score (None when the protocol cannot score it)."""
+    from omnisep.evaluation.metrics import score_mixture
+    from omnisep.evaluation.usage import SCORED_LENGTH
+
+    for n in validation_indices(test_set, args, limit):
+        example = dataset[n]
+        target, interferer, mixture = example["sources"][0], example["sources"][1:].sum(0), example["mixture"]
+        yield n, target, interferer, mixture, score_mixture(target.numpy(), interferer.numpy(), mixture.numpy(), "fast",
+                                                             SCORED_LENGTH)
+
+
 def load_validation(args):
     """(test set, query table, mixture dataset, {description: embedding}, {label: [descriptions]})."""
     from omnisep.data.mixing import MixtureDataset
@@ -85,7 +98,7 @@ def absent_query(n, test_set, bank):
 
 
 def main() -> None:
-    from omnisep.evaluation.metrics import score_estimate, score_mixture
+    from omnisep.evaluation.metrics import score_estimate
     from omnisep.evaluation.reports import describe_sample
     from omnisep.evaluation.usage import SCORED_LENGTH, energy_db
     from omnisep.models import signal_path as path
@@ -108,12 +121,9 @@ def main() -> None:
     scores: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
     absent_db: dict[str, dict[str, list[float]]] = {name: {} for name in args.models}
     length = SCORED_LENGTH
+    count = len(validation_indices(test_set, args))
     with torch.no_grad():
-        indices = validation_indices(test_set, args)
-        for n in indices:
-            example = dataset[n]
-            target, interferer, mixture = example["sources"][0], example["sources"][1:].sum(0), example["mixture"]
-            reference = score_mixture(target.numpy(), interferer.numpy(), mixture.numpy(), "fast", length)
+        for n, target, interferer, mixture, reference in validation_examples(test_set, dataset, args):
             if reference is None:
                 continue
             queries = mixture_queries(n, test_set, table, described, descriptions)
@@ -152,7 +162,7 @@ def main() -> None:
                                            "fast", length)
                     if score is not None:
                         scores[name].setdefault(key, []).append(score.sdr - score.sdr_mix)
-    print(f"{describe_sample(len(indices), args.every, whole_list=True)} validation mixtures ({args.mixtures}); "
+    print(f"{describe_sample(count, args.every, whole_list=True)} validation mixtures ({args.mixtures}); "
           "mean SDRi in dB (count)\n")
     first, last = args.models[0], args.models[-1]
     paired = len(args.models) > 1

@@ -22,14 +22,14 @@ import torch
 
 
 def main() -> None:
-    from omnisep.evaluation.metrics import score_estimate, score_mixture
+    from omnisep.evaluation.metrics import score_estimate
     from omnisep.evaluation.reports import describe_sample
     from omnisep.evaluation.usage import SCORED_LENGTH, energy_db
     from omnisep.models import signal_path as path
     from omnisep.queries import background_query
     from omnisep.states import contrast_strength, load_checkpoint
     from val_inference_modes import (absent_query, add_validation_arguments, load_validation, mixture_queries,
-                                     validation_indices)
+                                     validation_examples, validation_indices)
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="src/omnisep/pretrained/v2")
@@ -49,13 +49,9 @@ def main() -> None:
     forms = ("text", "image", "description", "text - negative")
     scores: dict[tuple, list[float]] = {}
     absent: dict[tuple, list[float]] = {}
-    indices = validation_indices(test_set, args, args.limit)
-    count = len(indices)
+    count = len(validation_indices(test_set, args, args.limit))
     with torch.no_grad():
-        for n in indices:
-            example = dataset[n]
-            target, interferer, mixture = example["sources"][0], example["sources"][1:].sum(0), example["mixture"]
-            reference = score_mixture(target.numpy(), interferer.numpy(), mixture.numpy(), "fast", SCORED_LENGTH)
+        for n, target, interferer, mixture, reference in validation_examples(test_set, dataset, args, args.limit):
             if reference is None:
                 continue
             queries = {**mixture_queries(n, test_set, table, described, descriptions), "background": background}

@@ -33,13 +33,13 @@ FLOORS = (0.3, 0.1, 0.03)
 
 def collect(args) -> dict:
     from omnisep.encoders import get_encoder
-    from omnisep.evaluation.metrics import score_estimate, score_mixture
+    from omnisep.evaluation.metrics import score_estimate
     from omnisep.evaluation.usage import SCORED_LENGTH, energy_db
     from omnisep.models import signal_path as path
     from omnisep.queries import background_query, normalize
     from omnisep.spectral import SAMPLE_RATE
     from omnisep.states import contrast_strength, load_checkpoint
-    from val_inference_modes import absent_query, load_validation, mixture_queries, validation_indices
+    from val_inference_modes import absent_query, load_validation, mixture_queries, validation_examples
 
     test_set, table, dataset, described, descriptions = load_validation(args)
     checkpoint = load_checkpoint(args.model)
@@ -49,10 +49,8 @@ def collect(args) -> dict:
     background = background_query(bank.embeddings)
     records = []
     with torch.no_grad():
-        for n in validation_indices(test_set, args, args.limit):
-            example = dataset[n]
-            target, interferer = example["sources"][0].numpy(), example["sources"][1:].sum(0).numpy()
-            mixture = example["mixture"]
+        for n, target, interferer, mixture, reference in validation_examples(test_set, dataset, args, args.limit):
+            target, interferer = target.numpy(), interferer.numpy()
             queries = mixture_queries(n, test_set, table, described, descriptions)
             del queries["negative"]
             queries["absent"] = absent_query(n, test_set, bank)
@@ -64,7 +62,6 @@ def collect(args) -> dict:
             masks = torch.sigmoid((1 + strength) * logits[:-1] - strength * logits[-1])
             estimates = path.synthesise(path.apply_masks(spec, masks[None]), mixture.shape[-1])[0].numpy()
             heard = encoder.embed("audio", list(estimates), sample_rate=SAMPLE_RATE).float()
-            reference = score_mixture(target, interferer, mixture.numpy(), "fast", SCORED_LENGTH)
             for name, estimate, embedding in zip(names, estimates, heard):
                 record = {"mixture": n, "form": name, "cosine": float(embedding @ normalize(queries[name]).float()),
                           "energy_db": energy_db(estimate[:SCORED_LENGTH], mixture.numpy()[:SCORED_LENGTH])}
