@@ -82,7 +82,8 @@ class Query:
     alpha: float | None = None  # None: the model's own (see Separator.negative_defaults)
     negative_mode: str | None = None  # proportional, naive or logit; None: the model's own
     contrast: float | None = None  # query-contrast strength (omnisep.queries.contrast_terms); None: the model's own
-    query_aug: bool = False
+    # Query-Aug (eq. 5): True / False; None: on for a query of pictures only (when the model ships the picture matcher).
+    query_aug: bool | None = None
     # omnisep.negatives.AutoNegative: choose the negative from a scan of each mixture.
     auto_negative: Any = None
 
@@ -130,6 +131,10 @@ class EmbeddedQuery:
 
     def rows(self) -> query_math.QueryRows:
         return query_rows([self])
+
+
+def _pictures_only(parts) -> bool:
+    return bool(parts) and all(kind == "image" for kind, _ in parts)
 
 
 def query_rows(embedded: Sequence[EmbeddedQuery]) -> query_math.QueryRows:
@@ -213,15 +218,17 @@ class Separator:
     def _embed_parts(self, parts: list[tuple[str, Any]], mixture_rate: int | None) -> list[torch.Tensor]:
         return [self._part_vector(kind, item, mixture_rate) for kind, item in parts]
 
-    def _part_vector(self, kind: str, item, mixture_rate: int | None) -> torch.Tensor:
-        """One query part's vector; the special cases of each modality's input are resolved here."""
+    def _part_vector(self, kind: str, item, mixture_rate: int | None, encoder=None) -> torch.Tensor:
+        """One query part's vector; the special cases of each modality's input are resolved here.
+
+        ``encoder``: another encoder for pictures (picture Query-Aug recognises with the image head v2)."""
         from omnisep.images import centre_frames, video_frames
 
         if kind == "text":
             return self._text_vector(item)
         if kind == "image" and isinstance(item, (str, os.PathLike)) and Path(item).suffix.lower() in VIDEO_SUFFIXES:
             frames = centre_frames(video_frames(item, fps=1.0))
-            return query_math.normalize(self.encoder.embed("image", frames).mean(dim=0))
+            return query_math.normalize((encoder or self.encoder).embed("image", frames).mean(dim=0))
         # A user's audio example is made ready for the encoder first (trimmed, a short one looped).
         if kind == "audio" and _is_audio_pair(item):
             return self.encoder.embed_examples([item[0]], sample_rate=int(item[1]))[0]
@@ -229,7 +236,7 @@ class Separator:
             return self.encoder.embed_examples([item], sample_rate=mixture_rate)[0]
         if kind == "audio":
             return self.encoder.embed_examples([item])[0]
-        return self.encoder.embed(kind, [item])[0]
+        return (encoder or self.encoder).embed(kind, [item])[0]
 
     def embed_query(self, query: Query | None = None, mixture_rate: int | None = None, **fields) -> torch.Tensor:
         """The vector the Separate-Net receives for a query: eq. 1, then Query-Aug (eq. 5), then eq. 4.
@@ -269,17 +276,39 @@ class Separator:
                         self._matcher = matcher
         return self._matcher
 
-    def _query_aug(self, vector: torch.Tensor, description: str):
+    def _picture_query_aug(self):
+        """``(encoder with the image head v2, picture matcher)`` for Query-Aug of picture queries, or None.
+
+        Snapping replaces the picture's vector with the label's row, so the picture is recognised with the
+        best image head shipped (v2) whichever heads embed the model's queries."""
+        if not hasattr(self, "_pictures"):
+            self._pictures = None
+            if self._query_aug_matcher() is not None and hasattr(self.encoder, "with_heads"):
+                from omnisep.query_aug import DEFAULT_PICTURES, ClassMatcher
+
+                if DEFAULT_PICTURES.is_file():
+                    self._pictures = (self.encoder.with_heads("v2"), ClassMatcher.for_pictures())
+        return self._pictures
+
+    def _query_aug(self, vector: torch.Tensor, description: str, parts=(), weights=(), mixture_rate=None):
         """Eq. 5. With Query-Aug v2 every entry of a class counts, the score is a calibrated probability, and a
-        query that matches nothing known is left as it is (its label says so) instead of being snapped."""
+        query that matches nothing known is left as it is (its label says so) instead of being snapped.
+
+        A query of pictures only is matched by the picture matcher on the image head v2's view of the pictures."""
         matcher = self._query_aug_matcher()
         if matcher is None:
             vector, label, scores = self.bank.retrieve(vector)
             return vector, label, float(scores), None
-        match = matcher.match(vector[None])[0]
+        pictures = self._picture_query_aug() if _pictures_only(parts) else None
+        probe, kind = vector, "text"
+        if pictures is not None:
+            encoder, matcher = pictures
+            probe, kind = query_math.compose([self._part_vector(k, item, mixture_rate, encoder) for k, item in parts], weights), "pictures"
+        match = matcher.match(probe[None])[0]
+        found = {**match.to_dict(), "matcher": kind}
         if match.known and match.label in self.bank.labels:
-            return self.bank.embeddings[self.bank.labels.index(match.label)].clone(), match.label, match.probability, match.to_dict()
-        return vector, f"{description} (Query-Aug: {match.describe()})", match.probability, match.to_dict()
+            return self.bank.embeddings[self.bank.labels.index(match.label)].clone(), match.label, match.probability, found
+        return vector, f"{description} (Query-Aug: {match.describe()})", match.probability, found
 
     def _embed(self, query: Query, mixture_rate: int | None) -> EmbeddedQuery:
         parts = query.parts()
@@ -290,10 +319,13 @@ class Separator:
         if query.auto_negative is not None and query.negative_parts():
             raise OmniSepError("give either an automatic negative query or negative texts, images or audio, not both.")
         label, score, match = query.describe(), None, None  # Query-Aug replaces the positive part of the label
-        if query.query_aug:
+        query_aug = query.query_aug
+        if query_aug is None:  # the default: on for a query of pictures only, where the picture matcher is shipped
+            query_aug = _pictures_only(parts) and self._picture_query_aug() is not None
+        if query_aug:
             if self.bank is None:
                 raise OmniSepError(f"model {describe(self.path)} has no query bank, so Query-Aug is not available.")
-            vector, label, score, match = self._query_aug(vector, label)
+            vector, label, score, match = self._query_aug(vector, label, parts, weights, mixture_rate)
         negatives = query.negative_parts()
         mode, alpha = self.negative_setting(query)
         if not negatives and query.auto_negative is None and (query.alpha is not None or query.negative_mode is not None):
@@ -309,7 +341,7 @@ class Separator:
             negative_vector = query_math.compose(self._embed_parts(negatives, mixture_rate), [1.0] * len(negatives))
             if mode != "logit":
                 vector, negative_vector = query_math.negative(vector, negative_vector, alpha=alpha, mode=mode), None
-            if query.query_aug:
+            if query_aug:
                 label += " " + query.describe_negative()
         strength = self._contrast(query)
         if negatives or query.auto_negative is not None:
@@ -345,7 +377,7 @@ class Separator:
         negative_audio=None,
         alpha: float | None = None,
         negative_mode: str | None = None,
-        query_aug: bool = False,
+        query_aug: bool | None = None,
         downmix: bool = False,
         negative=None,
         contrast: float | None = None,

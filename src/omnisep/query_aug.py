@@ -7,6 +7,12 @@ class's entries, ``s_c = tau_e * logsumexp(cos(q, e) / tau_e)``; the class
 probabilities are ``softmax(s / T)``. Under the fitted probability or cosine
 floor the answer is *unknown* and :class:`omnisep.api.Separator` leaves the
 query as it is instead of snapping it (paper eq. 5 snaps always).
+
+Pictures have a matcher of their own (:meth:`ClassMatcher.for_pictures`): the
+label entries only, since the image heads are trained onto the labels, with a
+calibration fitted on pictures of styles each head never saw
+(``pretrained/query-aug/pictures.json``, written by
+:mod:`omnisep.querynet.image_head`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import torch.nn.functional as F
 from omnisep.errors import OmniSepError, describe
 
 DEFAULT_BANK = Path(__file__).resolve().parent / "pretrained" / "query-aug" / "bank.safetensors"
+DEFAULT_PICTURES = DEFAULT_BANK.with_name("pictures.json")
+PICTURES_FORMAT = "omnisep-query-aug-pictures"
 
 
 @dataclass
@@ -91,6 +99,31 @@ class ClassMatcher:
                                p >= self.min_probability and cosine >= self.min_cosine))
         return found
 
+    def labels_only(self) -> "ClassMatcher":
+        """The same classes with only their ``label`` entries (all entries where kinds are unknown)."""
+        keep = [i for i, kind in enumerate(self.kinds or []) if kind == "label"] or list(range(len(self.embeddings)))
+        return ClassMatcher(self.labels, [self.labels[self.entry_class[i]] for i in keep], self.embeddings[keep],
+                            [self.texts[i] for i in keep] if self.texts else None, ["label"] * len(keep),
+                            self.entry_temperature, self.temperature, self.min_probability, self.min_cosine)
+
+    def calibrated(self, record: dict) -> "ClassMatcher":
+        self.temperature = float(record["temperature"])
+        self.min_probability = float(record["min_probability"])
+        self.min_cosine = float(record["min_cosine"])
+        return self
+
+    @classmethod
+    def for_pictures(cls, bank: str | os.PathLike = DEFAULT_BANK, calibration: str | os.PathLike = DEFAULT_PICTURES) -> "ClassMatcher":
+        """Query-Aug for picture queries: the bank's label entries with the picture calibration."""
+        path = Path(calibration)
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if record.get("format") != PICTURES_FORMAT:
+                raise ValueError("not a picture calibration")
+            return cls.load(bank).labels_only().calibrated(record)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise OmniSepError(f"Query-Aug picture calibration {describe(path)} is missing or damaged ({type(error).__name__}).") from None
+
     # -- storage -----------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike, record: dict | None = None) -> Path:
@@ -121,3 +154,25 @@ class ClassMatcher:
                        meta["min_probability"], meta["min_cosine"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OmniSepError(f"Query-Aug bank {describe(path)} is missing or damaged ({type(error).__name__}).") from None
+
+
+def calibrate(matcher: ClassMatcher, scores: torch.Tensor, best: torch.Tensor, labels, cosine_quantile: float = 0.01) -> dict:
+    """Fit ``matcher``'s temperature (least log-loss on a grid) and its unknown thresholds from the scores of
+    calibration queries (``labels``: the true class, or None for an out-of-vocabulary query): a probability that
+    95 % of the in-vocabulary queries reach, and a cosine floor that ``1 - cosine_quantile`` of them reach."""
+    labels = list(labels)
+    known = [i for i, label in enumerate(labels) if label is not None]
+    truth = torch.tensor([matcher.labels.index(labels[i]) for i in known])
+    grid = [0.002 * 1.25**k for k in range(30)]
+    nll = [float(F.cross_entropy(scores[known] / t, truth)) for t in grid]
+    matcher.temperature = grid[int(torch.tensor(nll).argmin())]
+    probabilities = torch.softmax(scores / matcher.temperature, dim=-1)
+    top_p = probabilities.max(dim=1).values
+    matcher.min_probability = float(torch.quantile(top_p[known], 0.05))
+    # The cosine floor only catches queries far from every entry (text: 1 % of in-vocabulary queries may fall under it).
+    matcher.min_cosine = float(torch.quantile(best.max(dim=1).values[known], cosine_quantile))
+    unknown = [i for i, label in enumerate(labels) if label is None]
+    rejected = [bool(top_p[i] < matcher.min_probability or best[i].max() < matcher.min_cosine) for i in unknown]
+    return {"temperature": matcher.temperature, "min_probability": matcher.min_probability, "min_cosine": matcher.min_cosine,
+            "calibration_known": len(known), "calibration_unknown": len(unknown), "calibration_unknown_rejected": sum(rejected),
+            "calibration_top1": float((probabilities[known].argmax(1) == truth).float().mean())}

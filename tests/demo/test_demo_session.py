@@ -100,7 +100,7 @@ def test_weighted_omni_query_with_negative(session, separator, files):
 
 def test_query_aug_reports_the_bank_label(session, files):
     result = session.run(str(files / "dog & violin.wav"), text="a violin playing", query_aug=True)
-    assert "Query-Aug picked the model's label" in result.status
+    assert "Query-Aug: '" in result.status
     assert any(f"'{label}'" in result.status for label in ("dog barking", "violin", "speech"))
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from omnisep.api import Query, Separator
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "queries"
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +35,29 @@ def test_a_query_that_matches_nothing_is_left_as_it_is(separator):
     assert not item.query_aug_match["known"]
     assert item.label.startswith(text) and "unknown (closest: " in item.label and "runner-up" in item.label
     assert torch.allclose(item.vector, plain.vector)
+
+
+def test_a_picture_query_snaps_by_default_and_not_when_told(separator):
+    picture = EXAMPLES / "playing-violin.png"
+    item = separator.prepare([Query(image=picture)])[0]
+    assert item.label == "playing violin"
+    assert item.query_aug_match["matcher"] == "pictures" and item.query_aug_match["known"]
+    assert torch.equal(item.vector, separator.bank.embeddings[separator.bank.labels.index("playing violin")])
+    plain = separator.prepare([Query(image=picture, query_aug=False)])[0]
+    assert plain.query_aug_match is None and plain.label == "playing-violin.png"
+    assert torch.allclose(plain.vector, separator.encoder.embed_image([picture])[0])  # the model's own heads (v1)
+    assert not torch.allclose(plain.vector, item.vector, atol=1e-3)
+
+
+def test_a_text_part_keeps_the_default_off_and_the_text_matcher(separator):
+    composed = separator.prepare([Query(text="violin", image=EXAMPLES / "playing-violin.png")])[0]
+    assert composed.query_aug_match is None
+    asked = separator.prepare([Query(text="violin", image=EXAMPLES / "playing-violin.png", query_aug=True)])[0]
+    assert asked.query_aug_match["matcher"] == "text"
+
+
+@pytest.mark.parametrize("name", ["cat-meowing", "dog-barking", "owl-hooting", "playing-piano", "playing-violin"])
+def test_the_example_pictures_are_recognised(separator, name):
+    # speech.png (a speech bubble) is not: both image heads place it nearest "pig oinking" (docs/encoders.md).
+    item = separator.prepare([Query(image=EXAMPLES / f"{name}.png")])[0]
+    assert item.label == name.replace("-", " ") and item.query_aug_match["probability"] > 0.9, item.query_aug_match

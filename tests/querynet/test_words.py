@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from omnisep.querynet.words import ClassMatcher, Match, bank_entries, fit_calibration, read_queries
+from omnisep.errors import OmniSepError
+from omnisep.querynet.words import ClassMatcher, Match, bank_entries, calibrate, fit_calibration, read_queries
 from omnisep.querynet.wordnet import WordNet
 
 
@@ -92,3 +93,25 @@ def test_wordnet_reader_and_bank_entries(tmp_path):
 def test_match_is_plain_data():
     match = Match("dog", 0.9, 0.8, "rain", 0.1, True)
     assert match.to_dict()["runner_up"] == "rain" and "p=0.90" in match.describe()
+
+
+def test_a_looser_cosine_quantile_raises_the_floor():
+    queries = torch.stack([_unit(1, 0.1 * k, 0) for k in range(10)] + [_unit(0, 0.1 * k, 1) for k in range(10)])
+    labels = ["dog"] * 10 + ["rain"] * 10
+    strict = fit_calibration(_matcher(), queries, labels)["min_cosine"]
+    loose = calibrate(_matcher(), *_matcher().class_scores(queries), labels, cosine_quantile=0.3)["min_cosine"]
+    assert loose > strict
+
+
+def test_the_picture_matcher_keeps_only_label_entries_and_reads_its_calibration(tmp_path):
+    _matcher().save(tmp_path / "bank.safetensors")
+    calibration = {"format": "omnisep-query-aug-pictures", "temperature": 0.2, "min_probability": 0.3, "min_cosine": 0.4}
+    (tmp_path / "pictures.json").write_text(json.dumps(calibration))
+    pictures = ClassMatcher.for_pictures(tmp_path / "bank.safetensors", tmp_path / "pictures.json")
+    assert pictures.texts == ["dog", "rain"] and pictures.kinds == ["label", "label"]
+    assert (pictures.temperature, pictures.min_probability, pictures.min_cosine) == (0.2, 0.3, 0.4)
+    match = pictures.match(_unit(1, 1, 0)[None])[0]  # the dog's synonym entry is gone: cosine to the label only
+    assert match.label == "dog" and match.cosine == pytest.approx(float(_unit(1, 1, 0) @ _unit(1, 0, 0)), abs=1e-3)
+    (tmp_path / "pictures.json").write_text(json.dumps({**calibration, "format": "something else"}))
+    with pytest.raises(OmniSepError, match="pictures.json.*missing or damaged"):
+        ClassMatcher.for_pictures(tmp_path / "bank.safetensors", tmp_path / "pictures.json")

@@ -154,7 +154,9 @@ Examples:
 @click.option("--contrast", default=None, type=click.FloatRange(min=0), metavar="B",
               help="Query contrast: (1+B) L(q) - B L(background), what the query claims more than sound in general "
                    "does; 0 turns it off [default: the model's].")
-@click.option("--query-aug", is_flag=True, help="Snap the query to the closest label the model was trained on (Query-Aug).")
+@click.option("--query-aug/--no-query-aug", default=None,
+              help="Snap the query to the closest label the model was trained on (Query-Aug); a query of pictures "
+                   "only gets it unless --no-query-aug [default: on for pictures, off otherwise].")
 @click.option("-o", "--output-dir", default="separated", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where to write DIR/<input>/<query>/target and residual.")
 @click.option("--model", default="default", show_default=True, help="Model name (see `omnisep models`) or checkpoint folder.")

@@ -154,7 +154,7 @@ class DemoSession:
         try:
             result = self.separator.separate(
                 audio, rate, weights=weights, alpha=None if auto_negative or alpha is None else float(alpha),
-                query_aug=bool(query_aug),
+                query_aug=True if query_aug else None,  # unticked: the default (pictures get it)
                 negative="auto" if auto_negative else None, **parts
             )
         except OmniSepError as exc:
@@ -193,8 +193,8 @@ class DemoSession:
         elif negative_text or negative_image or negative_audio:
             mode, used = self.separator.negative_setting(result.query)
             status += f" Negative query: {mode} mode, strength alpha = {used:g}."
-        if query_aug and result.query_aug_score is not None:
-            status += f" Query-Aug picked the model's label '{result.query_label}' (cosine {result.query_aug_score:.2f})."
+        if result.query_aug_score is not None:
+            status += f" Query-Aug: '{result.query_label}' (score {result.query_aug_score:.2f})."
         return DemoResult(target_path, residual_path, spectrogram_path, status)
 
 

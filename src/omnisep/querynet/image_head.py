@@ -15,7 +15,13 @@ Steps (each cached under ``--work``, so a rerun is quick):
    the MLP alone, the bridge alone and the mix; the bridge mix weight and
    temperature are chosen on the sources other than ``--hold-out``;
 4. the shipped head: trained on every source, written with the *unchanged*
-   text and audio heads as heads version 2 (``supersedes`` version 1).
+   text and audio heads as heads version 2 (``supersedes`` version 1);
+5. Query-Aug for pictures: the calibration of the picture matcher (temperature
+   and unknown thresholds, :func:`omnisep.query_aug.calibrate`), fitted on the
+   leave-one-source-out outputs of every source but ``--hold-out``, so each
+   picture is scored by a head that never saw its style
+   (``picture-calibration.json``; ``--pictures-calibration`` writes the shipped
+   ``pretrained/query-aug/pictures.json``).
 
 Only the image head changes: the audio head's tensors are copied bit for
 bit, so a Separate-Net trained on version-1 embeddings keeps working
@@ -40,6 +46,8 @@ from omnisep.encoders.heads import HeadConfig, ProjectionHead, heads_sha256, loa
 ASSETS = Path(__file__).resolve().parent / "assets"
 # Held out one at a time by default: one source per kind of picture (CPU minutes each on a shared 2-core VM).
 LOSO_SOURCES = ("twemoji", "openmoji", "fluent-line", "game-icons", "gcompris-drawing", "gcompris-photo")
+# Share of known pictures (styles their head never saw) that picture Query-Aug may call unknown.
+PICTURE_COSINE_QUANTILE = 0.1
 BRIDGE_GRID = [(w, t) for w in (0.0, 0.25, 0.4, 0.55, 0.7, 1.0) for t in (0.5, 1.0, 2.0)]
 
 
@@ -146,6 +154,30 @@ def leave_one_source_out(features, owners, pictures, label_list, anchors, classi
     return results, states
 
 
+def picture_calibration(features, owners, pictures, states, sources, chosen, classifier, name_anchors, label_list, anchors) -> dict:
+    """The picture matcher's calibration (:meth:`omnisep.query_aug.ClassMatcher.for_pictures`), fitted on the plain
+    pictures of ``sources``, each embedded by the head trained without its own source."""
+    from omnisep.query_aug import PICTURES_FORMAT, ClassMatcher, calibrate
+
+    first = {}
+    for row, owner in enumerate(owners):
+        first.setdefault(owner, row)
+    vectors, labels = [], []
+    with torch.no_grad():
+        for source in sources:
+            chosen_pictures = [i for i, p in enumerate(pictures) if p.source == source]
+            head = make_head(states[source], chosen[0], chosen[1], classifier, name_anchors)
+            vectors.append(head(features[[first[i] for i in chosen_pictures]]))
+            labels += [pictures[i].label for i in chosen_pictures]
+    matcher = ClassMatcher(label_list, label_list, anchors, label_list, ["label"] * len(label_list))
+    # The image head maps any picture near some label, so a floor that only 1 % of known pictures fall under (the
+    # text rule) lets every unknown picture through; 10 % catches a few (docs/encoders.md, "Query-Aug for pictures").
+    record = calibrate(matcher, *matcher.class_scores(torch.cat(vectors)), labels, cosine_quantile=PICTURE_COSINE_QUANTILE)
+    return {"format": PICTURES_FORMAT, "heads_version": 2, "temperature": record["temperature"],
+            "min_probability": record["min_probability"], "min_cosine": record["min_cosine"],
+            "record": {**record, "sources": list(sources), "cosine_quantile": PICTURE_COSINE_QUANTILE}}
+
+
 def main(argv=None) -> int:
     import click
 
@@ -160,14 +192,17 @@ def main(argv=None) -> int:
                   help="Version-1 heads to keep the audio head of (default: the shipped v1 heads).")
     @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="Write the v2 heads here (default: only evaluate).")
-    def command(work, hold_out, copies, seed, loso, heads_path, output):
-        run(work, hold_out, copies, seed, heads_path, output, log=click.echo, loso=None if loso == "all" else loso.split(","))
+    @click.option("--pictures-calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Also write the picture Query-Aug calibration here (the shipped one: src/omnisep/pretrained/query-aug/pictures.json).")
+    def command(work, hold_out, copies, seed, loso, heads_path, output, pictures_calibration):
+        run(work, hold_out, copies, seed, heads_path, output, log=click.echo, loso=None if loso == "all" else loso.split(","),
+            calibration_output=pictures_calibration)
 
     command.main(args=argv, standalone_mode=False)
     return 0
 
 
-def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, log=print, loso=None) -> dict:
+def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, log=print, loso=None, calibration_output=None) -> dict:
     from omnisep.data.corpus import CLASSES
     from omnisep.encoders.bundled import BundledEncoder
     from omnisep.querynet.pictures import SOURCES, collect_pictures
@@ -201,6 +236,13 @@ def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, l
     }
     work.mkdir(parents=True, exist_ok=True)
     fileio.write_json(work / "image-head-loso.json", record, fsync=False, indent=1)
+    calibration = picture_calibration(features, owners, pictures, states, [s for s in sources if s != hold_out], chosen,
+                                      classifier, name_anchors, label_list, anchors)
+    calibration["record"].update(hold_out=hold_out, copies=copies, seed=seed)
+    for path in [work / "picture-calibration.json"] + ([calibration_output] if calibration_output else []):
+        fileio.write_json(path, calibration, indent=1)
+        log(f"wrote {path} (picture Query-Aug: {calibration['record']['calibration_top1']:.3f} top-1 over "
+            f"{calibration['record']['calibration_known']} pictures of unseen styles)")
     # Heads trained without the held-out source (for the SDRi of that style) and on everything (shipped).
     v1_heads, v1_info = load_heads(heads_path)
     variants = [("without-" + source, source) for source in dict.fromkeys([hold_out, "twemoji"])]

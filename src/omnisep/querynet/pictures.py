@@ -260,6 +260,24 @@ def _gcompris_pictures(source: PictureSource, root: Path, labels) -> list[Pictur
     return pictures
 
 
+# Things that make no sound of the 40 classes: pictures a picture Query-Aug should call unknown (Iconify names).
+UNKNOWN_ICON_NAMES = (
+    "pizza", "automobile", "house", "rocket", "light-bulb", "books", "laptop", "umbrella", "scissors", "teddy-bear",
+    "soccer-ball", "t-shirt", "crown", "key", "hamburger", "tomato", "carrot", "bicycle", "airplane", "camera",
+    "envelope", "potted-plant", "tent", "chair", "red-apple", "glasses", "watch", "mobile-phone", "pencil", "cactus",
+)
+
+
+def unknown_pictures(source: str = "twemoji", names=UNKNOWN_ICON_NAMES, cache=None) -> list[Picture]:
+    """Pictures of things outside the classes (label None) from an Iconify source."""
+    from omnisep.data.corpus.packages import SourceCache
+
+    picture_source = SOURCE_BY_NAME[source]
+    root = (cache or SourceCache()).get(picture_source.registry, picture_source.package).root
+    icons = json.loads((root / "package" / "icons.json").read_text(encoding="utf-8"))
+    return [Picture(source, None, name, render_svg(svg)) for name in names if (svg := iconify_svg(icons, name)) is not None]
+
+
 def collect_pictures(labels, sources=None, cache=None, log=print) -> list[Picture]:
     """Every picture of ``labels`` in ``sources`` (default: all), fetching packages on first use."""
     from omnisep.data.corpus.packages import SourceCache

@@ -88,7 +88,23 @@ def picture_tables(work: Path, encoder, label_list, anchors, v1_heads, log=print
         for name, feats in ((f"{hold_out} as sketches", sketches), (f"{hold_out} as video frames", video)):
             rows[name] = {"pictures": len(held), "classes": len(set(labels)), "v1": _top1(v1(feats), labels, label_list, anchors),
                           "v2": _top1(v2_held(feats), labels, label_list, anchors)}
-    return {"hold_out": hold_out, "chosen": loso["chosen"], "copies": copies, "per_source": rows}
+    return {"hold_out": hold_out, "chosen": loso["chosen"], "copies": copies, "per_source": rows,
+            "unknown": unknown_picture_answers(work, encoder)}
+
+
+def unknown_picture_answers(work: Path, encoder) -> dict:
+    """Picture Query-Aug on Twemoji pictures of things outside the classes, recognised by the head v2 that never
+    saw Twemoji: how many are said unknown (and so left unsnapped)."""
+    from omnisep.query_aug import ClassMatcher
+    from omnisep.querynet.pictures import flatten, unknown_pictures
+
+    pictures = unknown_pictures("twemoji")
+    head, _ = _head(work / "heads-v2-without-twemoji.safetensors")
+    with torch.no_grad():
+        vectors = head(encoder.image_backbone_features([flatten(p.rgba) for p in pictures]))
+    matches = ClassMatcher.for_pictures(calibration=work / "picture-calibration.json").match(vectors)
+    return {"pictures": len(pictures), "said_unknown": sum(not m.known for m in matches),
+            "examples": {p.name: m.describe() for p, m in zip(pictures, matches)}}
 
 
 def video_query_frames(rgba: np.ndarray, folder: Path) -> list[np.ndarray]:
@@ -130,7 +146,7 @@ def word_tables(encoder, label_list, log=print) -> dict:
     matcher = ClassMatcher.load()
     anchors = F.normalize(encoder.embed_text(label_list), dim=-1)
     table = {}
-    for name in ("descriptions-val.json", "descriptions-heldout-test.json"):
+    for name in ("descriptions-val.json", "descriptions-val-casual.json", "descriptions-heldout-test.json"):
         texts, labels = read_queries(CONFIGS / "querynet" / name)
         vectors = encoder.embed_text(texts)
         matches = matcher.match(vectors)
@@ -329,15 +345,36 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     chosen_text = {m: by_class[target_label(m)][m % len(by_class[target_label(m)])] for m in mixtures}
     description_vectors = dict(zip(sorted(set(chosen_text.values())), encoder.embed_text(sorted(set(chosen_text.values())))))
     matcher = ClassMatcher.load()
+    pictures_matcher = ClassMatcher.for_pictures(calibration=work / "picture-calibration.json")
+    picture_answers = []
 
     def with_head(head, feats):
         with torch.no_grad():
             return F.normalize(head(feats[None])[0], dim=-1)
 
-    def held_picture(head):
+    def snapped(head, recogniser, feats, style, truth):
+        """What the API gives a picture query by default: the picture embedded by ``head`` (the model's heads),
+        recognised by ``recogniser`` (the image head v2, here one that never saw the style) and snapped to the
+        label's row when the picture matcher knows it."""
+        match = pictures_matcher.match(with_head(recogniser, feats)[None])[0]
+        picture_answers.append((style, match, truth))
+        return anchor[match.label] if match.known else with_head(head, feats)
+
+    def held_picture(head, recogniser=None):
         def form(m):
             options = held_features.get(target_label(m))
-            return None if not options else with_head(head, options[m % len(options)])
+            if not options:
+                return None
+            feats = options[m % len(options)]
+            return with_head(head, feats) if recogniser is None else snapped(head, recogniser, feats, hold_out, target_label(m))
+        return form
+
+    def corpus_picture(head, recogniser=None):
+        def form(m):
+            feats = corpus_pictures.get(target_label(m))
+            if feats is None:
+                return None
+            return with_head(head, feats) if recogniser is None else snapped(head, recogniser, feats, "twemoji", target_label(m))
         return form
 
     def described(mode):
@@ -358,11 +395,15 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
 
     forms = {
         "text": lambda m: anchor[target_label(m)],
-        "image corpus test picture (Twemoji), heads v1": lambda m: (with_head(v1_heads["image"], corpus_pictures[target_label(m)]) if target_label(m) in corpus_pictures else None),
-        "image corpus test picture (Twemoji), heads v2 without twemoji": lambda m: (with_head(heads_v2_twemoji, corpus_pictures[target_label(m)]) if target_label(m) in corpus_pictures else None),
-        "image corpus test picture (Twemoji), heads v2 trained on all sources": lambda m: (with_head(heads_v2_all, corpus_pictures[target_label(m)]) if target_label(m) in corpus_pictures else None),
+        "image corpus test picture (Twemoji), heads v1": corpus_picture(v1_heads["image"]),
+        "image corpus test picture (Twemoji), heads v2 without twemoji": corpus_picture(heads_v2_twemoji),
+        "image corpus test picture (Twemoji), heads v2 trained on all sources": corpus_picture(heads_v2_all),
+        "image corpus test picture (Twemoji), heads v1 + picture Query-Aug (recognised by heads v2 without twemoji)":
+            corpus_picture(v1_heads["image"], heads_v2_twemoji),
         f"image held-out style ({hold_out}), heads v1": held_picture(v1_heads["image"]),
         f"image held-out style ({hold_out}), heads v2 without it": held_picture(heads_v2_held),
+        f"image held-out style ({hold_out}), heads v1 + picture Query-Aug (recognised by heads v2 without it)":
+            held_picture(v1_heads["image"], heads_v2_held),
         "free text (held-out description)": described("raw"),
         "free text + Query-Aug v1 (nearest label)": described("v1"),
         "free text + Query-Aug v2 (rich bank, unknown left as is)": described("v2"),
@@ -373,6 +414,13 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     log(f"SDRi of {len(forms)} query forms on {len(mixtures)} test mixtures")
     scores = sdri_rows(checkpoint, test_set, forms, mixtures, log)
     summary["sdri"] = {form: paired(scores, form) for form in forms}
+    summary["picture_query_aug"] = {
+        style: {"queries": len(rows), "answered": sum(a.known for a in rows) / len(rows),
+                "top1_of_answered": sum(a.known and a.label == t for a, t in rows) / max(1, sum(a.known for a, _ in rows)),
+                "top1": sum(a.label == t for a, t in rows) / len(rows)}
+        for style in dict.fromkeys(s_ for s_, _, _ in picture_answers)
+        for rows in [[(a, t) for s_, a, t in picture_answers if s_ == style]]
+    }
     gap = summary["sdri"]["free text (held-out description)"]
     summary["query_aug_gap_closed"] = {
         form: (summary["sdri"][form]["sdri"] - gap["sdri"]) / max(1e-9, gap["text_sdri_same_mixtures"] - gap["sdri"])
@@ -403,6 +451,11 @@ def markdown(s: dict) -> str:
         lines.append(f"| {name} | {row['pictures']} | {row['classes']} | {_f(row['v1']['top1'])} | "
                      f"{_f(row.get('v2_mlp_only', {}).get('top1'))} | {_f(row.get('v2_bridge_only', {}).get('top1'))} | "
                      f"**{_f(row['v2']['top1'])}** | {_f(row['v2']['top5'])} |")
+    if p.get("unknown"):
+        u = p["unknown"]
+        lines += ["", f"Picture Query-Aug on {u['pictures']} Twemoji pictures of things outside the classes (pizza, "
+                  f"bicycle, ...), recognised by the head v2 without Twemoji: {u['said_unknown']} said unknown (left "
+                  "unsnapped), the rest snapped to the nearest class."]
     lines += ["", "## Words: description -> label", "",
               "| file | queries | v1 nearest label top-1 | v2 top-1 | v2 answered (not unknown) | v2 top-1 when answered | out-of-vocabulary said unknown |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -421,6 +474,12 @@ def markdown(s: dict) -> str:
     for form, row in s["sdri"].items():
         if row.get("mixtures"):
             lines.append(f"| {form} | {row['mixtures']} | {_f(row['sdri'], 2)} | {_f(row['text_sdri_same_mixtures'], 2)} | {_f(row['gap_to_text'], 2)} |")
+    if s.get("picture_query_aug"):
+        lines += ["", "Picture Query-Aug on the queries of the SDRi rows (one per mixture; recognised by a head v2 that never "
+                  "saw the style, unknown pictures left as they are):", "",
+                  "| style | queries | answered (not unknown) | top-1 when answered | top-1 |", "|---|---:|---:|---:|---:|"]
+        for style, row in s["picture_query_aug"].items():
+            lines.append(f"| {style} | {row['queries']} | {_f(row['answered'])} | {_f(row['top1_of_answered'])} | {_f(row['top1'])} |")
     lines += ["", "Query-Aug: share of the free-text -> class-name gap closed:", ""]
     for form, value in s["query_aug_gap_closed"].items():
         lines.append(f"- {form}: {100 * value:.0f} %")

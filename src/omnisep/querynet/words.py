@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from omnisep.query_aug import DEFAULT_BANK, ClassMatcher, Match  # noqa: F401  (the run-time half, layer 3)
+from omnisep.query_aug import DEFAULT_BANK, ClassMatcher, Match, calibrate  # noqa: F401  (the run-time half, layer 3)
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs"
 WORDNET_DIR = None  # None: Debian's wordnet-base, fetched into the source cache (never installed)
@@ -124,22 +123,7 @@ def fit_calibration(matcher: ClassMatcher, queries: torch.Tensor, labels: Sequen
     exclude = torch.zeros(len(labels), len(matcher.embeddings), dtype=torch.bool)
     for row, entry in enumerate(loo):
         exclude[len(labels) - len(loo) + row, entry] = True
-    known = [i for i, label in enumerate(labels) if label is not None]
-    scores, best = matcher.class_scores(queries, exclude)
-    truth = torch.tensor([matcher.labels.index(labels[i]) for i in known])
-    grid = [0.002 * 1.25**k for k in range(30)]
-    nll = [float(F.cross_entropy(scores[known] / t, truth)) for t in grid]
-    matcher.temperature = grid[int(torch.tensor(nll).argmin())]
-    probabilities = torch.softmax(scores / matcher.temperature, dim=-1)
-    top_p = probabilities.max(dim=1).values
-    matcher.min_probability = float(torch.quantile(top_p[known], 0.05))
-    # The cosine floor only catches queries far from every entry: 1 % of in-vocabulary queries may fall under it.
-    matcher.min_cosine = float(torch.quantile(best.max(dim=1).values[known], 0.01))
-    unknown = [i for i, label in enumerate(labels) if label is None]
-    rejected = [bool(top_p[i] < matcher.min_probability or best[i].max() < matcher.min_cosine) for i in unknown]
-    return {"temperature": matcher.temperature, "min_probability": matcher.min_probability, "min_cosine": matcher.min_cosine,
-            "calibration_known": len(known), "calibration_unknown": len(unknown), "calibration_unknown_rejected": sum(rejected),
-            "calibration_top1": float((probabilities[known].argmax(1) == truth).float().mean())}
+    return calibrate(matcher, *matcher.class_scores(queries, exclude), labels)
 
 
 def read_queries(path: str | os.PathLike) -> tuple[list[str], list[str | None]]:
