@@ -278,6 +278,18 @@ def sdri_rows(checkpoint, test_set, forms: dict, mixture_indices, log=print) -> 
     return scores
 
 
+def picture_answer_table(answers) -> dict:
+    """``{style: answered, top-1 when answered, top-1}`` from ``(style, Match, true label)`` rows."""
+    table = {}
+    for style in dict.fromkeys(style for style, _, _ in answers):
+        rows = [(match, truth) for s_, match, truth in answers if s_ == style]
+        answered = [(match, truth) for match, truth in rows if match.known]
+        table[style] = {"queries": len(rows), "answered": len(answered) / len(rows),
+                        "top1_of_answered": sum(m.label == t for m, t in answered) / max(1, len(answered)),
+                        "top1": sum(m.label == t for m, t in rows) / len(rows)}
+    return table
+
+
 def paired(scores: dict, form: str, reference: str = "text") -> dict:
     ref = dict(scores[reference])
     rows = [(value, ref[index]) for index, value in scores[form] if index in ref]
@@ -414,13 +426,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     log(f"SDRi of {len(forms)} query forms on {len(mixtures)} test mixtures")
     scores = sdri_rows(checkpoint, test_set, forms, mixtures, log)
     summary["sdri"] = {form: paired(scores, form) for form in forms}
-    summary["picture_query_aug"] = {
-        style: {"queries": len(rows), "answered": sum(a.known for a in rows) / len(rows),
-                "top1_of_answered": sum(a.known and a.label == t for a, t in rows) / max(1, sum(a.known for a, _ in rows)),
-                "top1": sum(a.label == t for a, t in rows) / len(rows)}
-        for style in dict.fromkeys(s_ for s_, _, _ in picture_answers)
-        for rows in [[(a, t) for s_, a, t in picture_answers if s_ == style]]
-    }
+    summary["picture_query_aug"] = picture_answer_table(picture_answers)
     gap = summary["sdri"]["free text (held-out description)"]
     summary["query_aug_gap_closed"] = {
         form: (summary["sdri"][form]["sdri"] - gap["sdri"]) / max(1e-9, gap["text_sdri_same_mixtures"] - gap["sdri"])
