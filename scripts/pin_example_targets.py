@@ -36,7 +36,8 @@ def main() -> None:
             other = next(x for x in labels if x != label)
             queries = {
                 f"{example['file']}|text|{label}": dict(text=label),
-                f"{example['file']}|image|{label}": dict(image=ROOT / "examples" / example["image_queries"][label]),
+                # the picture's own embedding: the signal path, not picture Query-Aug's choice of label
+                f"{example['file']}|image|{label}": dict(image=ROOT / "examples" / example["image_queries"][label], query_aug=False),
                 f"{example['file']}|text-negative|{label}": dict(text=label, negative_text=other),
             }
             for key, query in queries.items():
