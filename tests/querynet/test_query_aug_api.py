@@ -61,3 +61,22 @@ def test_the_example_pictures_are_recognised(separator, name):
     # speech.png (a speech bubble) is not: both image heads place it nearest "pig oinking" (docs/encoders.md).
     item = separator.prepare([Query(image=EXAMPLES / f"{name}.png")])[0]
     assert item.label == name.replace("-", " ") and item.query_aug_match["probability"] > 0.9, item.query_aug_match
+
+
+def test_a_video_query_is_recognised_from_its_frames(separator, tmp_path):
+    import av
+    import numpy as np
+    from PIL import Image
+
+    picture = Image.open(EXAMPLES / "dog-barking.png").convert("RGB").resize((160, 160))
+    path = tmp_path / "dog.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=4)
+        stream.width, stream.height, stream.pix_fmt = 160, 160, "yuv420p"
+        for _ in range(12):  # 3 s: the centre second +- 1 s gives three frames
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(picture), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    item = separator.prepare([Query(image=path)])[0]
+    assert item.label == "dog barking" and item.query_aug_match["matcher"] == "pictures"
