@@ -63,6 +63,14 @@ def imagenet_names() -> list[str]:
     return json.loads((ASSETS / "imagenet-classes.json").read_text(encoding="utf-8"))
 
 
+def plain_rows(owners) -> list[int]:
+    """The feature row of each picture's plain copy (copy 0), in picture order."""
+    first = {}
+    for row, owner in enumerate(owners):
+        first.setdefault(owner, row)
+    return [first[i] for i in range(len(first))]
+
+
 def picture_features(encoder, pictures, copies: int, seed: int, log=print) -> tuple[torch.Tensor, list[int]]:
     """``[N * (1 + copies), 1280]`` features; row -> picture index. Copy 0 is the plain picture on white."""
     from omnisep.querynet.augment import augment_picture
@@ -134,7 +142,7 @@ def leave_one_source_out(features, owners, pictures, label_list, anchors, classi
     anchors_by_label = dict(zip(label_list, anchors))
     owners = torch.tensor(owners)
     plain = torch.zeros(len(owners), dtype=torch.bool)
-    plain[torch.tensor([owners.tolist().index(i) for i in range(len(pictures))])] = True
+    plain[torch.tensor(plain_rows(owners.tolist()))] = True
     picture_source = np.array([p.source for p in pictures])
     results, states = {}, {}
     for source in sources:
@@ -159,15 +167,13 @@ def picture_calibration(features, owners, pictures, states, sources, chosen, cla
     pictures of ``sources``, each embedded by the head trained without its own source."""
     from omnisep.query_aug import PICTURES_FORMAT, ClassMatcher, calibrate
 
-    first = {}
-    for row, owner in enumerate(owners):
-        first.setdefault(owner, row)
+    plain = plain_rows(owners)
     vectors, labels = [], []
     with torch.no_grad():
         for source in sources:
             chosen_pictures = [i for i, p in enumerate(pictures) if p.source == source]
             head = make_head(states[source], chosen[0], chosen[1], classifier, name_anchors)
-            vectors.append(head(features[[first[i] for i in chosen_pictures]]))
+            vectors.append(head(features[[plain[i] for i in chosen_pictures]]))
             labels += [pictures[i].label for i in chosen_pictures]
     matcher = ClassMatcher(label_list, label_list, anchors, label_list, ["label"] * len(label_list))
     # The image head maps any picture near some label, so a floor that only 1 % of known pictures fall under (the

@@ -53,17 +53,14 @@ def _top1(vectors, labels, anchor_labels, anchors, k=(1, 5)):
 def picture_tables(work: Path, encoder, label_list, anchors, v1_heads, log=print) -> dict:
     """image->label top-1/top-5 per source: v1 head, v2 (held out), and derived styles of the held-out source."""
     from omnisep.querynet.augment import sketch
-    from omnisep.querynet.image_head import load_or_compute_features
+    from omnisep.querynet.image_head import load_or_compute_features, plain_rows
     from omnisep.querynet.pictures import collect_pictures, flatten
 
     loso = json.loads((work / "image-head-loso.json").read_text())
     copies, seed, hold_out = loso["copies"], loso["seed"], loso["hold_out"]
     pictures = collect_pictures(label_list, log=lambda *a: None)
     features, owners = load_or_compute_features(work, encoder, pictures, copies, seed, log)
-    first = {}
-    for row, owner in enumerate(owners):
-        first.setdefault(owner, row)
-    plain = features[[first[i] for i in range(len(pictures))]]
+    plain = features[plain_rows(owners)]
     v1 = v1_heads["image"]
     rows = {}
     with torch.no_grad():
