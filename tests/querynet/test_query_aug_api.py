@@ -56,11 +56,12 @@ def test_a_text_part_keeps_the_default_off_and_the_text_matcher(separator):
     assert asked.query_aug_match["matcher"] == "text"
 
 
-@pytest.mark.parametrize("name", ["cat-meowing", "dog-barking", "owl-hooting", "playing-piano", "playing-violin"])
+@pytest.mark.parametrize("name", ["cat-meowing", "dog-barking", "owl-hooting", "playing-piano", "playing-violin", "speech"])
 def test_the_example_pictures_are_recognised(separator, name):
-    # speech.png (a speech bubble) is not: both image heads place it nearest "pig oinking" (docs/encoders.md).
     item = separator.prepare([Query(image=EXAMPLES / f"{name}.png")])[0]
-    assert item.label == name.replace("-", " ") and item.query_aug_match["probability"] > 0.9, item.query_aug_match
+    assert item.label == name.replace("-", " "), item.query_aug_match
+    # the speech bubble only narrowly (p 0.59, runner-up "pig oinking" 0.34; docs/encoders.md)
+    assert item.query_aug_match["probability"] > (0.5 if name == "speech" else 0.9), item.query_aug_match
 
 
 def test_a_video_query_is_recognised_from_its_frames(separator, tmp_path):

@@ -1,6 +1,6 @@
 """Image head v2: trained on many picture styles into the unchanged MiniLM anchor space.
 
-    python -m omnisep.querynet.image_head --work runs/querynet [--hold-out gcompris-drawing] [--copies 7]
+    python -m omnisep.querynet.image_head --work runs/querynet [--hold-out gcompris-drawing] [--copies 6]
 
 Steps (each cached under ``--work``, so a rerun is quick):
 
@@ -190,7 +190,7 @@ def main(argv=None) -> int:
     @click.command()
     @click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/querynet"), show_default=True)
     @click.option("--hold-out", default="gcompris-drawing", show_default=True, help="Source kept out of every choice.")
-    @click.option("--copies", default=2, show_default=True, help="Augmented copies per picture.")
+    @click.option("--copies", default=6, show_default=True, help="Augmented copies per picture.")
     @click.option("--seed", default=0, show_default=True)
     @click.option("--loso", default=",".join(LOSO_SOURCES), show_default=True,
                   help="Sources to hold out one at a time (comma-separated; 'all' for every source).")
