@@ -313,7 +313,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     label_list = sorted({item.label for item in test_set.items})
     anchors = F.normalize(encoder.embed_text(label_list), dim=-1)
     anchor = dict(zip(label_list, anchors))
-    summary = {"machine": "2-core AMD EPYC VM, shared with other jobs", "checkpoint": str(checkpoint)}
+    summary = {"machine": "2-core AMD EPYC VM, shared with other jobs", "checkpoint": str(checkpoint), "every": every}
     log("pictures")
     summary["pictures"] = picture_tables(work, encoder, label_list, anchors, v1_heads, log)
     hold_out = summary["pictures"]["hold_out"]
@@ -473,6 +473,8 @@ def markdown(s: dict) -> str:
             continue
         lines.append(f"| {condition} | {_f(a['top1'] if a else None)} | {_f(b['top1'] if b else None)} |")
     lines += ["", f"## SDRi per query form (checkpoint `{s['checkpoint']}`, paired with the text query on the same mixtures)", "",
+              f"Test mixtures: {'all' if s.get('every', 4) == 1 else 'every %dth' % s.get('every', 4)} (`--every {s.get('every', 4)}`), "
+              "but those whose target is the clip the audio examples are cut from.", "",
               "| query form | mixtures | SDRi (dB) | text SDRi, same mixtures | gap to text |", "|---|---:|---:|---:|---:|"]
     for form, row in s["sdri"].items():
         if row.get("mixtures"):
