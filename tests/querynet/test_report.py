@@ -49,3 +49,18 @@ def test_sdri_rows_equal_the_evaluation_of_the_same_checkpoint(tiny_checkpoint, 
         assert np.isfinite(sdri)
         # Without the contrast the first mixture scores 2e-4 dB off here: the tolerance must stay tight.
         assert abs(sdri - row["scores"]["text"]["sdri"]) < 1e-6, (index, sdri, row["scores"]["text"])
+
+
+def test_picture_answers_are_summarised_per_style():
+    from omnisep.query_aug import Match
+    from omnisep.querynet.report import picture_answer_table
+
+    def answer(label, known):
+        return Match(label, 0.9 if known else 0.1, 0.5, "other", 0.05, known)
+
+    rows = [("emoji", answer("dog", True), "dog"), ("emoji", answer("cat", True), "dog"),
+            ("emoji", answer("dog", False), "dog"), ("emoji", answer("cow", False), "dog"),
+            ("clip art", answer("cow", True), "cow")]
+    table = picture_answer_table(rows)
+    assert table["emoji"] == {"queries": 4, "answered": 0.5, "top1_of_answered": 0.5, "top1": 0.5}
+    assert table["clip art"] == {"queries": 1, "answered": 1.0, "top1_of_answered": 1.0, "top1": 1.0}
