@@ -100,3 +100,43 @@ def test_loader_workers_draw_the_same_batches(config_file, tmp_path):
                     log=lambda m: None)
     assert metric_losses(tmp_path / "a") == metric_losses(tmp_path / "b")
     assert workers.train_loss == inline.train_loss
+
+
+def test_weight_average_resumes_and_is_what_the_checkpoints_hold(config_file, tmp_path):
+    """With optim.ema_decay the checkpoints hold the average, and a resumed run continues the same average."""
+    ema = ["optim.ema_decay=0.5"]
+    plain = train(load_config(config_file, [f'out_dir="{tmp_path / "plain"}"']), log=lambda m: None)
+    straight = train(load_config(config_file, [f'out_dir="{tmp_path / "straight"}"', *ema]), log=lambda m: None)
+    stopped = tmp_path / "stopped"
+    train(load_config(config_file, [f'out_dir="{stopped}"', "steps=3", *ema]), log=lambda m: None)
+    resumed = train(load_config(config_file, [f'out_dir="{stopped}"', *ema]), log=lambda m: None)
+    assert resumed.step == straight.step == plain.step == 6
+
+    averaged = load_file(tmp_path / "straight" / "last" / "model.safetensors")
+    raw = load_file(tmp_path / "plain" / "last" / "model.safetensors")
+    for name, value in load_file(stopped / "last" / "model.safetensors").items():
+        assert torch.equal(value, averaged[name]), name
+    # the same optimisation (an average never feeds back), but the checkpoint is its average, not its last point
+    state = load_file(tmp_path / "straight" / "resume" / "state.safetensors")
+    assert state, "the resume state holds tensors"
+    weights = [name for name in raw if raw[name].is_floating_point() and raw[name].dim() > 1]
+    assert weights and any(not torch.allclose(raw[name], averaged[name]) for name in weights)
+    assert straight.best_metric != plain.best_metric  # validated on the average
+
+
+def test_weight_average_of_a_warm_start_starts_at_the_warm_weights(config_file, tmp_path):
+    """A warm-started average begins at the loaded weights: with decay near 1 it barely moves from them."""
+    first = train(load_config(config_file, [f'out_dir="{tmp_path / "first"}"']), log=lambda m: None)
+    assert first.step == 6
+    start = load_file(tmp_path / "first" / "last" / "model.safetensors")
+    train(load_config(config_file, [f'out_dir="{tmp_path / "ema"}"', f'init_from="{tmp_path / "first" / "last"}"',
+                                    "optim.ema_decay=0.999999", "optim.lr=0.5"]), log=lambda m: None)
+    raw = train(load_config(config_file, [f'out_dir="{tmp_path / "raw"}"', f'init_from="{tmp_path / "first" / "last"}"',
+                                          "optim.lr=0.5"]), log=lambda m: None)
+    assert raw.step == 6
+    averaged = load_file(tmp_path / "ema" / "last" / "model.safetensors")
+    moved = load_file(tmp_path / "raw" / "last" / "model.safetensors")
+    weights = [name for name in start if start[name].is_floating_point() and start[name].dim() > 1]
+    distance = lambda a: sum(float((a[n].float() - start[n].float()).abs().sum()) for n in weights)  # noqa: E731
+    assert distance(moved) > 0
+    assert distance(averaged) < 1e-3 * distance(moved)

@@ -70,6 +70,9 @@ class OptimSection:
     grad_clip: float = 1.0
     batch_size: int = 128  # global: across processes and accumulation steps
     accumulate_steps: int = 1
+    # Exponential moving average of the weights (0: off). When on, validation, best/ and last/
+    # use the average: a noisy plateau's mean is a better network than any one point of it.
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -182,6 +185,8 @@ class TrainConfig:
             fail("data.num_sources must be at least 2.")
         if self.optim.batch_size < 1 or self.optim.accumulate_steps < 1:
             fail("optim.batch_size and optim.accumulate_steps must be at least 1.")
+        if not 0.0 <= self.optim.ema_decay < 1.0:
+            fail(f"optim.ema_decay must lie in [0, 1), got {self.optim.ema_decay}.")
         if self.optim.decay_steps < self.optim.warmup_steps:
             fail("optim.decay_steps must not be smaller than optim.warmup_steps.")
 

@@ -8,7 +8,9 @@ point and resumed reaches the same weights as one that never stopped.
 Files under ``out_dir``: ``resume/state.safetensors`` (everything needed to
 continue), ``last/`` and ``best/`` (inference checkpoints, best by the mean
 validation loss over the query modalities), ``metrics.jsonl`` (one row per
-log interval and per validation, for loss curves).
+log interval and per validation, for loss curves). With ``optim.ema_decay``
+the checkpoints and the validation use the exponential moving average of the
+weights, and the resume state holds it too.
 """
 
 from __future__ import annotations
@@ -277,6 +279,12 @@ class _Trainer:
             self.net.parameters(), lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps, weight_decay=optim.weight_decay
         )
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        self.ema = None
+        if optim.ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            # BatchNorm's running statistics are averaged with the weights (use_buffers).
+            self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(optim.ema_decay), use_buffers=True)
         self.schedule = WarmupLinearDecay(optim.warmup_steps, optim.decay_steps, optim.final_lr_scale)
         self.step = 0
         self.best_metric: float | None = None
@@ -346,7 +354,19 @@ class _Trainer:
             self.net.load_state_dict(state)
         except RuntimeError as error:
             raise OmniSepError(f"init_from {describe(checkpoint)} does not fit the configured network: {str(error).splitlines()[0]}") from None
+        self._restart_ema()
         self.log(f"warm start from {describe(checkpoint)} ({kind} network)")
+
+    def _restart_ema(self) -> None:
+        """Start the average at the network's weights as they are now (a warm start's, or a resumed run's)."""
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.net.state_dict())
+            self.ema.n_averaged.fill_(1)  # counts as averaged once: the next update blends instead of copying
+
+    @property
+    def shipped(self) -> MaskNetwork:
+        """The network that is validated and written to best/ and last/: the average when there is one."""
+        return self.ema.module if self.ema is not None else self.net
 
     def load_resume_state(self) -> bool:
         path = self.out_dir / RESUME_FILE
@@ -366,6 +386,11 @@ class _Trainer:
                 f"{state['encoder']['version']}, not {self.encoder_identity['name']} {self.encoder_identity['version']}."
             )
         self.net.load_state_dict(state["model"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        elif self.ema is not None:
+            self.log("note: the resume state has no weight average; it starts from the resumed weights")
+            self._restart_ema()
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
@@ -380,6 +405,7 @@ class _Trainer:
             "format": RESUME_FORMAT,
             "step": self.step,
             "model": self.net.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "schedule": {"warmup_steps": self.schedule.warmup_steps, "decay_steps": self.schedule.decay_steps,
@@ -394,7 +420,7 @@ class _Trainer:
 
     def save_checkpoint(self, name: str, val_losses: dict | None) -> None:
         training = {"step": self.step, "config": self.config.to_dict(), "val_losses": val_losses or {}}
-        save_checkpoint(self.out_dir / name, self.net, self.encoder_identity, self.bank, training)
+        save_checkpoint(self.out_dir / name, self.shipped, self.encoder_identity, self.bank, training)
 
     # ------------------------------------------------------------------ loop
 
@@ -440,6 +466,8 @@ class _Trainer:
                     self.scaler.update()
                 else:
                     self.optimizer.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.net)
             self.step += 1
             interval_steps += 1
 
@@ -467,7 +495,7 @@ class _Trainer:
         return TrainResult(self.out_dir, self.step, last_loss, val_losses, self.best_metric, runtime.is_main)
 
     def _validate_and_keep_best(self, metrics_path: Path) -> dict:
-        losses = validate(self.net, self.val_set, self.config, self.runtime)
+        losses = validate(self.shipped, self.val_set, self.config, self.runtime)
         mean = sum(losses.values()) / len(losses)
         improved = self.best_metric is None or mean < self.best_metric
         if improved:
