@@ -53,7 +53,7 @@ def test_json_config_and_ints_accepted_for_floats(tmp_path):
         ('[data]\ntrain_manifest = "m"\npipeline = "resident"\n[queries]\ntext_variant_prob = 0.3\n', "needs queries.text_bank"),
         ('[data]\ntrain_manifest = "m"\n[queries]\ntext_bank = "b"\ntext_variant_prob = 0.3\n', "resident"),
         ('[data]\ntrain_manifest = "m"\n[queries]\ntext_variant_prob = 1.5\n', r"lie in \[0, 1\]"),
-        ('[data]\ntrain_manifest = "m"\n[loss]\ntarget = "irm"\n', "loss.target must be one of binary, ratio"),
+        ('[data]\ntrain_manifest = "m"\n[loss]\ntarget = "irm"\n', "loss.target must be one of binary, ratio, waveform"),
         ("data = 3\n", "section 'data' must be a table"),
         ("[data\n", "cannot be parsed"),
     ],

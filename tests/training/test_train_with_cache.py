@@ -43,11 +43,24 @@ def test_ratio_targets_reach_training_and_validation(tmp_path, monkeypatch):
     manifest = make_corpus(tmp_path / "corpus", train_per_class=2, val_per_class=1)
     binary = train(_config(manifest, tmp_path / "a"), log=lambda m: None)
     asked = []
-    original = loop.separation_targets
-    monkeypatch.setattr(loop, "separation_targets", lambda *a: asked.append(a[2]) or original(*a))
+    original = loop.batch_loss
+    monkeypatch.setattr(loop, "batch_loss", lambda *a: asked.append(a[2]) or original(*a))
     config = _config(manifest, tmp_path / "b")
     config.loss.target = "ratio"
     ratio = train(config, log=lambda m: None)
     assert asked and set(asked) == {"ratio"} and len(asked) > 2  # two steps, then validation batches
     assert ratio.train_loss != pytest.approx(binary.train_loss, rel=1e-5)
     assert set(ratio.val_losses) == set(binary.val_losses)
+
+
+def test_waveform_loss_trains_and_validates_in_decibels(tmp_path):
+    # [loss] target = "waveform": the same run, scored by the thresholded SNR of the masked mixture's iSTFT.
+    # Its values are decibels (minus the SNR), bounded by the 30 dB saturation, unlike the BCE's.
+    manifest = make_corpus(tmp_path / "corpus", train_per_class=2, val_per_class=1)
+    config = _config(manifest, tmp_path / "w")
+    config.loss.target = "waveform"
+    result = train(config, log=lambda m: None)
+    assert result.val_losses and all(-31.0 < value < 31.0 for value in result.val_losses.values())
+    assert -31.0 < result.train_loss < 31.0
+    binary = train(_config(manifest, tmp_path / "b"), log=lambda m: None)
+    assert 0 < binary.train_loss < 2 and result.train_loss != pytest.approx(binary.train_loss, rel=1e-3)

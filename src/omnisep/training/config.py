@@ -22,7 +22,7 @@ from omnisep.data.mixing import MODALITIES, MODALITY_MODES
 from omnisep.errors import OmniSepError, describe
 from omnisep.models.registry import config_from_dict
 from omnisep.spectral import HOP, SEGMENT
-from omnisep.training.loss import MASK_TARGETS
+from omnisep.training.loss import LOSS_TARGETS
 from omnisep.training.resident import MixingSection
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -90,7 +90,8 @@ class QuerySection:
 
 @dataclass
 class LossSection:
-    target: str = "binary"  # binary: the paper's |S| > 0.5 |X|; ratio: min(|S| / |X|, 1)
+    # binary: the paper's |S| > 0.5 |X|; ratio: min(|S| / |X|, 1); waveform: thresholded SNR of the masked mixture
+    target: str = "binary"
 
 
 @dataclass
@@ -145,8 +146,8 @@ class TrainConfig:
             fail(f"optim.lr must be positive, got {self.optim.lr}.")
         if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
             fail(f"out_dir '{self.out_dir}' exists and is not a folder.")
-        if self.loss.target not in MASK_TARGETS:
-            fail(f"loss.target must be one of {', '.join(MASK_TARGETS)}, got '{self.loss.target}'.")
+        if self.loss.target not in LOSS_TARGETS:
+            fail(f"loss.target must be one of {', '.join(LOSS_TARGETS)}, got '{self.loss.target}'.")
         if self.precision not in PRECISIONS:
             fail(f"precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'.")
         if self.queries.modality_mode not in MODALITY_MODES:

@@ -40,7 +40,7 @@ from omnisep.queries import QueryBank
 from omnisep.states import load_state_file, save_checkpoint, save_state_file
 from omnisep.training import distributed
 from omnisep.training.config import TrainConfig
-from omnisep.training.loss import separation_targets, weighted_bce
+from omnisep.training.loss import batch_loss
 from omnisep.training.schedule import WarmupLinearDecay
 
 VALIDATION_SPLITS = ("val", "valid", "validation")
@@ -136,11 +136,11 @@ def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precis
     sources = batch["sources"].to(device, non_blocking=True)
     queries = batch["queries"].to(device, non_blocking=True)
     with record_function("step/targets"):
-        mag_mix, ground_truth, weight = separation_targets(mixture, sources, mask_target)
+        mag_mix, losses_of = batch_loss(mixture, sources, mask_target)
     with record_function("step/forward"), distributed.autocast(runtime, precision):
         logits = model(mag_mix, queries)
     with record_function("step/loss"):
-        return weighted_bce(logits, ground_truth, weight)
+        return losses_of(logits)
 
 
 @torch.no_grad()
@@ -160,7 +160,7 @@ def validate(net: MaskNetwork, dataset: MixtureDataset, config: TrainConfig, run
     for batch in loader:
         mixture = batch["mixture"].to(runtime.device)
         sources = batch["sources"].to(runtime.device)
-        mag_mix, ground_truth, weight = separation_targets(mixture, sources, config.loss.target)
+        mag_mix, losses_of = batch_loss(mixture, sources, config.loss.target)
         with distributed.autocast(runtime, config.precision):
             prepared = net.prepare(mag_mix)
         embeddings = batch["embeddings"].to(runtime.device)
@@ -170,12 +170,12 @@ def validate(net: MaskNetwork, dataset: MixtureDataset, config: TrainConfig, run
             if present.any():
                 with distributed.autocast(runtime, config.precision):
                     logits = net.mask_logits(prepared, F.normalize(embeddings[:, :, m], dim=-1))
-                losses = weighted_bce(logits, ground_truth, weight)
+                losses = losses_of(logits)
                 totals[0, m] += (losses * present).sum()
                 totals[1, m] += present.sum()
         with distributed.autocast(runtime, config.precision):
             logits = net.mask_logits(prepared, batch["queries"].to(runtime.device))
-        losses = weighted_bce(logits, ground_truth, weight)
+        losses = losses_of(logits)
         totals[0, -1] += losses.sum()
         totals[1, -1] += losses.numel()
     distributed.all_reduce_sum(totals, runtime)
