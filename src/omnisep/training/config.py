@@ -71,7 +71,7 @@ class OptimSection:
     batch_size: int = 128  # global: across processes and accumulation steps
     accumulate_steps: int = 1
     # Exponential moving average of the weights (0: off). When on, validation, best/ and last/
-    # use the average: a noisy plateau's mean is a better network than any one point of it.
+    # use the average (the usual remedy for a noisy plateau; for v2 it did not help: docs/training.md).
     ema_decay: float = 0.0
 
 
