@@ -11,7 +11,7 @@ Queries as users get them: text, picture, audio example and one description with
 contrast (0.5), and text with the interferer's text as a logit-mode negative (alpha 2). SDRi is the
 protocol's (first 65,280 samples, fast backend); the last column is paired against one pass.
 
-    python scripts/val_test_time_averaging.py --every 4 --views "0;0,64;0,32,64,96;w128h64;w128h32;w128h16"
+    python scripts/val_test_time_averaging.py --every 4   # the views of docs/results/v2-finetunes/
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_validation_arguments(parser)
     parser.add_argument("--model", default="src/omnisep/pretrained/v2")
-    parser.add_argument("--views", default="0;0,64;0,32,64,96;w128h64;w128h32;w128h16")
+    parser.add_argument("--views", default="0;0,64;0,32,64,96;w128h64;w128h32",
+                        help="views separated by ';'; the first is the baseline of the paired column")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
