@@ -148,3 +148,49 @@ def test_presence_run_then_report(tiny_checkpoint, mixtures, tmp_path, capsys):
                          "--out", tmp_path / "report-every")
     assert code == 0, err
     assert "| validation (1, every 2nd) | clip |" in out and "| test (2) | clip |" in out
+
+
+class _KnownPictures:
+    """A stand-in for auto_negative.PictureSnap: recognises each picture by the label in its file name,
+    except the ones listed as unknown (left as the picture's own embedding, as the API does)."""
+
+    def __init__(self, unknown=()):
+        self.unknown, self.heads, self.calibration = set(unknown), "stub", "stub"
+
+    def snap(self, query, picture, bank):
+        label = next(label for label in bank.labels if label.split()[0] in str(picture))
+        if label in self.unknown:
+            return query, None
+        return bank.embeddings[bank.labels.index(label)].to(query.dtype), label
+
+
+def test_snapped_picture_queries_are_the_label_rows_unless_unknown(tiny_checkpoint, mixtures, tmp_path):
+    # Mode image-snapped: the picture as the API gives it. Snapped to the right label, the query is that
+    # label's bank row, so it scores exactly as the text query; a picture the matcher does not know keeps its
+    # own embedding and scores as the image mode.
+    from omnisep.data.cache import build_cache
+    from omnisep.data.manifest import read_manifest
+    from omnisep.encoders import get_encoder
+
+    folder = mixtures.parent
+    rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    for n, row in enumerate(rows):
+        Image.fromarray(np.full((32, 32, 3), 60 * n + 20, np.uint8)).save(tmp_path / f"{row['id']}.png")
+        row["image"] = str(tmp_path / f"{row['id']}.png")
+        row["audio"] = str(folder / row["audio"])
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_cache(read_manifest(manifest), get_encoder("toy"), tmp_path / "cache", modalities=("text", "image"))
+    common = dict(manifest=manifest, cache=tmp_path / "cache", alphas=(1.0,), counts=(1,), similarities=(0.55,),
+                  progress=False, controls=False)
+    data = auto_negative.run(tiny_checkpoint, mixtures, modes=("text", "image", "image-snapped"),
+                             pictures=_KnownPictures(unknown={"speech"}), **common)
+    text, image, snapped = (data["scores"][mode]["plain"] for mode in ("text", "image", "image-snapped"))
+    # (the tiny checkpoint is random, so the queries' scores differ little: compared exactly)
+    assert snapped[0] == text[0] and snapped[0] != image[0]  # dog: snapped
+    assert snapped[1] == image[1] and snapped[1] != text[1]  # speech: unknown
+    stats = data["choices"]["image-snapped"]["picture Query-Aug"]
+    assert stats == {"n": 2, "hit": 1, "none": 1, "own": 0}
+    assert data["pictures"] == {"heads": "stub", "calibration": "stub"}
+    with pytest.raises(Exception, match=r"Unknown query mode\(s\) \['picture'\]"):
+        auto_negative.run(tiny_checkpoint, mixtures, modes=("picture",), **common)

@@ -97,3 +97,41 @@ def test_waveform_loss_applies_the_masks_as_inference_does():
     halfway = torch.zeros(2, 2, 256, 32, requires_grad=True)
     losses_of(halfway).sum().backward()
     assert halfway.grad.abs().sum() > 0
+
+
+def test_negative_queries_add_the_loss_of_the_combined_logits_where_a_mixture_has_one():
+    # loss.negative_weight: (1 + a) logits(q) - a logits(q_neg), scored as the plain query is, one forward pass.
+    from omnisep.training.config import LossSection
+    from omnisep.training.distributed import Runtime
+    from omnisep.training.loop import _micro_batch_losses
+    from omnisep.training.loss import batch_loss
+
+    torch.manual_seed(0)
+    mixture = torch.randn(3, 4095)
+    sources = 0.5 * mixture.unsqueeze(1)
+    queries, negatives = torch.randn(3, 1, 4), torch.randn(3, 1, 4)
+    seen = []
+
+    def model(mag_mix, rows):  # logits that depend on the query row and on the input
+        seen.append(rows.shape)
+        return rows.sum(-1)[..., None, None] * torch.log1p(mag_mix)
+
+    batch = {"mixture": mixture, "sources": sources, "queries": queries, "negatives": negatives,
+             "has_negative": torch.tensor([True, False, True]), "negative_alpha": torch.tensor([1.0, 2.0, 3.0])}
+    runtime = Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    for target in ("binary", "waveform"):
+        seen.clear()
+        loss = LossSection(target=target, negative_weight=0.5)
+        got = _micro_batch_losses(model, batch, runtime, "fp32", loss)
+        assert seen == [(3, 2, 4)] and got.shape == (3, 1)
+        mag_mix, losses_of = batch_loss(mixture, sources, target)
+        plain = losses_of(model(mag_mix, queries))
+        combined = [(1 + a) * model(mag_mix, queries)[b] - a * model(mag_mix, negatives)[b] for b, a in enumerate([1.0, 2.0, 3.0])]
+        negative = losses_of(torch.stack(combined))
+        expected = plain + 0.5 * negative * torch.tensor([[1.0], [0.0], [1.0]])
+        torch.testing.assert_close(got, expected)
+        assert not torch.allclose(negative, plain)
+        # Weight 0 ignores the negatives: one query row, the plain loss.
+        seen.clear()
+        torch.testing.assert_close(_micro_batch_losses(model, batch, runtime, "fp32", LossSection(target=target)), plain)
+        assert seen == [(3, 1, 4)]

@@ -10,7 +10,7 @@ LABELS = ["a", "b", "c", "d"]
 DIM = 8
 
 
-def mixer(text_variants=None, text_variant_prob=0.0, **mixing) -> ResidentMixer:
+def mixer(text_variants=None, text_variant_prob=0.0, negative_alpha=None, **mixing) -> ResidentMixer:
     rng = np.random.default_rng(0)
     items, clips = [], []
     for n, label in enumerate(LABELS * 2):
@@ -21,7 +21,7 @@ def mixer(text_variants=None, text_variant_prob=0.0, **mixing) -> ResidentMixer:
     available[0, 1] = False
     section = MixingSection(**mixing)
     return ResidentMixer(items, clips, embeddings, available, section, 4000, 7, torch.device("cpu"), 32,
-                         text_variants, text_variant_prob)
+                         text_variants, text_variant_prob, negative_alpha)
 
 
 def rms(x):
@@ -109,3 +109,27 @@ def _with_text(m, b, item, text, plan):
     parts[0] = text
     weights = torch.from_numpy(plan["mixup"][b]).float().clamp_min(1e-6) * m.available[item]
     return (weights / weights.sum()) @ parts
+
+
+def test_negative_queries_name_another_sound_of_the_same_mixture():
+    plain = mixer(absent_prob=0.3, source_weights=[0.3, 0.4, 0.3])
+    with_negatives = mixer(absent_prob=0.3, source_weights=[0.3, 0.4, 0.3], negative_alpha=(1.0, 3.0))
+    batch, reference, plan = with_negatives.batch(4, range(32)), plain.batch(4, range(32)), with_negatives._plan(4)
+    # The same mixtures, targets and queries as a run without negatives.
+    for key in reference:
+        torch.testing.assert_close(batch[key], reference[key], rtol=0, atol=0)
+    assert batch["negatives"].shape == (32, 1, DIM)
+    alpha = batch["negative_alpha"]
+    assert ((alpha >= 1.0) & (alpha <= 3.0)).all() and alpha.std() > 0.1
+    counts, has = plan["used"].sum(1), batch["has_negative"].numpy()
+    assert has.any() and (~has).any()
+    np.testing.assert_array_equal(has, plan["absent"] | (counts >= 2))
+    for b in np.flatnonzero(has):
+        # The negative is a clip that sounds in this mixture, and not the queried one.
+        item = plan["clips"][b, 0 if plan["absent"][b] else 1]
+        assert plan["used"][b, 0 if plan["absent"][b] else 1]
+        assert LABELS[item % 4] != LABELS[plan["query_item"][b] % 4]
+        parts = with_negatives.parts[item][with_negatives.available[item]]
+        weights = torch.linalg.lstsq(parts.T, batch["negatives"][b, 0].unsqueeze(-1)).solution[:, 0]
+        assert abs(weights.sum().item() - 1.0) < 1e-4 and (weights > -1e-4).all()
+        assert (batch["negatives"][b, 0] - weights @ parts).abs().max() < 1e-5

@@ -64,3 +64,22 @@ def test_waveform_loss_trains_and_validates_in_decibels(tmp_path):
     assert -31.0 < result.train_loss < 31.0
     binary = train(_config(manifest, tmp_path / "b"), log=lambda m: None)
     assert 0 < binary.train_loss < 2 and result.train_loss != pytest.approx(binary.train_loss, rel=1e-3)
+
+
+def test_negative_queries_train_and_are_validated(tmp_path):
+    # loss.negative_weight > 0 (resident pipeline): the run trains on the extra query row and validation
+    # gains a "negative" score; a run without it keeps the four plain keys.
+    manifest = make_corpus(tmp_path / "corpus", train_per_class=3, val_per_class=1)
+    plain = _config(manifest, tmp_path / "p")
+    plain.data.pipeline = "resident"
+    plain.validate()
+    config = _config(manifest, tmp_path / "n")
+    config.data.pipeline = "resident"
+    config.loss.target = "waveform"
+    config.loss.negative_weight = 0.5
+    config.validate()
+    base = train(plain, log=lambda m: None)
+    result = train(config, log=lambda m: None)
+    assert "negative" not in base.val_losses
+    assert set(result.val_losses) == set(base.val_losses) | {"negative"}
+    assert all(-31.0 < value < 31.0 for value in result.val_losses.values())

@@ -192,16 +192,23 @@ def evaluate_auto_negative():
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True,
               help="Only every N-th mixture (then --limit of those): lists are ordered by target class, so a stride "
                    "samples every class.")
-@click.option("--modes", default=",".join((*MODALITIES, "composed")), show_default=True, help="Comma-separated query modes.")
+@click.option("--modes", default=",".join((*MODALITIES, "composed")), show_default=True,
+              help="Comma-separated query modes; image-snapped: the picture as the API gives it (recognised and snapped "
+                   "to its label, picture Query-Aug).")
 @click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture, residual, residual-label, residual-audio, mixture-top2+residual, mixture-top3+residual, "
               "mixture+residual.")
 @click.option("--alphas", default="0.25,0.5,1", show_default=True, help="Comma-separated negative strengths to sweep.")
 @click.option("--negative-mode", type=click.Choice(["proportional", "naive", "logit"]), default=None,
               help="How every negative acts [default: the checkpoint's own].")
 @click.option("--no-verify", is_flag=True, help="Choose from the plain scan, even when the model records a verification.")
+@click.option("--picture-heads", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Mode image-snapped: the heads file whose image head recognises the pictures [default: the shipped v2, "
+                   "which saw the corpus pictures; for held-out numbers use a head that never saw their style].")
+@click.option("--picture-calibration", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Mode image-snapped: the picture matcher's calibration [default: the shipped one].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, every, modes, sources, alphas, negative_mode,
-                      no_verify, quiet):
+                      no_verify, picture_heads, picture_calibration, quiet):
     """Sweep the automatic negative query over MIXTURES; writes every SDRi and the summary to --out."""
     from omnisep.evaluation import auto_negative
 
@@ -209,7 +216,9 @@ def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, every, 
     partial = out.with_name(f"{out.stem}.partial.json")
     data = auto_negative.run(checkpoint, mixtures, manifest, cache, modes=_csv_list(modes, "--modes"), limit=limit, every=every,
                              sources=_csv_list(sources, "--sources"), progress=not quiet, partial=partial,
-                             alphas=parse_alphas(alphas), negative_mode=negative_mode, verify=not no_verify)
+                             alphas=parse_alphas(alphas), negative_mode=negative_mode, verify=not no_verify,
+                             pictures=auto_negative.PictureSnap(picture_heads, picture_calibration)
+                             if "image-snapped" in _csv_list(modes, "--modes") else None)
     auto_negative.save_run(data, out)
     partial.unlink(missing_ok=True)
     click.echo(f"{data['count']} mixtures in {data['seconds']} s -> {out}; best setting: {auto_negative.choose_defaults(data['summary'])}")

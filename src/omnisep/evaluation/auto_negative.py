@@ -60,6 +60,45 @@ SOURCES = tuple(SOURCE_NAMES)
 RERANKED_CANDIDATES = {"mixture-top2+residual": 2, "mixture-top3+residual": 3}  # the scan's first N, re-ordered
 RESIDUAL_EMBEDDING_SOURCES = ("residual-label", "residual-audio", "mixture+residual", *RERANKED_CANDIDATES)
 MODES = ("text", "image", "audio", "composed")
+# The picture as the API gives it by default: recognised by an image head and snapped to its label's row
+# (picture Query-Aug, omnisep.query_aug.ClassMatcher.for_pictures); the picture's own embedding when unknown.
+SNAPPED_IMAGE = "image-snapped"
+
+
+class PictureSnap:
+    """Picture Query-Aug for the evaluation: ``heads`` (a heads file whose image head recognises the
+    pictures) and the picture matcher's ``calibration``. The shipped head v2 saw every corpus picture
+    source, so honest test numbers need a head that never saw the test pictures' style (the
+    leave-one-source-out heads of ``python -m omnisep.querynet.image_head``)."""
+
+    def __init__(self, heads=None, calibration=None):
+        from omnisep.encoders.bundled import BundledEncoder
+        from omnisep.query_aug import DEFAULT_PICTURES, ClassMatcher
+
+        self.encoder = BundledEncoder(heads or "v2")
+        self.matcher = ClassMatcher.for_pictures(calibration=calibration or DEFAULT_PICTURES)
+        self.heads, self.calibration = str(heads or "v2"), str(calibration or DEFAULT_PICTURES)
+        self._answers: dict[str, object] = {}
+
+    def match(self, picture):
+        """The picture matcher's answer for a picture file (cached per file)."""
+        import torch.nn.functional as F
+
+        from omnisep.images import load_image
+
+        key = str(picture)
+        if key not in self._answers:
+            with torch.no_grad():
+                probe = F.normalize(self.encoder.embed_image([load_image(picture)]), dim=-1)
+            self._answers[key] = self.matcher.match(probe)[0]
+        return self._answers[key]
+
+    def snap(self, query: torch.Tensor, picture, bank) -> tuple[torch.Tensor, str | None]:
+        """``(query, label)``: the bank row of the recognised label, or the query itself (label None)."""
+        match = self.match(picture)
+        if match.known and match.label in bank.labels:
+            return torch.as_tensor(bank.embeddings[bank.labels.index(match.label)], dtype=query.dtype), match.label
+        return query, None
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray, length: int = SCORED_LENGTH) -> float | None:
@@ -144,6 +183,7 @@ def run(
     partial=None,
     negative_mode: str | None = None,
     verify: bool = True,
+    pictures: PictureSnap | None = None,
 ) -> dict:
     """Per mode and per query key, the SDRi of every mixture (None where skipped), plus label-choice stats.
 
@@ -167,6 +207,11 @@ def run(
     from omnisep.scan import scan, verification_for
     from omnisep.states import contrast_strength, load_checkpoint, negative_defaults
 
+    unknown = sorted(set(modes) - {*MODES, SNAPPED_IMAGE})
+    if unknown:
+        raise OmniSepError(f"Unknown query mode(s) {unknown}; use {', '.join((*MODES, SNAPPED_IMAGE))}.")
+    if SNAPPED_IMAGE in modes and pictures is None:
+        pictures = PictureSnap()
     unknown = sorted(set(sources) - set(SOURCES))
     if unknown:
         raise OmniSepError(f"Unknown automatic-negative source(s) {unknown}; use {', '.join(SOURCES)}.")
@@ -187,9 +232,10 @@ def run(
         return negative_terms(query, negative_vector, alpha, negative_mode)
 
     test_set = load_test_set(mixtures, manifest)
-    config = EvaluationConfig(modes=tuple(modes), negative_source="text")
+    protocol_modes = tuple(dict.fromkeys("image" if mode == SNAPPED_IMAGE else mode for mode in modes))
+    config = EvaluationConfig(modes=protocol_modes, negative_source="text")
     if cache is None:
-        if set(modes) != {"text"}:
+        if set(protocol_modes) != {"text"}:
             raise OmniSepError("Image, audio and composed queries need the embedding cache (--cache).")
         table = _BankTable(test_set.items, bank)
     else:
@@ -226,9 +272,16 @@ def run(
         one_pass = _OnePass(model, mixture)
         scanned = {"mixture": one_pass.scan(bank, mixture.numpy(), verification=verification)}
         for mode in modes:
-            query = builder.base_query(target_item, mode, index)
+            query = builder.base_query(target_item, "image" if mode == SNAPPED_IMAGE else mode, index)
             if query is None:
                 continue
+            if mode == SNAPPED_IMAGE:
+                query, snapped_to = pictures.snap(query, test_set.items[target_item].image, bank)
+                stats = choices_log[mode]["picture Query-Aug"]
+                stats["n"] += 1
+                stats["hit"] += snapped_to == target_label
+                stats["none"] += snapped_to is None
+                stats["own"] += snapped_to is not None and snapped_to != target_label  # snapped to a wrong label
             plain_terms = contrast_terms([(query, 1.0)], background, strength)
             keyed: dict[str, list] = {"plain": plain_terms}
             oracle = builder.negative_query(interferers, mode, index)
@@ -236,7 +289,7 @@ def run(
                 keyed[f"oracle/a{alpha:g}"] = subtract(query, oracle, alpha)
             if controls:
                 own = int(negatives.similarities(query, bank).argmax())
-                rng = np.random.default_rng([1234, index, MODES.index(mode)])
+                rng = np.random.default_rng([1234, index, (*MODES, SNAPPED_IMAGE).index(mode)])
                 other = int(rng.choice([i for i in range(len(bank.labels)) if i != own]))
                 for alpha in alphas:
                     keyed[f"control/random/a{alpha:g}"] = subtract(query, bank.embeddings[other], alpha)
@@ -297,8 +350,11 @@ def run(
                                                            sources, scores, choices_log, negative_mode, every)), fsync=False)
     if bar is not None:
         bar.close()
-    return _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log,
+    data = _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log,
                     negative_mode, every)
+    if pictures is not None:
+        data["pictures"] = {"heads": pictures.heads, "calibration": pictures.calibration}
+    return data
 
 
 def _package(checkpoint, mixtures, count, started, counts, alphas, similarities, sources, scores, choices_log,

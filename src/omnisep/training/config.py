@@ -92,6 +92,12 @@ class QuerySection:
 class LossSection:
     # binary: the paper's |S| > 0.5 |X|; ratio: min(|S| / |X|, 1); waveform: thresholded SNR of the masked mixture
     target: str = "binary"
+    # Negative queries trained as they are used ("logit" mode, omnisep.queries): with a weight > 0
+    # each mixture's target is also scored through (1 + a) logits(q) - a logits(q_other), q_other
+    # the query of another sound in it (or, for an absent query, of one that is there), a drawn
+    # uniformly from negative_alpha. Resident pipeline only; adds one query row per mixture.
+    negative_weight: float = 0.0
+    negative_alpha: list = field(default_factory=lambda: [1.0, 3.0])
 
 
 @dataclass
@@ -176,6 +182,13 @@ class TrainConfig:
             fail(f"data.pipeline must be one of {', '.join(PIPELINES)}, got '{self.data.pipeline}'.")
         if self.data.pipeline == "resident":
             self.mixing.validate(fail)
+        if not self.loss.negative_weight >= 0:
+            fail(f"loss.negative_weight must be 0 or more, got {self.loss.negative_weight}.")
+        alphas = self.loss.negative_alpha
+        if len(alphas) != 2 or not all(isinstance(a, (int, float)) for a in alphas) or not 0 < alphas[0] <= alphas[1]:
+            fail(f"loss.negative_alpha must be two numbers [low, high] with 0 < low <= high, got {alphas}.")
+        if self.loss.negative_weight > 0 and self.data.pipeline != "resident":
+            fail("loss.negative_weight > 0 works with data.pipeline = \"resident\" only.")
         if not 0.0 <= self.queries.text_variant_prob <= 1.0:
             fail(f"queries.text_variant_prob must lie in [0, 1], got {self.queries.text_variant_prob}.")
         if self.queries.text_variant_prob > 0 and not self.queries.text_bank:

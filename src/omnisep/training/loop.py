@@ -39,7 +39,7 @@ from omnisep.models.registry import config_from_dict
 from omnisep.queries import QueryBank
 from omnisep.states import load_state_file, save_checkpoint, save_state_file
 from omnisep.training import distributed
-from omnisep.training.config import TrainConfig
+from omnisep.training.config import LossSection, TrainConfig
 from omnisep.training.loss import batch_loss
 from omnisep.training.schedule import WarmupLinearDecay
 
@@ -130,17 +130,29 @@ def _cache_identity(config: TrainConfig) -> dict:
 
 
 def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precision: str,
-                        mask_target: str = "binary") -> torch.Tensor:
+                        loss: LossSection | None = None) -> torch.Tensor:
+    """Per-source losses ``[B, N]``; with ``loss.negative_weight`` the batch's negative queries add
+    ``weight * loss((1 + a) logits(q) - a logits(q_neg))`` where a mixture has one (one U-Net pass)."""
+    loss = loss or LossSection()
     device = runtime.device
     mixture = batch["mixture"].to(device, non_blocking=True)
     sources = batch["sources"].to(device, non_blocking=True)
     queries = batch["queries"].to(device, non_blocking=True)
+    negatives = batch.get("negatives") if loss.negative_weight > 0 else None
+    rows = queries if negatives is None else torch.cat([queries, negatives.to(device)], dim=1)
     with record_function("step/targets"):
-        mag_mix, losses_of = batch_loss(mixture, sources, mask_target)
+        mag_mix, losses_of = batch_loss(mixture, sources, loss.target)
     with record_function("step/forward"), distributed.autocast(runtime, precision):
-        logits = model(mag_mix, queries)
+        logits = model(mag_mix, rows)
     with record_function("step/loss"):
-        return losses_of(logits)
+        n = queries.shape[1]
+        losses = losses_of(logits[:, :n])
+        if negatives is not None:
+            alpha = batch["negative_alpha"].to(device).view(-1, 1, 1, 1)
+            combined = (1 + alpha) * logits[:, :n].float() - alpha * logits[:, n:].float()
+            wanted = batch["has_negative"].to(device).unsqueeze(-1)
+            losses = losses + loss.negative_weight * losses_of(combined) * wanted
+        return losses
 
 
 @torch.no_grad()
@@ -149,10 +161,16 @@ def validate(net: MaskNetwork, dataset: MixtureDataset, config: TrainConfig, run
 
     One U-Net pass per batch serves all four queries. Each modality averages
     over the sources that have it; the processes share the items and sum.
+    A run that trains negative queries is also scored on them ("negative"):
+    each source's Query-Mixup query minus the next source's, at the middle
+    of ``loss.negative_alpha``.
     """
     was_training = net.training
     net.eval()
-    totals = torch.zeros(2, len(VALIDATION_KEYS), dtype=torch.float64, device=runtime.device)
+    with_negative = config.loss.negative_weight > 0
+    keys = (*VALIDATION_KEYS, "negative") if with_negative else VALIDATION_KEYS
+    alpha = sum(config.loss.negative_alpha) / 2
+    totals = torch.zeros(2, len(keys), dtype=torch.float64, device=runtime.device)
     indices = list(range(runtime.rank, len(dataset), runtime.world_size))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=config.data.val_batch_size, sampler=indices, num_workers=config.data.num_workers
@@ -176,11 +194,17 @@ def validate(net: MaskNetwork, dataset: MixtureDataset, config: TrainConfig, run
         with distributed.autocast(runtime, config.precision):
             logits = net.mask_logits(prepared, batch["queries"].to(runtime.device))
         losses = losses_of(logits)
-        totals[0, -1] += losses.sum()
-        totals[1, -1] += losses.numel()
+        mixup = len(VALIDATION_KEYS) - 1
+        totals[0, mixup] += losses.sum()
+        totals[1, mixup] += losses.numel()
+        if with_negative and logits.shape[1] >= 2:
+            combined = (1 + alpha) * logits.float() - alpha * logits.float().roll(-1, dims=1)
+            losses = losses_of(combined)
+            totals[0, -1] += losses.sum()
+            totals[1, -1] += losses.numel()
     distributed.all_reduce_sum(totals, runtime)
     net.train(was_training)
-    return {key: float(totals[0, i] / totals[1, i]) for i, key in enumerate(VALIDATION_KEYS) if totals[1, i] > 0}
+    return {key: float(totals[0, i] / totals[1, i]) for i, key in enumerate(keys) if totals[1, i] > 0}
 
 
 def _same_network(saved: dict, current: dict) -> bool:
@@ -310,6 +334,7 @@ class _Trainer:
             items, clips, embeddings, available, self.config.mixing, self.config.data.segment_samples,
             self.config.seed, self.runtime.device, self.config.optim.batch_size,
             *self._text_variants(embeddings.shape[-1]),
+            negative_alpha=self.config.loss.negative_alpha if self.config.loss.negative_weight > 0 else None,
         )
 
     def _text_variants(self, dim: int) -> tuple[dict | None, float]:
@@ -453,7 +478,7 @@ class _Trainer:
                 with record_function("step/data"):
                     batch = next(batches)
                 with distributed.gradient_sync(model, micro == accumulate - 1):
-                    loss = _micro_batch_losses(model, batch, runtime, config.precision, config.loss.target).mean() / accumulate
+                    loss = _micro_batch_losses(model, batch, runtime, config.precision, config.loss).mean() / accumulate
                     with record_function("step/backward"):
                         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
                 interval_loss += loss.detach()

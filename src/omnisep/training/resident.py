@@ -113,8 +113,11 @@ class ResidentMixer:
         global_batch: int,
         text_variants: dict[str, torch.Tensor] | None = None,
         text_variant_prob: float = 0.0,
+        negative_alpha: Sequence[float] | None = None,
     ):
-        """``text_variants``: label -> ``[n, D]`` other wordings of it, used with ``text_variant_prob``."""
+        """``text_variants``: label -> ``[n, D]`` other wordings of it, used with ``text_variant_prob``.
+        ``negative_alpha`` ``(low, high)``: batches also carry a negative query per mixture (see :meth:`batch`)."""
+        self.negative_alpha = None if negative_alpha is None else (float(negative_alpha[0]), float(negative_alpha[1]))
         self.device = device
         self.mixing = mixing
         self.segment = int(segment_samples)
@@ -191,6 +194,9 @@ class ResidentMixer:
             # Drawn last, so plans without text variants are the ones earlier runs saw.
             "text_variant": rng.random(batch) < self.text_variant_prob,
             "variant_pick": rng.integers(0, 2**31, size=batch),
+            # Drawn after everything else, so runs without negative queries keep their batches.
+            "negative_mixup": rng.random((batch, self.parts.shape[1])),
+            "negative_u": rng.random(batch),
         }
 
     # -- the batch, on the device -------------------------------------------------------------------
@@ -235,7 +241,33 @@ class ResidentMixer:
         mixture = mixture * level.unsqueeze(-1)
         # An absent query's target is silence: its class is not in the mixture at all.
         target = target * level.unsqueeze(-1) * (~absent).unsqueeze(-1)
-        return {"mixture": mixture, "sources": target.unsqueeze(1), "queries": self._queries(take).unsqueeze(1)}
+        out = {"mixture": mixture, "sources": target.unsqueeze(1), "queries": self._queries(take).unsqueeze(1)}
+        if self.negative_alpha is not None:
+            out.update(self._negatives(take))
+        return out
+
+    def _negatives(self, take: dict) -> dict:
+        """A negative query per mixture: another sound that is in it (for an absent query, one that is).
+
+        ``negatives [B, 1, D]`` (Query-Mixup of that clip, its own draw), ``has_negative [B]`` (False for a
+        lone present source: nothing else to subtract) and ``negative_alpha [B]``.
+        """
+        counts = take["used"].sum(1)
+        absent = take["absent"]
+        column = np.where(absent, 0, 1)
+        has = absent | (counts >= 2)
+        item = take["clips"][np.arange(len(counts)), np.where(has, column, 0)]
+        item_t = torch.from_numpy(item).to(self.device)
+        available = self.available[item_t]
+        weights = torch.from_numpy(take["negative_mixup"]).float().to(self.device).clamp_min(1e-6) * available
+        query = ((weights / weights.sum(-1, keepdim=True)).unsqueeze(-1) * self.parts[item_t]).sum(-2)
+        low, high = self.negative_alpha
+        alpha = low + (high - low) * take["negative_u"]
+        return {
+            "negatives": query.unsqueeze(1),
+            "has_negative": torch.from_numpy(has).to(self.device),
+            "negative_alpha": torch.from_numpy(alpha).float().to(self.device),
+        }
 
     def _reverberate(self, sources: torch.Tensor, take: dict) -> torch.Tensor:
         reverb = torch.from_numpy(take["reverb"]).to(self.device)
