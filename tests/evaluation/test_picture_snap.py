@@ -9,7 +9,7 @@ from omnisep.states import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 V2 = ROOT / "src/omnisep/pretrained/v2"
-VIOLIN = ROOT / VIOLIN
+VIOLIN = ROOT / "examples/queries/playing-violin.png"
 
 
 def test_the_shipped_recogniser_snaps_an_example_picture_to_its_label_row():
