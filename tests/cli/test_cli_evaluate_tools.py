@@ -192,5 +192,9 @@ def test_snapped_picture_queries_are_the_label_rows_unless_unknown(tiny_checkpoi
     stats = data["choices"]["image-snapped"]["picture Query-Aug"]
     assert stats == {"n": 2, "hit": 1, "none": 1, "own": 0}
     assert data["pictures"] == {"heads": "stub", "calibration": "stub"}
+    auto_negative.save_run(data, tmp_path / "snap.json")
+    text = auto_negative.write_report([tmp_path / "snap.json"], [tmp_path / "snap.json"], tmp_path / "report")
+    assert "| image-snapped |" in text
+    assert "snapped to their own label 1 of 2 times, to another label 0, said unknown 1 (recogniser: `stub`)." in text
     with pytest.raises(Exception, match=r"Unknown query mode\(s\) \['picture'\]"):
         auto_negative.run(tiny_checkpoint, mixtures, modes=("picture",), **common)

@@ -563,6 +563,12 @@ def write_report(validation, test, out, controls=None, alpha: float | None = Non
         report(val["summary"], chosen, val.get("choices")),
         "",
     ]
+    for name, run_ in (("test", tst), ("validation", val)):
+        stats = (run_.get("choices") or {}).get(SNAPPED_IMAGE, {}).get("picture Query-Aug")
+        if stats:
+            text += [f"Picture Query-Aug on the {name} pictures (mode {SNAPPED_IMAGE}): snapped to their own label "
+                     f"{stats['hit']} of {stats['n']} times, to another label {stats['own']}, said unknown {stats['none']}"
+                     + (f" (recogniser: `{run_['pictures']['heads']}`)." if run_.get("pictures") else "."), ""]
     control_run = merge([controls]) if controls else tst
     table = controls_table(control_run["summary"], chosen)
     if table:
