@@ -11,7 +11,20 @@ import numpy as np
 from omnisep.plotting import new_figure, save_figure
 
 
-def training_figure(rows: list[dict]):
+LOSS_NAMES = {"binary": "weighted BCE", "ratio": "weighted BCE (ratio targets)", "waveform": "minus thresholded SNR (dB)"}
+
+
+def loss_name(metrics: str | os.PathLike) -> str:
+    """What the run's loss is, from the config its checkpoints record beside ``metrics.jsonl``."""
+    for name in ("last", "best"):
+        config = Path(metrics).parent / name / "config.json"
+        if config.is_file():
+            loss = json.loads(config.read_text()).get("training", {}).get("config", {}).get("loss", {})
+            return LOSS_NAMES.get(loss.get("target", "binary"), "loss")
+    return LOSS_NAMES["binary"]
+
+
+def training_figure(rows: list[dict], ylabel: str = LOSS_NAMES["binary"]):
     """Training loss (raw and smoothed) and every validation loss against the step."""
     train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
     validation = [r for r in rows if any(key.startswith("val") for key in r)]
@@ -27,7 +40,7 @@ def training_figure(rows: list[dict]):
         points = [(r["step"], r[key]) for r in validation if key in r]
         axis.plot(*zip(*points), marker="o", label=key.replace("_", " "))
     axis.set_xlabel("step")
-    axis.set_ylabel("weighted BCE")
+    axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return figure
@@ -35,4 +48,4 @@ def training_figure(rows: list[dict]):
 
 def plot_training(metrics: str | os.PathLike, output: str | os.PathLike) -> Path:
     rows = [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
-    return save_figure(training_figure(rows), output)
+    return save_figure(training_figure(rows, loss_name(metrics)), output)
