@@ -214,11 +214,12 @@ def auto_negative_run(checkpoint, mixtures, manifest, cache, out, limit, every, 
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f"{out.stem}.partial.json")
-    data = auto_negative.run(checkpoint, mixtures, manifest, cache, modes=_csv_list(modes, "--modes"), limit=limit, every=every,
+    modes = _csv_list(modes, "--modes")
+    pictures = auto_negative.PictureSnap(picture_heads, picture_calibration) if auto_negative.SNAPPED_IMAGE in modes else None
+    data = auto_negative.run(checkpoint, mixtures, manifest, cache, modes=modes, limit=limit, every=every,
                              sources=_csv_list(sources, "--sources"), progress=not quiet, partial=partial,
                              alphas=parse_alphas(alphas), negative_mode=negative_mode, verify=not no_verify,
-                             pictures=auto_negative.PictureSnap(picture_heads, picture_calibration)
-                             if "image-snapped" in _csv_list(modes, "--modes") else None)
+                             pictures=pictures)
     auto_negative.save_run(data, out)
     partial.unlink(missing_ok=True)
     click.echo(f"{data['count']} mixtures in {data['seconds']} s -> {out}; best setting: {auto_negative.choose_defaults(data['summary'])}")
