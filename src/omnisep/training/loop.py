@@ -40,7 +40,7 @@ from omnisep.queries import QueryBank
 from omnisep.states import load_state_file, save_checkpoint, save_state_file
 from omnisep.training import distributed
 from omnisep.training.config import LossSection, TrainConfig
-from omnisep.training.loss import batch_loss
+from omnisep.training.loss import batch_loss, negative_logits
 from omnisep.training.schedule import WarmupLinearDecay
 
 VALIDATION_SPLITS = ("val", "valid", "validation")
@@ -149,7 +149,7 @@ def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precis
         losses = losses_of(logits[:, :n])
         if negatives is not None:
             alpha = batch["negative_alpha"].to(device).view(-1, 1, 1, 1)
-            combined = (1 + alpha) * logits[:, :n].float() - alpha * logits[:, n:].float()
+            combined = negative_logits(logits[:, :n], logits[:, n:], alpha)
             wanted = batch["has_negative"].to(device).unsqueeze(-1)
             losses = losses + loss.negative_weight * losses_of(combined) * wanted
         return losses
@@ -198,7 +198,7 @@ def validate(net: MaskNetwork, dataset: MixtureDataset, config: TrainConfig, run
         totals[0, mixup] += losses.sum()
         totals[1, mixup] += losses.numel()
         if with_negative and logits.shape[1] >= 2:
-            combined = (1 + alpha) * logits.float() - alpha * logits.float().roll(-1, dims=1)
+            combined = negative_logits(logits, logits.roll(-1, dims=1), alpha)
             losses = losses_of(combined)
             totals[0, -1] += losses.sum()
             totals[1, -1] += losses.numel()

@@ -78,6 +78,12 @@ def thresholded_snr_loss(estimates: torch.Tensor, sources: torch.Tensor, mixture
     return 10 * torch.log10(error + floor) - 10 * torch.log10(power + floor)
 
 
+def negative_logits(query_logits: torch.Tensor, negative_logits: torch.Tensor, alpha) -> torch.Tensor:
+    """The logit-mode negative query as inference applies it (``omnisep.queries``):
+    ``(1 + a) L(q) - a L(q_neg)``, in float32; ``alpha`` a number or a tensor that broadcasts."""
+    return (1 + alpha) * query_logits.float() - alpha * negative_logits.float()
+
+
 def batch_loss(mixture: torch.Tensor, sources: torch.Tensor, target: str = "binary"):
     """``(network input [B, 1, H, W], losses_of)`` for a batch: ``losses_of(logits [B, N, H, W])`` gives the
     per-source loss ``[B, N]`` of the configured target, so training and validation share one definition."""

@@ -252,11 +252,10 @@ class ResidentMixer:
         ``negatives [B, 1, D]`` (Query-Mixup of that clip, its own draw), ``has_negative [B]`` (False for a
         lone present source: nothing else to subtract) and ``negative_alpha [B]``.
         """
-        counts = take["used"].sum(1)
         absent = take["absent"]
-        column = np.where(absent, 0, 1)
-        has = absent | (counts >= 2)
-        item = take["clips"][np.arange(len(counts)), np.where(has, column, 0)]
+        has = absent | (take["used"].sum(1) >= 2)
+        column = (has & ~absent).astype(np.int64)  # the second source; the first when the query is absent (or alone)
+        item = take["clips"][np.arange(len(absent)), column]
         item_t = torch.from_numpy(item).to(self.device)
         available = self.available[item_t]
         weights = torch.from_numpy(take["negative_mixup"]).float().to(self.device).clamp_min(1e-6) * available
