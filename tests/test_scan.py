@@ -251,3 +251,51 @@ def test_verified_scan_streams_and_from_estimates_agree(monkeypatch):
     for field in ("energy_ratio", "evidence", "similarity", "presence", "window_starts"):
         np.testing.assert_allclose(getattr(streamed, field), getattr(direct, field), rtol=1e-5, atol=1e-7)
 
+
+
+class LoudnessTagger:
+    """A stand-in for omnisep.tagger.Tagger: labels in another order than the bank's and fixed logits, so
+    the test knows each probability: p(pass) = sigmoid(0) = 0.5, p(half) = sigmoid(log 3) = 0.75,
+    p(block) = sigmoid(-log 3) = 0.25; "extra" is not in the bank."""
+
+    labels = ["extra", "block", "half", "pass"]
+
+    def __init__(self):
+        self.windows: list[int] = []
+
+    def window_logits(self, blocks):
+        self.windows.append(blocks.shape[1])
+        return torch.tensor([[5.0, -math.log(3.0), math.log(3.0), 0.0]])
+
+
+def test_a_tagger_weighs_the_scan_by_its_probability_of_each_label_in_the_window(gated, monkeypatch):
+    from omnisep.queries import normalize
+    from omnisep.scan import Verification
+
+    monkeypatch.setattr("omnisep.tagger.block_features", lambda backbone, wave, rate=SR: torch.zeros(2, 512))
+    tagger = LoudnessTagger()
+    rows = normalize(gated_bank().embeddings)
+    only = Verification(None, rows, window_seconds=1.0, listen=False, tagger=tagger, tagger_power=2.0, labels=["pass", "block", "half"])
+    wave = noise_with_gap(seconds=3.2, gap=(1.0, 2.0))
+    result = scan(gated, wave, SR, frame_seconds=0.5, verify=only)
+    assert len(tagger.windows) == 2  # the silent window is not tagged
+    expected = np.array([0.5, 0.25, 0.75]) ** 2
+    np.testing.assert_allclose(result.similarity[:, [0, 2]], np.repeat(expected[:, None], 2, 1), atol=1e-6)
+    np.testing.assert_allclose(result.presence, [0.25, 0.0, 0.25 * 0.5625], atol=3e-3)
+    # Both witnesses: the listening weight times the tagger's.
+    encoder = ListeningEncoder(gated_bank().embeddings[2])
+    both = Verification(encoder, rows, window_seconds=1.0, power=2.0, tagger=LoudnessTagger(), tagger_power=1.0,
+                        labels=["pass", "block", "half"])
+    combined = scan(gated, wave, SR, frame_seconds=0.5, verify=both)
+    np.testing.assert_allclose(combined.similarity[:, 0], np.array([0.25, 0.0, 1.0]) * [0.5, 0.25, 0.75], atol=1e-6)
+
+
+def test_a_tagger_must_know_every_label_of_the_bank():
+    from omnisep.queries import normalize
+    from omnisep.scan import Verification
+
+    rows = normalize(gated_bank().embeddings)
+    with pytest.raises(OmniSepError, match="does not know the labels owl"):
+        Verification(None, rows, listen=False, tagger=LoudnessTagger(), labels=["pass", "owl", "half"])
+    with pytest.raises(ValueError, match="needs a tagger"):
+        Verification(None, rows, listen=False)

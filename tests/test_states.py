@@ -222,6 +222,9 @@ def test_recorded_verification_settings_are_checked():
     assert scan_threshold(config, "m", 0.4) == 0.3
     assert scan_threshold(config, "m", 0.4, verified=False) == 0.6
     assert scan_threshold({}, "m", 0.4) == 0.4
-    for bad in ({"top": 2.5}, {"top": 0}, {"power": True}, {"threshold": 1.5}, {"listen": 1}):
+    tagged = {"listen": False, "tagger_power": 1, "threshold": 0.2}
+    assert scan_settings({"inference": {"scan": {"verify": tagged}}}, "m")["verify"] == {"listen": False, "tagger_power": 1.0, "threshold": 0.2}
+    for bad in ({"top": 2.5}, {"top": 0}, {"power": True}, {"threshold": 1.5}, {"listen": 1}, {"listen": False},
+                {"tagger_power": 0}):
         with pytest.raises(OmniSepError, match="inference.scan.verify"):
             scan_settings({"inference": {"scan": {"verify": bad}}}, "m")

@@ -160,34 +160,71 @@ def _energy_ratio(target_energy: np.ndarray, mixture_energy: np.ndarray, audible
 
 @dataclasses.dataclass
 class Verification:
-    """Listen to what the scan separated before believing it.
+    """Check what the scan separated before believing it, window by window.
 
     A label's separated energy alone ranks badly: the network hands some of
-    every sound to many queries. So, window by window, the ``top`` labels with
-    the most separated energy have their separated audio embedded by the
-    model's own audio encoder, and each keeps its energy ratio in proportion
-    to how much that audio resembles the label (cosine with the label's bank
-    row, clipped at 0, to the ``power``); the other labels get
-    :data:`UNHEARD_WEIGHT` there.
+    every sound to many queries. Two witnesses can weigh it, each giving a
+    label a weight in [0, 1] per window (a label's evidence is its energy
+    ratio times the product):
+
+    * **listening** (``listen``): the ``top`` labels with the most separated
+      energy have their separated audio embedded by the model's own audio
+      encoder, and each keeps its ratio in proportion to how much that audio
+      resembles the label (cosine with the label's bank row, clipped at 0, to
+      the ``power``); the other labels get :data:`UNHEARD_WEIGHT` there;
+    * **the tagger** (``tagger``, :mod:`omnisep.tagger`): a classifier trained
+      on mixtures hears the window's *mixture* once and gives each label its
+      probability, to the ``tagger_power``. It knows the bank's labels by name.
     """
 
-    encoder: object  # the Query-Net the model was trained with (Separator.encoder)
+    encoder: object  # the Query-Net the model was trained with (Separator.encoder); unused when not listening
     rows: torch.Tensor  # the bank's normalised rows [N, D]
     top: int = DEFAULT_VERIFY_TOP
     window_seconds: float = DEFAULT_VERIFY_WINDOW_SECONDS
     power: float = 1.0
+    listen: bool = True
+    tagger: object | None = None  # omnisep.tagger.Tagger
+    tagger_power: float = 1.0
+    labels: list | None = None  # the bank's labels (needed with a tagger)
 
-    def weights(self, separated: np.ndarray, ratio: np.ndarray, live: np.ndarray) -> np.ndarray:
-        """``[N]`` weights of one window from its separated audio ``[N, n]`` and frame ratios ``[N, F]``."""
+    def __post_init__(self):
+        if self.tagger is None:
+            if not self.listen:
+                raise ValueError("a Verification that does not listen needs a tagger")
+            return
+        missing = [label for label in self.labels or [] if label not in self.tagger.labels]
+        if self.labels is None or missing:
+            raise OmniSepError(f"the tagger does not know the labels {', '.join(missing[:3]) or '(none given)'} of this model's bank")
+        self._columns = torch.as_tensor([self.tagger.labels.index(label) for label in self.labels])
+        from omnisep.encoders.backbones import load_sfx_cnn
+
+        self._backbone = load_sfx_cnn()
+
+    def tag(self, mixture: np.ndarray) -> np.ndarray:
+        """``[N]`` the tagger's probability of each bank label in a window of mono 16 kHz audio."""
+        from omnisep.tagger import block_features
+
+        with torch.inference_mode():
+            logits = self.tagger.window_logits(block_features(self._backbone, mixture)[None])[0]
+        return torch.sigmoid(logits[self._columns]).numpy().astype(np.float32)
+
+    def weights(self, separated: np.ndarray, ratio: np.ndarray, live: np.ndarray, mixture: np.ndarray | None = None) -> np.ndarray:
+        """``[N]`` weights of one window from its separated audio ``[N, n]``, frame ratios ``[N, F]`` and mixture ``[n]``."""
         if not live.any():
             return np.zeros(separated.shape[0], dtype=np.float32)  # silence: the ratios are 0 anyway
-        weights = np.full(separated.shape[0], UNHEARD_WEIGHT, dtype=np.float32)
-        presence = np.quantile(ratio[:, live], PRESENCE_QUANTILE, axis=1)
-        top = np.argsort(-presence, kind="stable")[: self.top]
-        with torch.inference_mode():
-            heard = self.encoder.embed("audio", [separated[i] for i in top], sample_rate=SAMPLE_RATE)
-        similarity = (heard * self.rows[torch.as_tensor(top)].to(heard.dtype)).sum(dim=1).numpy()
-        weights[top] = np.clip(similarity, 0.0, 1.0) ** self.power
+        weights = np.ones(separated.shape[0], dtype=np.float32)
+        if self.listen:
+            weights[:] = UNHEARD_WEIGHT
+            presence = np.quantile(ratio[:, live], PRESENCE_QUANTILE, axis=1)
+            top = np.argsort(-presence, kind="stable")[: self.top]
+            with torch.inference_mode():
+                heard = self.encoder.embed("audio", [separated[i] for i in top], sample_rate=SAMPLE_RATE)
+            similarity = (heard * self.rows[torch.as_tensor(top)].to(heard.dtype)).sum(dim=1).numpy()
+            weights[top] = np.clip(similarity, 0.0, 1.0) ** self.power
+        if self.tagger is not None:
+            if mixture is None:
+                raise ValueError("a Verification with a tagger needs the window's mixture")
+            weights = weights * self.tag(mixture) ** self.tagger_power
         return weights
 
 
@@ -223,7 +260,7 @@ class _Meter:
         mixture_energy = _frame_energies(mixture[None], self.frame)[0]
         if self.verification is not None:
             live = _audible(mixture_energy, float(mixture_energy.max()))  # this window's own silence
-            self.weights.append(self.verification.weights(targets, _energy_ratio(target_energy, mixture_energy, live), live))
+            self.weights.append(self.verification.weights(targets, _energy_ratio(target_energy, mixture_energy, live), live, mixture))
         self.target_energy.append(target_energy)
         self.mixture_energy.append(mixture_energy)
         self.window_frames.append(mixture_energy.size)
@@ -352,8 +389,13 @@ def verification_for(source, path=None) -> Verification | None:
     if setting is None:
         return None
     setting = {key: value for key, value in setting.items() if key != "threshold"}
+    _, bank = _model_and_bank(source)
+    if "tagger_power" in setting:
+        from omnisep.tagger import load_tagger
+
+        setting.update(tagger=load_tagger(), labels=list(bank.labels))
     encoder = getattr(source, "encoder", None)
-    if encoder is None:
+    if encoder is None and setting.get("listen", True):
         from omnisep.encoders import recorded_encoder
         from omnisep.states import check_encoder
 
@@ -361,7 +403,6 @@ def verification_for(source, path=None) -> Verification | None:
         check_encoder(config, encoder.identity())
     from omnisep.queries import normalize
 
-    _, bank = _model_and_bank(source)
     rows = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
     return Verification(encoder, rows, **setting)
 

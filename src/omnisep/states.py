@@ -378,7 +378,10 @@ def contrast_strength(config: dict, path) -> float:
     return strength
 
 
-SCAN_VERIFY_FIELDS = {"top": int, "window_seconds": float, "power": float, "threshold": float}
+SCAN_VERIFY_FIELDS = {"top": int, "window_seconds": float, "power": float, "threshold": float, "tagger_power": float}
+# ``listen`` (default true): whether the encoder listens to the separated audio; a model that does not
+# listen must weigh its scan with the shipped tagger (``tagger_power``).
+SCAN_VERIFY_FLAGS = ("listen",)
 
 
 def scan_settings(config: dict, path) -> dict:
@@ -393,15 +396,22 @@ def scan_settings(config: dict, path) -> dict:
         raise OmniSepError(f"model {describe(path)}: inference.scan.threshold must be between 0 and 1, got {value!r}.")
     verify = section.get("verify")
     if verify is not None:
-        if not isinstance(verify, dict) or set(verify) - set(SCAN_VERIFY_FIELDS):
-            raise OmniSepError(f"model {describe(path)}: inference.scan.verify takes {', '.join(sorted(SCAN_VERIFY_FIELDS))}.")
+        if not isinstance(verify, dict) or set(verify) - set(SCAN_VERIFY_FIELDS) - set(SCAN_VERIFY_FLAGS):
+            raise OmniSepError(f"model {describe(path)}: inference.scan.verify takes "
+                               f"{', '.join(sorted([*SCAN_VERIFY_FIELDS, *SCAN_VERIFY_FLAGS]))}.")
+        for key in SCAN_VERIFY_FLAGS:
+            if key in verify and not isinstance(verify[key], bool):
+                raise OmniSepError(f"model {describe(path)}: inference.scan.verify.{key} must be true or false, got {verify[key]!r}.")
+        if verify.get("listen") is False and "tagger_power" not in verify:
+            raise OmniSepError(f"model {describe(path)}: inference.scan.verify must listen or give a tagger_power.")
         for key, kind in SCAN_VERIFY_FIELDS.items():
             item = verify.get(key)
             if item is not None and (isinstance(item, bool) or not isinstance(item, (int, float)) or item <= 0
                                      or (kind is int and item != int(item)) or (key == "threshold" and item > 1)):
                 raise OmniSepError(f"model {describe(path)}: inference.scan.verify.{key} must be a positive "
                                    f"{'whole number' if kind is int else 'number'}, got {item!r}.")
-        verify = {key: kind(verify[key]) for key, kind in SCAN_VERIFY_FIELDS.items() if key in verify}
+        verify = {**{key: kind(verify[key]) for key, kind in SCAN_VERIFY_FIELDS.items() if key in verify},
+                  **{key: verify[key] for key in SCAN_VERIFY_FLAGS if key in verify}}
     return {"threshold": None if value is None else float(value), "verify": verify}
 
 

@@ -133,3 +133,27 @@ def test_negative_queries_name_another_sound_of_the_same_mixture():
         weights = torch.linalg.lstsq(parts.T, batch["negatives"][b, 0].unsqueeze(-1)).solution[:, 0]
         assert abs(weights.sum().item() - 1.0) < 1e-4 and (weights > -1e-4).all()
         assert (batch["negatives"][b, 0] - weights @ parts).abs().max() < 1e-5
+
+
+def test_random_eq_reshapes_each_source_within_its_range_and_keeps_the_level_plan():
+    kwargs = dict(reverb_prob=0.0, noise_prob=0.0, absent_prob=0.0, source_weights=[1.0])
+    flat = mixer(**kwargs).batch(2, range(32))
+    shaped_mixer = mixer(eq_prob=0.5, eq_db=9.0, **kwargs)
+    shaped, plan = shaped_mixer.batch(2, range(32)), shaped_mixer._plan(2)
+    # Without the EQ the batches are those of a run that never had it.
+    torch.testing.assert_close(mixer(eq_prob=0.0, eq_db=9.0, **kwargs).batch(2, range(32))["mixture"], flat["mixture"], rtol=0, atol=0)
+    chosen = plan["eq"][:, 0]
+    assert chosen.any() and (~chosen).any()
+    kept = torch.from_numpy(~chosen)
+    torch.testing.assert_close(shaped["mixture"][kept], flat["mixture"][kept])
+    # A lone source is the whole mixture, at the planned level, whatever its EQ.
+    torch.testing.assert_close(shaped["sources"][:, 0], shaped["mixture"])
+    np.testing.assert_allclose(20 * torch.log10(rms(shaped["mixture"])).numpy(), 20 * torch.log10(rms(flat["mixture"])).numpy(), atol=0.05)
+    # Where it was drawn, the spectrum changed: no bin by more than the range allows (twice, for the
+    # level restored afterwards), and not by one overall factor.
+    for b in np.flatnonzero(chosen)[:4]:
+        before = torch.fft.rfft(flat["mixture"][b]).abs()
+        after = torch.fft.rfft(shaped["mixture"][b]).abs()
+        change_db = 20 * torch.log10(after[50:].clamp_min(1e-9) / before[50:].clamp_min(1e-9))
+        assert change_db.abs().max() < 2 * 9.0 + 1e-3
+        assert change_db.std() > 1.0

@@ -60,3 +60,33 @@ def train_heads(manifest, output, hidden, epochs, augment_copies, seed):
 
     train_from_manifest(manifest, output, hidden=hidden, epochs=epochs, augment_copies=augment_copies, seed=seed,
                         log=click.echo)
+
+
+@encoders.command("train-tagger")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The tagger's .safetensors (its .json is written beside it).")
+@click.option("--work", default=Path("runs/tagger"), show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the training mixtures' features are kept (a rerun reuses them).")
+@click.option("--mixtures", default=24000, show_default=True, help="Training mixtures drawn from the train items (a multiple of 4,000).")
+@click.option("--validation", "validation_list", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A mixture list over MANIFEST's items, scored every 10 epochs (never the test list).")
+@click.option("--hidden", default=512, show_default=True)
+@click.option("--dropout", default=0.5, show_default=True)
+@click.option("--weight-decay", default=1e-2, show_default=True)
+@click.option("--epochs", default=40, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def train_tagger(manifest, output, work, mixtures, validation_list, hidden, dropout, weight_decay, epochs, seed):
+    """Train the sound tagger that the scan consults (which labels sound in a window) on mixtures of MANIFEST's training clips.
+
+    \b
+    Example:
+      omnisep encoders train-tagger corpus/manifest.jsonl -o src/omnisep/pretrained/tagger/tagger.safetensors \\
+          --validation corpus/mixtures_val.jsonl
+    """
+    from omnisep.training.tagger import train_from_manifest
+
+    path = train_from_manifest(str(manifest), str(output), str(work), mixtures=mixtures, seed=seed, hidden=hidden,
+                               dropout=dropout, weight_decay=weight_decay, epochs=epochs, validation_list=None if validation_list is None else str(validation_list),
+                               log=click.echo)
+    click.echo(f"wrote {path}")

@@ -36,6 +36,9 @@ from omnisep.errors import OmniSepError
 from omnisep.spectral import SAMPLE_RATE
 
 RIR_SECONDS = 0.5
+# The random EQ's control points: log-spaced from EQ_LOW_HZ to the Nyquist frequency.
+EQ_POINTS = 8
+EQ_LOW_HZ = 60.0
 TEXT_ROW = MODALITIES.index("text")
 SILENT_RMS = 1e-4
 
@@ -52,12 +55,16 @@ class MixingSection:
     noise_prob: float = 0.3
     noise_snr_db: list = field(default_factory=lambda: [5.0, 30.0])
     level_db: list = field(default_factory=lambda: [-35.0, -12.0])  # mixture RMS, dB re full scale
+    # Timbre: a smooth random EQ per source (gains at EQ_POINTS log-spaced frequencies, within
+    # +-eq_db), so the network hears each class through other instruments and recording chains.
+    eq_prob: float = 0.0
+    eq_db: float = 6.0
 
     def validate(self, fail) -> None:
         weights = self.source_weights
         if not weights or any(not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0:
             fail("mixing.source_weights must be non-negative numbers with a positive sum.")
-        for name in ("absent_prob", "reverb_prob", "noise_prob"):
+        for name in ("absent_prob", "reverb_prob", "noise_prob", "eq_prob"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 fail(f"mixing.{name} must be between 0 and 1, got {value}.")
@@ -67,6 +74,8 @@ class MixingSection:
                 fail(f"mixing.{name} must be a range [low, high], got {value}.")
         if self.rt60_s[0] <= 0:
             fail("mixing.rt60_s must be positive.")
+        if not isinstance(self.eq_db, (int, float)) or not 0.0 <= self.eq_db <= 24.0:
+            fail(f"mixing.eq_db must be between 0 and 24 dB, got {self.eq_db}.")
 
 
 class ClipBank:
@@ -197,6 +206,9 @@ class ResidentMixer:
             # Drawn after everything else, so runs without negative queries keep their batches.
             "negative_mixup": rng.random((batch, self.parts.shape[1])),
             "negative_u": rng.random(batch),
+            # Drawn after that, so runs without the EQ keep their batches too.
+            "eq": rng.random((batch, most)) < m.eq_prob,
+            "eq_gain_db": rng.uniform(-m.eq_db, m.eq_db, size=(batch, most, EQ_POINTS)),
         }
 
     # -- the batch, on the device -------------------------------------------------------------------
@@ -221,6 +233,7 @@ class ResidentMixer:
         # Unit RMS per source (silent crops stay silent), then the target-to-rest ratio.
         rms = _rms(sources)
         sources = sources / rms.clamp_min(SILENT_RMS).unsqueeze(-1) * (rms > SILENT_RMS).unsqueeze(-1)
+        sources = self._equalise(sources, take)
         gains = torch.from_numpy(_db(take["other_db"])).float().to(device) * used
         sources = sources * gains.unsqueeze(-1)
         sources = self._reverberate(sources, take)
@@ -267,6 +280,22 @@ class ResidentMixer:
             "has_negative": torch.from_numpy(has).to(self.device),
             "negative_alpha": torch.from_numpy(alpha).float().to(self.device),
         }
+
+    def _equalise(self, sources: torch.Tensor, take: dict) -> torch.Tensor:
+        """The random EQ: gains (dB) interpolated over log frequency, then each source's RMS restored."""
+        chosen = torch.from_numpy(take["eq"]).to(self.device)
+        if not chosen.any():
+            return sources
+        length = sources.shape[-1]
+        hz = torch.fft.rfftfreq(length, 1.0 / SAMPLE_RATE).to(self.device)
+        position = torch.log(hz.clamp_min(EQ_LOW_HZ) / EQ_LOW_HZ) / np.log(SAMPLE_RATE / 2 / EQ_LOW_HZ) * (EQ_POINTS - 1)
+        below = position.floor().long().clamp(0, EQ_POINTS - 2)
+        fraction = (position - below).clamp(0.0, 1.0)
+        gains = torch.from_numpy(take["eq_gain_db"]).float().to(self.device)  # [B, S, P]
+        curve_db = gains[..., below] * (1 - fraction) + gains[..., below + 1] * fraction  # [B, S, bins]
+        shaped = torch.fft.irfft(torch.fft.rfft(sources) * 10.0 ** (curve_db / 20.0), length)
+        shaped = shaped * (_rms(sources) / _rms(shaped).clamp_min(SILENT_RMS)).unsqueeze(-1)
+        return torch.where(chosen.unsqueeze(-1), shaped, sources)
 
     def _reverberate(self, sources: torch.Tensor, take: dict) -> torch.Tensor:
         reverb = torch.from_numpy(take["reverb"]).to(self.device)
