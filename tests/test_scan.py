@@ -279,6 +279,7 @@ def test_a_tagger_weighs_the_scan_by_its_probability_of_each_label_in_the_window
     wave = noise_with_gap(seconds=3.2, gap=(1.0, 2.0))
     result = scan(gated, wave, SR, frame_seconds=0.5, verify=only)
     assert len(tagger.windows) == 2  # the silent window is not tagged
+    assert only.describe() == "the sound tagger heard the mixture (probability^2), per 1 s window"
     expected = np.array([0.5, 0.25, 0.75]) ** 2
     np.testing.assert_allclose(result.similarity[:, [0, 2]], np.repeat(expected[:, None], 2, 1), atol=1e-6)
     np.testing.assert_allclose(result.presence, [0.25, 0.0, 0.25 * 0.5625], atol=3e-3)

@@ -8,8 +8,10 @@ that label; a ratio near 1 means "this is all that sounds", near 0 "absent".
 
 That ratio is a weak witness on its own (the network gives part of every
 sound to many queries), so a model may record a :class:`Verification`: the
-query encoder listens to what the most likely labels separated, and a label
-keeps its ratio only as far as its separated audio sounds like it.
+sound tagger (:mod:`omnisep.tagger`, trained on mixtures) says how likely each
+label is in the window, and/or the query encoder listens to what the most
+likely labels separated; a label keeps its ratio only as far as they agree.
+The ratio says *when*, the verification *what*.
 """
 
 from __future__ import annotations
@@ -199,6 +201,15 @@ class Verification:
         from omnisep.encoders.backbones import load_sfx_cnn
 
         self._backbone = load_sfx_cnn()
+
+    def describe(self) -> str:
+        """One phrase for reports: which witnesses weigh the scan."""
+        parts = []
+        if self.listen:
+            parts.append(f"the query encoder listened to the top {self.top} labels' separated audio (cosine^{self.power:g})")
+        if self.tagger is not None:
+            parts.append(f"the sound tagger heard the mixture (probability^{self.tagger_power:g})")
+        return f"{' and '.join(parts)}, per {self.window_seconds:g} s window"
 
     def tag(self, mixture: np.ndarray) -> np.ndarray:
         """``[N]`` the tagger's probability of each bank label in a window of mono 16 kHz audio."""

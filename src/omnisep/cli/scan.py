@@ -89,18 +89,18 @@ def _print_table(result, threshold: float, top: int, source: str, min_seconds: f
               help="Join segments of a label separated by at most this many seconds.")
 @click.option("--overwrite", is_flag=True, help="Replace existing --export files.")
 @click.option("--no-verify", is_flag=True,
-              help="Skip listening to the top labels' separated audio with the query encoder "
-                   "(faster, ranks less well; models that record no verification never verify).")
+              help="Skip the model's verification (the sound tagger and/or the query encoder listening to the "
+                   "separated audio; ranks less well; models that record no verification never verify).")
 def scan(input_path, model, as_json, plot, threshold, frame_seconds, top, export_dir, min_seconds, merge_gap, overwrite,
          no_verify):
     """Find which labels of the model's query bank are present in INPUT, and when.
 
     Every label is separated at once (one U-Net pass per chunk); a label's
     evidence is the share of the mixture's energy its separation keeps. The
-    model's query encoder then listens to the separated audio of the most
-    likely labels, 4 s at a time, and each keeps its evidence in proportion to
-    how much it sounds like the label. Presence: the 0.9 quantile of the
-    evidence over the audible frames.
+    model's verification then weighs it, 4 s at a time: the sound tagger's
+    probability that the label sounds there (the default model), or the query
+    encoder listening to the separated audio of the most likely labels.
+    Presence: the 0.9 quantile of the evidence over the audible frames.
 
     \b
     Examples:

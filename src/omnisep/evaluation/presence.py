@@ -106,6 +106,7 @@ def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None,
         "truth_frame": np.stack(truth_frame),
         "seconds": np.array(time.perf_counter() - started),
         "verified": np.array(verification is not None),
+        "verification": np.array("" if verification is None else verification.describe()),
         "every": np.array(every),
     }
 
@@ -197,8 +198,9 @@ def write_report(validation, test, out) -> str:
             lines.append(f"| {name} ({sizes[name]}) | {level} "
                          f"| {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | {extra} |")
     verified = {bool(data.get("verified", False)) for data in (val, tst)}
-    lines.append("\nThe scan was " + ("verified (the model's query encoder listened to the top labels; "
-                                       "omnisep.scan.Verification)." if verified == {True} else
+    how = {str(data["verification"]) for data in (val, tst) if "verification" in data}
+    how = how.pop() if len(how) == 1 else "the model's query encoder listened to the top labels"  # files before the field
+    lines.append("\nThe scan was " + (f"verified ({how}; omnisep.scan.Verification)." if verified == {True} else
                                        "plain (no verification)." if verified == {False} else
                                        "verified for one list and plain for the other: not comparable."))
     for name, data in (("validation", val), ("test", tst)):
