@@ -27,7 +27,7 @@ def main() -> None:
 
     from omnisep.data.mixtures import load_test_set
     from omnisep.encoders import recorded_encoder
-    from omnisep.evaluation.presence import protocol_mixture
+    from omnisep.data.mixing import protocol_mixture
     from omnisep.pretrained import resolve_model
     from omnisep.scan import scan
     from omnisep.spectral import SAMPLE_RATE

@@ -26,7 +26,7 @@ def tagger_probabilities(tagger_path: str, mixtures: str, indices, labels) -> np
     """``[M, L]`` the tagger's probability of each bank label for the listed mixtures (protocol mixing)."""
     from omnisep.data.mixtures import load_test_set
     from omnisep.encoders.backbones import load_sfx_cnn
-    from omnisep.evaluation.presence import protocol_mixture
+    from omnisep.data.mixing import protocol_mixture
     from omnisep.tagger import block_features, load_tagger
 
     tagger = load_tagger(tagger_path)

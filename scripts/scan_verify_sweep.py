@@ -30,7 +30,7 @@ def collect(model: str, mixtures: str, out: str, limit: int, top: int, every: in
     from omnisep.api import Separator
     from omnisep.apply import separate_tensor
     from omnisep.data.mixtures import load_test_set
-    from omnisep.evaluation.presence import protocol_mixture
+    from omnisep.data.mixing import protocol_mixture
     from omnisep.queries import normalize
     from omnisep.scan import scan_estimates
     from omnisep.spectral import SAMPLE_RATE

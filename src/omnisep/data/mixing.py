@@ -52,6 +52,13 @@ def fit_to_length(clip: np.ndarray, length: int, rng: np.random.Generator | None
     return clip[start : start + length]
 
 
+def protocol_mixture(test_set, row) -> tuple[np.ndarray, np.ndarray]:
+    """Sources ``[S, T]`` and their mixture ``[T]`` (float32) as the evaluation protocol builds them: the
+    centre SEGMENT samples of each clip of ``row`` (item indices), divided by the number of sources."""
+    sources = np.stack([fit_to_length(load_clip(test_set.items[i].audio), SEGMENT, None) for i in row]) / len(row)
+    return sources, sources.sum(0).astype(np.float32)
+
+
 class QueryTable:
     """Per-item query embeddings ``[M, D]`` and availability ``[M]``, rows in ``MODALITIES`` order.
 

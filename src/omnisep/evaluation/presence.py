@@ -33,16 +33,6 @@ ACTIVE_SHARE = 0.1  # a source heard at -10 dB under the mixture counts as sound
 THRESHOLDS = tuple(np.round(np.concatenate([np.arange(0.01, 0.1, 0.005), np.arange(0.1, 0.96, 0.025)]), 3))
 
 
-def protocol_mixture(test_set, row) -> tuple[np.ndarray, np.ndarray]:
-    """Sources ``[S, T]`` and their mixture ``[T]`` (float32) as the protocol builds them: the centre
-    65,535 samples of each clip of ``row`` (item indices), divided by the number of sources."""
-    from omnisep.data.mixing import fit_to_length, load_clip
-    from omnisep.spectral import SEGMENT
-
-    sources = np.stack([fit_to_length(load_clip(test_set.items[i].audio), SEGMENT, None) for i in row]) / len(row)
-    return sources, sources.sum(0).astype(np.float32)
-
-
 def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None, frame_seconds: float = 0.5, progress=True,
                   verify: bool = True, every: int = 1) -> dict:
     """Scan every mixture (verified when the model records a verification and ``verify``); returns arrays
@@ -50,6 +40,7 @@ def scan_mixtures(checkpoint, mixtures, manifest=None, limit: int | None = None,
 
     ``every``: only every N-th mixture, then the first ``limit`` of those. The lists are ordered by target
     class, so a stride samples every class where "the first N" covers only the first few."""
+    from omnisep.data.mixing import protocol_mixture
     from omnisep.data.mixtures import load_test_set
     from omnisep.scan import scan, verification_for
     from omnisep.spectral import SAMPLE_RATE

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from omnisep import fileio
 from omnisep.data.manifest import ManifestItem
 from omnisep.errors import OmniSepError
-from omnisep.spectral import SAMPLE_RATE, SEGMENT
+from omnisep.spectral import SAMPLE_RATE
 from omnisep.tagger import Tagger, block_features
 from omnisep.training.resident import MixingSection, ResidentMixer
 
@@ -82,14 +82,13 @@ def mixture_features(
     return torch.cat(features), torch.cat(targets), labels
 
 
-def list_features(test_set, backbone, labels: Sequence[str], segment: int = SEGMENT) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed mixture list, mixed as the evaluation mixes it (centre crops, each source / N)."""
-    from omnisep.data.mixing import fit_to_length, load_clip
+def list_features(test_set, backbone, labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed mixture list, mixed as the evaluation mixes it (``data.mixing.protocol_mixture``)."""
+    from omnisep.data.mixing import protocol_mixture
 
     waves, targets = [], np.zeros((len(test_set.mixtures), len(labels)), np.float32)
     for row, indices in enumerate(test_set.mixtures):
-        parts = [fit_to_length(load_clip(test_set.items[i].audio), segment, None) for i in indices]
-        waves.append(np.sum(parts, axis=0) / len(parts))
+        waves.append(protocol_mixture(test_set, indices)[1])
         for i in indices:
             targets[row, list(labels).index(test_set.items[i].label)] = 1.0
     return features_of_waves(backbone, waves), torch.from_numpy(targets)
