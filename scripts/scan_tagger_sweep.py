@@ -22,24 +22,17 @@ import numpy as np
 import torch
 
 
-def tagger_probabilities(tagger_path: str, mixtures: str, indices, labels) -> np.ndarray:
-    """``[M, L]`` the tagger's probability of each bank label for the listed mixtures (protocol mixing)."""
-    from omnisep.data.mixtures import load_test_set
-    from omnisep.encoders.backbones import load_sfx_cnn
+def tagger_probabilities(tagger_path: str, mixtures: str, indices, labels, rows) -> np.ndarray:
+    """``[M, L]`` the tagger's probability of each bank label for the listed mixtures (protocol mixing),
+    computed as the scan computes it (``scan.Verification.tag``)."""
     from omnisep.data.mixing import protocol_mixture
-    from omnisep.tagger import block_features, load_tagger
+    from omnisep.data.mixtures import load_test_set
+    from omnisep.scan import Verification
+    from omnisep.tagger import load_tagger
 
-    tagger = load_tagger(tagger_path)
-    backbone = load_sfx_cnn()
+    tagging = Verification(None, torch.as_tensor(rows), listen=False, tagger=load_tagger(tagger_path), labels=list(labels))
     test_set = load_test_set(mixtures, None)
-    columns = [tagger.labels.index(label) for label in labels]
-    out = []
-    for index in indices:
-        _, mixture = protocol_mixture(test_set, test_set.mixtures[index])
-        with torch.inference_mode():
-            logits = tagger.window_logits(block_features(backbone, mixture)[None])[0]
-        out.append(torch.sigmoid(logits).numpy()[columns])
-    return np.stack(out)
+    return np.stack([tagging.tag(protocol_mixture(test_set, test_set.mixtures[index])[1]) for index in indices])
 
 
 def main() -> None:
@@ -58,7 +51,7 @@ def main() -> None:
     test_set = load_test_set(args.mixtures, None)
     indices = list(range(0, len(test_set.mixtures), args.every))[: len(presence)]
     queried = np.array([labels.index(test_set.items[test_set.mixtures[i][0]].label) for i in indices])
-    probability = tagger_probabilities(args.tagger, args.mixtures, indices, labels)
+    probability = tagger_probabilities(args.tagger, args.mixtures, indices, labels, data["rows"])
     heard = data["heard"] / np.linalg.norm(data["heard"], axis=-1, keepdims=True)
     own = np.clip(np.einsum("nkd,nkd->nk", heard, data["rows"][order]), 0, 1)
     verified = presence * 1e-4

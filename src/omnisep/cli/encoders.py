@@ -86,7 +86,8 @@ def train_tagger(manifest, output, work, mixtures, validation_list, hidden, drop
     """
     from omnisep.training.tagger import train_from_manifest
 
+    validation = None if validation_list is None else str(validation_list)
     path = train_from_manifest(str(manifest), str(output), str(work), mixtures=mixtures, seed=seed, hidden=hidden,
-                               dropout=dropout, weight_decay=weight_decay, epochs=epochs, validation_list=None if validation_list is None else str(validation_list),
+                               dropout=dropout, weight_decay=weight_decay, epochs=epochs, validation_list=validation,
                                log=click.echo)
     click.echo(f"wrote {path}")
