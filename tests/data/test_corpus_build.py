@@ -167,3 +167,61 @@ def test_examples_command_writes_mixture_and_queries(tiny_corpus, tmp_path):
     np.testing.assert_allclose(mixture, (dog[:n] + violin[:n]) / 2, atol=2 / 32768)
     assert (target / "queries" / "dog-barking.png").is_file() and (target / "queries" / "playing-violin.png").is_file()
     assert all(by["split"] == "test" for by in rows if by["id"] in (dog_id, violin_id))
+
+
+def test_shift_split_renews_the_sources_a_new_program_or_voice_exists_for(tiny_corpus, tmp_path):
+    """Speech gets new clips in voices no other split has; the violin (no other FluidR3 violin) and the
+    dog recordings keep their validation clips; every item gets the other artist's picture; the
+    training rows stay as they are for the audio queries; a rebuild gives the same bytes."""
+    from omnisep.data.corpus.shift import build_shift_split
+    from omnisep.data.corpus.speech import SHIFT_VARIANTS, TEST_VARIANTS, TRAIN_VARIANTS
+
+    source, _, rows, _ = tiny_corpus
+    out = tmp_path / "tiny"
+    shutil.copytree(source, out)
+    pictures = {"speech": [np.full((256, 256, 3), (0, 160, 0), np.uint8)],
+                "dog barking": [np.full((256, 256, 3), (160, 0, 0), np.uint8), np.full((256, 256, 3), (150, 0, 0), np.uint8)]}
+    record = build_shift_split(out, pictures)
+    shifted = [json.loads(line) for line in (out / "manifest-shift.jsonl").read_text().splitlines()]
+    assert [r for r in shifted if r["split"] == "train"] == [r for r in rows if r["split"] == "train"]
+    val = {r["id"]: r for r in rows if r["split"] == "val"}
+    new = [r for r in shifted if r["split"] == "val"]
+    assert len(new) == len(val) == record["items"] and record["new_clips"] == {"speech": 1}
+    for row in new:
+        assert set(row) == FIELDS and row["id"] not in val
+        if row["label"] == "speech":
+            voice = row["source"].split(":")[-1].split("+")[-1]
+            assert voice in SHIFT_VARIANTS and voice not in TRAIN_VARIANTS + TEST_VARIANTS
+            assert row["audio"].startswith("audio/shift/")
+            audio, rate = sf.read(out / row["audio"], dtype="float32")
+            assert rate == SAMPLE_RATE and np.max(np.abs(audio)) > 0.01
+        else:
+            assert row["audio"] == val[row["id"].removeprefix("shift-")]["audio"]
+        if row["label"] == "playing violin":
+            assert row["image"] is None  # the fake artist drew no violin
+        else:
+            with Image.open(out / row["image"]) as image:
+                red, green, _ = image.getpixel((10, 10))
+            assert (green > red) == (row["label"] == "speech")
+    mixtures = [json.loads(line) for line in (out / "mixtures_shift.jsonl").read_text().splitlines()]
+    ids = {r["id"] for r in new}
+    assert len(mixtures) == len(new) and all(m["id"].startswith("mix-shift-") for m in mixtures)
+    assert all(m["target"] in ids and set(m["interferers"]) <= ids for m in mixtures)
+    first = (out / "manifest-shift.jsonl").read_bytes(), {r["id"]: (out / r["audio"]).read_bytes() for r in new}
+    build_shift_split(out, pictures)
+    assert first == ((out / "manifest-shift.jsonl").read_bytes(), {r["id"]: (out / r["audio"]).read_bytes() for r in new})
+
+
+def test_shift_renders_play_programs_no_other_split_plays():
+    from omnisep.data.corpus.instruments import DRUM_KITS, DRUMS, INSTRUMENTS, SHIFT_KITS, SHIFT_PROGRAMS, InstrumentFamily
+
+    family = InstrumentFamily()
+    for label, programs in SHIFT_PROGRAMS.items():
+        assert not set(programs) & set(INSTRUMENTS[label].programs)
+        assert family.available(label, "shift")
+    assert not set(SHIFT_KITS) & set(DRUM_KITS)
+    assert not family.available("playing violin", "shift")
+    piano = family.make("playing piano", "shift", np.random.default_rng(0), "p")
+    drums = family.make(DRUMS, "shift", np.random.default_rng(0), "d")
+    assert piano.sources[0].endswith(":program3") and drums.sources[0].endswith(":kit48")
+    assert np.max(np.abs(piano.audio)) > 0.01 and np.max(np.abs(drums.audio)) > 0.01

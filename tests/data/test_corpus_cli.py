@@ -77,3 +77,9 @@ def test_cached_downloads_of_each_registry_are_unpacked_offline(tmp_path):
         assert (debian.version, (debian.root / "usr" / "share" / "c.wav").read_bytes()) == ("1:0.9-2", b"RIFF")
     with pytest.raises(OmniSepError, match="npm package 'absent' is not in the cache"):
         cache.get("npm", "absent")
+
+
+def test_shift_needs_a_built_corpus(tmp_path, capsys):
+    assert main(["corpus", "shift", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert "holds no corpus" in err and str(tmp_path.name) in err and "Traceback" not in err

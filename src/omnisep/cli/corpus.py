@@ -41,6 +41,55 @@ def build(out_dir, seed, clips_per_class, only, cache_dir, offline):
 
 
 @corpus.command()
+@click.argument("corpus_dir", type=click.Path(file_okay=False))
+@click.option("--pictures", default="fluent-flat", show_default=True,
+              help="The emoji artist of the split's picture queries (a Query-Net picture source).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Where fetched packages are kept [default: $OMNISEP_CACHE or ~/.cache/omnisep].")
+@click.option("--offline", is_flag=True, help="Use only packages already in the cache.")
+def shift(corpus_dir, pictures, cache_dir, offline):
+    """Add a validation split of held-out sources to the corpus in CORPUS_DIR.
+
+    New renders in GM programs and espeak-ng voices no other split uses, the
+    validation recordings, and pictures by another artist: choose settings on it
+    when they must carry over to unseen sources, as the test split's are.
+    Writes manifest-shift.jsonl and mixtures_shift.jsonl beside the corpus.
+
+    \b
+    Example:
+      omnisep corpus shift corpus && omnisep embed corpus/manifest-shift.jsonl -o runs/cache-shift
+    """
+    from rich.progress import Progress
+
+    from omnisep.data.corpus import CLASSES
+    from omnisep.data.corpus.packages import SourceCache
+    from omnisep.data.corpus.shift import build_shift_split, read_corpus
+    from omnisep.errors import OmniSepError
+    from omnisep.querynet.pictures import SOURCE_BY_NAME, collect_pictures, flatten
+
+    read_corpus(corpus_dir)  # before any fetch: a folder without a corpus is named at once
+    if pictures not in SOURCE_BY_NAME:
+        raise OmniSepError(f"unknown picture source '{pictures}': choose one of {', '.join(SOURCE_BY_NAME)}.")
+    picture_sets = {}
+    for picture in collect_pictures(sorted(CLASSES), sources=[pictures], cache=SourceCache(cache_dir, offline=offline),
+                                    log=lambda *_: None):
+        picture_sets.setdefault(picture.label, []).append(flatten(picture.rgba))
+    info = SOURCE_BY_NAME[pictures]
+    with Progress(transient=True) as bar:
+        task = bar.add_task("shifting", total=None)
+
+        def progress(done, total, label):
+            bar.update(task, completed=done, total=total, description=label or "writing lists")
+
+        record = build_shift_split(corpus_dir, picture_sets, {"source": pictures, "package": f"{info.registry}:{info.package}",
+                                                              "licence": info.licence}, progress=progress)
+    click.echo(f"{record['items']} items ({sum(record['new_clips'].values())} new clips of "
+               f"{', '.join(record['new_clips'])}), {record['mixtures']} mixtures, pictures of "
+               f"{record['pictures']['classes']} classes from {record['pictures']['source']} -> "
+               f"{corpus_dir}/manifest-shift.jsonl, mixtures_shift.jsonl")
+
+
+@corpus.command()
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Where fetched packages are kept [default: $OMNISEP_CACHE or ~/.cache/omnisep].")
 def fetch(cache_dir):

@@ -25,6 +25,8 @@ ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-
 TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "f1", "f2", "f3", "klatt", "klatt2", "Andy", "Annie", "adam",
                   "belinda", "boris", "david", "edward", "grandpa", "linda", "max", "norbert", "paul")
 TEST_VARIANTS = ("m7", "f4", "klatt4", "anika", "steph", "john")
+# Heard only in the shifted validation split (``omnisep corpus shift``), never in train or test.
+SHIFT_VARIANTS = ("m6", "m8", "f5", "klatt3", "aunty", "caleb", "quincy", "shelby")
 
 SUBJECTS = ("the farmer", "my neighbour", "a tall stranger", "the old captain", "our teacher", "the little girl",
             "the baker", "a friendly dog", "the bus driver", "my grandmother", "the new doctor", "everyone")
@@ -84,7 +86,7 @@ class SpeechFamily:
         return decode(proc.stdout, name=f"espeak-ng voice {voice}")
 
     def make(self, label: str, split: str, rng: np.random.Generator, clip_id: str) -> Clip:
-        variants = TEST_VARIANTS if split == "test" else TRAIN_VARIANTS
+        variants = {"test": TEST_VARIANTS, "shift": SHIFT_VARIANTS}.get(split, TRAIN_VARIANTS)
         voice = f"{ACCENTS[int(rng.integers(len(ACCENTS)))]}+{variants[int(rng.integers(len(variants)))]}"
         speed, pitch, gap = int(rng.integers(120, 200)), int(rng.integers(20, 80)), int(rng.integers(0, 6))
         seconds = float(rng.uniform(4.0, 8.0))
