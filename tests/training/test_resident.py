@@ -10,7 +10,8 @@ LABELS = ["a", "b", "c", "d"]
 DIM = 8
 
 
-def mixer(text_variants=None, text_variant_prob=0.0, negative_alpha=None, **mixing) -> ResidentMixer:
+def mixer(text_variants=None, text_variant_prob=0.0, negative_alpha=None, image_variants=None, image_variant_prob=0.0,
+          **mixing) -> ResidentMixer:
     rng = np.random.default_rng(0)
     items, clips = [], []
     for n, label in enumerate(LABELS * 2):
@@ -21,7 +22,7 @@ def mixer(text_variants=None, text_variant_prob=0.0, negative_alpha=None, **mixi
     available[0, 1] = False
     section = MixingSection(**mixing)
     return ResidentMixer(items, clips, embeddings, available, section, 4000, 7, torch.device("cpu"), 32,
-                         text_variants, text_variant_prob, negative_alpha)
+                         text_variants, text_variant_prob, negative_alpha, image_variants, image_variant_prob)
 
 
 def rms(x):
@@ -104,9 +105,30 @@ def test_text_variants_replace_the_label_text_of_their_class_only():
     assert changed > 0
 
 
-def _with_text(m, b, item, text, plan):
+def test_picture_variants_replace_the_picture_of_their_class_where_it_has_one():
+    pictures = {"a": torch.randn(4, DIM, generator=torch.Generator().manual_seed(3))}
+    plain = mixer(absent_prob=0.0)
+    drawn = mixer(image_variants=pictures, image_variant_prob=0.6, absent_prob=0.0)
+    batches = [(drawn.batch(step, range(32)), plain.batch(step, range(32)), drawn._plan(step)) for step in range(4)]
+    own = torch.nn.functional.normalize(pictures["a"], dim=-1)
+    changed = kept_without_picture = 0
+    for batch, reference, plan in batches:
+        torch.testing.assert_close(batch["mixture"], reference["mixture"], rtol=0, atol=0)  # drawn after everything else
+        queries, expected = batch["queries"][:, 0], reference["queries"][:, 0]
+        for b, item in enumerate(plan["query_item"]):
+            if LABELS[item % 4] == "a" and plan["image_variant"][b] and drawn.available[item, 1]:
+                hits = [k for k in range(4) if torch.allclose(queries[b], _with_text(drawn, b, item, own[k], plan, row=1), atol=1e-5)]
+                assert len(hits) == 1, (b, hits)
+                changed += 1
+            else:
+                kept_without_picture += int(item == 0 and bool(plan["image_variant"][b]))
+                torch.testing.assert_close(queries[b], expected[b], rtol=0, atol=0)
+    assert changed > 0 and kept_without_picture > 0  # item 0 has no picture: nothing to swap
+
+
+def _with_text(m, b, item, text, plan, row=0):
     parts = m.parts[item].clone()
-    parts[0] = text
+    parts[row] = text
     weights = torch.from_numpy(plan["mixup"][b]).float().clamp_min(1e-6) * m.available[item]
     return (weights / weights.sum()) @ parts
 

@@ -83,3 +83,27 @@ def test_negative_queries_train_and_are_validated(tmp_path):
     assert "negative" not in base.val_losses
     assert set(result.val_losses) == set(base.val_losses) | {"negative"}
     assert all(-31.0 < value < 31.0 for value in result.val_losses.values())
+
+
+def test_picture_variants_come_from_a_picture_bank_of_the_queries_dimension(tmp_path):
+    # queries.image_bank + image_variant_prob (resident pipeline): the bank's pictures reach the mixer, and
+    # a bank embedded for another query space is refused in one sentence that names it.
+    import torch
+
+    from omnisep.query_aug import ClassMatcher
+
+    manifest = make_corpus(tmp_path / "corpus", train_per_class=3, val_per_class=1)
+    labels = sorted({item.label for item in read_manifest(manifest)})
+    for dim, name in ((16, "bank.safetensors"), (8, "other.safetensors")):
+        ClassMatcher(labels, [label for label in labels for _ in range(2)], torch.randn(2 * len(labels), dim),
+                     [f"p{n}" for n in range(2 * len(labels))], ["emoji"] * (2 * len(labels))).save(tmp_path / name)
+    config = _config(manifest, tmp_path / "run")
+    config.data.pipeline = "resident"
+    config.queries.image_bank, config.queries.image_variant_prob = str(tmp_path / "bank.safetensors"), 0.5
+    config.validate()
+    lines = []
+    train(config, log=lines.append)
+    assert f"picture variants: {2 * len(labels)} pictures of {len(labels)} classes, p = 0.5" in lines
+    config.queries.image_bank, config.out_dir = str(tmp_path / "other.safetensors"), str(tmp_path / "run2")
+    with pytest.raises(OmniSepError, match=r"queries.image_bank .*other.safetensors.* has 8-dimensional entries"):
+        train(config, log=lambda m: None)

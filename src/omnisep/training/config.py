@@ -86,6 +86,11 @@ class QuerySection:
     text_bank: str = ""
     text_variant_prob: float = 0.0
     text_variant_kinds: list = field(default_factory=list)  # bank entry kinds to use; empty = all
+    # Pictures by other artists: with this probability an image query is replaced by a random
+    # picture of its class from a picture bank (`python -m omnisep.querynet.picture_bank`), so the
+    # network answers to pictures that are not the training set's one emoji per class.
+    image_bank: str = ""
+    image_variant_prob: float = 0.0
 
 
 @dataclass
@@ -195,6 +200,12 @@ class TrainConfig:
             fail("queries.text_variant_prob > 0 needs queries.text_bank (a Query-Aug bank .safetensors).")
         if self.queries.text_variant_prob > 0 and self.data.pipeline != "resident":
             fail("queries.text_variant_prob works with data.pipeline = \"resident\" only.")
+        if not 0.0 <= self.queries.image_variant_prob <= 1.0:
+            fail(f"queries.image_variant_prob must lie in [0, 1], got {self.queries.image_variant_prob}.")
+        if self.queries.image_variant_prob > 0 and not self.queries.image_bank:
+            fail("queries.image_variant_prob > 0 needs queries.image_bank (a picture bank .safetensors).")
+        if self.queries.image_variant_prob > 0 and self.data.pipeline != "resident":
+            fail("queries.image_variant_prob works with data.pipeline = \"resident\" only.")
         if self.data.num_sources < 2:
             fail("data.num_sources must be at least 2.")
         if self.optim.batch_size < 1 or self.optim.accumulate_steps < 1:

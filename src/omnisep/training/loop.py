@@ -335,7 +335,25 @@ class _Trainer:
             self.config.seed, self.runtime.device, self.config.optim.batch_size,
             *self._text_variants(embeddings.shape[-1]),
             negative_alpha=self.config.loss.negative_alpha if self.config.loss.negative_weight > 0 else None,
+            **self._image_variants(embeddings.shape[-1]),
         )
+
+    def _image_variants(self, dim: int) -> dict:
+        """Other pictures of each class from ``queries.image_bank`` (a picture bank), if asked for."""
+        queries = self.config.queries
+        if queries.image_variant_prob <= 0:
+            return {}
+        from omnisep.query_aug import ClassMatcher
+
+        bank = ClassMatcher.load(queries.image_bank)
+        if bank.embeddings.shape[1] != dim:
+            raise OmniSepError(
+                f"queries.image_bank {describe(queries.image_bank)} has {bank.embeddings.shape[1]}-dimensional entries, "
+                f"the training queries {dim}; it was built with other heads or another encoder."
+            )
+        variants = {label: bank.embeddings[bank.entry_class == c] for c, label in enumerate(bank.labels)}
+        self.log(f"picture variants: {len(bank.embeddings)} pictures of {len(variants)} classes, p = {queries.image_variant_prob:g}")
+        return {"image_variants": variants, "image_variant_prob": queries.image_variant_prob}
 
     def _text_variants(self, dim: int) -> tuple[dict | None, float]:
         """The other wordings of each class from ``queries.text_bank`` (a Query-Aug bank), if asked for."""

@@ -40,6 +40,7 @@ RIR_SECONDS = 0.5
 EQ_POINTS = 8
 EQ_LOW_HZ = 60.0
 TEXT_ROW = MODALITIES.index("text")
+IMAGE_ROW = MODALITIES.index("image")
 SILENT_RMS = 1e-4
 
 
@@ -106,6 +107,39 @@ def _db(value):
     return 10.0 ** (np.asarray(value) / 20.0)
 
 
+class _Variants:
+    """Other queries of each label (wordings, pictures): one flat table and, per label, the rows that are its own."""
+
+    def __init__(self, labels: list[str], tables: dict[str, torch.Tensor] | None, prob: float, device, what: str):
+        self.prob = float(prob) if tables else 0.0
+        self.first = np.zeros(len(labels), np.int64)
+        self.count = np.zeros(len(labels), np.int64)
+        if self.prob <= 0:
+            return
+        known = [label for label in labels if label in tables and len(tables[label])]
+        if not known:
+            raise OmniSepError(f"The {what} has no entry for any training class; check its labels.")
+        rows = [F.normalize(tables[label].float(), dim=-1) for label in known]
+        self.rows = torch.cat(rows).to(device)
+        offset = 0
+        for label, table in zip(known, rows):
+            self.first[labels.index(label)], self.count[labels.index(label)] = offset, len(table)
+            offset += len(table)
+
+    def swap(self, parts: torch.Tensor, row: int, labels: np.ndarray, use: np.ndarray, pick: np.ndarray) -> torch.Tensor:
+        """``parts`` with modality ``row`` replaced where ``use`` (and the label has variants) by variant ``pick``."""
+        if self.prob <= 0:
+            return parts
+        use = use & (self.count[labels] > 0)
+        if not use.any():
+            return parts
+        chosen = self.rows[torch.from_numpy(self.first[labels] + pick % np.maximum(self.count[labels], 1)).to(parts.device)]
+        parts = parts.clone()
+        mask = torch.from_numpy(use).to(parts.device).unsqueeze(-1)
+        parts[:, row] = torch.where(mask, chosen, parts[:, row])
+        return parts
+
+
 class ResidentMixer:
     """``batch(step, positions)`` -> mixtures ``[B, T]``, targets ``[B, 1, T]``, queries ``[B, 1, D]`` on the device."""
 
@@ -123,8 +157,11 @@ class ResidentMixer:
         text_variants: dict[str, torch.Tensor] | None = None,
         text_variant_prob: float = 0.0,
         negative_alpha: Sequence[float] | None = None,
+        image_variants: dict[str, torch.Tensor] | None = None,
+        image_variant_prob: float = 0.0,
     ):
-        """``text_variants``: label -> ``[n, D]`` other wordings of it, used with ``text_variant_prob``.
+        """``text_variants``: label -> ``[n, D]`` other wordings of it, used with ``text_variant_prob``;
+        ``image_variants``: label -> ``[n, D]`` other pictures of it (other artists), with ``image_variant_prob``.
         ``negative_alpha`` ``(low, high)``: batches also carry a negative query per mixture (see :meth:`batch`)."""
         self.negative_alpha = None if negative_alpha is None else (float(negative_alpha[0]), float(negative_alpha[1]))
         self.device = device
@@ -147,20 +184,9 @@ class ResidentMixer:
         self.available = available.to(device)
         if not self.available.any(-1).all():
             raise OmniSepError("An item of the resident pipeline has no query embedding for the configured modalities.")
-        self.text_variant_prob = float(text_variant_prob) if text_variants else 0.0
-        if self.text_variant_prob > 0:
-            # One flat table of every wording, and per label the rows that are its own.
-            known = [label for label in labels if label in text_variants and len(text_variants[label])]
-            if not known:
-                raise OmniSepError("The text bank has no entry for any training class; check its labels.")
-            tables = [F.normalize(text_variants[label].float(), dim=-1) for label in known]
-            self.variant_rows = torch.cat(tables).to(device)
-            self.variant_first = np.zeros(self.n_labels, np.int64)
-            self.variant_count = np.zeros(self.n_labels, np.int64)
-            offset = 0
-            for label, table in zip(known, tables):
-                self.variant_first[labels.index(label)], self.variant_count[labels.index(label)] = offset, len(table)
-                offset += len(table)
+        self.text_variants = _Variants(labels, text_variants, text_variant_prob, device, "text bank")
+        self.image_variants = _Variants(labels, image_variants, image_variant_prob, device, "picture bank")
+        self.text_variant_prob = self.text_variants.prob
 
     # -- the random plan of a step, drawn on the CPU ---------------------------------------------
 
@@ -209,6 +235,9 @@ class ResidentMixer:
             # Drawn after that, so runs without the EQ keep their batches too.
             "eq": rng.random((batch, most)) < m.eq_prob,
             "eq_gain_db": rng.uniform(-m.eq_db, m.eq_db, size=(batch, most, EQ_POINTS)),
+            # And the picture variants last of all.
+            "image_variant": rng.random(batch) < self.image_variants.prob,
+            "image_pick": rng.integers(0, 2**31, size=batch),
         }
 
     # -- the batch, on the device -------------------------------------------------------------------
@@ -336,14 +365,9 @@ class ResidentMixer:
         weights = torch.from_numpy(take["mixup"]).float().to(self.device).clamp_min(1e-6) * available
         weights = weights / weights.sum(-1, keepdim=True)
         parts = self.parts[item]
-        if self.text_variant_prob > 0:
-            labels = self.label_of_item[take["query_item"]]
-            count = self.variant_count[labels]
-            use = take["text_variant"] & (count > 0) & self.available[item, TEXT_ROW].cpu().numpy()
-            if use.any():
-                rows = self.variant_first[labels] + take["variant_pick"] % np.maximum(count, 1)
-                chosen = self.variant_rows[torch.from_numpy(rows).to(self.device)]
-                parts = parts.clone()
-                mask = torch.from_numpy(use).to(self.device).unsqueeze(-1)
-                parts[:, TEXT_ROW] = torch.where(mask, chosen, parts[:, TEXT_ROW])
+        labels = self.label_of_item[take["query_item"]]
+        for variants, row, use, pick in ((self.text_variants, TEXT_ROW, take["text_variant"], take["variant_pick"]),
+                                         (self.image_variants, IMAGE_ROW, take["image_variant"], take["image_pick"])):
+            if variants.prob > 0:  # only then is the row's availability read: a mixer may carry one modality
+                parts = variants.swap(parts, row, labels, use & self.available[item, row].cpu().numpy(), pick)
         return (weights.unsqueeze(-1) * parts).sum(-2)
