@@ -194,18 +194,14 @@ class TrainConfig:
             fail(f"loss.negative_alpha must be two numbers [low, high] with 0 < low <= high, got {alphas}.")
         if self.loss.negative_weight > 0 and self.data.pipeline != "resident":
             fail("loss.negative_weight > 0 works with data.pipeline = \"resident\" only.")
-        if not 0.0 <= self.queries.text_variant_prob <= 1.0:
-            fail(f"queries.text_variant_prob must lie in [0, 1], got {self.queries.text_variant_prob}.")
-        if self.queries.text_variant_prob > 0 and not self.queries.text_bank:
-            fail("queries.text_variant_prob > 0 needs queries.text_bank (a Query-Aug bank .safetensors).")
-        if self.queries.text_variant_prob > 0 and self.data.pipeline != "resident":
-            fail("queries.text_variant_prob works with data.pipeline = \"resident\" only.")
-        if not 0.0 <= self.queries.image_variant_prob <= 1.0:
-            fail(f"queries.image_variant_prob must lie in [0, 1], got {self.queries.image_variant_prob}.")
-        if self.queries.image_variant_prob > 0 and not self.queries.image_bank:
-            fail("queries.image_variant_prob > 0 needs queries.image_bank (a picture bank .safetensors).")
-        if self.queries.image_variant_prob > 0 and self.data.pipeline != "resident":
-            fail("queries.image_variant_prob works with data.pipeline = \"resident\" only.")
+        for modality, bank_kind in (("text", "a Query-Aug bank"), ("image", "a picture bank")):
+            prob, bank = getattr(self.queries, f"{modality}_variant_prob"), getattr(self.queries, f"{modality}_bank")
+            if not 0.0 <= prob <= 1.0:
+                fail(f"queries.{modality}_variant_prob must lie in [0, 1], got {prob}.")
+            if prob > 0 and not bank:
+                fail(f"queries.{modality}_variant_prob > 0 needs queries.{modality}_bank ({bank_kind} .safetensors).")
+            if prob > 0 and self.data.pipeline != "resident":
+                fail(f"queries.{modality}_variant_prob works with data.pipeline = \"resident\" only.")
         if self.data.num_sources < 2:
             fail("data.num_sources must be at least 2.")
         if self.optim.batch_size < 1 or self.optim.accumulate_steps < 1:
