@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 
-def tagger_probabilities(tagger_path: str, mixtures: str, indices, labels, rows) -> np.ndarray:
+def tagger_probabilities(tagger_path: str, mixtures: str, indices, labels, rows, manifest: str | None = None) -> np.ndarray:
     """``[M, L]`` the tagger's probability of each bank label for the listed mixtures (protocol mixing),
     computed as the scan computes it (``scan.Verification.tag``)."""
     from omnisep.data.mixing import protocol_mixture
@@ -31,7 +31,7 @@ def tagger_probabilities(tagger_path: str, mixtures: str, indices, labels, rows)
     from omnisep.tagger import load_tagger
 
     tagging = Verification(None, torch.as_tensor(rows), listen=False, tagger=load_tagger(tagger_path), labels=list(labels))
-    test_set = load_test_set(mixtures, None)
+    test_set = load_test_set(mixtures, manifest)
     return np.stack([tagging.tag(protocol_mixture(test_set, test_set.mixtures[index])[1]) for index in indices])
 
 
@@ -43,15 +43,16 @@ def main() -> None:
     parser.add_argument("collected"), parser.add_argument("mixtures")
     parser.add_argument("--every", type=int, default=1)
     parser.add_argument("--tagger", required=True)
+    parser.add_argument("--manifest", default=None, help="the items' manifest (default: manifest.jsonl beside the list)")
     parser.add_argument("--power", type=float, default=2.0, help="the listening power the model records")
     args = parser.parse_args()
     data = np.load(args.collected)
     labels = list(data["labels"])
     presence, order, truth = data["presence"], data["top"], data["truth"]
-    test_set = load_test_set(args.mixtures, None)
+    test_set = load_test_set(args.mixtures, args.manifest)
     indices = list(range(0, len(test_set.mixtures), args.every))[: len(presence)]
     queried = np.array([labels.index(test_set.items[test_set.mixtures[i][0]].label) for i in indices])
-    probability = tagger_probabilities(args.tagger, args.mixtures, indices, labels, data["rows"])
+    probability = tagger_probabilities(args.tagger, args.mixtures, indices, labels, data["rows"], args.manifest)
     heard = data["heard"] / np.linalg.norm(data["heard"], axis=-1, keepdims=True)
     own = np.clip(np.einsum("nkd,nkd->nk", heard, data["rows"][order]), 0, 1)
     verified = presence * 1e-4

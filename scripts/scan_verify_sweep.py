@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 
-def collect(model: str, mixtures: str, out: str, limit: int, top: int, every: int = 1) -> None:
+def collect(model: str, mixtures: str, out: str, limit: int, top: int, every: int = 1, manifest: str | None = None) -> None:
     from tqdm import tqdm
 
     from omnisep.api import Separator
@@ -38,7 +38,7 @@ def collect(model: str, mixtures: str, out: str, limit: int, top: int, every: in
     separator = Separator(model)
     labels = list(separator.bank.labels)
     rows = normalize(torch.as_tensor(separator.bank.embeddings, dtype=torch.float32))
-    test_set = load_test_set(mixtures, None)
+    test_set = load_test_set(mixtures, manifest)
     presence, chosen, heard, truth = [], [], [], []
     # The list is ordered by target class: a stride (--every) samples every class, the first N only the first few.
     for index in tqdm(list(range(0, len(test_set.mixtures), every))[:limit], unit="mixture"):
@@ -92,11 +92,12 @@ def main() -> None:
     c.add_argument("--limit", type=int, default=200)
     c.add_argument("--top", type=int, default=12)
     c.add_argument("--every", type=int, default=1, help="only every N-th mixture (then --limit of those)")
+    c.add_argument("--manifest", default=None, help="the items' manifest (default: manifest.jsonl beside the list)")
     a = commands.add_parser("analyze")
     a.add_argument("path")
     args = parser.parse_args()
     if args.command == "collect":
-        collect(args.model, args.mixtures, args.out, args.limit, args.top, args.every)
+        collect(args.model, args.mixtures, args.out, args.limit, args.top, args.every, args.manifest)
     else:
         analyze(args.path)
 
