@@ -242,6 +242,19 @@ def _truncate_metrics(path: Path, step: int) -> None:
     fileio.write_text(path, "".join(rows))
 
 
+def _variant_bank(key: str, path: str, dim: int, built_with: str):
+    """The bank ``queries.<key>`` names (Query-Aug format), refused in one sentence when its entries are not ``dim``-d."""
+    from omnisep.query_aug import ClassMatcher
+
+    bank = ClassMatcher.load(path)
+    if bank.embeddings.shape[1] != dim:
+        raise OmniSepError(
+            f"queries.{key} {describe(path)} has {bank.embeddings.shape[1]}-dimensional entries, "
+            f"the training queries {dim}; it was built with {built_with}."
+        )
+    return bank
+
+
 class _Trainer:
     def __init__(self, config: TrainConfig, runtime: distributed.Runtime, log: Callable[[str], None]):
         self.config = config
@@ -343,14 +356,7 @@ class _Trainer:
         queries = self.config.queries
         if queries.image_variant_prob <= 0:
             return {}
-        from omnisep.query_aug import ClassMatcher
-
-        bank = ClassMatcher.load(queries.image_bank)
-        if bank.embeddings.shape[1] != dim:
-            raise OmniSepError(
-                f"queries.image_bank {describe(queries.image_bank)} has {bank.embeddings.shape[1]}-dimensional entries, "
-                f"the training queries {dim}; it was built with other heads or another encoder."
-            )
+        bank = _variant_bank("image_bank", queries.image_bank, dim, "other heads or another encoder")
         variants = {label: bank.embeddings[bank.entry_class == c] for c, label in enumerate(bank.labels)}
         self.log(f"picture variants: {len(bank.embeddings)} pictures of {len(variants)} classes, p = {queries.image_variant_prob:g}")
         return {"image_variants": variants, "image_variant_prob": queries.image_variant_prob}
@@ -360,14 +366,7 @@ class _Trainer:
         queries = self.config.queries
         if queries.text_variant_prob <= 0:
             return None, 0.0
-        from omnisep.query_aug import ClassMatcher
-
-        bank = ClassMatcher.load(queries.text_bank)
-        if bank.embeddings.shape[1] != dim:
-            raise OmniSepError(
-                f"queries.text_bank {describe(queries.text_bank)} has {bank.embeddings.shape[1]}-dimensional entries, "
-                f"the training queries {dim}; it was built with another encoder."
-            )
+        bank = _variant_bank("text_bank", queries.text_bank, dim, "another encoder")
         keep = torch.ones(len(bank.embeddings), dtype=torch.bool)
         if queries.text_variant_kinds:
             keep = torch.tensor([kind in queries.text_variant_kinds for kind in bank.kinds or []], dtype=torch.bool)

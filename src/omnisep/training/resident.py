@@ -186,7 +186,6 @@ class ResidentMixer:
             raise OmniSepError("An item of the resident pipeline has no query embedding for the configured modalities.")
         self.text_variants = _Variants(labels, text_variants, text_variant_prob, device, "text bank")
         self.image_variants = _Variants(labels, image_variants, image_variant_prob, device, "picture bank")
-        self.text_variant_prob = self.text_variants.prob
 
     # -- the random plan of a step, drawn on the CPU ---------------------------------------------
 
@@ -227,7 +226,7 @@ class ResidentMixer:
             "level_db": rng.uniform(*m.level_db, size=batch),
             "mixup": rng.random((batch, self.parts.shape[1])),
             # Drawn last, so plans without text variants are the ones earlier runs saw.
-            "text_variant": rng.random(batch) < self.text_variant_prob,
+            "text_variant": rng.random(batch) < self.text_variants.prob,
             "variant_pick": rng.integers(0, 2**31, size=batch),
             # Drawn after everything else, so runs without negative queries keep their batches.
             "negative_mixup": rng.random((batch, self.parts.shape[1])),
