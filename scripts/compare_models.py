@@ -5,11 +5,17 @@
 Each folder is an ``omnisep evaluate --usage`` output (summary.json, usage.json).
 Negative-query rows are matched by query mode: each model's row carries its own
 negative mode and alpha (the defaults it records), listed in a last row.
+
+A second table gives, for every query form all the models scored, the paired change against the first
+model: the mean over mixtures of (SDRi of the model - SDRi of the first) ± its SEM, from scores.jsonl.
+Two models on the same mixtures differ far less than their SEMs across mixtures suggest; this is the
+number that says whether a 0.1 dB change is real.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -58,6 +64,42 @@ def main() -> None:
     print("| scan: top label present | " + " | ".join(
         f"{100 * usages[n]['scan_top1_present']:.1f} %" if usages[n].get("scan_top1_present") is not None else "n/a" for n in names) + " |")
     print("| negative queries (mode, alpha) | " + " | ".join(settings(summaries[n]) for n in names) + " |")
+    paired_table(runs)
+
+
+def item_sdri(folder: Path) -> dict[str, dict[str, float]]:
+    """{query form: {mixture id: SDRi}} from an evaluation's scores.jsonl (empty when absent)."""
+    path = folder / "scores.jsonl"
+    found: dict[str, dict[str, float]] = {}
+    if not path.exists():
+        return found
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        for form, score in row.get("scores", {}).items():
+            if score and "sdri" in score:
+                found.setdefault(form, {})[row["mixture_id"]] = score["sdri"]
+    return found
+
+
+def paired_table(runs: list[list[str]]) -> None:
+    scores = {name: item_sdri(Path(folder)) for name, folder in runs}
+    names = [name for name, _ in runs]
+    base = scores[names[0]]
+    forms = [form for form in base if all(form in scores[n] for n in names[1:])]
+    if len(names) < 2 or not forms:
+        return
+    print(f"\nPaired change against {names[0]} (dB, mean ± SEM over the mixtures both scored):\n")
+    print("| query form | " + " | ".join(names[1:]) + " |")
+    print("|---|" + "---|" * (len(names) - 1))
+    for form in sorted(forms):
+        cells = []
+        for name in names[1:]:
+            shared = sorted(base[form].keys() & scores[name][form].keys())
+            deltas = [scores[name][form][key] - base[form][key] for key in shared]
+            mean = sum(deltas) / len(deltas)
+            spread = math.sqrt(sum((d - mean) ** 2 for d in deltas) / max(1, len(deltas) - 1) / len(deltas))
+            cells.append(f"{mean:+.2f} ± {spread:.2f}")
+        print(f"| {form} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from omnisep.errors import OmniSepError
 from omnisep.models import SeparateNet, SeparateNetConfig
 from omnisep.queries import QueryBank
 from omnisep.states import (
+    blend_weights,
     check_encoder,
     flatten_state,
     load_checkpoint,
@@ -228,3 +229,28 @@ def test_recorded_verification_settings_are_checked():
                 {"tagger_power": 0}):
         with pytest.raises(OmniSepError, match="inference.scan.verify"):
             scan_settings({"inference": {"scan": {"verify": bad}}}, "m")
+
+
+def test_blend_weights_walks_the_line_between_two_models():
+    base, tuned = tiny_model(0).state_dict(), tiny_model(1).state_dict()
+    tuned["input_norm.num_batches_tracked"] = torch.tensor(7)
+    assert all(torch.equal(blend_weights(base, tuned, 0.0)[k].to(v.dtype), v) for k, v in base.items()
+               if v.is_floating_point())
+    halfway = blend_weights(base, tuned, 0.5)
+    name = next(k for k, v in base.items() if v.is_floating_point() and not torch.equal(v, tuned[k]))
+    assert torch.allclose(halfway[name], (base[name] + tuned[name]) / 2)
+    assert not torch.allclose(halfway[name], base[name])
+    assert halfway["input_norm.num_batches_tracked"].item() == 7  # counters are the fine-tune's
+    model = SeparateNet(CONFIG)
+    model.load_state_dict(halfway)  # a blend loads into the same architecture
+
+
+def test_blend_weights_refuses_other_architectures_and_weights():
+    base = tiny_model(0).state_dict()
+    other = SeparateNet(SeparateNetConfig(ngf=3, depth=2, k=3, emb_dim=4)).state_dict()
+    with pytest.raises(OmniSepError, match="not one architecture"):
+        blend_weights(base, other, 0.5)
+    with pytest.raises(OmniSepError, match="different tensors"):
+        blend_weights(base, {k: v for k, v in base.items() if k != next(iter(base))}, 0.5)
+    with pytest.raises(OmniSepError, match=r"\[0, 1\]"):
+        blend_weights(base, base, 1.5)

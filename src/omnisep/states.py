@@ -248,6 +248,32 @@ def check_encoder(config: dict[str, Any], encoder_identity: dict[str, Any]) -> N
         )
 
 
+def blend_weights(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor],
+                  weight: float) -> dict[str, torch.Tensor]:
+    """The point ``weight`` of the way from ``base`` to ``tuned`` in weight space (WiSE-FT).
+
+    A fine-tune that learns one thing often loses a little of another; the straight line back to the
+    model it started from keeps most of both at no training cost. Float tensors (running statistics
+    too) are interpolated in float32; integer ones (batch counters) are the fine-tune's.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise OmniSepError(f"the blend weight must lie in [0, 1], not {weight}")
+    if base.keys() != tuned.keys():
+        raise OmniSepError("the two checkpoints hold different tensors: "
+                           f"{_preview(sorted(base.keys() ^ tuned.keys()))}")
+    blended = {}
+    for name, value in tuned.items():
+        start = base[name]
+        if start.shape != value.shape:
+            raise OmniSepError(f"tensor {name} is {tuple(start.shape)} in the base and {tuple(value.shape)} "
+                               "in the fine-tune: they are not one architecture")
+        if value.is_floating_point():
+            blended[name] = torch.lerp(start.float(), value.float(), weight)
+        else:
+            blended[name] = value.clone()
+    return blended
+
+
 # ------------------------------------------------------- training states
 
 
