@@ -19,6 +19,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from omnisep import fileio
 from omnisep.errors import OmniSepError
 from omnisep.states import blend_weights
 
@@ -35,11 +36,12 @@ def main() -> None:
                                 load_file(str(args.tuned / "model.safetensors")), args.weight)
     except (OSError, OmniSepError) as error:
         sys.exit(f"cannot blend {args.base} and {args.tuned}: {error}")
-    args.target.mkdir(parents=True, exist_ok=True)
-    save_file(blended, str(args.target / "model.safetensors"), metadata={"format": "omnisep-checkpoint"})
     config = json.loads((args.tuned / "config.json").read_text())
     config["blended"] = {"base": str(args.base), "tuned": str(args.tuned), "weight": args.weight}
-    (args.target / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    args.target.parent.mkdir(parents=True, exist_ok=True)
+    with fileio.atomic_dir(args.target) as staging:  # a killed run leaves no half-written checkpoint
+        save_file(blended, str(staging / "model.safetensors"), metadata={"format": "omnisep-checkpoint"})
+        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     print(f"{args.base} x{1 - args.weight:.2f} + {args.tuned} x{args.weight:.2f} -> {args.target}")
 
 
