@@ -536,6 +536,9 @@ def test_signals_leave_nothing_behind(signum, exit_code, tmp_path, tiny_checkpoi
         [sys.executable, "-m", "omnisep", "separate", str(long_input), "--text", "violin", "--model",
          str(tiny_checkpoint), "-o", str(out), "--chunk-seconds", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        # A test run started in the background (`cmd &` without job control) inherits SIGINT ignored, and so
+        # would the child: give it the default disposition a user's terminal gives.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not any(p.name.endswith(".part") for p in out.rglob("*")) and time.monotonic() < deadline:
@@ -543,8 +546,7 @@ def test_signals_leave_nothing_behind(signum, exit_code, tmp_path, tiny_checkpoi
             break
         time.sleep(0.05)
     assert process.poll() is None, process.communicate()
-    # At once: the partial output exists, so the separation loop is running; a tiny model may finish
-    # 240 s within a fraction of a second, and a busy machine may wake this loop late.
+    time.sleep(0.3)  # inside the separation loop
     process.send_signal(signum)
     _, err = process.communicate(timeout=60)
     err = err.decode()
