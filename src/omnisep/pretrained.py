@@ -88,15 +88,31 @@ def describe_model(path: Path, name: str | None = None, source: str = "path") ->
         "encoder": config["encoder"].get("name"),
         "encoder_version": config["encoder"].get("version"),
         "labels": len(bank.get("labels") or []),
-        "ngf": config["model"].get("ngf"),
-        "depth": config["model"].get("depth"),
+        # an ensemble's width is its members' ("16+16"), its kind names theirs
+        "ngf": _member_field(config["model"], "ngf"),
+        "depth": _member_field(config["model"], "depth"),
         "emb_dim": config["model"].get("emb_dim"),
-        "kind": config["model"].get("kind", "paper"),
+        "kind": _kind_name(config["model"]),
         "trained_steps": training.get("step"),
         "negative": negative,
         "contrast": contrast,
         "error": None,
     }
+
+
+def _member_field(model: dict[str, Any], field: str):
+    members = model.get("members")
+    if isinstance(members, list) and members:
+        return "+".join(str(member.get(field)) for member in members if isinstance(member, dict))
+    return model.get(field)
+
+
+def _kind_name(model: dict[str, Any]) -> str:
+    kind = model.get("kind", "paper")
+    members = model.get("members")
+    if kind == "ensemble" and isinstance(members, list):
+        return f"ensemble of {' + '.join(str(m.get('kind', 'paper')) for m in members if isinstance(m, dict))}"
+    return kind
 
 
 def _bundled_models() -> list[Path]:
