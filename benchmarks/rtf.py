@@ -211,6 +211,13 @@ def query_table(model, args, rows: list) -> None:
               f"{100 * share_cpu:.1f} % in CPU seconds), from a line fitted through all rows.")
 
 
+def describe_network(config) -> str:
+    members = getattr(config, "members", None)
+    if members:  # an ensemble: every member runs
+        return "ensemble of " + " + ".join(describe_network(member) for member in members)
+    return f"ngf {config.ngf}, depth {config.depth}, k {config.k}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lengths", type=float, nargs="+", default=[10, 60, 600, 3600], help="input seconds (table 1)")
@@ -241,10 +248,9 @@ def main() -> None:
     heap = "glibc defaults" if args.default_malloc else f"kept (omnisep.heap: {keep_freed_memory()})"
     torch.set_num_threads(args.threads)
     model = build_model(args)
-    config = model.config
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{args.threads} threads; model ngf {config.ngf}, depth {config.depth}, k {config.k}, "
-          f"emb {config.emb_dim}{' (' + args.checkpoint + ')' if args.checkpoint else ' (random init)'}"
+          f"{args.threads} threads; model {describe_network(model.config)}, "
+          f"emb {model.config.emb_dim}{' (' + args.checkpoint + ')' if args.checkpoint else ' (random init)'}"
           f"{', NCHW' if args.contiguous else ''}; "
           f"chunk {args.chunk_seconds:g} s, overlap {args.overlap:g} s; freed heap {heap}")
     time_in_memory(model, random_queries(model, 1, args), generated_wave(5.0), args)  # warm-up: kernels, caches

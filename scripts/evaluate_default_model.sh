@@ -11,8 +11,8 @@
 # LIMIT=N scores only the first N test mixtures (a quick look on a busy machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${MODEL:-src/omnisep/pretrained/v2}
-OUT=${OUT:-docs/results/v2}
+MODEL=${MODEL:-src/omnisep/pretrained/v3}
+OUT=${OUT:-docs/results/v3}
 WORKERS=${WORKERS:-2}
 # CACHE: the embedding cache of the model's encoder (a model trained with the image heads v2 needs one made
 # with `omnisep embed ... --heads v2`).

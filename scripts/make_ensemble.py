@@ -55,7 +55,9 @@ def ensemble_checkpoint(members: list[Path], weights: list[float] | None, infere
     source = configs[0] if inference_from is None else json.loads((inference_from / "config.json").read_text())
     if source.get("inference"):
         config["inference"] = source["inference"]
-    config["ensemble"] = {"members": [str(member) for member in members]}
+    # each member's own training record (config, step, validation) stays with the ensemble
+    config["ensemble"] = {"members": [{"path": str(member), "training": member_config.get("training")}
+                                      for member, member_config in zip(members, configs)]}
     for key in ("blended", "training"):
         config.pop(key, None)
     half = {name: value.half() if value.is_floating_point() else value for name, value in tensors.items()}

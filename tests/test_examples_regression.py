@@ -44,20 +44,24 @@ def test_example_targets_are_unchanged(separator, key):
     assert abs(float((target**2).sum()) / reference["energy"] - 1.0) < 1e-5
 
 
-# The default model (v2): label, picture and negative (logit-mode) queries, with its query contrast,
-# as `scripts/pin_example_targets.py v2` wrote them when v2 became the default (stop 12).
-REFERENCE_V2 = json.loads((Path(__file__).parent / "data" / "reference" / "example_targets_v2.json").read_text())["outputs"]
+# v2 (label, picture and negative logit-mode queries, with its query contrast) as
+# `scripts/pin_example_targets.py v2` wrote them when v2 became the default (stop 12), and v3, the default
+# since the ensemble (an ensemble of v2 and the long picture run), as the same script wrote them then.
+REFERENCES = {
+    name: json.loads((Path(__file__).parent / "data" / "reference" / f"example_targets_{name}.json").read_text())["outputs"]
+    for name in ("v2", "v3")
+}
 
 
 @pytest.fixture(scope="module")
-def default_separator():
+def named_separators():
     from omnisep import Separator
 
-    return Separator()
+    return {"v2": Separator("v2"), "v3": Separator()}  # v3 through the default: the name must lead to it
 
 
-@pytest.mark.parametrize("key", sorted(REFERENCE_V2))
-def test_default_model_example_targets_are_unchanged(default_separator, key):
+@pytest.mark.parametrize("name,key", [(name, key) for name in REFERENCES for key in sorted(REFERENCES[name])])
+def test_bundled_model_example_targets_are_unchanged(named_separators, name, key):
     from omnisep.audio import load_audio
 
     file, kind, label = key.split("|")
@@ -70,8 +74,8 @@ def test_default_model_example_targets_are_unchanged(default_separator, key):
         query = dict(image=ROOT / "examples" / pictures[label], query_aug=False)  # the picture's own embedding
     else:
         query = dict(text=label, negative_text=next(x for x in pictures if x != label))
-    target = default_separator.separate(audio, rate, **query).target[0].astype(np.float64)
-    reference = REFERENCE_V2[key]
+    target = named_separators[name].separate(audio, rate, **query).target[0].astype(np.float64)
+    reference = REFERENCES[name][key]
     assert target.size == reference["length"]
     np.testing.assert_allclose(target[::997], reference["samples"], atol=1e-5)
     assert abs(float((target**2).sum()) / reference["energy"] - 1.0) < 1e-4

@@ -15,8 +15,8 @@ from typing import Any
 
 from omnisep.errors import OmniSepError, describe
 
-# What `--model default` (and no --model) means. v1, the first bundled model, stays loadable by name.
-DEFAULT_MODEL = "v2"
+# What `--model default` (and no --model) means. v1 and v2, the earlier defaults, stay loadable by name.
+DEFAULT_MODEL = "v3"
 DEFAULT_ALIAS = "default"
 BUNDLED_DIR = Path(__file__).with_name("pretrained")
 

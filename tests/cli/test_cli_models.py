@@ -43,13 +43,16 @@ def test_default_names_the_default_model_and_v1_stays_by_name(tmp_path, monkeypa
     assert marked == {pretrained.DEFAULT_MODEL: True, "v1": False}
 
 
-def test_the_shipped_default_is_v2_and_records_its_inference_defaults():
+def test_the_shipped_default_is_v3_and_records_its_inference_defaults():
     from omnisep.states import contrast_strength, negative_defaults, read_config
 
     path = pretrained.resolve_model("default")
-    assert path.name == "v2"
+    assert path.name == "v3"
     config = read_config(path)
-    assert config["model"]["kind"] == "film"
+    # v3 is v2 and the long picture run answering together; v2 stays loadable by name
+    assert config["model"]["kind"] == "ensemble"
+    assert [member["kind"] for member in config["model"]["members"]] == ["film", "film"]
+    assert read_config(pretrained.resolve_model("v2"))["model"]["kind"] == "film"
     defaults = negative_defaults(config, path)
     assert (defaults["mode"], defaults["alpha"]) == ("logit", 2.0)
     assert contrast_strength(config, path) == 0.5
