@@ -135,3 +135,34 @@ def test_negative_queries_add_the_loss_of_the_combined_logits_where_a_mixture_ha
         seen.clear()
         torch.testing.assert_close(_micro_batch_losses(model, batch, runtime, "fp32", LossSection(target=target)), plain)
         assert seen == [(3, 1, 4)]
+
+
+def test_a_teacher_blends_its_soft_masks_into_the_target():
+    # loss.teacher: target = (1 - w) truth + w sigmoid(teacher), on the plain queries; w = 0 is the plain loss.
+    from omnisep.training.config import LossSection
+    from omnisep.training.distributed import Runtime
+    from omnisep.training.loop import _micro_batch_losses
+
+    torch.manual_seed(1)
+    mixture = torch.randn(2, 4095)
+    sources = torch.stack([0.7 * mixture, 0.3 * mixture], dim=1)
+    queries = torch.randn(2, 2, 4)
+
+    def student(mag_mix, rows):
+        return rows.sum(-1)[..., None, None] * torch.log1p(mag_mix)
+
+    def teacher(mag_mix, rows):
+        return -2.0 * rows.mean(-1)[..., None, None] * torch.ones_like(mag_mix)
+
+    batch = {"mixture": mixture, "sources": sources, "queries": queries}
+    runtime = Runtime(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    mag_mix, truth, weight = separation_targets(mixture, sources)
+    logits = student(mag_mix, queries)
+    soft = torch.sigmoid(teacher(mag_mix, queries))
+    for share in (0.0, 0.25, 1.0):
+        got = _micro_batch_losses(student, batch, runtime, "fp32", LossSection(teacher_weight=share), teacher)
+        torch.testing.assert_close(got, weighted_bce(logits, (1 - share) * truth + share * soft, weight))
+    # BCE is linear in its target: the blend equals blending the two losses
+    torch.testing.assert_close(weighted_bce(logits, 0.75 * truth + 0.25 * soft, weight),
+                               0.75 * weighted_bce(logits, truth, weight) + 0.25 * weighted_bce(logits, soft, weight))
+    assert not torch.allclose(weighted_bce(logits, soft, weight), weighted_bce(logits, truth, weight))

@@ -60,6 +60,8 @@ def test_json_config_and_ints_accepted_for_floats(tmp_path):
         ('[data]\ntrain_manifest = "m"\npipeline = "resident"\n[loss]\nnegative_weight = -1\n', "negative_weight must be 0 or more"),
         ('[data]\ntrain_manifest = "m"\npipeline = "resident"\n[loss]\nnegative_alpha = [3, 1]\n', "negative_alpha must be two numbers"),
         ('[data]\ntrain_manifest = "m"\n[loss]\nnegative_weight = 0.5\n', "negative_weight > 0 works with data.pipeline"),
+        ('[data]\ntrain_manifest = "m"\n[loss]\ntarget = "waveform"\nteacher = "t"\n', "loss.teacher needs a mask target"),
+        ('[data]\ntrain_manifest = "m"\n[loss]\nteacher = "t"\nteacher_weight = 1.5\n', r"teacher_weight must lie in \[0, 1\]"),
         ("data = 3\n", "section 'data' must be a table"),
         ("[data\n", "cannot be parsed"),
     ],

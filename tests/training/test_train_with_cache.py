@@ -107,3 +107,31 @@ def test_picture_variants_come_from_a_picture_bank_of_the_queries_dimension(tmp_
     config.queries.image_bank, config.out_dir = str(tmp_path / "other.safetensors"), str(tmp_path / "run2")
     with pytest.raises(OmniSepError, match=r"queries.image_bank .*other.safetensors.* has 8-dimensional entries"):
         train(config, log=lambda m: None)
+
+
+def test_a_run_distils_from_a_teacher_checkpoint_and_refuses_one_of_another_encoder(tmp_path):
+    # loss.teacher: the teacher is loaded frozen and changes the training loss, not the validation loss's
+    # definition (validation still scores the ground truth, so runs with and without a teacher compare).
+    manifest = make_corpus(tmp_path / "corpus", train_per_class=2, val_per_class=1)
+    teacher_run = _config(manifest, tmp_path / "teacher")
+    teacher_run.steps = teacher_run.val_every = teacher_run.checkpoint_every = 4
+    train(teacher_run, log=lambda m: None)
+    plain = train(_config(manifest, tmp_path / "plain"), log=lambda m: None)
+    config = _config(manifest, tmp_path / "student")
+    config.loss.teacher = str(tmp_path / "teacher" / "last")
+    config.loss.teacher_weight = 1.0
+    logged = []
+    student = train(config, log=logged.append)
+    assert any(line.startswith("distilling from") for line in logged)
+    # at initialisation every logit is near 0, where BCE is log 2 for any target, so the losses agree
+    # closely; the gradients do not (sigmoid(l) - target), so the trained weights differ
+    from omnisep.states import load_checkpoint
+
+    trained = [load_checkpoint(tmp_path / name / "last").model.state_dict() for name in ("plain", "student")]
+    assert max((trained[0][k] - trained[1][k]).abs().max().item() for k in trained[0]
+               if trained[0][k].is_floating_point()) > 1e-5
+    assert student.train_loss != plain.train_loss
+    other = _config(manifest, tmp_path / "other", dim=32)
+    other.loss.teacher = str(tmp_path / "teacher" / "last")
+    with pytest.raises(OmniSepError, match="loss.teacher"):
+        train(other, log=lambda m: None)

@@ -22,7 +22,7 @@ from omnisep.data.mixing import MODALITIES, MODALITY_MODES
 from omnisep.errors import OmniSepError, describe
 from omnisep.models.registry import config_from_dict
 from omnisep.spectral import HOP, SEGMENT
-from omnisep.training.loss import LOSS_TARGETS
+from omnisep.training.loss import LOSS_TARGETS, MASK_TARGETS
 from omnisep.training.resident import MixingSection
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -103,6 +103,11 @@ class LossSection:
     # uniformly from negative_alpha. Resident pipeline only; adds one query row per mixture.
     negative_weight: float = 0.0
     negative_alpha: list = field(default_factory=lambda: [1.0, 3.0])
+    # Distillation: a trained checkpoint (an ensemble, say) whose soft masks share the target with the
+    # ground truth, target = (1 - w) * truth + w * sigmoid(teacher logits), w = teacher_weight. Its
+    # members' agreement is what one network of the same size learns from (mask targets only).
+    teacher: str | None = None
+    teacher_weight: float = 0.5
 
 
 @dataclass
@@ -192,6 +197,11 @@ class TrainConfig:
         alphas = self.loss.negative_alpha
         if len(alphas) != 2 or not all(isinstance(a, (int, float)) for a in alphas) or not 0 < alphas[0] <= alphas[1]:
             fail(f"loss.negative_alpha must be two numbers [low, high] with 0 < low <= high, got {alphas}.")
+        if self.loss.teacher is not None:
+            if self.loss.target not in MASK_TARGETS:
+                fail(f"loss.teacher needs a mask target ({', '.join(MASK_TARGETS)}), not '{self.loss.target}'.")
+            if not 0.0 <= self.loss.teacher_weight <= 1.0:
+                fail(f"loss.teacher_weight must lie in [0, 1], got {self.loss.teacher_weight}.")
         if self.loss.negative_weight > 0 and self.data.pipeline != "resident":
             fail("loss.negative_weight > 0 works with data.pipeline = \"resident\" only.")
         for modality, bank_kind in (("text", "a Query-Aug bank"), ("image", "a picture bank")):

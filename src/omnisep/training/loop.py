@@ -130,9 +130,10 @@ def _cache_identity(config: TrainConfig) -> dict:
 
 
 def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precision: str,
-                        loss: LossSection | None = None) -> torch.Tensor:
+                        loss: LossSection | None = None, teacher: MaskNetwork | None = None) -> torch.Tensor:
     """Per-source losses ``[B, N]``; with ``loss.negative_weight`` the batch's negative queries add
-    ``weight * loss((1 + a) logits(q) - a logits(q_neg))`` where a mixture has one (one U-Net pass)."""
+    ``weight * loss((1 + a) logits(q) - a logits(q_neg))`` where a mixture has one (one U-Net pass);
+    with a ``teacher`` the plain queries' targets blend in its soft masks (``loss.teacher_weight``)."""
     loss = loss or LossSection()
     device = runtime.device
     mixture = batch["mixture"].to(device, non_blocking=True)
@@ -144,9 +145,16 @@ def _micro_batch_losses(model, batch: dict, runtime: distributed.Runtime, precis
         mag_mix, losses_of = batch_loss(mixture, sources, loss.target)
     with record_function("step/forward"), distributed.autocast(runtime, precision):
         logits = model(mag_mix, rows)
+    n = queries.shape[1]
+    teacher_logits = None
+    if teacher is not None:
+        with record_function("step/teacher"), torch.no_grad(), distributed.autocast(runtime, precision):
+            teacher_logits = teacher(mag_mix, queries)
     with record_function("step/loss"):
-        n = queries.shape[1]
-        losses = losses_of(logits[:, :n])
+        if teacher_logits is None:
+            losses = losses_of(logits[:, :n])
+        else:
+            losses = losses_of(logits[:, :n], teacher_logits, loss.teacher_weight)
         if negatives is not None:
             alpha = batch["negative_alpha"].to(device).view(-1, 1, 1, 1)
             combined = negative_logits(logits[:, :n], logits[:, n:], alpha)
@@ -323,6 +331,7 @@ class _Trainer:
             # BatchNorm's running statistics are averaged with the weights (use_buffers).
             self.ema = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(optim.ema_decay), use_buffers=True)
         self.schedule = WarmupLinearDecay(optim.warmup_steps, optim.decay_steps, optim.final_lr_scale)
+        self.teacher = self._load_teacher(config.loss.teacher) if config.loss.teacher else None
         self.step = 0
         self.best_metric: float | None = None
         self.wall_s = 0.0
@@ -398,6 +407,21 @@ class _Trainer:
             raise OmniSepError(f"init_from {describe(checkpoint)} does not fit the configured network: {str(error).splitlines()[0]}") from None
         self._restart_ema()
         self.log(f"warm start from {describe(checkpoint)} ({kind} network)")
+
+    def _load_teacher(self, checkpoint: str) -> MaskNetwork:
+        """The frozen network whose soft masks the targets blend in (``loss.teacher``); same encoder."""
+        from omnisep.states import check_encoder, load_checkpoint
+
+        loaded = load_checkpoint(checkpoint, map_location=self.runtime.device)
+        try:
+            check_encoder(loaded.config, self.encoder_identity)
+        except OmniSepError as error:
+            raise OmniSepError(f"loss.teacher {describe(checkpoint)}: {error}") from None
+        teacher = loaded.model.eval().to(memory_format=torch.channels_last)
+        teacher.requires_grad_(False)
+        self.log(f"distilling from {describe(checkpoint)} ({loaded.config['model'].get('kind', 'paper')} network), "
+                 f"teacher weight {self.config.loss.teacher_weight:g}")
+        return teacher
 
     def _restart_ema(self) -> None:
         """Start the average at the network's weights as they are now (a warm start's, or a resumed run's)."""
@@ -495,7 +519,8 @@ class _Trainer:
                 with record_function("step/data"):
                     batch = next(batches)
                 with distributed.gradient_sync(model, micro == accumulate - 1):
-                    loss = _micro_batch_losses(model, batch, runtime, config.precision, config.loss).mean() / accumulate
+                    loss = _micro_batch_losses(model, batch, runtime, config.precision, config.loss,
+                                               self.teacher).mean() / accumulate
                     with record_function("step/backward"):
                         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
                 interval_loss += loss.detach()

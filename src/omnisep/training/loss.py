@@ -86,7 +86,10 @@ def negative_logits(query_logits: torch.Tensor, negative_logits: torch.Tensor, a
 
 def batch_loss(mixture: torch.Tensor, sources: torch.Tensor, target: str = "binary"):
     """``(network input [B, 1, H, W], losses_of)`` for a batch: ``losses_of(logits [B, N, H, W])`` gives the
-    per-source loss ``[B, N]`` of the configured target, so training and validation share one definition."""
+    per-source loss ``[B, N]`` of the configured target, so training and validation share one definition.
+    With mask targets, ``losses_of(logits, teacher_logits, share)`` distils: the target becomes
+    ``(1 - share) * truth + share * sigmoid(teacher_logits)`` (BCE is linear in its target, so this is the
+    same blend of the two losses)."""
     if target == "waveform":
         with torch.no_grad():
             spec = signal_path.analyse(mixture)
@@ -98,4 +101,11 @@ def batch_loss(mixture: torch.Tensor, sources: torch.Tensor, target: str = "bina
 
         return mag_mix, losses_of
     mag_mix, ground_truth, weight = separation_targets(mixture, sources, target)
-    return mag_mix, lambda logits: weighted_bce(logits, ground_truth, weight)
+
+    def losses_of(logits: torch.Tensor, teacher_logits: torch.Tensor | None = None, share: float = 0.0) -> torch.Tensor:
+        truth = ground_truth
+        if teacher_logits is not None and share > 0:
+            truth = (1.0 - share) * ground_truth + share * torch.sigmoid(teacher_logits.float())
+        return weighted_bce(logits, truth, weight)
+
+    return mag_mix, losses_of
