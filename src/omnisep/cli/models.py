@@ -51,7 +51,8 @@ def models(as_json):
     for row in rows:
         if not row["error"]:
             negative = row["negative"]
-            console.print(f"{row['name']}: a '{row['kind']}' network; negative queries: {negative['mode']} mode, "
+            kind = f"an {row['kind']} networks" if row["kind"].startswith("ensemble") else f"a '{row['kind']}' network"
+            console.print(f"{row['name']}: {kind}; negative queries: {negative['mode']} mode, "
                           f"alpha {negative['alpha']:g} (automatic: {negative['auto_count']} label(s) from the {negative['auto_source']}, "
                           f"alpha {negative['auto_alpha']:g}); query contrast "
                           f"{row['contrast']:g}", highlight=False)
