@@ -45,11 +45,12 @@ def test_example_targets_are_unchanged(separator, key):
 
 
 # v2 (label, picture and negative logit-mode queries, with its query contrast) as
-# `scripts/pin_example_targets.py v2` wrote them when v2 became the default (stop 12), and v3, the default
-# since the ensemble (an ensemble of v2 and the long picture run), as the same script wrote them then.
+# `scripts/pin_example_targets.py v2` wrote them when v2 became the default (stop 12); v3, the default
+# since (an ensemble of v2 and the long picture run), and v3-fast (that run alone), as the same script
+# wrote them when they were bundled.
 REFERENCES = {
     name: json.loads((Path(__file__).parent / "data" / "reference" / f"example_targets_{name}.json").read_text())["outputs"]
-    for name in ("v2", "v3")
+    for name in ("v2", "v3", "v3-fast")
 }
 
 
@@ -57,7 +58,8 @@ REFERENCES = {
 def named_separators():
     from omnisep import Separator
 
-    return {"v2": Separator("v2"), "v3": Separator()}  # v3 through the default: the name must lead to it
+    # v3 through the default: the name must lead to it
+    return {"v2": Separator("v2"), "v3": Separator(), "v3-fast": Separator("v3-fast")}
 
 
 @pytest.mark.parametrize("name,key", [(name, key) for name in REFERENCES for key in sorted(REFERENCES[name])])
