@@ -392,13 +392,7 @@ class _Trainer:
 
     def warm_start(self, checkpoint: str) -> None:
         """Initialise the network from a checkpoint trained with the same encoder (see ``init_from``)."""
-        from omnisep.states import check_encoder, load_checkpoint
-
-        loaded = load_checkpoint(checkpoint)
-        try:
-            check_encoder(loaded.config, self.encoder_identity)
-        except OmniSepError as error:
-            raise OmniSepError(f"init_from {describe(checkpoint)}: {error}") from None
+        loaded = self._checkpoint_of_this_encoder(checkpoint, "init_from")
         kind = loaded.config["model"].get("kind", "paper")
         state = self.net.adapt_state(loaded.model.state_dict(), kind)
         try:
@@ -408,15 +402,20 @@ class _Trainer:
         self._restart_ema()
         self.log(f"warm start from {describe(checkpoint)} ({kind} network)")
 
-    def _load_teacher(self, checkpoint: str) -> MaskNetwork:
-        """The frozen network whose soft masks the targets blend in (``loss.teacher``); same encoder."""
+    def _checkpoint_of_this_encoder(self, checkpoint: str, setting: str, device="cpu"):
+        """A checkpoint whose queries come from this run's encoder; ``setting`` names the option in errors."""
         from omnisep.states import check_encoder, load_checkpoint
 
-        loaded = load_checkpoint(checkpoint, map_location=self.runtime.device)
+        loaded = load_checkpoint(checkpoint, map_location=device)
         try:
             check_encoder(loaded.config, self.encoder_identity)
         except OmniSepError as error:
-            raise OmniSepError(f"loss.teacher {describe(checkpoint)}: {error}") from None
+            raise OmniSepError(f"{setting} {describe(checkpoint)}: {error}") from None
+        return loaded
+
+    def _load_teacher(self, checkpoint: str) -> MaskNetwork:
+        """The frozen network whose soft masks the targets blend in (``loss.teacher``); same encoder."""
+        loaded = self._checkpoint_of_this_encoder(checkpoint, "loss.teacher", self.runtime.device)
         teacher = loaded.model.eval().to(memory_format=torch.channels_last)
         teacher.requires_grad_(False)
         self.log(f"distilling from {describe(checkpoint)} ({loaded.config['model'].get('kind', 'paper')} network), "
