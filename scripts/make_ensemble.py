@@ -16,35 +16,33 @@ import json
 import sys
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from omnisep import fileio
+from omnisep.encoders.base import identities_compatible
 from omnisep.errors import OmniSepError
-from omnisep.models import build, config_from_dict, config_to_dict
-from omnisep.states import QueryBank
-
-EXTRA_KEYS = (QueryBank.EMBEDDINGS_KEY,)
+from omnisep.models import config_from_dict, config_to_dict
+from omnisep.states import QueryBank, load_checkpoint
 
 
 def ensemble_checkpoint(members: list[Path], weights: list[float] | None, inference_from: Path | None):
     """(tensors, config) of the ensemble; raises OmniSepError when the members cannot answer together."""
-    configs = [json.loads((member / "config.json").read_text()) for member in members]
-    encoders = [{k: v for k, v in config.get("encoder", {}).items() if k != "heads_version"} for config in configs]
-    if any(encoder != encoders[0] for encoder in encoders[1:]):
+    # load_checkpoint checks each member's weights against its config (names, shapes, finite values)
+    loaded = [load_checkpoint(member) for member in members]
+    configs = [checkpoint.config for checkpoint in loaded]
+    first = configs[0]["encoder"]
+    if any(not identities_compatible(first, config["encoder"])
+           or first.get("heads_version") != config["encoder"].get("heads_version") for config in configs[1:]):
         raise OmniSepError("the members were trained with different query encoders; their queries would not agree.")
     tensors = {}
+    if loaded[0].bank is not None:  # the first member's bank as stored (QueryBank would re-normalise it)
+        with safe_open(str(members[0] / "model.safetensors"), framework="pt") as handle:
+            tensors[QueryBank.EMBEDDINGS_KEY] = handle.get_tensor(QueryBank.EMBEDDINGS_KEY)
     member_models = []
-    for index, (member, config) in enumerate(zip(members, configs)):
-        state = load_file(str(member / "model.safetensors"))
-        if index == 0:
-            tensors.update({name: state[name] for name in EXTRA_KEYS if name in state})
-        model_config = config_from_dict(config["model"], strict=True)
-        expected = set(build(model_config).state_dict())
-        own = {name: value for name, value in state.items() if name in expected}
-        if set(own) != expected:
-            raise OmniSepError(f"{member} does not hold the weights its config describes.")
-        member_models.append(config_to_dict(model_config))
-        tensors.update({f"members.{index}.{name}": value for name, value in own.items()})
+    for index, checkpoint in enumerate(loaded):
+        member_models.append(config_to_dict(checkpoint.model.config))
+        tensors.update({f"members.{index}.{name}": value for name, value in checkpoint.model.state_dict().items()})
     emb_dims = {model["emb_dim"] for model in member_models}
     if len(emb_dims) != 1:
         raise OmniSepError(f"the members take queries of different widths {sorted(emb_dims)}.")
