@@ -135,3 +135,38 @@ def test_a_run_distils_from_a_teacher_checkpoint_and_refuses_one_of_another_enco
     other.loss.teacher = str(tmp_path / "teacher" / "last")
     with pytest.raises(OmniSepError, match="loss.teacher"):
         train(other, log=lambda m: None)
+
+
+def test_an_ensemble_trains_as_one_network_from_its_members(tmp_path):
+    # kind "ensemble" in a training config: members written without emb_dim (the encoder sets it), the loss on
+    # their averaged logits, every member learning from the warm start.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from omnisep.states import load_checkpoint
+
+    manifest = make_corpus(tmp_path / "corpus", train_per_class=2, val_per_class=1)
+    for seed, name in ((1, "m0"), (2, "m1")):
+        member = _config(manifest, tmp_path / name)
+        member.seed = seed
+        train(member, log=lambda m: None)
+    script = Path(__file__).resolve().parents[2] / "scripts" / "make_ensemble.py"
+    made = subprocess.run([sys.executable, str(script), str(tmp_path / "pair"), str(tmp_path / "m0" / "last"),
+                           str(tmp_path / "m1" / "last"), "--weights", "0.4,0.6"], capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    joint = _config(manifest, tmp_path / "joint")
+    joint.model = {"kind": "ensemble", "weights": [0.4, 0.6], "members": [
+        {"kind": "paper", "ngf": 4, "depth": 3, "k": 4, "align_corners": True} for _ in range(2)]}
+    joint.init_from = str(tmp_path / "pair")
+    logged = []
+    train(TrainConfig.from_dict(joint.to_dict()), log=logged.append)
+    assert "warm start from" in "\n".join(logged) and "(ensemble network)" in "\n".join(logged)
+    before = load_checkpoint(tmp_path / "pair").model.state_dict()
+    after = load_checkpoint(tmp_path / "joint" / "last")
+    assert after.config["model"]["kind"] == "ensemble" and after.config["model"]["weights"] == [0.4, 0.6]
+    state = after.model.state_dict()
+    for member in ("members.0.", "members.1."):
+        changed = max((state[k] - before[k].float()).abs().max().item() for k in state
+                      if k.startswith(member) and state[k].is_floating_point())
+        assert changed > 1e-5, member

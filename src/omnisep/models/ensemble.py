@@ -36,8 +36,10 @@ class EnsembleConfig(NetworkConfig):
         self.check_fields()
         if len(self.members) < 2:
             raise OmniSepError(f"model config: an ensemble needs at least two members, got {len(self.members)}.")
+        # A member written in a training config inherits what the ensemble sets: the encoder's emb_dim, binary_mask.
         members = tuple(
-            replace(config_from_dict(member, strict=True) if isinstance(member, dict) else member, emb_dim=self.emb_dim)
+            replace(config_from_dict({"binary_mask": self.binary_mask, **member, "emb_dim": self.emb_dim}, strict=True)
+                    if isinstance(member, dict) else member, emb_dim=self.emb_dim)
             for member in self.members
         )
         if any(isinstance(member, EnsembleConfig) for member in members):
@@ -49,6 +51,11 @@ class EnsembleConfig(NetworkConfig):
         if any(not math.isfinite(w) or w < 0 for w in weights) or abs(sum(weights) - 1.0) > 1e-6:
             raise OmniSepError(f"model config: ensemble weights must be non-negative and sum to 1, got {list(weights)}.")
         object.__setattr__(self, "weights", weights)
+
+    @property
+    def time_multiple(self) -> int:
+        """The members' coarsest time grid (a training config checks its segment length against it)."""
+        return math.lcm(*(member.time_multiple for member in self.members))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -72,7 +79,7 @@ class EnsembleNet(MaskNetwork):
 
     @property
     def time_multiple(self) -> int:
-        return math.lcm(*(member.time_multiple for member in self.members))
+        return self.config.time_multiple
 
     @property
     def context_frames(self) -> int:
