@@ -53,44 +53,11 @@ class _Film(nn.Module):
         return h * (1.0 + gamma) + beta
 
 
-# Bilinear x2 up-sampling (align_corners=False) as taps on the low-resolution input: an output row of
-# phase p (even 0, odd 1) reads input rows i-1, i, i+1; _PHASE_TAPS[p, tap, d] is the share of the 3x3
-# kernel's row d (-1, 0, +1) that lands on that tap.
-_PHASE_TAPS = torch.tensor([
-    [[0.75, 0.25, 0.0], [0.25, 0.75, 0.75], [0.0, 0.0, 0.25]],
-    [[0.25, 0.0, 0.0], [0.75, 0.75, 0.25], [0.0, 0.25, 0.75]],
-])
-
-
-def upsampled_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """``conv(upsample_bilinear_x2(x))`` (align_corners=False, 3x3 ``conv`` with padding 1) without the
-    up-sampled tensor.
-
-    Why: on CPU the decoder spent as long up-sampling and copying the four-times-larger map as it spent
-    convolving it. Both are linear, so the pair is one convolution of the edge-replicated input with four
-    phase kernels (``2 x 2`` output pixels per input pixel), then a pixel shuffle: the same arithmetic on a
-    quarter of the data. The conv's zero padding applies to the up-sampled map, which the replicated edge
-    does not reproduce, so the outermost output rows and columns are recomputed the direct way from
-    two-pixel strips.
-    """
-    height, width = x.shape[-2:]
-    if height < 2 or width < 2:
-        return conv(nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
-    weight = conv.weight
-    taps = _PHASE_TAPS.to(weight.dtype)
-    phased = torch.einsum("pab,qcd,oibd->opqiac", taps, taps, weight).reshape(-1, weight.shape[1], 3, 3)
-    bias = None if conv.bias is None else conv.bias.repeat_interleave(4)
-    padded = nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
-    y = nn.functional.pixel_shuffle(nn.functional.conv2d(padded, phased, bias), 2)
-
-    def direct(strip: torch.Tensor) -> torch.Tensor:
-        return conv(nn.functional.interpolate(strip, scale_factor=2, mode="bilinear", align_corners=False))
-
-    y[..., 0, :] = direct(x[..., :2, :])[..., 0, :]
-    y[..., -1, :] = direct(x[..., -2:, :])[..., -1, :]
-    y[..., :, 0] = direct(x[..., :, :2])[..., :, 0]
-    y[..., :, -1] = direct(x[..., :, -2:])[..., :, -1]
-    return y
+def _memory_format(weight: torch.Tensor) -> torch.memory_format:
+    """The layout a module was moved to (``module.to(memory_format=...)``), read from one of its 4-d weights."""
+    if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 class FilmNet(MaskNetwork):
@@ -237,16 +204,6 @@ class FilmNet(MaskNetwork):
             h = down(h)
         return skips, h
 
-    def _up(self, level: int, h: torch.Tensor) -> torch.Tensor:
-        """Decoder level ``level``: ReLU, bilinear x2, 3x3 conv (one fused step, :func:`upsampled_conv`), norm."""
-        up = self.up[level]
-        # The phase convolution has four times the conv's outputs: it pays where the conv narrows the map
-        # (every level but the outermost, measured in benchmarks/rtf.py), not where it keeps the width.
-        if self.config.align_corners or up[2].in_channels <= up[2].out_channels:
-            return up(h)
-        y = upsampled_conv(up[0](h), up[2])
-        return up[3](y) if len(up) > 3 else y
-
     def mask_logits(self, prepared, queries: torch.Tensor) -> torch.Tensor:
         skips, bottleneck = prepared
         self.check_queries(queries)
@@ -257,13 +214,18 @@ class FilmNet(MaskNetwork):
         def per_query(x: torch.Tensor) -> torch.Tensor:
             return x.unsqueeze(1).expand(-1, n_queries, *x.shape[1:]).reshape(batch * n_queries, *x.shape[1:])
 
-        h = self.bottleneck_film(per_query(bottleneck), code)
+        # Repeating a map per query and the skip concatenation come out in the default layout; a network
+        # prepared channels-last (CPU inference and training) would then convert every decoder level's input
+        # inside the up-sampling and the convolution, which cost a third of the pass (benchmarks/rtf.py).
+        layout = _memory_format(self.up[0][2].weight)
+        h = self.bottleneck_film(per_query(bottleneck), code).contiguous(memory_format=layout)
         for level in range(self.config.depth - 1, -1, -1):
-            y = self._up(level, h)
+            y = self.up[level](h)
             if level == 0:
                 h = y
                 break
             h = torch.cat([per_query(skips[level]), self.decoder_film[level - 1](y, code)], dim=1)
+            h = h.contiguous(memory_format=layout)
         features = h.reshape(batch, n_queries, *h.shape[1:])  # [B, Q, k, H, W]
         weights = torch.sigmoid(self.query_proj(queries)) * self.scale  # [B, Q, k]
         return torch.einsum("bqc,bqchw->bqhw", weights, features) + self.bias
