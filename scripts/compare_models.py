@@ -41,6 +41,9 @@ def main() -> None:
     runs = [argument.split("=", 1) for argument in sys.argv[1:]]
     if not runs or any(len(run) != 2 for run in runs):
         raise SystemExit(__doc__)
+    for name, folder in runs:
+        if not (Path(folder) / "summary.json").is_file():
+            raise SystemExit(f"compare_models: {folder} has no summary.json (is its `omnisep evaluate` finished?).")
     summaries = {name: json.loads((Path(folder) / "summary.json").read_text()) for name, folder in runs}
     usages = {name: json.loads((Path(folder) / "usage.json").read_text()) if (Path(folder) / "usage.json").exists() else {}
               for name, folder in runs}
