@@ -179,3 +179,25 @@ def test_random_eq_reshapes_each_source_within_its_range_and_keeps_the_level_pla
         change_db = 20 * torch.log10(after[50:].clamp_min(1e-9) / before[50:].clamp_min(1e-9))
         assert change_db.abs().max() < 2 * 9.0 + 1e-3
         assert change_db.std() > 1.0
+
+
+def test_the_reverb_fft_size_is_the_smallest_five_smooth_size_that_keeps_the_convolution_linear():
+    from omnisep.training.resident import fast_fft_size
+
+    def smooth(n):
+        for p in (2, 3, 5):
+            while n % p == 0:
+                n //= p
+        return n == 1
+
+    for n in [1, 2, 7, 97, 1000, 4097, 65535 + 8000]:
+        size = fast_fft_size(n)
+        assert size >= n and smooth(size)
+        assert not any(smooth(m) for m in range(n, size))
+    assert fast_fft_size(73535) == 73728
+    # a linear convolution through an FFT of that size equals the direct one
+    signal, response = torch.randn(2, 300, dtype=torch.double), torch.randn(2, 41, dtype=torch.double)
+    size = fast_fft_size(300 + 41)
+    fast = torch.fft.irfft(torch.fft.rfft(signal, size) * torch.fft.rfft(response, size), size)[..., :300]
+    direct = torch.stack([torch.from_numpy(np.convolve(s.numpy(), r.numpy())[:300]) for s, r in zip(signal, response)])
+    torch.testing.assert_close(fast, direct)

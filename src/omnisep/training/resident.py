@@ -36,12 +36,31 @@ from omnisep.errors import OmniSepError
 from omnisep.spectral import SAMPLE_RATE
 
 RIR_SECONDS = 0.5
+
 # The random EQ's control points: log-spaced from EQ_LOW_HZ to the Nyquist frequency.
 EQ_POINTS = 8
 EQ_LOW_HZ = 60.0
 TEXT_ROW = MODALITIES.index("text")
 IMAGE_ROW = MODALITIES.index("image")
 SILENT_RMS = 1e-4
+
+
+def fast_fft_size(n: int) -> int:
+    """The smallest ``2^a 3^b 5^c >= n``: a linear convolution is exact at any FFT size of at least ``n``, and
+    at the training crop plus a room response (73,535 = 5 x 14,707) the plain size took the FFT library eight
+    times as long as the next such size (73,728): a sixth of a training step of the resident pipeline."""
+    best = 1 << max(0, (n - 1).bit_length())
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            two = three
+            while two < n:
+                two *= 2
+            best = min(best, two)
+            three *= 3
+        five *= 5
+    return best
 
 
 @dataclass
@@ -337,7 +356,7 @@ class ResidentMixer:
         decay = torch.exp(-6.9078 * time / rt60.unsqueeze(-1))  # -60 dB at rt60
         rir = noise * decay * 0.3
         rir[..., 0] = 1.0  # the direct path
-        size = length + taps
+        size = fast_fft_size(length + taps)
         wet = torch.fft.irfft(torch.fft.rfft(sources, size) * torch.fft.rfft(rir, size), size)[..., :length]
         # Keep each source's energy, so the level plan still holds.
         wet = wet * (_rms(sources) / _rms(wet).clamp_min(SILENT_RMS)).unsqueeze(-1)
