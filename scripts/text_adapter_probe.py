@@ -15,7 +15,6 @@ at most two of 120 queries gained, so no adapter is shipped.
 from __future__ import annotations
 
 import itertools
-import math
 
 import torch
 import torch.nn.functional as F
@@ -31,13 +30,10 @@ LEAVE_ONE_OUT_KINDS = ("description", "wordnet-gloss", "synonym", "wordnet-word"
 
 
 def class_scores(bank: ClassMatcher, queries, entries, exclude=None):
-    """Query-Aug's soft maximum over each class's entries (the shipped entry temperature)."""
-    cosines = queries @ entries.T
-    if exclude is not None:
-        cosines = cosines.masked_fill(exclude, -math.inf)
-    tau = bank.entry_temperature
-    return torch.stack([tau * torch.logsumexp(cosines[:, bank.entry_class == c] / tau, 1)
-                        for c in range(len(bank.labels))], 1)
+    """Query-Aug's own class scores (soft maximum over each class's entries) with the bank's entries replaced."""
+    entry_labels = [bank.labels[c] for c in bank.entry_class.tolist()]
+    matcher = ClassMatcher(bank.labels, entry_labels, entries, entry_temperature=bank.entry_temperature)
+    return matcher.class_scores(queries, exclude)[0]
 
 
 def main() -> None:
