@@ -165,7 +165,7 @@ def test_the_residual_of_a_clean_recording_names_nothing(separator, band_separat
     silent.target.write(low)
     silent.write(low * 0.01)  # -40 dB of the target
     assert silent.embedding() is None
-    with pytest.raises(OmniSepError, match=r"one of scan, residual, scan\+residual, not 'mixture'"):
+    with pytest.raises(OmniSepError, match=r"one of scan, residual, scan\+residual, residual-tagger, scan\*residual-tagger, not 'mixture'"):
         AutoNegative(source="mixture")
 
 
@@ -180,10 +180,71 @@ def test_the_residual_is_left_by_the_query_as_users_get_it(separator, band_separ
     assert embedded[0].contrast == 0.0
     heard = []
 
-    def hear(items):
+    def hear(items, sink):
         heard.extend(items)
         return [None]  # nothing audible left
 
     out = separator.choose_negatives(embedded, lambda: pytest.fail("the residual source needs no scan"), hear)
     assert heard[0].contrast == 0.5 and heard[0].background is not None
     assert out[0].negatives == [] and out[0].contrast == 0.5  # nothing to subtract: the plain query, contrast and all
+
+
+class BandTagger:
+    """A stand-in for the scan's Verification with a sound tagger: hears the band where the energy is,
+    "low" or "high" with probability 0.9, every other label 0.1 (bank order: low, high, low-ish, hum)."""
+
+    def __init__(self):
+        self.heard = 0
+
+    def tag(self, clip):
+        self.heard += 1
+        low, high = BandEar().embed("audio", [clip], sample_rate=SR)[0, :2].tolist()
+        tags = np.full(4, 0.1, dtype=np.float32)
+        tags[0 if low > high else 1] = 0.9
+        return tags
+
+
+def test_the_tagger_hears_the_interferer_in_what_the_query_leaves(separator, band_separator, tmp_path, monkeypatch):
+    """source="residual-tagger": what "low" leaves of low + high is mostly the high tone, which the tagger
+    names; no scan is run, and the result is the oracle's. A streamed file at 44.1 kHz chooses the same."""
+    import omnisep.scan
+
+    monkeypatch.setattr(omnisep.scan, "scan", lambda *a, **k: pytest.fail("the residual-tagger source needs no scan"))
+    monkeypatch.setattr(omnisep.scan, "scan_file", lambda *a, **k: pytest.fail("the residual-tagger source needs no scan"))
+    separator._tagging = BandTagger()
+    low, high = band_separator.tones(seconds=6.0)
+    mixture = low + high
+    auto = separator.separate(mixture, SR, text="low", negative=AutoNegative(source="residual-tagger"))
+    oracle = separator.separate(mixture, SR, text="low", negative_text="high", alpha=0.25)
+    assert [c.label for c in auto.negatives] == ["high"]
+    assert auto.negatives[0].presence == pytest.approx(0.9)
+    assert separator._tagging.heard == 2  # 6 s in 4 s windows: one, and the 2 s remainder
+    np.testing.assert_allclose(auto.target, oracle.target, atol=1e-6)
+    import soxr
+
+    stereo = soxr.resample(mixture, SR, 44100)
+    path = tmp_path / "mix.wav"
+    sf.write(path, np.stack([stereo, stereo], axis=1), 44100, subtype="FLOAT")
+    separator.negative_defaults = {**separator.negative_defaults, "auto_source": "residual-tagger"}
+    rows = separator.separate_file(path, [Query(text="low", auto_negative=AutoNegative())], [tmp_path / "t.wav"])
+    assert [n["label"] for n in rows[0]["negatives"]] == ["high"]
+
+
+def test_the_scan_times_the_residuals_tags_names_the_interferer(separator, band_separator):
+    """source="scan*residual-tagger": the scan's presence of "high" (about 0.35) times the tagger's 0.9."""
+    separator._tagging = BandTagger()
+    low, high = band_separator.tones(seconds=6.0)
+    mixture = low + high
+    auto = separator.separate(mixture, SR, text="low", negative=AutoNegative(source="scan*residual-tagger"))
+    assert [c.label for c in auto.negatives] == ["high"]
+    assert auto.negatives[0].presence == pytest.approx(0.9 * 0.353, abs=0.01)
+    oracle = separator.separate(mixture, SR, text="low", negative_text="high", alpha=0.25)
+    np.testing.assert_allclose(auto.target, oracle.target, atol=1e-6)
+
+
+def test_a_model_without_a_tagger_borrows_the_shipped_one(separator, band_separator):
+    """A model whose scan records no tagger gets the shipped one for the residual-tagger source, which must
+    know the bank's labels; the band model's labels are not the corpus's, so that is refused plainly."""
+    separator.config = {}
+    with pytest.raises(OmniSepError, match="the tagger does not know the labels low, high, low-ish"):
+        separator._residual_tagger()

@@ -146,3 +146,81 @@ def test_the_scan_and_the_residual_together_name_what_both_point_at(band_separat
     quiet = SimpleNamespace(labels=bank.labels, presence=np.array([0.5, 1e-4, 0.0, 0.0], dtype=np.float32))
     assert negatives.choose_combined(quiet, rows[0], query, bank, cut) == []
     assert [c.label for c in negatives.choose_combined(quiet, rows[3], query, bank, cut)] == ["hum"]
+
+
+class _ToneTagger:
+    """A stand-in for a Verification with a tagger: hears "high" where the window's spectrum is mostly
+    above 1 kHz, "low" where below, each with probability 0.9 (0.1 for the other labels)."""
+
+    def __init__(self):
+        self.windows = []
+
+    def tag(self, clip):
+        self.windows.append(len(clip))
+        spectrum = np.abs(np.fft.rfft(clip)) ** 2
+        frequencies = np.fft.rfftfreq(len(clip), 1 / SR)
+        high = spectrum[frequencies > 1000].sum() > spectrum[frequencies <= 1000].sum()
+        tags = np.full(4, 0.1, dtype=np.float32)
+        tags[1 if high else 0] = 0.9
+        return tags
+
+
+def test_the_tagger_hears_the_other_sound_in_what_the_query_leaves(band_separator):
+    bank = band_separator.bank
+    low, high = band_separator.tones()
+    rows = torch.as_tensor(bank.embeddings, dtype=torch.float32)
+    tagger = _ToneTagger()
+    # The query took most of "low": what is left is "high", which the tagger names.
+    tags = negatives.ResidualTags.of(tagger, SR, low + high, 0.9 * low, window_seconds=1.0)
+    assert tags == pytest.approx([0.1, 0.9, 0.1, 0.1])
+    assert tagger.windows and max(tagger.windows) <= int(1.25 * SR)
+    chosen = negatives.choose_by_tags(tags, rows[0], bank, AutoNegative(count=1, max_similarity=0.8))
+    assert [c.label for c in chosen] == ["high"]
+    assert chosen[0].presence == pytest.approx(0.9)
+    # The query's own label is never chosen, even when the tagger hears it most.
+    own = negatives.choose_by_tags(np.array([0.9, 0.2, 0.3, 0.1], np.float32), rows[0], bank,
+                                   AutoNegative(count=1, max_similarity=0.8))
+    assert [c.label for c in own] == ["high"]
+    # Nothing audible left: no negative.
+    assert negatives.ResidualTags.of(tagger, SR, low + high, low + high) is None
+    assert negatives.choose_by_tags(None, rows[0], bank) == []
+
+
+def test_residual_tags_weigh_each_window_by_its_energy():
+    tagger = _ToneTagger()
+    t = np.arange(SR) / SR
+    loud_high = 0.5 * np.sin(2 * np.pi * 3000 * t)
+    quiet_low = 0.1 * np.sin(2 * np.pi * 200 * t)
+    residual = np.concatenate([loud_high, quiet_low]).astype(np.float32)
+    tags = negatives.ResidualTags.of(tagger, SR, residual, np.zeros_like(residual), window_seconds=1.0)
+    loud, quiet = 0.5**2 / 2, 0.1**2 / 2  # mean squares of the two windows
+    expected_high = (0.9 * loud + 0.1 * quiet) / (loud + quiet)
+    assert tags[1] == pytest.approx(expected_high, abs=2e-3)
+    assert tags[0] == pytest.approx(1.0 - expected_high, abs=2e-3)
+    assert tagger.windows == [SR, SR]
+    # Streamed in blocks of any size, at another rate (the tagger hears 16 kHz), the same tags.
+    sink = negatives.ResidualTags(_ToneTagger(), 2 * SR, window_seconds=1.0)
+    from omnisep.audio import resample
+
+    doubled = resample(residual, SR, 2 * SR)
+    for start in range(0, doubled.size, 7001):
+        sink.write(doubled[None, start : start + 7001])
+    sink.target.write(np.zeros(10, np.float32))
+    assert sink.tags() == pytest.approx(tags, abs=2e-3)
+    assert sink.verification.windows == [SR, SR]
+
+
+def test_the_scans_presence_times_the_residuals_tags_decides_between_them(band_separator):
+    bank = band_separator.bank
+    low, high = band_separator.tones()
+    result = scan(band_separator, low + high, SR)  # presences: low, high 0.353, low-ish 0.350, hum 0.25
+    rows = torch.as_tensor(bank.embeddings, dtype=torch.float32)
+    setting = AutoNegative(count=1, max_similarity=1.0)
+    tags = np.array([0.9, 0.3, 0.2, 0.5], np.float32)  # the tagger alone: hum
+    assert [c.label for c in negatives.choose_by_tags(tags, rows[0], bank, setting)] == ["hum"]
+    both = negatives.choose_by_tags(tags, rows[0], bank, setting, presence=result)
+    assert [c.label for c in both] == ["hum"]  # 0.25 * 0.5 > 0.353 * 0.3
+    tags[3] = 0.35
+    both = negatives.choose_by_tags(tags, rows[0], bank, setting, presence=result)
+    assert [c.label for c in both] == ["high"]  # 0.353 * 0.3 > 0.25 * 0.35, 0.350 * 0.2
+    assert both[0].presence == pytest.approx(float(result.presence[1]) * 0.3, abs=1e-6)

@@ -276,6 +276,23 @@ class Separator:
                         self._matcher = matcher
         return self._matcher
 
+    def _residual_tagger(self):
+        """A :class:`omnisep.scan.Verification` whose sound tagger hears what a query leaves: the model's
+        recorded scan verification when it has a tagger, else the shipped tagger on its own (refused when
+        it does not know the bank's labels)."""
+        if not hasattr(self, "_tagging"):
+            from omnisep.queries import normalize
+            from omnisep.scan import Verification, verification_for
+            from omnisep.tagger import load_tagger
+
+            recorded = verification_for(self)
+            if recorded is not None and recorded.tagger is not None:
+                self._tagging = recorded
+            else:
+                rows = normalize(torch.as_tensor(self.bank.embeddings, dtype=torch.float32))
+                self._tagging = Verification(None, rows, listen=False, tagger=load_tagger(), labels=list(self.bank.labels))
+        return self._tagging
+
     def _picture_query_aug(self):
         """``(encoder with the image head v2, picture matcher)`` for Query-Aug of picture queries, or None.
 
@@ -431,9 +448,13 @@ class Separator:
             from omnisep import negatives
             from omnisep.scan import scan
 
-            def hear_residuals(items):
+            def hear_residuals(items, sink):
                 plain = apply.separate_array(self.model, mixture, sample_rate, query_rows(items), chunk_seconds, overlap, batch_size)
-                return [negatives.ResidualEvidence.of(self.encoder, sample_rate, mixture, target) for target in plain]
+                heard = [sink(sample_rate) for _ in plain]
+                for ear, target in zip(heard, plain):
+                    ear.target.write(target)
+                    ear.write(mixture - target)
+                return [ear.result() for ear in heard]
 
             embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate), hear_residuals)
         targets = apply.separate_array(self.model, mixture, sample_rate, query_rows(embedded), chunk_seconds, overlap, batch_size)
@@ -449,9 +470,11 @@ class Separator:
     def choose_negatives(self, embedded: Sequence[EmbeddedQuery], scan_mixture: Callable,
                          hear_residuals: Callable | None = None) -> list[EmbeddedQuery]:
         """Queries with an automatic negative get it from the scan ``scan_mixture()`` (run once, if needed),
-        with ``source="residual"`` from ``hear_residuals(items)``: the query encoder's embedding of what each
-        of those queries alone leaves (one pass for all of them; None where nothing audible is left), or
-        with ``source="scan+residual"`` from both."""
+        with ``source="residual"`` from ``hear_residuals(items, sink)``: what each of those queries alone
+        leaves, heard by the sinks ``sink(rate)`` makes (one pass for all of them; None where nothing audible
+        is left), here the query encoder's embedding; with ``source="scan+residual"`` from both; with
+        ``"residual-tagger"`` from the sound tagger's probabilities of what the query leaves, and with
+        ``"scan*residual-tagger"`` from those times the scan's presence."""
         from omnisep import negatives
 
         if self.bank is None:
@@ -473,11 +496,15 @@ class Separator:
             strength = self._contrast(item.query)
             return dataclasses.replace(item, background=self.background if strength > 0 else None, contrast=strength)
 
-        listening = [index for index, setting in enumerate(settings)
-                     if setting is not None and setting.source in ("residual", "scan+residual")]
-        if listening and hear_residuals is None:
-            raise ValueError("an automatic negative from the residual needs hear_residuals")
-        evidence = dict(zip(listening, hear_residuals([plain(embedded[index]) for index in listening]))) if listening else {}
+        def heard(sources, sink) -> dict:
+            """What the queries whose source is one of ``sources`` leave, heard by ``sink``, by index."""
+            chosen = [index for index, setting in enumerate(settings) if setting is not None and setting.source in sources]
+            if chosen and hear_residuals is None:
+                raise ValueError("an automatic negative from the residual needs hear_residuals")
+            return dict(zip(chosen, hear_residuals([plain(embedded[index]) for index in chosen], sink))) if chosen else {}
+
+        evidence = heard(("residual", "scan+residual"), lambda rate: negatives.ResidualEvidence(self.encoder, rate))
+        tags = heard(negatives.TAGGER_SOURCES, lambda rate: negatives.ResidualTags(self._residual_tagger(), rate))
         scanned = None
         out = []
         for index, (item, setting) in enumerate(zip(embedded, settings)):
@@ -490,6 +517,11 @@ class Separator:
             elif setting.source == "scan+residual":
                 scanned = scanned or scan_mixture()
                 choices = negatives.choose_combined(scanned, evidence[index], item.vector, self.bank, setting)
+            elif setting.source == "residual-tagger":
+                choices = negatives.choose_by_tags(tags[index], item.vector, self.bank, setting)
+            elif setting.source == "scan*residual-tagger":
+                scanned = scanned or scan_mixture()
+                choices = negatives.choose_by_tags(tags[index], item.vector, self.bank, setting, presence=scanned)
             else:
                 scanned = scanned or scan_mixture()
                 choices = negatives.choose(scanned, item.vector, self.bank, setting)
@@ -574,10 +606,10 @@ class Separator:
                 from omnisep import negatives
                 from omnisep.scan import scan_file
 
-                def hear_residuals(items):
+                def hear_residuals(items, sink):
                     # A first streamed pass over the file, as the separation (flat memory): the residuals go
-                    # to the encoder window by window, the targets only to an energy meter.
-                    sinks = [negatives.ResidualEvidence(self.encoder, reader.sample_rate) for _ in items]
+                    # to the ear (encoder or tagger) window by window, the targets only to an energy meter.
+                    sinks = [sink(reader.sample_rate) for _ in items]
                     first = AudioReader(path)
                     try:
                         blocks = (downmix_channels(block) for block in first) if downmix else iter(first)
@@ -585,7 +617,7 @@ class Separator:
                                               [sink.target for sink in sinks], sinks, chunk_seconds, overlap, batch_size)
                     finally:
                         first.close()
-                    return [sink.embedding() for sink in sinks]
+                    return [ear.result() for ear in sinks]
 
                 # A first streamed pass over the file: flat memory, like the separation.
                 embedded = self.choose_negatives(embedded, lambda: scan_file(self, path), hear_residuals)

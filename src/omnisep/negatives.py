@@ -19,7 +19,10 @@ alone, let the query encoder listen to what it leaves (the residual,
 :class:`ResidualEvidence`), and subtract the other labels nearest to that
 (:func:`choose_by_embedding`). The third (``source="scan+residual"``) adds the
 two evidences per label (:func:`choose_combined`): the scan knows what is
-loud, the residual what the query failed to take. Which way a model uses by
+loud, the residual what the query failed to take. The sound tagger can hear
+the residual instead of the query encoder (``source="residual-tagger"``,
+:class:`ResidualTags`, :func:`choose_by_tags`), alone or times the scan's
+presence per label (``"scan*residual-tagger"``). Which way a model uses by
 default is measured per model on held-out sounds (``inference.negative.auto_source``;
 docs/query-tools.md).
 """
@@ -49,6 +52,8 @@ HEARD = 1e-3
 HEARD_COSINE = 0.05
 # The residual is heard in windows of this length (the length of a corpus clip), each weighted by its energy.
 EVIDENCE_WINDOW_SECONDS = 4.0
+# The sources whose labels the sound tagger hears in what the query leaves (ResidualTags).
+TAGGER_SOURCES = ("residual-tagger", "scan*residual-tagger")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +66,10 @@ class AutoNegative:
     gives one, else the model's ``auto_alpha``, :data:`DEFAULT_ALPHA` for models that record none).
     ``source``: ``"scan"`` (the labels the scan finds most present),
     ``"residual"`` (the labels nearest to what the query alone leaves) or
-    ``"scan+residual"`` (the two summed per label); None: the model's
-    ``auto_source`` (``"scan"`` for models that record none).
+    ``"scan+residual"`` (the two summed per label), ``"residual-tagger"`` (the
+    labels the sound tagger hears most in what the query alone leaves) or
+    ``"scan*residual-tagger"`` (that times the scan's presence per label);
+    None: the model's ``auto_source`` (``"scan"`` for models that record none).
     ``min_presence`` applies to the scan's presence (sources ``"scan"`` and ``"scan+residual"``).
     """
 
@@ -156,16 +163,21 @@ def choose_by_embedding(evidence: torch.Tensor, query: torch.Tensor, bank, setti
     the residual barely resembles (cosine under :data:`HEARD_COSINE`) is not heard there: never subtracted."""
     setting = setting or AutoNegative()
     own, cosine = _own_label(query, bank)
-    closeness = similarities(evidence, bank)
+    return _strongest(similarities(evidence, bank), own, cosine, bank, setting, HEARD_COSINE)
+
+
+def _strongest(score: torch.Tensor, own: int, cosine: torch.Tensor, bank, setting: AutoNegative, floor: float) -> list[NegativeChoice]:
+    """The ``setting.labels`` labels of highest ``score``, highest first, leaving out the query's ``own`` label
+    and those at least ``setting.max_similarity`` close to it (``cosine``); none scored under ``floor``."""
     chosen = []
-    for index in torch.argsort(closeness, descending=True).tolist():
+    for index in torch.argsort(score, descending=True, stable=True).tolist():
         if len(chosen) == setting.labels:
             break
         if index == own or float(cosine[index]) >= setting.max_similarity:
             continue
-        if float(closeness[index]) < HEARD_COSINE:
+        if float(score[index]) < floor:
             break
-        chosen.append(NegativeChoice(bank.labels[index], float(closeness[index]), float(cosine[index])))
+        chosen.append(NegativeChoice(bank.labels[index], float(score[index]), float(cosine[index])))
     return chosen
 
 
@@ -217,38 +229,59 @@ def choose_reranked(scan_result, evidence: torch.Tensor, query: torch.Tensor, ba
     return pool[: setting.labels]
 
 
-class ResidualEvidence:
-    """What a query leaves, as the query encoder hears it: a sink with ``write([C, n])`` for the residual.
+def choose_by_tags(tags: np.ndarray | None, query: torch.Tensor, bank, setting: AutoNegative | None = None,
+                   presence=None) -> list[NegativeChoice]:
+    """The labels the sound tagger hears most in what the query leaves (``tags``, :func:`residual_tags`), not
+    the query's own sound, most first; times the scan's ``presence`` per label when given (a ScanResult of
+    the mixture). ``presence`` in the choices holds the score. None (nothing audible left): no negative.
+
+    Why: the scan tags the mixture, where the target is the loudest thing the tagger hears; in what the
+    query leaves, the target is turned down and the other sound is what remains.
+    """
+    setting = setting or AutoNegative()
+    if tags is None:
+        return []
+    own, cosine = _own_label(query, bank)
+    score = torch.as_tensor(np.asarray(tags, dtype=np.float32))
+    if presence is not None:
+        if list(presence.labels) != list(bank.labels):
+            raise ValueError("the scan and the query bank list different labels (another model?)")
+        score = score * torch.as_tensor(np.asarray(presence.presence, dtype=np.float32))
+    return _strongest(score, own, cosine, bank, setting, HEARD)
+
+
+class _ResidualWindows:
+    """A sink with ``write([C, n])`` for what a query leaves (the residual), heard window by window.
 
     Blocks of any size at ``sample_rate`` (a whole array, or the blocks of a
-    streamed file) are mixed to mono and cut into
-    :data:`EVIDENCE_WINDOW_SECONDS` windows, which the encoder takes at that
-    rate (it resamples as for any audio query); each window's embedding
-    counts in proportion to its energy, so the parts where something else is
-    loud speak most, and memory stays flat. The query's target goes to
-    ``self.target`` (also ``write([C, n])``), which only measures its energy:
-    when the residual holds under :data:`HEARD` of the energy of target and
-    residual together, the query took (nearly) everything and there is
-    nothing else to subtract. :meth:`embedding` is the normalised sum, or None
-    when nothing audible was left. Call it once, after the last block.
+    streamed file) are mixed to mono and cut into ``window_seconds`` windows
+    (default :data:`EVIDENCE_WINDOW_SECONDS`, the length of a corpus clip);
+    each window's hearing (:meth:`_hear`, a vector) counts in proportion to
+    the window's energy, so the parts where something else is loud speak most,
+    and memory stays flat. The query's target goes to ``self.target`` (also
+    ``write([C, n])``), which only measures its energy: when the residual
+    holds under :data:`HEARD` of the energy of target and residual together,
+    the query took (nearly) everything and there is nothing else to subtract.
+    Call :meth:`result` once, after the last block.
     """
 
-    def __init__(self, encoder, sample_rate: int, window_seconds: float = EVIDENCE_WINDOW_SECONDS):
-        self.encoder, self.rate = encoder, int(sample_rate)
+    def __init__(self, sample_rate: int, window_seconds: float = EVIDENCE_WINDOW_SECONDS, shortest_seconds: float = 0.0):
+        self.rate = int(sample_rate)
         self.window = int(round(window_seconds * self.rate))
-        self.shortest = int(np.ceil(encoder.min_audio_seconds * self.rate))
+        self.shortest = max(1, int(np.ceil(shortest_seconds * self.rate)))
         self.pending = np.zeros(0, dtype=np.float32)
         self.total: torch.Tensor | None = None
+        self.weight = 0.0  # the summed energy of the windows heard
         self.energy = 0.0  # sum of squares of the residual, at the input's rate
         self.target = _EnergyMeter()
 
     @classmethod
-    def of(cls, encoder, sample_rate: int, mixture: np.ndarray, target: np.ndarray) -> torch.Tensor | None:
-        """:meth:`embedding` of what ``target`` leaves of ``mixture`` (whole arrays ``[C, T]`` or ``[T]``)."""
-        heard = cls(encoder, sample_rate)
+    def of(cls, listener, sample_rate: int, mixture: np.ndarray, target: np.ndarray, **options):
+        """:meth:`result` of what ``target`` leaves of ``mixture`` (whole arrays ``[C, T]`` or ``[T]``)."""
+        heard = cls(listener, sample_rate, **options)
         heard.target.write(target)
-        heard.write(mixture - target)
-        return heard.embedding()
+        heard.write(np.asarray(mixture, dtype=np.float32) - np.asarray(target, dtype=np.float32))
+        return heard.result()
 
     def write(self, block) -> None:
         block = np.asarray(block, dtype=np.float32)
@@ -258,33 +291,88 @@ class ResidualEvidence:
         # A window is heard once a quarter window follows it, so that the last window takes a remainder
         # shorter than that instead of judging a sliver on its own (and a 4.1 s clip is heard whole).
         while self.pending.size >= self.window + self.window // 4:
-            self._hear(self.pending[: self.window])
+            self._window(self.pending[: self.window])
             self.pending = self.pending[self.window :]
 
-    def embedding(self) -> torch.Tensor | None:
+    def _finish(self) -> torch.Tensor | None:
+        """The energy-weighted sum of the windows' hearings, or None when nothing audible was left."""
         if self.pending.size >= self.shortest:
-            self._hear(self.pending)
+            self._window(self.pending)
         self.pending = np.zeros(0, dtype=np.float32)
         if self.energy <= HEARD * (self.energy + self.target.energy):
             return None
         if self.total is None or not bool(torch.isfinite(self.total).all()) or float(self.total.norm()) == 0.0:
             return None
+        return self.total
+
+    def _window(self, clip: np.ndarray) -> None:
+        energy = float(np.mean(np.square(clip, dtype=np.float64)))
+        if energy < 1e-10:  # -100 dB: nothing left there
+            return
+        heard = self._hear(clip).to(torch.float64)
+        self.total = energy * heard if self.total is None else self.total + energy * heard
+        self.weight += energy
+
+    def _hear(self, clip: np.ndarray) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class ResidualEvidence(_ResidualWindows):
+    """What a query leaves, as the query encoder hears it (:meth:`embedding`: the normalised
+    energy-weighted sum of the windows' audio embeddings, or None when nothing audible was left);
+    see :class:`_ResidualWindows`. The encoder takes the windows at the input's rate (it resamples
+    as for any audio query)."""
+
+    def __init__(self, encoder, sample_rate: int, window_seconds: float = EVIDENCE_WINDOW_SECONDS):
+        super().__init__(sample_rate, window_seconds, encoder.min_audio_seconds)
+        self.encoder = encoder
+
+    def embedding(self) -> torch.Tensor | None:
         from omnisep.queries import normalize
 
-        return normalize(self.total)
+        total = self._finish()
+        return None if total is None else normalize(total.float())
 
-    def _hear(self, clip: np.ndarray) -> None:
+    result = embedding
+
+    def _hear(self, clip: np.ndarray) -> torch.Tensor:
         import warnings
 
         from omnisep.queries import normalize
 
-        energy = float(np.mean(np.square(clip, dtype=np.float64)))
-        if energy < 1e-10:  # -100 dB: nothing left there
-            return
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # a short remainder's padding warning is for users' query files
-            heard = normalize(self.encoder.embed("audio", [clip], sample_rate=self.rate)[0].float())
-        self.total = energy * heard if self.total is None else self.total + energy * heard
+            return normalize(self.encoder.embed("audio", [clip], sample_rate=self.rate)[0].float())
+
+
+class ResidualTags(_ResidualWindows):
+    """What a query leaves, as the sound tagger hears it (:meth:`tags`: ``[N]``, each bank label's
+    probability, energy-weighted over the windows, or None when nothing audible was left); see
+    :class:`_ResidualWindows`. ``verification``: a :class:`omnisep.scan.Verification` with a tagger,
+    whose :meth:`~omnisep.scan.Verification.tag` hears mono 16 kHz audio (windows at other rates are
+    resampled).
+
+    Why: the scan tags the mixture, where the query's own sound is what the tagger hears most; in what
+    the query leaves, that sound is turned down and the other one remains (docs/query-tools.md).
+    """
+
+    def __init__(self, verification, sample_rate: int, window_seconds: float = EVIDENCE_WINDOW_SECONDS):
+        super().__init__(sample_rate, window_seconds)
+        self.verification = verification
+
+    def tags(self) -> np.ndarray | None:
+        total = self._finish()
+        return None if total is None else (total / self.weight).numpy().astype(np.float32)
+
+    result = tags
+
+    def _hear(self, clip: np.ndarray) -> torch.Tensor:
+        from omnisep.audio import resample
+        from omnisep.spectral import SAMPLE_RATE
+
+        if self.rate != SAMPLE_RATE:
+            clip = resample(clip, self.rate, SAMPLE_RATE)
+        return torch.as_tensor(np.asarray(self.verification.tag(clip), dtype=np.float64))
 
 
 class _EnergyMeter:

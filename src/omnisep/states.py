@@ -359,9 +359,10 @@ def load_state_file(path: str | os.PathLike, map_location: str | torch.device = 
 
 
 # Negative queries of a model that records nothing (eq. 4 as the paper; v1's tuned automatic alpha).
-# Where an automatic negative query's labels come from (omnisep.negatives): the scan, what the query leaves,
-# or both evidences summed per label.
-AUTO_SOURCES = ("scan", "residual", "scan+residual")
+# Where an automatic negative query's labels come from (omnisep.negatives): the scan, what the query leaves
+# (as the query encoder hears it), both evidences summed per label, what the sound tagger hears in what the
+# query leaves, or that times the scan's presence per label.
+AUTO_SOURCES = ("scan", "residual", "scan+residual", "residual-tagger", "scan*residual-tagger")
 NEGATIVE_DEFAULTS = {"mode": "proportional", "alpha": 0.5, "auto_alpha": 0.25, "auto_count": 1, "auto_source": "scan"}
 
 

@@ -109,6 +109,11 @@ def test_auto_negative_from_the_residuals_embedding(tiny_checkpoint, mixtures, t
     code, _, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
                        "--sources", "residue", "--out", tmp_path / "x.json", "--quiet")
     assert code == 2 and "Unknown automatic-negative source(s) ['residue']" in err
+    # The tagger sources need a model whose scan records the sound tagger; the tiny one records none.
+    code, _, err = run(capsys, "evaluate-auto-negative", "run", tiny_checkpoint, mixtures, "--modes", "text",
+                       "--sources", "mixture*residual-tagger", "--out", tmp_path / "y.json", "--quiet")
+    assert code == 2 and "records no sound tagger, which the sources residual-tagger, mixture*residual-tagger need" in err
+    assert not (tmp_path / "y.json").exists()
 
 
 def test_auto_negative_without_cache_needs_text_queries(tiny_checkpoint, mixtures, tmp_path, capsys):

@@ -196,7 +196,7 @@ def evaluate_auto_negative():
               help="Comma-separated query modes; image-snapped: the picture as the API gives it (recognised and snapped "
                    "to its label, picture Query-Aug).")
 @click.option("--sources", default="mixture", show_default=True, help="Comma-separated: mixture, residual, residual-label, residual-audio, mixture-top2+residual, mixture-top3+residual, "
-              "mixture+residual.")
+              "mixture+residual, residual-tagger, mixture*residual-tagger.")
 @click.option("--alphas", default="0.25,0.5,1", show_default=True, help="Comma-separated negative strengths to sweep.")
 @click.option("--negative-mode", type=click.Choice(["proportional", "naive", "logit"]), default=None,
               help="How every negative acts [default: the checkpoint's own].")

@@ -143,7 +143,9 @@ Examples:
               help="With --negative auto: how many labels to subtract (default: chosen on validation data).")
 @click.option("--negative-from", "negative_from", default=None, type=click.Choice(list(AUTO_SOURCES)),
               help="With --negative auto: scan: the labels the scan finds most present; residual: the labels nearest "
-                   "to what the query alone leaves; scan+residual: both summed per label "
+                   "to what the query alone leaves; scan+residual: both summed per label; residual-tagger: the labels "
+                   "the sound tagger hears most in what the query alone leaves; scan*residual-tagger: that times the "
+                   "scan's presence per label "
                    "[default: the model's; `omnisep models` lists it].")
 @click.option("--alpha", default=None, type=click.FloatRange(min=0),
               help="Strength of the negative query [default: the model's; `omnisep models` lists it].")

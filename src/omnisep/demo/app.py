@@ -185,7 +185,8 @@ class DemoSession:
             defaults = self.separator.negative_defaults
             # The scan reports each label's presence; the residual source, how much what is left resembles it;
             # both, the sum of the two.
-            score = {"scan": "presence", "residual": "resemblance", "scan+residual": "evidence"}[defaults["auto_source"]]
+            score = {"scan": "presence", "residual": "resemblance", "scan+residual": "evidence",
+                     "residual-tagger": "probability", "scan*residual-tagger": "evidence"}[defaults["auto_source"]]
             chosen = ", ".join(f"'{c.label}' ({score} {c.presence:.2f})" for c in result.negatives or [])
             status += (f" The automatic negative query removed {chosen} "
                        f"({defaults['mode']} mode, alpha = {defaults['auto_alpha']:g})." if chosen

@@ -55,10 +55,13 @@ SOURCE_NAMES = {
     "mixture-top2+residual": "the scan's first 2 labels, re-ordered by closeness to the residual",
     "mixture-top3+residual": "the scan's first 3 labels, re-ordered by closeness to the residual",
     "mixture+residual": "the scan's presence plus the residual's closeness, per label",
+    "residual-tagger": "the labels the sound tagger hears most in the residual",
+    "mixture*residual-tagger": "the scan's presence times the sound tagger's probability in the residual, per label",
 }
 SOURCES = tuple(SOURCE_NAMES)
 RERANKED_CANDIDATES = {"mixture-top2+residual": 2, "mixture-top3+residual": 3}  # the scan's first N, re-ordered
 RESIDUAL_EMBEDDING_SOURCES = ("residual-label", "residual-audio", "mixture+residual", *RERANKED_CANDIDATES)
+RESIDUAL_TAGGER_SOURCES = ("residual-tagger", "mixture*residual-tagger")
 MODES = ("text", "image", "audio", "composed")
 # The picture as the API gives it by default: recognised by an image head and snapped to its label's row
 # (picture Query-Aug, omnisep.query_aug.ClassMatcher.for_pictures); the picture's own embedding when unknown.
@@ -222,6 +225,12 @@ def run(
         from omnisep.encoders import recorded_encoder
 
         encoder = recorded_encoder(loaded.config["encoder"])
+    tagging = None
+    if set(sources) & set(RESIDUAL_TAGGER_SOURCES):
+        tagging = verification if verification is not None and verification.tagger is not None else None
+        if tagging is None:
+            raise OmniSepError(f"{describe(checkpoint)} records no sound tagger, which the sources "
+                               f"{', '.join(RESIDUAL_TAGGER_SOURCES)} need.")
     model, bank = loaded.model.eval(), loaded.bank
     negative_mode = check_negative_mode(negative_mode or negative_defaults(loaded.config, checkpoint)["mode"])
     # As the API: a query with nothing subtracted carries the model's query contrast.
@@ -299,6 +308,10 @@ def run(
             if "residual" in sources:
                 plain = one_pass.separate(query[None], mixture.shape[-1])[0]
                 scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000, verify=verification or False)
+            tags = None
+            if set(sources) & set(RESIDUAL_TAGGER_SOURCES):
+                plain = one_pass.separate(QueryRows.from_terms([plain_terms]), mixture.shape[-1])[0]
+                tags = negatives.ResidualTags.of(tagging, 16000, mixture.numpy(), plain)
             evidence = None
             if encoder is not None:
                 # What the query as users get it (with the contrast) leaves, as the query encoder hears it.
@@ -312,7 +325,10 @@ def run(
                         )
                     continue
                 setting = negatives.AutoNegative(n, min(similarity, 1.0))
-                if source == "mixture+residual":
+                if source in RESIDUAL_TAGGER_SOURCES:
+                    chosen = negatives.choose_by_tags(tags, query, bank, setting,
+                                                      scanned["mixture"] if source.startswith("mixture") else None)
+                elif source == "mixture+residual":
                     chosen = negatives.choose_combined(scanned["mixture"], evidence, query, bank, setting)
                 elif source in RESIDUAL_EMBEDDING_SOURCES and evidence is None:
                     chosen = []  # nothing audible left: nothing to subtract
