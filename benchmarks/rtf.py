@@ -80,18 +80,22 @@ def build_model(args):
         separator.model.to(memory_format=torch.contiguous_format)
     # As users get it: a model that records a query contrast asks its background query too.
     args.contrast = (separator.background, separator.contrast) if separator.contrast > 0 else None
+    # The second look (signal_path.look_again) runs only where an output is quiet: "model" times what users
+    # get on this input, "always" the worst case (every output looked at twice), "off" one pass.
+    args.gate = {"model": separator.second_look, "always": 0.0, "off": None}[args.second_look]
     return separator.model
 
 
 def random_queries(model, count: int, args):
-    """Random queries, with the checkpoint's query contrast when it records one (what `separate` runs)."""
+    """Random queries, with the checkpoint's query contrast and second look when it records them (what `separate` runs)."""
     from omnisep.queries import QueryRows, contrast_terms
 
     generator = torch.Generator().manual_seed(count)
     vectors = torch.nn.functional.normalize(torch.randn(count, model.config.emb_dim, generator=generator), dim=-1)
-    if args.contrast is None:
+    if args.contrast is None and args.gate is None:
         return vectors
-    return QueryRows.from_terms([contrast_terms([(vector, 1.0)], *args.contrast) for vector in vectors])
+    contrast = args.contrast or (None, 0.0)
+    return QueryRows.from_terms([contrast_terms([(vector, 1.0)], *contrast) for vector in vectors], args.gate)
 
 
 def generated_blocks(seconds: float, rate: int, channels: int):
@@ -236,6 +240,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--contiguous", action="store_true",
                         help="run the U-Net on NCHW tensors instead of the channels-last ones Separator uses on CPU")
+    parser.add_argument("--second-look", choices=["model", "always", "off"], default="model",
+                        help="the model's second look as users get it, on every output (worst case), or none")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many (inputs over 60 s: one run)")
     parser.add_argument("--chunk-seconds", type=float, default=DEFAULT_CHUNK_SECONDS)
@@ -252,7 +258,8 @@ def main() -> None:
           f"{args.threads} threads; model {describe_network(model.config)}, "
           f"emb {model.config.emb_dim}{' (' + args.checkpoint + ')' if args.checkpoint else ' (random init)'}"
           f"{', NCHW' if args.contiguous else ''}; "
-          f"chunk {args.chunk_seconds:g} s, overlap {args.overlap:g} s; freed heap {heap}")
+          f"chunk {args.chunk_seconds:g} s, overlap {args.overlap:g} s; freed heap {heap}; "
+          f"second look {args.second_look} ({'none' if args.gate is None else f'under {args.gate:g} dB'})")
     time_in_memory(model, random_queries(model, 1, args), generated_wave(5.0), args)  # warm-up: kernels, caches
     rows: list = []
     if not args.skip_lengths:

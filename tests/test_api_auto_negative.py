@@ -25,6 +25,7 @@ def separator(band_separator):
     instance.encoder = None
     instance.negative_defaults = dict(NEGATIVE_DEFAULTS)  # what a model that records none gets
     instance.contrast, instance.background = 0.0, None
+    instance.second_look = None
     return instance
 
 

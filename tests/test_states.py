@@ -254,3 +254,14 @@ def test_blend_weights_refuses_other_architectures_and_weights():
         blend_weights(base, {k: v for k, v in base.items() if k != next(iter(base))}, 0.5)
     with pytest.raises(OmniSepError, match=r"\[0, 1\]"):
         blend_weights(base, base, 1.5)
+
+
+def test_the_second_look_gate_is_read_and_checked():
+    from omnisep.states import second_look_gate
+
+    assert second_look_gate({}, "m") is None
+    assert second_look_gate({"inference": {"contrast": {"alpha": 0.5}}}, "m") is None
+    assert second_look_gate({"inference": {"second_look": {"below_db": -14}}}, "m") == -14.0
+    for bad in ({"below_db": 3}, {"below_db": "loud"}, {"below_db": float("nan")}, {"below_db": -14, "extra": 1}, [-14]):
+        with pytest.raises(OmniSepError, match="model 'm': inference.second_look"):
+            second_look_gate({"inference": {"second_look": bad}}, "m")

@@ -33,7 +33,7 @@ from omnisep import apply, modalities, queries as query_math
 from omnisep.audio import VIDEO_SUFFIXES, AudioReader, AudioWriter, channels_first, restore_layout
 from omnisep.audio import downmix as downmix_channels
 from omnisep.errors import OmniSepError, describe
-from omnisep.states import NEGATIVE_DEFAULTS, contrast_strength, negative_defaults  # noqa: F401  (NEGATIVE_DEFAULTS: API)
+from omnisep.states import NEGATIVE_DEFAULTS, contrast_strength, negative_defaults, second_look_gate  # noqa: F401  (NEGATIVE_DEFAULTS: API)
 
 MediaItem = Any  # a path, or an array (image H x W x 3 uint8; audio mono float32, or (array, sample_rate))
 
@@ -137,9 +137,10 @@ def _pictures_only(parts) -> bool:
     return bool(parts) and all(kind == "image" for kind, _ in parts)
 
 
-def query_rows(embedded: Sequence[EmbeddedQuery]) -> query_math.QueryRows:
-    """What the network is asked for these queries (vectors, logit-mode negatives, the query contrast)."""
-    return query_math.QueryRows.from_terms([item.terms() for item in embedded])
+def query_rows(embedded: Sequence[EmbeddedQuery], second_look: float | None = None) -> query_math.QueryRows:
+    """What the network is asked for these queries (vectors, logit-mode negatives, the query contrast), with
+    the model's second look (``Separator.second_look``; the live path has none)."""
+    return query_math.QueryRows.from_terms([item.terms() for item in embedded], second_look)
 
 
 @dataclass
@@ -188,6 +189,9 @@ class Separator:
         self.bank = checkpoint.bank
         self.negative_defaults = negative_defaults(self.config, self.path)
         self.contrast = contrast_strength(self.config, self.path)
+        # An output under this share of the mixture's energy (dB) is separated again from itself
+        # (signal_path.look_again); None: never. The model's own, chosen on validation; set it to None to skip.
+        self.second_look = second_look_gate(self.config, self.path)
         self.background = query_math.background_query(self.bank.embeddings) if self.bank is not None else None
         self._bank_rows = {" ".join(label.split()): row for row, label in enumerate(self.bank.labels)} if self.bank else {}
         if encoder is None:
@@ -449,7 +453,8 @@ class Separator:
             from omnisep.scan import scan
 
             def hear_residuals(items, sink):
-                plain = apply.separate_array(self.model, mixture, sample_rate, query_rows(items), chunk_seconds, overlap, batch_size)
+                plain = apply.separate_array(self.model, mixture, sample_rate, query_rows(items, self.second_look), chunk_seconds,
+                                             overlap, batch_size)
                 heard = [sink(sample_rate) for _ in plain]
                 for ear, target in zip(heard, plain):
                     ear.target.write(target)
@@ -457,7 +462,8 @@ class Separator:
                 return [ear.result() for ear in heard]
 
             embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate), hear_residuals)
-        targets = apply.separate_array(self.model, mixture, sample_rate, query_rows(embedded), chunk_seconds, overlap, batch_size)
+        targets = apply.separate_array(self.model, mixture, sample_rate, query_rows(embedded, self.second_look), chunk_seconds,
+                                       overlap, batch_size)
         results = []
         for item, target in zip(embedded, targets):
             residual = mixture - target
@@ -613,7 +619,8 @@ class Separator:
                     first = AudioReader(path)
                     try:
                         blocks = (downmix_channels(block) for block in first) if downmix else iter(first)
-                        apply.separate_stream(self.model, blocks, first.sample_rate, channels, query_rows(items),
+                        apply.separate_stream(self.model, blocks, first.sample_rate, channels,
+                                              query_rows(items, self.second_look),
                                               [sink.target for sink in sinks], sinks, chunk_seconds, overlap, batch_size)
                     finally:
                         first.close()
@@ -621,7 +628,7 @@ class Separator:
 
                 # A first streamed pass over the file: flat memory, like the separation.
                 embedded = self.choose_negatives(embedded, lambda: scan_file(self, path), hear_residuals)
-            vectors = query_rows(embedded)
+            vectors = query_rows(embedded, self.second_look)
             # Opening the writers refuses existing outputs before any work is done.
             for output in list(targets) + list(residuals or []):
                 writers.append(AudioWriter(output, reader.sample_rate, channels, subtype=subtype, overwrite=overwrite))

@@ -233,7 +233,8 @@ class ChunkedSeparator(BlockEngine):
             # Frames 2 .. 2 + width are the ones whose window lies inside the segment.
             spec = signal_path.analyse(wave)[..., 2 : 2 + width]
             rows = self.queries.rows.unsqueeze(0).expand(spec.shape[0], -1, -1)
-            out = signal_path.separate_spectrogram(self.model, spec, rows, width * HOP, self.binary, self.queries.combine)
+            out = signal_path.separate_spectrogram(self.model, spec, rows, width * HOP, self.binary, self.queries.combine,
+                                                   self.queries.second_look)
         estimate = out.reshape(len(group), self.signals, len(self.queries), -1).cpu().numpy()
         estimate = estimate.transpose(0, 2, 1, 3)  # [G, Q, S, samples]
         for index, chunk in enumerate(group):

@@ -76,11 +76,12 @@ def describe_model(path: Path, name: str | None = None, source: str = "path") ->
         return {**row, "encoder": None, "labels": None, "ngf": None, "error": str(error)}
     bank = config.get("query_bank") or {}
     training = config.get("training") or {}
-    from omnisep.states import contrast_strength, negative_defaults
+    from omnisep.states import contrast_strength, negative_defaults, second_look_gate
 
     try:
         negative = negative_defaults(config, path)
         contrast = contrast_strength(config, path)
+        second_look = second_look_gate(config, path)
     except OmniSepError as error:
         return {**row, "encoder": None, "labels": None, "ngf": None, "error": str(error)}
     return {
@@ -96,6 +97,7 @@ def describe_model(path: Path, name: str | None = None, source: str = "path") ->
         "trained_steps": training.get("step"),
         "negative": negative,
         "contrast": contrast,
+        "second_look": second_look,
         "error": None,
     }
 

@@ -23,6 +23,7 @@ lowered v2's SDR on validation (the negative already contrasts).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -131,10 +132,14 @@ class QueryRows:
 
     ``combine`` ``[Q, R]`` gives output ``i``'s logits as ``sum_r combine[i, r]
     logits(row r)``; ``None`` means one output per row (the usual case, ``Q = R``).
+    ``second_look`` (dB, None: never): an output under that share of the
+    mixture's energy is separated again from itself
+    (:func:`omnisep.models.signal_path.look_again`).
     """
 
     rows: torch.Tensor
     combine: torch.Tensor | None = None
+    second_look: float | None = None
 
     def __post_init__(self):
         if self.rows.dim() != 2:
@@ -156,7 +161,11 @@ class QueryRows:
 
     def to(self, device, dtype=torch.float32) -> "QueryRows":
         combine = None if self.combine is None else self.combine.detach().to(device, dtype)
-        return QueryRows(self.rows.detach().to(device, dtype), combine)
+        return QueryRows(self.rows.detach().to(device, dtype), combine, self.second_look)
+
+    def looking_again(self, below_db: float | None) -> "QueryRows":
+        """The same rows with the second look at ``below_db`` (None: none)."""
+        return dataclasses.replace(self, second_look=None if below_db is None else float(below_db))
 
     @classmethod
     def with_negatives(cls, positives: Sequence[torch.Tensor], negatives: Sequence[torch.Tensor | None],
@@ -167,7 +176,7 @@ class QueryRows:
         return cls.from_terms(outputs)
 
     @classmethod
-    def from_terms(cls, outputs: Sequence[Sequence[tuple[torch.Tensor, float]]]) -> "QueryRows":
+    def from_terms(cls, outputs: Sequence[Sequence[tuple[torch.Tensor, float]]], second_look: float | None = None) -> "QueryRows":
         """Output ``i``'s logits are ``sum w * logits(row)`` over its ``(row, w)`` terms; equal rows are asked once."""
         index: dict[bytes, int] = {}
         rows, entries = [], []
@@ -180,11 +189,11 @@ class QueryRows:
                 entries.append((output, index[key], float(weight)))
         plain = len(rows) == len(outputs) and all(o == r and w == 1.0 for o, r, w in entries) and len(entries) == len(rows)
         if plain:
-            return cls(torch.stack(rows))
+            return cls(torch.stack(rows), None, second_look)
         combine = torch.zeros(len(outputs), len(rows))
         for output, row, weight in entries:
             combine[output, row] += weight
-        return cls(torch.stack(rows), combine)
+        return cls(torch.stack(rows), combine, second_look)
 
     def logits(self, net, prepared, rows: torch.Tensor) -> torch.Tensor:
         """``net``'s mask logits ``[B, Q, bins, F]`` for these rows, given batched as ``rows`` ``[B, R, D]``."""

@@ -11,6 +11,7 @@ half-written checkpoint where a good one was.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -403,6 +404,22 @@ def contrast_strength(config: dict, path) -> float:
     if strength > 0 and not config.get("query_bank"):
         raise OmniSepError(f"model {describe(path)}: inference.contrast needs the model's query bank, and it has none.")
     return strength
+
+
+def second_look_gate(config: dict, path) -> float | None:
+    """The checkpoint's ``inference.second_look.below_db`` (None, no second look, when it records none): an
+    output under that share of the mixture's energy is separated again from itself
+    (:func:`omnisep.models.signal_path.look_again`). Chosen per model on validation."""
+    section = (config.get("inference") or {}).get("second_look")
+    if section is None:
+        return None
+    if not isinstance(section, dict) or set(section) != {"below_db"}:
+        raise OmniSepError(f"model {describe(path)}: inference.second_look takes exactly 'below_db'.")
+    value = section["below_db"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value >= 0:
+        raise OmniSepError(f"model {describe(path)}: inference.second_look.below_db must be a negative number of dB, "
+                           f"got {value!r}.")
+    return float(value)
 
 
 SCAN_VERIFY_FIELDS = {"top": int, "window_seconds": float, "power": float, "threshold": float, "tagger_power": float}

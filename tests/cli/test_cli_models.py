@@ -60,5 +60,5 @@ def test_the_shipped_default_is_v3_and_records_its_inference_defaults():
     # The automatic negative comes from the scan (the residual gains less for non-text queries: docs/query-tools.md).
     assert defaults["auto_source"] == "scan"
     bad = {**config, "inference": {**config["inference"], "negative": {**config["inference"]["negative"], "auto_source": "guess"}}}
-    with pytest.raises(OmniSepError, match=r"auto_source must be one of scan, residual, scan\+residual, got 'guess'"):
+    with pytest.raises(OmniSepError, match=r"auto_source must be one of scan, residual, scan\+residual, residual-tagger, scan\*residual-tagger, got 'guess'"):
         negative_defaults(bad, path)

@@ -196,3 +196,27 @@ def test_automatic_negative_from_the_residual(tmp_path, capsys, mix, tiny_checkp
     np.testing.assert_allclose(target.T, expected.target, atol=1e-4)
     assert main(["separate", str(mix), "--text", "x", "--negative-from", "residual", "--model", str(tiny_checkpoint)]) == 2
     assert "add --negative auto" in capsys.readouterr().err
+
+
+def test_a_model_with_a_second_look_uses_it_unless_told_not_to(tmp_path, capsys, mix, tiny_checkpoint):
+    """A model that records inference.second_look separates a quiet output again (here a gate just under
+    the input's energy, so every output is looked at twice); --no-second-look gives the one-pass output."""
+    model = tmp_path / "looking"
+    shutil.copytree(tiny_checkpoint, model)
+    config = json.loads((model / "config.json").read_text())
+    config.setdefault("inference", {})["second_look"] = {"below_db": -0.01}
+    (model / "config.json").write_text(json.dumps(config))
+    outputs = {}
+    for name, extra in (("looked", []), ("once", ["--no-second-look"]), ("plain", [])):
+        chosen = tiny_checkpoint if name == "plain" else model
+        code, _, err = run(capsys, "separate", mix, "--text", "dog barking", "--model", chosen, "-o", tmp_path / name, *extra)
+        assert code == 0, err
+        outputs[name], _ = sf.read(tmp_path / name / "street" / "dog-barking" / "target.wav", dtype="float32")
+    assert np.abs(outputs["once"] - outputs["plain"]).max() == 0.0
+    assert np.abs(outputs["looked"] - outputs["plain"]).max() > 0.01
+    # Two passes' masks multiplied: never more than one pass returned.
+    assert np.square(outputs["looked"]).sum() < np.square(outputs["plain"]).sum()
+    config["inference"]["second_look"] = {"below_db": 5}
+    (model / "config.json").write_text(json.dumps(config))
+    code, _, err = run(capsys, "separate", mix, "--text", "dog barking", "--model", model, "-o", tmp_path / "bad")
+    assert code == 2 and "inference.second_look.below_db must be a negative number of dB, got 5" in one_error_line(err)

@@ -332,3 +332,23 @@ def test_the_query_contrast_reaches_every_evaluated_query(corpus):
     assert rows.rows.shape[0] == 3
     torch.testing.assert_close(rows.rows[1], background_query(bank.embeddings))
     torch.testing.assert_close(rows.combine, torch.tensor([[1.5, -0.5, 0.0], [3.0, 0.0, -2.0]]))
+
+
+def test_the_second_look_reaches_every_evaluated_query_and_is_checked(corpus):
+    from omnisep.data.mixing import QueryTable
+    from omnisep.states import load_checkpoint, read_config
+
+    folder, checkpoint, encoder, _ = corpus
+    test_set = load_test_set(folder / "mixtures_test.jsonl")
+    bank = load_checkpoint(checkpoint).bank
+    config = _config(second_look=-12.0)
+    builder = QueryBuilder(test_set, QueryTable(test_set.items, encoder=encoder), config, bank)
+    rows, _ = builder.build(0, [QuerySpec.make("text"), QuerySpec.make("text", alpha=2.0, negative_mode="logit")])
+    assert rows.second_look == -12.0
+    # The checkpoint's own gate when none is given; none when told to skip it.
+    recorded = {**read_config(checkpoint), "inference": {"second_look": {"below_db": -9}}}
+    assert _config().resolved(recorded, checkpoint).second_look == -9.0
+    assert _config(second_look=-12.0).resolved(recorded, checkpoint).second_look == -12.0
+    assert _config(skip_second_look=True).resolved(recorded, checkpoint).second_look is None
+    with pytest.raises(OmniSepError, match="second look's gate must be a negative number of dB, got 3"):
+        _config(second_look=3.0).validate()

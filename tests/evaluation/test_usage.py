@@ -48,3 +48,9 @@ def test_a_pass_through_model_is_not_selective_and_returns_everything(tiny_check
     assert report["scan_auc"]["mean"] == 0.5  # every label scores the same
     table = markdown(report, "t")
     assert "| dog barking |" in table and "-6.02" in table
+    # A second look under -3 dB asks every (half-loud) answer again: masks 0.5 x 0.5 return -12.04 dB; the
+    # scan is not looked at twice.
+    with torch.no_grad():
+        looked = summary(usage_items(loaded, test_set, second_look=-3.0))
+    assert abs(looked["absent_query_energy_db"]["mean"] + 12.04) < 0.05
+    assert looked["scan_auc"]["mean"] == 0.5

@@ -81,6 +81,11 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
                    "the mask logits [default: the checkpoint's own].")
 @click.option("--contrast", type=click.FloatRange(min=0), default=None,
               help="Query contrast (1+b) L(q) - b L(background) on every query; 0: none [default: the checkpoint's own].")
+@click.option("--second-look", "second_look", type=float, default=None, metavar="DB",
+              help="Separate again from itself every output under DB of the mixture's energy (negative) "
+                   "[default: the checkpoint's own].")
+@click.option("--no-second-look", "skip_second_look", is_flag=True,
+              help="Score without the second look, even where the checkpoint records one.")
 @click.option("--audio-clips", type=int, default=5, show_default=True, help="S: training clips averaged into a class's audio query (paper: 5 VGGSound, 1 MUSIC).")
 @click.option("--omni-weights", default="2,2,1", show_default=True, help="image,text,audio weights of the composed query.")
 @click.option("--oracles/--no-oracles", default=True, show_default=True, help="Include ideal binary/ratio mask rows.")
@@ -100,8 +105,8 @@ def _encoder_options(checkpoint, encoder_name, imagebind_weights, heads) -> dict
               help="Also write usage.md/.json: absent-query energy, selectivity, per-class SDRi, scan accuracy (text queries).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imagebind_weights, heads, modes, negative, negative_source, alpha,
-             negative_mode, contrast, audio_clips, omni_weights, oracles, backend, workers, binary_mask, alpha_sweep, sweep_modes,
-             descriptions, limit, batch_size, device, seed, usage, quiet):
+             negative_mode, contrast, second_look, skip_second_look, audio_clips, omni_weights, oracles, backend, workers,
+             binary_mask, alpha_sweep, sweep_modes, descriptions, limit, batch_size, device, seed, usage, quiet):
     """Score CHECKPOINT on TESTSET (a mixture list such as mixtures_test.jsonl).
 
     Writes table1.md/.csv (query mode x negative query, with the unprocessed
@@ -129,6 +134,8 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
         alpha=alpha,
         negative_mode=negative_mode,
         contrast=contrast,
+        second_look=second_look,
+        skip_second_look=skip_second_look,
         audio_clips=audio_clips,
         omni_weights=_weights(omni_weights),
         oracles=oracles,
@@ -160,7 +167,8 @@ def evaluate(checkpoint, testset, out_dir, manifest, cache, encoder_name, imageb
     if usage:
         from omnisep.evaluation.usage import evaluate_usage
 
-        evaluate_usage(checkpoint, testset, test_set.manifest_path, out_dir, limit=limit, backend=backend)
+        evaluate_usage(checkpoint, testset, test_set.manifest_path, out_dir, limit=limit, backend=backend,
+                       second_look=False if skip_second_look else (second_look if second_look is not None else True))
         written.append(Path(out_dir) / "usage.md")
     click.echo(Path(written[0]).read_text(encoding="utf-8").rstrip())
     click.echo(f"{result.items} mixtures in {result.seconds:.1f} s; wrote {', '.join(str(p) for p in written)}", err=True)

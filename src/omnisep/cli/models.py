@@ -55,7 +55,11 @@ def models(as_json):
             console.print(f"{row['name']}: {kind}; negative queries: {negative['mode']} mode, "
                           f"alpha {negative['alpha']:g} (automatic: {negative['auto_count']} label(s) from the {negative['auto_source']}, "
                           f"alpha {negative['auto_alpha']:g}); query contrast "
-                          f"{row['contrast']:g}", highlight=False)
+                          f"{row['contrast']:g}; second look {_second_look(row['second_look'])}", highlight=False)
     for row in rows:
         if row["error"]:
             console.print(f"[red]{row['name']}[/]: {row['error']}", markup=True, highlight=False)
+
+
+def _second_look(gate: float | None) -> str:
+    return "none" if gate is None else f"for outputs under {gate:g} dB of the input"

@@ -156,6 +156,9 @@ Examples:
 @click.option("--contrast", default=None, type=click.FloatRange(min=0), metavar="B",
               help="Query contrast: (1+B) L(q) - B L(background), what the query claims more than sound in general "
                    "does; 0 turns it off [default: the model's].")
+@click.option("--no-second-look", "no_second_look", is_flag=True,
+              help="One pass only: do not separate again a query's output that holds little of the input's energy "
+                   "(the model's second look, which makes an absent sound quieter; `omnisep models` lists it).")
 @click.option("--query-aug/--no-query-aug", default=None,
               help="Snap the query to the closest label the model was trained on (Query-Aug); a query of pictures "
                    "only gets it unless --no-query-aug [default: on for pictures, off otherwise].")
@@ -182,8 +185,9 @@ Examples:
 @click.option("--overlap", default=DEFAULT_OVERLAP_SECONDS, show_default=True, type=click.FloatRange(min=0),
               help="Context in seconds on each side of a chunk (half of it, at most half a chunk, is cross-faded).")
 def separate(
-    inputs, weights, each, negative, negative_labels, negative_from, alpha, negative_mode, naive_negative, contrast, query_aug, output_dir, model, device,
-    file_format, bits, downmix, overwrite, skip_existing, shard, log_path, plot, as_json, chunk_seconds, overlap, **parts,
+    inputs, weights, each, negative, negative_labels, negative_from, alpha, negative_mode, naive_negative, contrast, no_second_look,
+    query_aug, output_dir, model, device, file_format, bits, downmix, overwrite, skip_existing, shard, log_path, plot, as_json,
+    chunk_seconds, overlap, **parts,
 ):
     """Separate the sound a query describes from each INPUT (audio or video files, folders, or glob patterns).
 
@@ -235,7 +239,7 @@ def separate(
         log_path = log_path.with_name(f"{log_path.stem}.shard-{rank}-of-{world}{log_path.suffix or '.jsonl'}")
     with _JobLog(log_path) as log:
         results = _run(paths, queries, slugs, output_dir, model, device, file_format, BITS[bits], downmix, overwrite,
-                       skip_existing, plot, as_json, chunk_seconds, overlap, log)
+                       skip_existing, plot, as_json, chunk_seconds, overlap, log, second_look=not no_second_look)
     if as_json:
         click.echo(json.dumps(results, indent=2))
     refused = results["refused"]
@@ -315,7 +319,7 @@ def _refuse(path, error, log, started):
 
 
 def _run(inputs, queries, slugs, output_dir, model, device, file_format, subtype, downmix, overwrite, skip_existing,
-         plot, as_json, chunk_seconds, overlap, log):
+         plot, as_json, chunk_seconds, overlap, log, second_look=True):
     import time
 
     from omnisep.api import Separator, check_outputs
@@ -352,6 +356,8 @@ def _run(inputs, queries, slugs, output_dir, model, device, file_format, subtype
         return summary
 
     separator = Separator(model, device=device)
+    if not second_look:
+        separator.second_look = None
     embedded = separator.prepare(queries)  # once for all inputs
     summary.update(model=str(separator.path), encoder=separator.encoder.name)
     progress = None if as_json else _progress_bar()

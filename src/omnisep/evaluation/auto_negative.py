@@ -131,7 +131,7 @@ class _OnePass:
         queries = QueryRows.of(queries)
         with torch.no_grad():
             out = self.path.separate_prepared(self.model, self.spec, self.prepared, queries.rows[None], length,
-                                              combine=queries.combine)
+                                              combine=queries.combine, second_look=queries.second_look)
         return out[0].numpy()
 
     def scan(self, bank, mixture: np.ndarray, frame_seconds: float = 0.5, verification=None):
@@ -208,7 +208,7 @@ def run(
     from omnisep.evaluation.protocol.queries import QueryBuilder, load_query_table, needed_items
     from omnisep.queries import QueryRows, background_query, check_negative_mode, contrast_terms, negative_terms
     from omnisep.scan import scan, verification_for
-    from omnisep.states import contrast_strength, load_checkpoint, negative_defaults
+    from omnisep.states import contrast_strength, load_checkpoint, negative_defaults, second_look_gate
 
     unknown = sorted(set(modes) - {*MODES, SNAPPED_IMAGE})
     if unknown:
@@ -236,6 +236,7 @@ def run(
     # As the API: a query with nothing subtracted carries the model's query contrast.
     strength = contrast_strength(loaded.config, checkpoint)
     background = background_query(bank.embeddings) if strength > 0 else None
+    gate = second_look_gate(loaded.config, checkpoint)  # as the API: every output, not the scan
 
     def subtract(query, negative_vector, alpha) -> list:
         return negative_terms(query, negative_vector, alpha, negative_mode)
@@ -310,12 +311,12 @@ def run(
                 scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000, verify=verification or False)
             tags = None
             if set(sources) & set(RESIDUAL_TAGGER_SOURCES):
-                plain = one_pass.separate(QueryRows.from_terms([plain_terms]), mixture.shape[-1])[0]
+                plain = one_pass.separate(QueryRows.from_terms([plain_terms], gate), mixture.shape[-1])[0]
                 tags = negatives.ResidualTags.of(tagging, 16000, mixture.numpy(), plain)
             evidence = None
             if encoder is not None:
                 # What the query as users get it (with the contrast) leaves, as the query encoder hears it.
-                plain = one_pass.separate(QueryRows.from_terms([plain_terms]), mixture.shape[-1])[0]
+                plain = one_pass.separate(QueryRows.from_terms([plain_terms], gate), mixture.shape[-1])[0]
                 evidence = negatives.ResidualEvidence.of(encoder, 16000, mixture.numpy(), plain)
             for source, n, similarity in settings:
                 if source == "residual-audio":
@@ -350,7 +351,7 @@ def run(
                         subtract(query, negatives.negative_vector(bank, chosen), alpha) if chosen else plain_terms
                     )
             # Equal rows are asked once (QueryRows.from_terms); each key gets its own output.
-            estimates = one_pass.separate(QueryRows.from_terms(list(keyed.values())), SCORED_LENGTH)
+            estimates = one_pass.separate(QueryRows.from_terms(list(keyed.values()), gate), SCORED_LENGTH)
             for position, name in enumerate(keyed):
                 value = None
                 if valid:

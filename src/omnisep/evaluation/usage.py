@@ -69,8 +69,10 @@ def _auc(presence: np.ndarray, present: list[int]) -> float:
     return float(np.mean(pairs)) if pairs else float("nan")
 
 
-def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast", seed: int = 0, progress=None) -> list[UsageItem]:
-    """Score the first ``limit`` mixtures of a test set (see the module docstring)."""
+def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast", seed: int = 0, progress=None,
+                second_look: bool | float | None = True) -> list[UsageItem]:
+    """Score the first ``limit`` mixtures of a test set (see the module docstring); ``second_look``: True, the
+    model's own (when it records one), as users get it; a number of dB; False or None: none."""
     from omnisep.apply import separate_tensor
     from omnisep.data.mixing import MixtureDataset, QueryTable
     from omnisep.queries import normalize
@@ -94,13 +96,16 @@ def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast
     queries = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
     # What `omnisep separate --text LABEL` returns carries the model's query contrast; the scan does not.
     # One pass serves both: the plain rows first, then (if the model asks for it) the contrasted outputs.
+    # The model's second look (signal_path.look_again) acts on what users get, not on the scan: with one,
+    # the three answers are asked in a pass of their own.
     from omnisep.queries import QueryRows, background_query, contrast_terms
-    from omnisep.states import contrast_strength
+    from omnisep.states import contrast_strength, second_look_gate
 
     strength = contrast_strength(loaded.config, "the checkpoint")
+    gate = second_look_gate(loaded.config, "the checkpoint") if second_look is True else (second_look or None)
+    background = background_query(bank.embeddings) if strength > 0 else None
     asked = queries
-    if strength > 0:
-        background = background_query(bank.embeddings)
+    if strength > 0 and gate is None:
         asked = QueryRows.from_terms([[(row, 1.0)] for row in queries] +
                                      [contrast_terms([(row, 1.0)], background, strength) for row in queries])
     results = []
@@ -117,8 +122,13 @@ def usage_items(loaded, test_set, limit: int | None = None, backend: str = "fast
         target, interferer, mixture = sources[0].numpy(), sources[1:].sum(0).numpy(), example["mixture"].numpy()
         separated = separate_tensor(loaded.model, example["mixture"], asked).numpy()
         every_label = separated[: len(queries)]  # [labels, T]: the scan's
-        answered = separated[len(queries):] if strength > 0 else every_label
-        estimates = answered[[label_row[target_label], label_row[interferer_label], label_row[absent_label]]]
+        wanted = [label_row[target_label], label_row[interferer_label], label_row[absent_label]]
+        if gate is not None:
+            estimates = separate_tensor(loaded.model, example["mixture"], QueryRows.from_terms(
+                [contrast_terms([(queries[row], 1.0)], background, strength) for row in wanted], gate)).numpy()
+        else:
+            answered = separated[len(queries):] if strength > 0 else every_label
+            estimates = answered[wanted]
         mixture_score = score_mixture(target, interferer, mixture, backend)
         own = other = None
         if mixture_score is not None:
@@ -201,7 +211,8 @@ def write_usage_report(out_dir, results: list[UsageItem], title: str) -> dict:
     return report
 
 
-def evaluate_usage(checkpoint, mixture_path, manifest_path=None, out_dir=None, limit=None, backend="fast", progress=None) -> dict:
+def evaluate_usage(checkpoint, mixture_path, manifest_path=None, out_dir=None, limit=None, backend="fast", progress=None,
+                   second_look: bool | float | None = True) -> dict:
     """Load a checkpoint and a test set, score them, and (with ``out_dir``) write usage.md/.json."""
     from omnisep.data.mixtures import load_test_set
     from omnisep.states import load_checkpoint
@@ -211,7 +222,7 @@ def evaluate_usage(checkpoint, mixture_path, manifest_path=None, out_dir=None, l
     if len(test_set.mixtures[0]) != 2:
         raise OmniSepError(f"Test set {describe(mixture_path)}: usage scores need two-source mixtures.")
     with torch.no_grad():
-        results = usage_items(loaded, test_set, limit, backend, progress=progress)
+        results = usage_items(loaded, test_set, limit, backend, progress=progress, second_look=second_look)
     if out_dir is None:
         return summary(results)
     return write_usage_report(out_dir, results, f"What users notice: {Path(checkpoint).name}")

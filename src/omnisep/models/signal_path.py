@@ -73,7 +73,7 @@ def synthesise(masked: torch.Tensor, length: int) -> torch.Tensor:
 
 def separate_spectrogram(
     net: MaskNetwork, spec: torch.Tensor, queries: torch.Tensor, length: int, binary: bool | None = None,
-    combine: torch.Tensor | None = None,
+    combine: torch.Tensor | None = None, second_look: float | None = None,
 ) -> torch.Tensor:
     """Mixture STFT ``[B, 513, F]`` and queries ``[B, R, D]`` -> estimates ``[B, Q, length]``.
 
@@ -82,15 +82,16 @@ def separate_spectrogram(
     query-independent half of the network runs once for all queries.
     ``combine`` ``[Q, R]`` makes each output's logits a weighted sum of the
     rows' (see :class:`omnisep.queries.QueryRows`); without it ``Q = R``.
+    ``second_look`` (dB): see :func:`look_again`.
     """
     check_layout(net)
     prepared = net.prepare(pad_frames(network_input(spec), net.time_multiple))
-    return separate_prepared(net, spec, prepared, queries, length, binary, combine)
+    return separate_prepared(net, spec, prepared, queries, length, binary, combine, second_look)
 
 
 def separate_prepared(
     net: MaskNetwork, spec: torch.Tensor, prepared, queries: torch.Tensor, length: int, binary: bool | None = None,
-    combine: torch.Tensor | None = None,
+    combine: torch.Tensor | None = None, second_look: float | None = None,
 ) -> torch.Tensor:
     """:func:`separate_spectrogram` from the network's query-independent half, already run on ``spec``
     (``net.prepare`` of its padded input): for callers that ask one mixture many batches of queries."""
@@ -105,8 +106,48 @@ def separate_prepared(
             logits = net.mask_logits(prepared, queries[:, q0 : q0 + QUERY_GROUP])[..., :n_frames]
         else:
             logits = logits_of[:, q0 : q0 + QUERY_GROUP]
-        outputs.append(synthesise(apply_masks(spec, net.masks(logits, binary)), length).float())
+        masks = net.masks(logits, binary)
+        masked = apply_masks(spec, masks)
+        if second_look is not None and second_look > float("-inf"):
+            masked = look_again(net, spec, masked, masks, queries, combine, q0, length, binary, second_look)
+        outputs.append(synthesise(masked, length).float())
     return torch.cat(outputs, dim=1)
+
+
+def look_again(net: MaskNetwork, spec: torch.Tensor, masked: torch.Tensor, masks: torch.Tensor, queries: torch.Tensor,
+               combine: torch.Tensor | None, q0: int, length: int, binary: bool | None, below_db: float) -> torch.Tensor:
+    """The second look: an output that holds less than ``below_db`` of the mixture's energy (the query found
+    little of its sound here) is separated once more from itself, with the same query, and its mask becomes
+    the product of the two passes' masks, applied to the mixture.
+
+    Why: a query whose sound is absent gets back a quiet remainder of other sounds; asked again on that
+    remainder, the network finds even less of its sound in it, so an absent sound returns near-silence.
+    A query whose sound is present returns more than the gate and is left exactly as it was. ``masked``
+    ``[B, G, 513, F]`` are outputs ``q0 .. q0 + G`` of ``spec`` ``[B, 513, F]`` under ``masks``; energies
+    are the spectrograms' (Parseval), per batch element (per channel and chunk)."""
+    mixture_energy = spec.abs().square().sum(dim=(-2, -1))  # [B]
+    energy = masked.abs().square().sum(dim=(-2, -1))  # [B, G]
+    gate = mixture_energy[:, None] * 10.0 ** (below_db / 10.0)
+    quiet = ((energy < gate) & (mixture_energy[:, None] > 0)).nonzero().tolist()
+    if not quiet:
+        return masked
+    masked = masked.clone()
+    n_frames = spec.shape[-1]
+    for b, g in quiet:
+        q = q0 + g
+        again = analyse(synthesise(masked[b : b + 1, g : g + 1], length)[:, 0])[..., :n_frames]
+        if again.shape[-1] < n_frames:
+            again = F.pad(again, (0, n_frames - again.shape[-1]))
+        prepared = net.prepare(pad_frames(network_input(again), net.time_multiple))
+        if combine is None:
+            logits = net.mask_logits(prepared, queries[b : b + 1, q : q + 1])[..., :n_frames]
+        else:
+            used = combine[q].nonzero().flatten()
+            rows = net.mask_logits(prepared, queries[b : b + 1, used])[..., :n_frames]
+            logits = combine_logits(combine[q : q + 1, used], rows)
+        second = net.masks(logits, binary)
+        masked[b : b + 1, g : g + 1] = apply_masks(spec[b : b + 1], masks[b : b + 1, g : g + 1] * second)
+    return masked
 
 
 def separate(

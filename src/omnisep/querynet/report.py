@@ -238,12 +238,13 @@ def sdri_rows(checkpoint, test_set, forms: dict, mixture_indices, log=print) -> 
     from omnisep.evaluation.metrics import SCORED_LENGTH
     from omnisep.evaluation.protocol.pool import score_job
     from omnisep.queries import QueryRows, background_query, contrast_terms
-    from omnisep.states import contrast_strength, load_checkpoint
+    from omnisep.states import contrast_strength, load_checkpoint, second_look_gate
 
     loaded = load_checkpoint(checkpoint)
     model = loaded.model.eval()
     strength = contrast_strength(loaded.config, checkpoint)
     background = background_query(loaded.bank.embeddings) if strength > 0 else None
+    gate = second_look_gate(loaded.config, checkpoint)
     dataset = MixtureDataset(test_set.items, _Zeros(model.config.emb_dim), training=False, num_sources=2, mixtures=test_set.mixtures)
     keys = list(forms)
     scores = {key: [] for key in keys}
@@ -260,7 +261,7 @@ def sdri_rows(checkpoint, test_set, forms: dict, mixture_indices, log=print) -> 
         for v, s_ in zip(vectors, slot):
             if s_ is not None:
                 distinct[s_] = v.float()
-        rows = QueryRows.from_terms([contrast_terms([(v, 1.0)], background, strength) for v in distinct])
+        rows = QueryRows.from_terms([contrast_terms([(v, 1.0)], background, strength) for v in distinct], gate)
         estimates = _OnePass(model, example["mixture"]).separate(rows, SCORED_LENGTH)
         sources = example["sources"]
         job = {"index": index, "target": sources[0].numpy(), "interferer": sources[1:].sum(0).numpy(),

@@ -35,6 +35,8 @@ class EvaluationConfig:
     alpha: float | None = None  # None: the checkpoint's own (omnisep.api.negative_defaults)
     negative_mode: str | None = None  # proportional, naive or logit; None: the checkpoint's own
     contrast: float | None = None  # query-contrast strength; None: the checkpoint's own (0 if it records none)
+    second_look: float | None = None  # dB (signal_path.look_again); None: the checkpoint's own (none if it records none)
+    skip_second_look: bool = False  # score without the second look even if the checkpoint records one
     audio_clips: int = 5
     omni_weights: tuple[float, float, float] = (2.0, 2.0, 1.0)  # image, text, audio
     oracles: bool = True
@@ -71,16 +73,20 @@ class EvaluationConfig:
                 continue
             if not math.isfinite(alpha) or alpha < 0:
                 raise OmniSepError(f"evaluate: alpha must be a finite number >= 0, got {alpha}.")
+        if self.second_look is not None and not (math.isfinite(self.second_look) and self.second_look < 0):
+            raise OmniSepError(f"evaluate: the second look's gate must be a negative number of dB, got {self.second_look}.")
         sweep_unknown = [m for m in self.sweep_modes if m not in QUERY_MODES]
         if sweep_unknown:
             raise OmniSepError(f"evaluate: unknown sweep mode(s) {sweep_unknown}; choose from {', '.join(QUERY_MODES)}.")
 
     def resolved(self, checkpoint_config: dict, path) -> "EvaluationConfig":
-        from omnisep.states import contrast_strength, negative_defaults
+        from omnisep.states import contrast_strength, negative_defaults, second_look_gate
 
         defaults = negative_defaults(checkpoint_config, path)
+        second_look = self.second_look if self.second_look is not None else second_look_gate(checkpoint_config, path)
         return dataclasses.replace(
             self,
+            second_look=None if self.skip_second_look else second_look,
             alpha=defaults["alpha"] if self.alpha is None else self.alpha,
             negative_mode=defaults["mode"] if self.negative_mode is None else self.negative_mode,
             contrast=contrast_strength(checkpoint_config, path) if self.contrast is None else self.contrast,

@@ -135,7 +135,7 @@ class QueryBuilder:
             strength = (self.config.contrast or 0.0) if spec.negative_mode == "none" else 0.0  # as the API: not with a negative
             outputs.append([(torch.zeros(self.table.dim), 1.0)] if terms is None
                            else contrast_terms(terms, self.background, strength))
-        return QueryRows.from_terms(outputs), available
+        return QueryRows.from_terms(outputs, self.config.second_look), available
 
 
 def load_query_table(test_set: TestSet, needed: set[int], cache_path, encoder):
