@@ -108,7 +108,7 @@ def separate_prepared(
             logits = logits_of[:, q0 : q0 + QUERY_GROUP]
         masks = net.masks(logits, binary)
         masked = apply_masks(spec, masks)
-        if second_look is not None and second_look > float("-inf"):
+        if second_look is not None:
             masked = look_again(net, spec, masked, masks, queries, combine, q0, length, binary, second_look)
         outputs.append(synthesise(masked, length).float())
     return torch.cat(outputs, dim=1)
