@@ -231,7 +231,7 @@ def choose_reranked(scan_result, evidence: torch.Tensor, query: torch.Tensor, ba
 
 def choose_by_tags(tags: np.ndarray | None, query: torch.Tensor, bank, setting: AutoNegative | None = None,
                    presence=None) -> list[NegativeChoice]:
-    """The labels the sound tagger hears most in what the query leaves (``tags``, :func:`residual_tags`), not
+    """The labels the sound tagger hears most in what the query leaves (``tags``, :class:`ResidualTags`), not
     the query's own sound, most first; times the scan's ``presence`` per label when given (a ScanResult of
     the mixture). ``presence`` in the choices holds the score. None (nothing audible left): no negative.
 

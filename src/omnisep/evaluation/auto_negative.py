@@ -309,15 +309,15 @@ def run(
             if "residual" in sources:
                 plain = one_pass.separate(query[None], mixture.shape[-1])[0]
                 scanned["residual"] = scan(loaded, mixture.numpy() - plain, 16000, verify=verification or False)
-            tags = None
-            if set(sources) & set(RESIDUAL_TAGGER_SOURCES):
+            tags = evidence = None
+            if tagging is not None or encoder is not None:
+                # What the query as users get it (with the contrast) leaves, separated once for both ears:
+                # the sound tagger and the query encoder.
                 plain = one_pass.separate(QueryRows.from_terms([plain_terms], gate), mixture.shape[-1])[0]
-                tags = negatives.ResidualTags.of(tagging, 16000, mixture.numpy(), plain)
-            evidence = None
-            if encoder is not None:
-                # What the query as users get it (with the contrast) leaves, as the query encoder hears it.
-                plain = one_pass.separate(QueryRows.from_terms([plain_terms], gate), mixture.shape[-1])[0]
-                evidence = negatives.ResidualEvidence.of(encoder, 16000, mixture.numpy(), plain)
+                if tagging is not None:
+                    tags = negatives.ResidualTags.of(tagging, 16000, mixture.numpy(), plain)
+                if encoder is not None:
+                    evidence = negatives.ResidualEvidence.of(encoder, 16000, mixture.numpy(), plain)
             for source, n, similarity in settings:
                 if source == "residual-audio":
                     for alpha in alphas:
