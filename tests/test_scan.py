@@ -272,7 +272,7 @@ def test_a_tagger_weighs_the_scan_by_its_probability_of_each_label_in_the_window
     from omnisep.queries import normalize
     from omnisep.scan import Verification
 
-    monkeypatch.setattr("omnisep.tagger.block_features", lambda backbone, wave, rate=SR: torch.zeros(2, 512))
+    monkeypatch.setattr("omnisep.tagger.block_features", lambda backbone, wave, rate=SR, pooling="embedding": torch.zeros(2, 512))
     tagger = LoudnessTagger()
     rows = normalize(gated_bank().embeddings)
     only = Verification(None, rows, window_seconds=1.0, listen=False, tagger=tagger, tagger_power=2.0, labels=["pass", "block", "half"])

@@ -67,3 +67,39 @@ def test_block_features_cover_the_audio_in_overlapping_blocks():
     assert torch.isfinite(features).all()
     # The level does not matter: the front end peak-normalises, as the audio query head's does.
     torch.testing.assert_close(block_features(backbone, 0.5 * wave, 16000), features, rtol=1e-4, atol=1e-4)
+
+
+def test_band_pooling_adds_the_embedding_of_each_frequency_quarter():
+    from omnisep.encoders.backbones import load_sfx_cnn
+    from omnisep.tagger import POOLINGS
+
+    backbone = load_sfx_cnn()
+    wave = (0.1 * np.random.default_rng(1).standard_normal(16000 * 3)).astype(np.float32)
+    bands = block_features(backbone, wave, 16000, pooling="bands")
+    assert bands.shape == (2, POOLINGS["bands"])
+    # Its first part is the embedding itself, so a band tagger only adds to what an embedding tagger reads.
+    torch.testing.assert_close(bands[:, :512], block_features(backbone, wave, 16000), rtol=1e-5, atol=1e-5)
+    # A tone heard only in the top quarter of the mel axis fires that band and not the lowest.
+    t = np.arange(16000 * 3) / 16000
+    high = (0.3 * np.sin(2 * np.pi * 6500 * t)).astype(np.float32)
+    low = (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32)
+    quarters = lambda features: features[:, 512:].reshape(-1, 4, 512).mean(dim=(0, 2))  # noqa: E731
+    assert quarters(block_features(backbone, high, 16000, pooling="bands"))[3] > quarters(
+        block_features(backbone, low, 16000, pooling="bands"))[3]
+
+
+def test_a_tagger_records_its_pooling_and_refuses_one_it_does_not_know(tmp_path):
+    tagger = Tagger(["a", "b"], feature_dim=6, hidden=5, pooling="bands")
+    path = save_tagger(tmp_path / "t.safetensors", tagger)
+    assert load_tagger(path).pooling == "bands"
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "pooling": "attention"}))
+    with pytest.raises(OmniSepError, match="pooling 'attention'"):
+        load_tagger(path)
+    # Taggers written before poolings existed read the embedding.
+    meta.pop("pooling")
+    meta_path.write_text(json.dumps(meta))
+    assert load_tagger(path).pooling == "embedding"
+    with pytest.raises(OmniSepError, match="pooling is one of"):
+        Tagger(["a"], pooling="attention")

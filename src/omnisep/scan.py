@@ -216,7 +216,8 @@ class Verification:
         from omnisep.tagger import block_features
 
         with torch.inference_mode():
-            logits = self.tagger.window_logits(block_features(self._backbone, mixture)[None])[0]
+            pooling = getattr(self.tagger, "pooling", "embedding")
+            logits = self.tagger.window_logits(block_features(self._backbone, mixture, pooling=pooling)[None])[0]
         return torch.sigmoid(logits[self._columns]).numpy().astype(np.float32)
 
     def weights(self, separated: np.ndarray, ratio: np.ndarray, live: np.ndarray, mixture: np.ndarray | None = None) -> np.ndarray:

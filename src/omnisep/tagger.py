@@ -31,6 +31,14 @@ from omnisep import fileio
 from omnisep.errors import OmniSepError, describe
 from omnisep.spectral import SAMPLE_RATE
 
+# How a tagger reads the aisfx CNN's last map ``[512, time, frequency]`` of one block:
+# "embedding": the backbone's own embedding (mean over frequency, max over time; 512 numbers);
+# "bands": that, then the same pooling in each quarter of the frequency axis (512 + 4 x 512). The
+# embedding forgets where in frequency a feature fired, which is much of what tells a violin from a
+# trombone in a mixture (scripts/probe_tagger_pooling.py).
+POOLINGS = {"embedding": 512, "bands": 512 * 5}
+FREQUENCY_BANDS = 4
+
 TAGGER_FORMAT = "omnisep-tagger"
 TAGGER_FORMAT_VERSION = 1
 DEFAULT_TAGGER = Path(__file__).resolve().parent / "pretrained" / "tagger" / "tagger.safetensors"
@@ -44,9 +52,13 @@ class Tagger(nn.Module):
     the largest of its blocks' (a sound heard in one block is in the window).
     """
 
-    def __init__(self, labels: list[str], feature_dim: int = 512, hidden: int = 512, dropout: float = 0.2):
+    def __init__(self, labels: list[str], feature_dim: int = 512, hidden: int = 512, dropout: float = 0.2,
+                 pooling: str = "embedding"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise OmniSepError(f"a tagger's pooling is one of {', '.join(POOLINGS)}, not {pooling!r}.")
         self.labels = list(labels)
+        self.pooling = pooling
         self.feature_dim, self.hidden, self.dropout = int(feature_dim), int(hidden), float(dropout)
         self.register_buffer("mean", torch.zeros(self.feature_dim))
         self.register_buffer("std", torch.ones(self.feature_dim))
@@ -65,11 +77,25 @@ class Tagger(nn.Module):
         return self.forward(blocks).amax(dim=-2)
 
     def config(self) -> dict:
-        return {"labels": self.labels, "feature_dim": self.feature_dim, "hidden": self.hidden, "dropout": self.dropout}
+        return {"labels": self.labels, "feature_dim": self.feature_dim, "hidden": self.hidden, "dropout": self.dropout,
+                "pooling": self.pooling}
 
 
-def block_features(backbone: nn.Module, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """Mono audio ``[n]`` -> ``[blocks, 512]`` aisfx features of its ~2.3 s blocks (peak-normalised, as the head sees)."""
+def pool_blocks(backbone: nn.Module, blocks: torch.Tensor, pooling: str = "embedding") -> torch.Tensor:
+    """aisfx spectrogram blocks ``[B, frames, mels]`` -> ``[B, POOLINGS[pooling]]`` (see :data:`POOLINGS`)."""
+    if pooling == "embedding":
+        return backbone(blocks)
+    if pooling != "bands":
+        raise OmniSepError(f"a tagger's pooling is one of {', '.join(POOLINGS)}, not {pooling!r}.")
+    feature_map = backbone.feature_map(blocks)  # [B, 512, time, frequency]
+    pooled = [part.mean(dim=3).amax(dim=2) for part in (feature_map, *feature_map.chunk(FREQUENCY_BANDS, dim=3))]
+    return torch.cat(pooled, dim=1)
+
+
+def block_features(backbone: nn.Module, wave: np.ndarray, sample_rate: int = SAMPLE_RATE,
+                   pooling: str = "embedding") -> torch.Tensor:
+    """Mono audio ``[n]`` -> ``[blocks, POOLINGS[pooling]]`` aisfx features of its ~2.3 s blocks (peak-normalised,
+    as the head sees)."""
     from omnisep.audio import resample
     from omnisep.encoders import backbones
 
@@ -78,7 +104,7 @@ def block_features(backbone: nn.Module, wave: np.ndarray, sample_rate: int = SAM
         wave = resample(wave, sample_rate, backbones.SFX_SAMPLE_RATE)
     blocks = backbones.sfx_blocks(backbones.sfx_spectrogram(wave))
     with torch.inference_mode():
-        return backbone(blocks)
+        return pool_blocks(backbone, blocks, pooling)
 
 
 def save_tagger(path: str | os.PathLike, tagger: Tagger, record: dict | None = None) -> Path:
@@ -113,7 +139,10 @@ def load_tagger(path: str | os.PathLike = DEFAULT_TAGGER) -> Tagger:
         raise OmniSepError(f"{describe(meta_path)} is not an omnisep tagger.")
     if meta.get("backbone_sha256") != SFX_SHA256:
         raise OmniSepError(f"The tagger {describe(path)} was trained on another audio backbone than this install's.")
-    tagger = Tagger(meta["labels"], meta["feature_dim"], meta["hidden"], meta.get("dropout", 0.0))
+    pooling = meta.get("pooling", "embedding")  # taggers written before poolings existed read the embedding
+    if pooling not in POOLINGS:
+        raise OmniSepError(f"The tagger {describe(path)} reads features this install does not make (pooling {pooling!r}).")
+    tagger = Tagger(meta["labels"], meta["feature_dim"], meta["hidden"], meta.get("dropout", 0.0), pooling)
     try:
         tagger.load_state_dict(state, strict=True)
     except RuntimeError:

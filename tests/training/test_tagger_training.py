@@ -85,3 +85,29 @@ def test_a_draw_made_in_pieces_is_the_draw_made_at_once():
     second = mixture_features(items, clips, 24, 5, SpectrumBackbone(), seconds=0.5, batch=8, first_step=3)
     torch.testing.assert_close(torch.cat([first[0], second[0]]), whole[0], rtol=0, atol=0)
     torch.testing.assert_close(torch.cat([first[1], second[1]]), whole[1], rtol=0, atol=0)
+
+
+class MapBackbone(SpectrumBackbone):
+    """A stand-in whose last map is the block's log-mel spectrogram itself, repeated over 512 channels at 1/8 resolution."""
+
+    def feature_map(self, blocks):
+        pooled = torch.nn.functional.avg_pool2d(blocks.unsqueeze(1), 8)  # [B, 1, time/8, mels/8]
+        return pooled.expand(-1, 512, -1, -1)
+
+    def forward(self, blocks):
+        return self.feature_map(blocks).mean(dim=3).amax(dim=2)
+
+
+def test_a_band_tagger_learns_from_band_features_and_says_so():
+    from omnisep.tagger import POOLINGS
+
+    labels = ["a", "b", "c", "d"]
+    items, clips = tone_clips(labels, per_label=2, seconds=0.6)
+    backbone = MapBackbone()
+    bands, targets, _ = mixture_features(items, clips, 16, 4, backbone, seconds=0.5, batch=8, pooling="bands")
+    plain, same_targets, _ = mixture_features(items, clips, 16, 4, backbone, seconds=0.5, batch=8)
+    assert bands.shape[-1] == POOLINGS["bands"] and plain.shape[-1] == POOLINGS["embedding"]
+    torch.testing.assert_close(bands[..., :512], plain, rtol=1e-6, atol=1e-6)  # the same draw, the embedding first
+    assert torch.equal(targets, same_targets)
+    tagger, _ = fit_tagger(bands, targets, labels, hidden=8, epochs=1, batch=8, pooling="bands")
+    assert tagger.pooling == "bands" and tagger.config()["pooling"] == "bands"

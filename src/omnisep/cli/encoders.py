@@ -76,7 +76,10 @@ def train_heads(manifest, output, hidden, epochs, augment_copies, seed):
 @click.option("--weight-decay", default=1e-2, show_default=True)
 @click.option("--epochs", default=40, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def train_tagger(manifest, output, work, mixtures, validation_list, hidden, dropout, weight_decay, epochs, seed):
+@click.option("--pooling", type=click.Choice(["bands", "embedding"]), default="bands", show_default=True,
+              help="How the tagger reads the sound CNN: its embedding per frequency quarter as well (bands) or "
+                   "the embedding alone (what taggers before 2026-12-07 read).")
+def train_tagger(manifest, output, work, mixtures, validation_list, hidden, dropout, weight_decay, epochs, seed, pooling):
     """Train the sound tagger that the scan consults (which labels sound in a window) on mixtures of MANIFEST's training clips.
 
     \b
@@ -89,5 +92,5 @@ def train_tagger(manifest, output, work, mixtures, validation_list, hidden, drop
     validation = None if validation_list is None else str(validation_list)
     path = train_from_manifest(str(manifest), str(output), str(work), mixtures=mixtures, seed=seed, hidden=hidden,
                                dropout=dropout, weight_decay=weight_decay, epochs=epochs, validation_list=validation,
-                               log=click.echo)
+                               log=click.echo, pooling=pooling)
     click.echo(f"wrote {path}")

@@ -142,12 +142,16 @@ class SfxEmbeddingNet(nn.Module):
             setattr(self, f"conv_block{index + 1}", _ConvBlock(widths[index], widths[index + 1]))
         self.dim = widths[-1]
 
-    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        """``[B, frames, mels]`` -> ``[B, 512]``."""
+    def feature_map(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """``[B, frames, mels]`` -> the last conv block's map ``[B, 512, frames / 8, mels / 8]``."""
         x = spectrogram.unsqueeze(1)
         for index, pool in enumerate((2, 2, 2, 1)):
             x = getattr(self, f"conv_block{index + 1}")(x, pool)
-        return x.mean(dim=3).amax(dim=2)
+        return x
+
+    def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
+        """``[B, frames, mels]`` -> ``[B, 512]``."""
+        return self.feature_map(spectrogram).mean(dim=3).amax(dim=2)
 
 
 def _hz_to_htk_mel(hz):

@@ -36,9 +36,10 @@ def tagger_mixing() -> MixingSection:
                          eq_prob=0.5, eq_db=8.0)
 
 
-def features_of_waves(backbone, waves: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """``[M, blocks, 512]`` for equal-length mono waves."""
-    return torch.stack([block_features(backbone, wave, sample_rate) for wave in waves])
+def features_of_waves(backbone, waves: Sequence[np.ndarray], sample_rate: int = SAMPLE_RATE,
+                      pooling: str = "embedding") -> torch.Tensor:
+    """``[M, blocks, features]`` for equal-length mono waves (``omnisep.tagger.POOLINGS``)."""
+    return torch.stack([block_features(backbone, wave, sample_rate, pooling) for wave in waves])
 
 
 def mixture_features(
@@ -52,8 +53,9 @@ def mixture_features(
     batch: int = 32,
     progress=None,
     first_step: int = 0,
+    pooling: str = "embedding",
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """``count`` random training mixtures -> (block features ``[count, blocks, 512]``, targets ``[count, N]``, labels).
+    """``count`` random training mixtures -> (block features ``[count, blocks, F]``, targets ``[count, N]``, labels).
 
     The mixtures are the mixer's batches ``first_step, first_step + 1, ...`` of ``batch`` each, so a long
     draw can be made in pieces (``first_step``) that are, together, the draw made at once."""
@@ -75,14 +77,14 @@ def mixture_features(
             for clip, used in zip(plan["clips"][b], plan["used"][b]):
                 if used:
                     target[b, mixer.label_of_item[clip]] = 1.0
-        features.append(features_of_waves(backbone, mixtures))
+        features.append(features_of_waves(backbone, mixtures, pooling=pooling))
         targets.append(torch.from_numpy(target))
         if progress is not None:
             progress(len(rows))
     return torch.cat(features), torch.cat(targets), labels
 
 
-def list_features(test_set, backbone, labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def list_features(test_set, backbone, labels: Sequence[str], pooling: str = "embedding") -> tuple[torch.Tensor, torch.Tensor]:
     """A fixed mixture list, mixed as the evaluation mixes it (``data.mixing.protocol_mixture``)."""
     from omnisep.data.mixing import protocol_mixture
 
@@ -91,7 +93,7 @@ def list_features(test_set, backbone, labels: Sequence[str]) -> tuple[torch.Tens
         waves.append(protocol_mixture(test_set, indices)[1])
         for i in indices:
             targets[row, list(labels).index(test_set.items[i].label)] = 1.0
-    return features_of_waves(backbone, waves), torch.from_numpy(targets)
+    return features_of_waves(backbone, waves, pooling=pooling), torch.from_numpy(targets)
 
 
 def save_features(path, features: torch.Tensor, targets: torch.Tensor) -> Path:
@@ -147,10 +149,11 @@ def fit_tagger(
     seed: int = 0,
     validation: tuple[torch.Tensor, torch.Tensor] | None = None,
     log=None,
+    pooling: str = "embedding",
 ) -> tuple[Tagger, list[dict]]:
     """Fit the MLP with per-label BCE on the window logit (largest block's); the features are standardised first."""
     torch.manual_seed(seed)
-    tagger = Tagger(list(labels), features.shape[-1], hidden, dropout)
+    tagger = Tagger(list(labels), features.shape[-1], hidden, dropout, pooling)
     flat = features.reshape(-1, features.shape[-1])
     tagger.mean.copy_(flat.mean(0))
     tagger.std.copy_(flat.std(0).clamp_min(1e-4))
@@ -181,6 +184,11 @@ def fit_tagger(
     return tagger.eval(), history
 
 
+def _pooling_tag(pooling: str) -> str:
+    """File-name part of a pooling's feature pieces ("" for the embedding, so earlier work folders stay valid)."""
+    return "" if pooling == "embedding" else f"{pooling}-"
+
+
 CHUNK_MIXTURES = 4000  # features are computed and kept in pieces of this many mixtures (a killed run keeps them)
 BATCH = 32
 
@@ -197,11 +205,13 @@ def train_from_manifest(
     epochs: int = 40,
     validation_list: str | None = None,
     log=print,
+    pooling: str = "embedding",
 ) -> Path:
     """Draw ``mixtures`` training mixtures from the manifest's train items, fit, save.
 
     Their features are kept in ``work`` in pieces of :data:`CHUNK_MIXTURES`, named by seed and position,
-    so a rerun (or a longer draw with the same seed) reuses what was computed."""
+    so a rerun (or a longer draw with the same seed) reuses what was computed; each pooling
+    (``omnisep.tagger.POOLINGS``) keeps its own pieces."""
     from tqdm import tqdm
 
     from omnisep.data.manifest import read_manifest
@@ -221,14 +231,15 @@ def train_from_manifest(
     backbone = load_sfx_cnn()
     pieces, clips = [], None
     for piece in range(mixtures // CHUNK_MIXTURES):
-        path = work_dir / f"train-seed{seed}-{piece:03d}.safetensors"
+        path = work_dir / f"train-{_pooling_tag(pooling)}seed{seed}-{piece:03d}.safetensors"
         if not path.is_file():
             clips = clips if clips is not None else [load_clip(item.audio) for item in items]
             started = time.perf_counter()
             with tqdm(total=CHUNK_MIXTURES, unit="mixture", desc=f"tagger features {piece + 1}/{mixtures // CHUNK_MIXTURES}",
                       dynamic_ncols=True) as bar:
                 features, targets, _ = mixture_features(items, clips, CHUNK_MIXTURES, seed, backbone, batch=BATCH,
-                                                        progress=bar.update, first_step=piece * CHUNK_MIXTURES // BATCH)
+                                                        progress=bar.update, first_step=piece * CHUNK_MIXTURES // BATCH,
+                                                        pooling=pooling)
             save_features(path, features, targets)
             log(f"features of {CHUNK_MIXTURES} mixtures in {time.perf_counter() - started:.0f} s -> {path}")
         pieces.append(load_features(path))
@@ -237,14 +248,15 @@ def train_from_manifest(
     validation = None
     if validation_list is not None:
         test_set = load_test_set(validation_list, manifest)
-        cached_val = work_dir / f"list-{Path(validation_list).stem}.safetensors"
+        cached_val = work_dir / f"list-{_pooling_tag(pooling)}{Path(validation_list).stem}.safetensors"
         if cached_val.is_file():
             validation = load_features(cached_val)
         else:
-            validation = list_features(test_set, backbone, labels)
+            validation = list_features(test_set, backbone, labels, pooling)
             save_features(cached_val, *validation)
     tagger, history = fit_tagger(features, targets, labels, hidden=hidden, dropout=dropout, weight_decay=weight_decay,
-                                 epochs=epochs, seed=seed, validation=validation, log=lambda entry: log(str(entry)))
+                                 epochs=epochs, seed=seed, validation=validation, log=lambda entry: log(str(entry)),
+                                 pooling=pooling)
     record = {"trained_on": {"manifest": str(manifest), "mixtures": mixtures, "seed": seed, "epochs": epochs,
                              "weight_decay": weight_decay},
               "history": history[-1]}
