@@ -103,3 +103,14 @@ def test_a_tagger_records_its_pooling_and_refuses_one_it_does_not_know(tmp_path)
     assert load_tagger(path).pooling == "embedding"
     with pytest.raises(OmniSepError, match="pooling is one of"):
         Tagger(["a"], pooling="attention")
+
+
+def test_the_shipped_tagger_reads_the_features_its_json_names():
+    from omnisep.encoders.backbones import load_sfx_cnn
+    from omnisep.tagger import POOLINGS
+
+    tagger = load_tagger()
+    assert tagger.feature_dim == POOLINGS[tagger.pooling]
+    wave = (0.1 * np.random.default_rng(2).standard_normal(16000 * 4)).astype(np.float32)
+    probabilities = torch.sigmoid(tagger.window_logits(block_features(load_sfx_cnn(), wave, 16000, tagger.pooling)[None]))
+    assert probabilities.shape == (1, len(tagger.labels)) and torch.isfinite(probabilities).all()
