@@ -455,11 +455,7 @@ class Separator:
             def hear_residuals(items, sink):
                 plain = apply.separate_array(self.model, mixture, sample_rate, query_rows(items, self.second_look), chunk_seconds,
                                              overlap, batch_size)
-                heard = [sink(sample_rate) for _ in plain]
-                for ear, target in zip(heard, plain):
-                    ear.target.write(target)
-                    ear.write(mixture - target)
-                return [ear.result() for ear in heard]
+                return [sink(sample_rate).hear(mixture, target) for target in plain]
 
             embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate), hear_residuals)
         targets = apply.separate_array(self.model, mixture, sample_rate, query_rows(embedded, self.second_look), chunk_seconds,

@@ -278,10 +278,13 @@ class _ResidualWindows:
     @classmethod
     def of(cls, listener, sample_rate: int, mixture: np.ndarray, target: np.ndarray, **options):
         """:meth:`result` of what ``target`` leaves of ``mixture`` (whole arrays ``[C, T]`` or ``[T]``)."""
-        heard = cls(listener, sample_rate, **options)
-        heard.target.write(target)
-        heard.write(np.asarray(mixture, dtype=np.float32) - np.asarray(target, dtype=np.float32))
-        return heard.result()
+        return cls(listener, sample_rate, **options).hear(mixture, target)
+
+    def hear(self, mixture: np.ndarray, target: np.ndarray):
+        """This fresh sink's :meth:`result` for what ``target`` leaves of ``mixture``, both whole arrays."""
+        self.target.write(target)
+        self.write(np.asarray(mixture, dtype=np.float32) - np.asarray(target, dtype=np.float32))
+        return self.result()
 
     def write(self, block) -> None:
         block = np.asarray(block, dtype=np.float32)
