@@ -225,7 +225,7 @@ class Separator:
     def _part_vector(self, kind: str, item, mixture_rate: int | None, encoder=None) -> torch.Tensor:
         """One query part's vector; the special cases of each modality's input are resolved here.
 
-        ``encoder``: another encoder for pictures (picture Query-Aug recognises with the image head v2)."""
+        ``encoder``: another encoder for pictures (picture Query-Aug recognises with the picture recogniser)."""
         from omnisep.images import centre_frames, video_frames
 
         if kind == "text":
@@ -298,17 +298,18 @@ class Separator:
         return self._tagging
 
     def _picture_query_aug(self):
-        """``(encoder with the image head v2, picture matcher)`` for Query-Aug of picture queries, or None.
+        """``(picture recogniser, picture matcher)`` for Query-Aug of picture queries, or None.
 
         Snapping replaces the picture's vector with the label's row, so the picture is recognised with the
-        best image head shipped (v2) whichever heads embed the model's queries."""
+        best recogniser shipped (:mod:`omnisep.encoders.recogniser`; before it, the image head v2) whichever
+        heads embed the model's queries."""
         if not hasattr(self, "_pictures"):
             self._pictures = None
             if self._query_aug_matcher() is not None and hasattr(self.encoder, "with_heads"):
-                from omnisep.query_aug import DEFAULT_PICTURES, ClassMatcher
+                from omnisep.query_aug import DEFAULT_PICTURES, ClassMatcher, picture_recogniser
 
                 if DEFAULT_PICTURES.is_file():
-                    self._pictures = (self.encoder.with_heads("v2"), ClassMatcher.for_pictures())
+                    self._pictures = (picture_recogniser(self.encoder), ClassMatcher.for_pictures())
         return self._pictures
 
     def _query_aug(self, vector: torch.Tensor, description: str, parts=(), weights=(), mixture_rate=None):

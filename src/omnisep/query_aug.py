@@ -176,3 +176,18 @@ def calibrate(matcher: ClassMatcher, scores: torch.Tensor, best: torch.Tensor, l
     return {"temperature": matcher.temperature, "min_probability": matcher.min_probability, "min_cosine": matcher.min_cosine,
             "calibration_known": len(known), "calibration_unknown": len(unknown), "calibration_unknown_rejected": sum(rejected),
             "calibration_top1": float((probabilities[known].argmax(1) == truth).float().mean())}
+
+
+def picture_recogniser(encoder, calibration: str | os.PathLike | None = None, recogniser: str | os.PathLike | None = None):
+    """What recognises a picture for picture Query-Aug, matching the calibration it was fitted with: the picture
+    recogniser when the calibration says so (``"recogniser": true``), else ``encoder`` with the image head v2."""
+    from omnisep.encoders.recogniser import DEFAULT_RECOGNISER, PictureRecogniser
+
+    path = Path(calibration or DEFAULT_PICTURES)
+    try:
+        fitted_on_recogniser = bool(json.loads(path.read_text(encoding="utf-8")).get("recogniser", False))
+    except (OSError, ValueError, AttributeError):
+        fitted_on_recogniser = False  # ClassMatcher.for_pictures names a missing or damaged calibration
+    if recogniser is not None or fitted_on_recogniser:
+        return PictureRecogniser.load(recogniser or DEFAULT_RECOGNISER, encoder=encoder)
+    return encoder.with_heads("v2")

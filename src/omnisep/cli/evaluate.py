@@ -210,8 +210,9 @@ def evaluate_auto_negative():
               help="How every negative acts [default: the checkpoint's own].")
 @click.option("--no-verify", is_flag=True, help="Choose from the plain scan, even when the model records a verification.")
 @click.option("--picture-heads", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Mode image-snapped: the heads file whose image head recognises the pictures [default: the shipped v2, "
-                   "which saw the corpus pictures; for held-out numbers use a head that never saw their style].")
+              help="Mode image-snapped: the picture recogniser (or a heads file whose image head) that recognises the "
+                   "pictures [default: the shipped one, which saw the corpus pictures; for held-out numbers use one that "
+                   "never saw their style].")
 @click.option("--picture-calibration", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Mode image-snapped: the picture matcher's calibration [default: the shipped one].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

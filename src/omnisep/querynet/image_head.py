@@ -49,6 +49,7 @@ LOSO_SOURCES = ("twemoji", "openmoji", "fluent-line", "game-icons", "gcompris-dr
 # Share of known pictures (styles their head never saw) that picture Query-Aug may call unknown.
 PICTURE_COSINE_QUANTILE = 0.1
 BRIDGE_GRID = [(w, t) for w in (0.0, 0.25, 0.4, 0.55, 0.7, 1.0) for t in (0.5, 1.0, 2.0)]
+RECOGNISER_SEEDS = 3  # heads averaged in the picture recogniser (each 3 MB in float16)
 
 
 def imagenet_classifier() -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,8 +72,10 @@ def plain_rows(owners) -> list[int]:
     return [first[i] for i in range(len(first))]
 
 
-def picture_features(encoder, pictures, copies: int, seed: int, log=print) -> tuple[torch.Tensor, list[int]]:
-    """``[N * (1 + copies), 1280]`` features; row -> picture index. Copy 0 is the plain picture on white."""
+def picture_features(encoder, pictures, copies: int, seed: int, log=print, backbone=None) -> tuple[torch.Tensor, list[int]]:
+    """``[N * (1 + copies), 1280]`` features; row -> picture index. Copy 0 is the plain picture on white.
+
+    ``backbone``: a function of a list of RGB arrays (default: the encoder's EfficientNet-Lite0)."""
     from omnisep.querynet.augment import augment_picture
     from omnisep.querynet.pictures import flatten
 
@@ -80,31 +83,47 @@ def picture_features(encoder, pictures, copies: int, seed: int, log=print) -> tu
     for index, picture in enumerate(pictures):
         rng = np.random.default_rng([seed, zlib.crc32(f"{picture.source}|{picture.name}|{picture.label}".encode())])
         versions = [flatten(picture.rgba)] + [augment_picture(picture.rgba, rng) for _ in range(copies)]
-        rows.append(encoder.image_backbone_features(versions))
+        rows.append((backbone or encoder.image_backbone_features)(versions))
         owners.extend([index] * len(versions))
         if (index + 1) % 50 == 0:
             log(f"  features: {index + 1}/{len(pictures)} pictures")
     return torch.cat(rows), owners
 
 
-def load_or_compute_features(work: Path, encoder, pictures, copies: int, seed: int, log=print):
+def lite2_backbone():
+    """EfficientNet-Lite2's features of a list of RGB arrays (the picture recogniser's second backbone)."""
+    from omnisep.encoders import backbones
+
+    model, size = backbones.load_efficientnet_lite2(), backbones.LITE_VARIANTS["lite2"][2]
+
+    def features(images):
+        with torch.no_grad():
+            return backbones.image_features(model, torch.stack([backbones.image_to_pixels(i, size) for i in images]))
+    return features
+
+
+def load_or_compute_features(work: Path, encoder, pictures, copies: int, seed: int, log=print, backbone: str = "lite0"):
     """Features of every picture copy, cached per source in ``work/features-SOURCE.safetensors``
-    (keyed by that source's picture list), so an interrupted run resumes where it stopped."""
+    (``features-lite2-SOURCE`` for EfficientNet-Lite2; keyed by that source's picture list), so an
+    interrupted run resumes where it stopped."""
     from safetensors.torch import load_file
 
     from omnisep.encoders.weights import save_safetensors_atomic
 
     work.mkdir(parents=True, exist_ok=True)
-    features, owners = [], []
+    features, owners, compute = [], [], None
     for source in dict.fromkeys(p.source for p in pictures):
         chosen = [i for i, p in enumerate(pictures) if p.source == source]
         key = json.dumps([[pictures[i].label, pictures[i].name] for i in chosen] + [copies, seed])
-        path, meta = work / f"features-{source}.safetensors", work / f"features-{source}.json"
+        stem = f"features-{source}" if backbone == "lite0" else f"features-{backbone}-{source}"
+        path, meta = work / f"{stem}.safetensors", work / f"{stem}.json"
         if path.is_file() and meta.is_file() and meta.read_text() == key:
             rows = load_file(str(path))["features"]
         else:
-            log(f"  features of {source} ({len(chosen)} pictures x {1 + copies})")
-            rows, _ = picture_features(encoder, [pictures[i] for i in chosen], copies, seed, log)
+            log(f"  {backbone} features of {source} ({len(chosen)} pictures x {1 + copies})")
+            if backbone != "lite0" and compute is None:
+                compute = lite2_backbone()
+            rows, _ = picture_features(encoder, [pictures[i] for i in chosen], copies, seed, log, compute)
             save_safetensors_atomic({"features": rows}, path)
             fileio.write_text(meta, key, fsync=False)
         features.append(rows)
@@ -162,9 +181,36 @@ def leave_one_source_out(features, owners, pictures, label_list, anchors, classi
     return results, states
 
 
-def picture_calibration(features, owners, pictures, states, sources, chosen, classifier, name_anchors, label_list, anchors) -> dict:
+def recogniser_loso(features, owners, pictures, label_list, anchors, classifier, name_anchors, sources, seeds: int, log=print):
+    """The picture recogniser's leave-one-source-out: ``({source: {(w, t): top-k}}, {source: [state per seed]})`` for
+    recognisers of ``seeds`` heads trained without that source, scored on its plain pictures."""
+    from omnisep.encoders.recogniser import from_head_states
+
+    owners_t = torch.tensor(owners)
+    plain = torch.zeros(len(owners), dtype=torch.bool)
+    plain[torch.tensor(plain_rows(owners))] = True
+    picture_source = np.array([p.source for p in pictures])
+    anchors_by_label = dict(zip(label_list, anchors))
+    results, states = {}, {}
+    for source in sources:
+        train_rows = torch.from_numpy(picture_source[owners_t.numpy()] != source)
+        test_rows = (~train_rows) & plain
+        labels = [pictures[i].label for i in owners_t[train_rows].tolist()]
+        states[source] = [train_image_state(features[train_rows], labels, anchors_by_label, seed=k) for k in range(seeds)]
+        test_labels = [pictures[i].label for i in owners_t[test_rows].tolist()]
+        with torch.no_grad():
+            results[source] = {(w, t): top_k(from_head_states(states[source], classifier, name_anchors, w, t)(features[test_rows]),
+                                             test_labels, label_list, anchors) for w, t in BRIDGE_GRID}
+        best = max(results[source].items(), key=lambda kv: kv[1]["top1"])
+        log(f"  recogniser without {source}: best {best[0]} {best[1]['top1']:.3f} ({len(test_labels)} pictures)")
+    return results, states
+
+
+def picture_calibration(features, owners, pictures, states, sources, chosen, classifier, name_anchors, label_list, anchors,
+                        recogniser: bool = False) -> dict:
     """The picture matcher's calibration (:meth:`omnisep.query_aug.ClassMatcher.for_pictures`), fitted on the plain
-    pictures of ``sources``, each embedded by the head trained without its own source."""
+    pictures of ``sources``, each embedded by the head (``recogniser``: the recogniser) trained without its own source."""
+    from omnisep.encoders.recogniser import from_head_states
     from omnisep.query_aug import PICTURES_FORMAT, ClassMatcher, calibrate
 
     plain = plain_rows(owners)
@@ -172,14 +218,15 @@ def picture_calibration(features, owners, pictures, states, sources, chosen, cla
     with torch.no_grad():
         for source in sources:
             chosen_pictures = [i for i, p in enumerate(pictures) if p.source == source]
-            head = make_head(states[source], chosen[0], chosen[1], classifier, name_anchors)
+            head = (from_head_states(states[source], classifier, name_anchors, *chosen) if recogniser
+                    else make_head(states[source], chosen[0], chosen[1], classifier, name_anchors))
             vectors.append(head(features[[plain[i] for i in chosen_pictures]]))
             labels += [pictures[i].label for i in chosen_pictures]
     matcher = ClassMatcher(label_list, label_list, anchors, label_list, ["label"] * len(label_list))
     # The image head maps any picture near some label, so a floor that only 1 % of known pictures fall under (the
     # text rule) lets every unknown picture through; 10 % catches a few (docs/encoders.md, "Query-Aug for pictures").
     record = calibrate(matcher, *matcher.class_scores(torch.cat(vectors)), labels, cosine_quantile=PICTURE_COSINE_QUANTILE)
-    return {"format": PICTURES_FORMAT, "heads_version": 2, "temperature": record["temperature"],
+    return {"format": PICTURES_FORMAT, "heads_version": 2, "recogniser": recogniser, "temperature": record["temperature"],
             "min_probability": record["min_probability"], "min_cosine": record["min_cosine"],
             "record": {**record, "sources": list(sources), "cosine_quantile": PICTURE_COSINE_QUANTILE}}
 
@@ -200,15 +247,21 @@ def main(argv=None) -> int:
                   help="Write the v2 heads here (default: only evaluate).")
     @click.option("--pictures-calibration", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="Also write the picture Query-Aug calibration here (the shipped one: src/omnisep/pretrained/query-aug/pictures.json).")
-    def command(work, hold_out, copies, seed, loso, heads_path, output, pictures_calibration):
+    @click.option("--recogniser", "recogniser_output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Also train the picture recogniser (Lite2 + Lite0 features, --recogniser-seeds heads averaged), write it "
+                       "here (the shipped one: src/omnisep/pretrained/picture-recogniser/recogniser.safetensors) and fit the "
+                       "picture calibration on it.")
+    @click.option("--recogniser-seeds", default=RECOGNISER_SEEDS, show_default=True, help="Heads averaged in the recogniser.")
+    def command(work, hold_out, copies, seed, loso, heads_path, output, pictures_calibration, recogniser_output, recogniser_seeds):
         run(work, hold_out, copies, seed, heads_path, output, log=click.echo, loso=None if loso == "all" else loso.split(","),
-            calibration_output=pictures_calibration)
+            calibration_output=pictures_calibration, recogniser_output=recogniser_output, recogniser_seeds=recogniser_seeds)
 
     command.main(args=argv, standalone_mode=False)
     return 0
 
 
-def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, log=print, loso=None, calibration_output=None) -> dict:
+def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, log=print, loso=None, calibration_output=None,
+        recogniser_output=None, recogniser_seeds: int = RECOGNISER_SEEDS) -> dict:
     from omnisep.data.corpus import CLASSES
     from omnisep.encoders.bundled import BundledEncoder
     from omnisep.querynet.pictures import SOURCES, collect_pictures
@@ -241,10 +294,18 @@ def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, l
         },
     }
     work.mkdir(parents=True, exist_ok=True)
+    if recogniser_output is not None:
+        record["recogniser"], recogniser_calibration = train_recogniser(
+            work, encoder, pictures, features, owners, label_list, anchors, name_anchors, sources, hold_out, copies, seed,
+            recogniser_seeds, recogniser_output, log)
     fileio.write_json(work / "image-head-loso.json", record, fsync=False, indent=1)
     calibration = picture_calibration(features, owners, pictures, states, [s for s in sources if s != hold_out], chosen,
                                       classifier, name_anchors, label_list, anchors)
     calibration["record"].update(hold_out=hold_out, copies=copies, seed=seed)
+    fileio.write_json(work / "picture-calibration-heads-v2.json", calibration, indent=1)  # the report's heads-v2 rows
+    if recogniser_output is not None:
+        calibration = recogniser_calibration
+        calibration["record"].update(hold_out=hold_out, copies=copies, seed=seed)
     for path in [work / "picture-calibration.json"] + ([calibration_output] if calibration_output else []):
         fileio.write_json(path, calibration, indent=1)
         log(f"wrote {path} (picture Query-Aug: {calibration['record']['calibration_top1']:.3f} top-1 over "
@@ -263,6 +324,39 @@ def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, l
                         "leave_one_source_out_top1": {s: record["leave_one_source_out"][s]["mix"]["top1"] for s in sources}})
         log(f"wrote {path}")
     return record
+
+
+def train_recogniser(work, encoder, pictures, lite0, owners, label_list, anchors, name_anchors, sources, hold_out, copies, seed,
+                     seeds, output, log=print) -> tuple[dict, dict]:
+    """The picture recogniser (:mod:`omnisep.encoders.recogniser`): its leave-one-source-out table, the bridge chosen on
+    the sources other than ``hold_out``, recognisers without ``hold_out`` and without Twemoji (in ``work``, for honest
+    SDRi rows) and on every source (``output``); returns (record, picture calibration fitted on its outputs)."""
+    from omnisep.encoders.backbones import lite2_state_and_classifier
+    from omnisep.encoders.recogniser import from_head_states
+
+    lite2, lite2_owners = load_or_compute_features(work, encoder, pictures, copies, seed, log, backbone="lite2")
+    if lite2_owners != owners:
+        raise OmniSepError("The Lite2 and Lite0 picture features are of different pictures; delete the feature caches.")
+    features = torch.cat([lite2, lite0], dim=1)
+    _, classifier = lite2_state_and_classifier()
+    results, states = recogniser_loso(features, owners, pictures, label_list, anchors, classifier, name_anchors, sources, seeds, log)
+    chosen = max(BRIDGE_GRID, key=lambda wt: np.mean([results[s][wt]["top1"] for s in sources if s != hold_out]))
+    others = float(np.mean([results[s][chosen]["top1"] for s in sources if s != hold_out]))
+    log(f"recogniser ({seeds} heads): bridge weight {chosen[0]}, temperature {chosen[1]}; mean top-1 of the sources other "
+        f"than {hold_out} {others:.3f}, {hold_out} {results[hold_out][chosen]['top1']:.3f}")
+    record = {"seeds": seeds, "chosen": {"bridge_weight": chosen[0], "bridge_temperature": chosen[1]}, "others_mean_top1": others,
+              "leave_one_source_out": {s: {"mix": results[s][chosen], "bridge": results[s][(1.0, chosen[1])],
+                                           "mlp": results[s][(0.0, 1.0)]} for s in sources}}
+    calibration = picture_calibration(features, owners, pictures, states, [s for s in sources if s != hold_out], chosen,
+                                      classifier, name_anchors, label_list, anchors, recogniser=True)
+    for left_out in dict.fromkeys([hold_out, "twemoji"]):
+        from_head_states(states[left_out], classifier, name_anchors, *chosen).save(
+            work / f"recogniser-without-{left_out}.safetensors", {"trained_on": f"without-{left_out}", **record})
+    labels = [pictures[i].label for i in owners]
+    every = [train_image_state(features, labels, dict(zip(label_list, anchors)), seed=k) for k in range(seeds)]
+    from_head_states(every, classifier, name_anchors, *chosen).save(output, {"trained_on": "all", **record})
+    log(f"wrote {output}")
+    return record, calibration
 
 
 V1_HEADS = Path(__file__).resolve().parent.parent / "pretrained" / "encoder-heads" / "heads.safetensors"  # the default

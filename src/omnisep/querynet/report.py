@@ -76,6 +76,8 @@ def picture_tables(work: Path, encoder, label_list, anchors, v1_heads, log=print
                 "v2_bridge_only": record["bridge"],
                 "v2": record["mix"],
             }
+            if "recogniser" in loso:  # the picture recogniser (Lite2 + Lite0, heads averaged) without that source
+                rows[source]["recogniser"] = loso["recogniser"]["leave_one_source_out"][source]["mix"]
         # Derived styles of the held-out source: pencil sketches and frames of a rendered video.
         held = [p for p in pictures if p.source == hold_out]
         v2_held, _ = _head(work / f"heads-v2-without-{hold_out}.safetensors")
@@ -86,21 +88,31 @@ def picture_tables(work: Path, encoder, label_list, anchors, v1_heads, log=print
             rows[name] = {"pictures": len(held), "classes": len(set(labels)), "v1": _top1(v1(feats), labels, label_list, anchors),
                           "v2": _top1(v2_held(feats), labels, label_list, anchors)}
     return {"hold_out": hold_out, "chosen": loso["chosen"], "copies": copies, "per_source": rows,
+            "recogniser": {k: v for k, v in loso.get("recogniser", {}).items() if k != "leave_one_source_out"},
             "unknown": unknown_picture_answers(work, encoder)}
 
 
 def unknown_picture_answers(work: Path, encoder) -> dict:
-    """Picture Query-Aug on Twemoji pictures of things outside the classes, recognised by the head v2 that never
-    saw Twemoji: how many are said unknown (and so left unsnapped)."""
+    """Picture Query-Aug on Twemoji pictures of things outside the classes, recognised by what never saw Twemoji
+    (the picture recogniser without it where image_head --recogniser made one, else the head v2 without it) with
+    the calibration fitted for it: how many are said unknown (and so left unsnapped)."""
+    from omnisep.encoders.recogniser import PictureRecogniser
     from omnisep.query_aug import ClassMatcher
     from omnisep.querynet.pictures import flatten, unknown_pictures
 
     pictures = unknown_pictures("twemoji")
-    head, _ = _head(work / "heads-v2-without-twemoji.safetensors")
+    arrays = [flatten(p.rgba) for p in pictures]
+    recogniser, calibration = work / "recogniser-without-twemoji.safetensors", work / "picture-calibration.json"
     with torch.no_grad():
-        vectors = head(encoder.image_backbone_features([flatten(p.rgba) for p in pictures]))
-    matches = ClassMatcher.for_pictures(calibration=work / "picture-calibration.json").match(vectors)
-    return {"pictures": len(pictures), "said_unknown": sum(not m.known for m in matches),
+        if recogniser.is_file():
+            vectors, by = PictureRecogniser.load(recogniser, encoder=encoder).embed_image(arrays), "recogniser"
+        else:
+            head, _ = _head(work / "heads-v2-without-twemoji.safetensors")
+            vectors, by = head(encoder.image_backbone_features(arrays)), "heads v2"
+    if by == "heads v2" and (work / "picture-calibration-heads-v2.json").is_file():
+        calibration = work / "picture-calibration-heads-v2.json"
+    matches = ClassMatcher.for_pictures(calibration=calibration).match(vectors)
+    return {"pictures": len(pictures), "said_unknown": sum(not m.known for m in matches), "recognised_by": by,
             "examples": {p.name: m.describe() for p, m in zip(pictures, matches)}}
 
 
@@ -298,11 +310,17 @@ def paired(scores: dict, form: str, reference: str = "text") -> dict:
             "gap_to_text": float(refs.mean() - values.mean())}
 
 
+def _lite0(features):
+    """The Lite0 part of a picture's features (``(lite0, [lite2, lite0])`` where recognisers are scored)."""
+    return features[0] if isinstance(features, tuple) else features
+
+
 def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, log=print, audio_conditions: bool = True) -> dict:
     from omnisep.encoders.bundled import BundledEncoder
     from omnisep.data.mixtures import load_test_set
     from omnisep.images import load_image
-    from omnisep.querynet.image_head import V1_HEADS, V2_HEADS
+    from omnisep.encoders.recogniser import PictureRecogniser
+    from omnisep.querynet.image_head import V1_HEADS, V2_HEADS, lite2_backbone
     from omnisep.querynet.pictures import collect_pictures, flatten
     from omnisep.querynet.words import ClassMatcher, read_queries, CONFIGS
 
@@ -338,15 +356,24 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     heads_v2_twemoji, _ = _head(work / "heads-v2-without-twemoji.safetensors")
     heads_v2_held, _ = _head(work / f"heads-v2-without-{hold_out}.safetensors")
     heads_v2_all, _ = _head(work / "heads-v2-all.safetensors") if (work / "heads-v2-all.safetensors").is_file() else _head(V2_HEADS)
+    # The picture recognisers (Lite2 + Lite0, heads averaged) without each style, where image_head --recogniser made them.
+    recognisers = {name: PictureRecogniser.load(work / f"recogniser-without-{name}.safetensors")
+                   for name in ("twemoji", hold_out) if (work / f"recogniser-without-{name}.safetensors").is_file()}
+    lite2 = lite2_backbone() if recognisers else None
+
+    def picture_features(array):
+        lite0 = encoder.image_backbone_features([array])[0]
+        return lite0 if lite2 is None else (lite0, torch.cat([lite2([array])[0], lite0]))
+
     corpus_pictures = {}
     for m in mixtures:
         item = test_set.items[test_set.mixtures[m][0]]
         if item.image and item.label not in corpus_pictures:
-            corpus_pictures[item.label] = encoder.image_backbone_features([load_image(item.image)])[0]
+            corpus_pictures[item.label] = picture_features(load_image(item.image))
     held = [p for p in collect_pictures(label_list, sources=[hold_out], log=lambda *a: None)]
     held_features = {}
     for p in held:
-        held_features.setdefault(p.label, []).append(encoder.image_backbone_features([flatten(p.rgba)])[0])
+        held_features.setdefault(p.label, []).append(picture_features(flatten(p.rgba)))
     texts, truths = read_queries(CONFIGS / "querynet" / "descriptions-heldout-test.json")
     by_class = {}
     for text, truth in zip(texts, truths):
@@ -355,7 +382,9 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     chosen_text = {m: by_class[target_label(m)][m % len(by_class[target_label(m)])] for m in mixtures}
     description_vectors = dict(zip(sorted(set(chosen_text.values())), encoder.embed_text(sorted(set(chosen_text.values())))))
     matcher = ClassMatcher.load()
-    pictures_matcher = ClassMatcher.for_pictures(calibration=work / "picture-calibration.json")
+    v2_calibration = work / "picture-calibration-heads-v2.json"
+    pictures_matcher = ClassMatcher.for_pictures(calibration=v2_calibration if v2_calibration.is_file() else work / "picture-calibration.json")
+    recogniser_matcher = ClassMatcher.for_pictures(calibration=work / "picture-calibration.json") if recognisers else None
     picture_answers = []
 
     def with_head(head, feats):
@@ -364,11 +393,16 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
 
     def snapped(head, recogniser, feats, style, truth):
         """What the API gives a picture query by default: the picture embedded by ``head`` (the model's heads),
-        recognised by ``recogniser`` (the image head v2, here one that never saw the style) and snapped to the
-        label's row when the picture matcher knows it."""
-        match = pictures_matcher.match(with_head(recogniser, feats)[None])[0]
-        picture_answers.append((style, match, truth))
-        return anchor[match.label] if match.known else with_head(head, feats)
+        recognised by ``recogniser`` (the picture recogniser or the image head v2, here one that never saw the
+        style) and snapped to the label's row when the picture matcher knows it."""
+        lite0, both = feats if isinstance(feats, tuple) else (feats, None)
+        if isinstance(recogniser, PictureRecogniser):
+            match = recogniser_matcher.match(with_head(recogniser, both)[None])[0]
+            picture_answers.append((f"{style} (recogniser)", match, truth))
+        else:
+            match = pictures_matcher.match(with_head(recogniser, lite0)[None])[0]
+            picture_answers.append((style, match, truth))
+        return anchor[match.label] if match.known else with_head(head, lite0)
 
     def held_picture(head, recogniser=None):
         def form(m):
@@ -376,7 +410,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
             if not options:
                 return None
             feats = options[m % len(options)]
-            return with_head(head, feats) if recogniser is None else snapped(head, recogniser, feats, hold_out, target_label(m))
+            return with_head(head, _lite0(feats)) if recogniser is None else snapped(head, recogniser, feats, hold_out, target_label(m))
         return form
 
     def corpus_picture(head, recogniser=None):
@@ -384,7 +418,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
             feats = corpus_pictures.get(target_label(m))
             if feats is None:
                 return None
-            return with_head(head, feats) if recogniser is None else snapped(head, recogniser, feats, "twemoji", target_label(m))
+            return with_head(head, _lite0(feats)) if recogniser is None else snapped(head, recogniser, feats, "twemoji", target_label(m))
         return form
 
     def described(mode):
@@ -414,6 +448,10 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
         f"image held-out style ({hold_out}), heads v2 without it": held_picture(heads_v2_held),
         f"image held-out style ({hold_out}), heads v1 + picture Query-Aug (recognised by heads v2 without it)":
             held_picture(v1_heads["image"], heads_v2_held),
+        **({"image corpus test picture (Twemoji), heads v1 + picture Query-Aug (recognised by the recogniser without twemoji)":
+            corpus_picture(v1_heads["image"], recognisers["twemoji"])} if "twemoji" in recognisers else {}),
+        **({f"image held-out style ({hold_out}), heads v1 + picture Query-Aug (recognised by the recogniser without it)":
+            held_picture(v1_heads["image"], recognisers[hold_out])} if hold_out in recognisers else {}),
         "free text (held-out description)": described("raw"),
         "free text + Query-Aug v1 (nearest label)": described("v1"),
         "free text + Query-Aug v2 (rich bank, unknown left as is)": described("v2"),
@@ -449,16 +487,23 @@ def markdown(s: dict) -> str:
              "## Pictures: image -> label (40 label anchors), each source held out of its own head's training", "",
              f"Bridge mix chosen without `{p['hold_out']}`: weight {p['chosen']['bridge_weight']}, temperature "
              f"{p['chosen']['bridge_temperature']}; {p['copies']} augmented copies per training picture.", "",
-             "| style (source) | pictures | classes | v1 top-1 | v2 MLP only | v2 bridge only | **v2 top-1** | v2 top-5 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| style (source) | pictures | classes | v1 top-1 | v2 MLP only | v2 bridge only | **v2 top-1** | v2 top-5 | recogniser top-1 | recogniser top-5 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, row in p["per_source"].items():
         lines.append(f"| {name} | {row['pictures']} | {row['classes']} | {_f(row['v1']['top1'])} | "
                      f"{_f(row.get('v2_mlp_only', {}).get('top1'))} | {_f(row.get('v2_bridge_only', {}).get('top1'))} | "
-                     f"**{_f(row['v2']['top1'])}** | {_f(row['v2']['top5'])} |")
+                     f"**{_f(row['v2']['top1'])}** | {_f(row['v2']['top5'])} | "
+                     f"{_f(row.get('recogniser', {}).get('top1'))} | {_f(row.get('recogniser', {}).get('top5'))} |")
+    if p.get("recogniser"):
+        r = p["recogniser"]
+        lines += ["", f"Picture recogniser (picture Query-Aug's recognition; `omnisep.encoders.recogniser`): EfficientNet-Lite2 "
+                  f"and -Lite0 features side by side, {r['seeds']} heads averaged, Lite2's ImageNet classifier as the bridge "
+                  f"(weight {r['chosen']['bridge_weight']}, temperature {r['chosen']['bridge_temperature']}, chosen without "
+                  f"`{p['hold_out']}`: mean top-1 of the other sources {r['others_mean_top1']:.3f})."]
     if p.get("unknown"):
         u = p["unknown"]
         lines += ["", f"Picture Query-Aug on {u['pictures']} Twemoji pictures of things outside the classes (pizza, "
-                  f"bicycle, ...), recognised by the head v2 without Twemoji: {u['said_unknown']} said unknown (left "
+                  f"bicycle, ...), recognised by the {u.get('recognised_by', 'heads v2')} without Twemoji: {u['said_unknown']} said unknown (left "
                   "unsnapped), the rest snapped to the nearest class."]
     lines += ["", "## Words: description -> label", "",
               "| file | queries | v1 nearest label top-1 | v2 top-1 | v2 answered (not unknown) | v2 top-1 when answered | out-of-vocabulary said unknown |",
