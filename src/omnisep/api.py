@@ -316,7 +316,7 @@ class Separator:
         """Eq. 5. With Query-Aug v2 every entry of a class counts, the score is a calibrated probability, and a
         query that matches nothing known is left as it is (its label says so) instead of being snapped.
 
-        A query of pictures only is matched by the picture matcher on the image head v2's view of the pictures."""
+        A query of pictures only is matched by the picture matcher on the picture recogniser's view of the pictures."""
         matcher = self._query_aug_matcher()
         if matcher is None:
             vector, label, scores = self.bank.retrieve(vector)

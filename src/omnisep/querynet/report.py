@@ -526,8 +526,9 @@ def markdown(s: dict) -> str:
         if row.get("mixtures"):
             lines.append(f"| {form} | {row['mixtures']} | {_f(row['sdri'], 2)} | {_f(row['text_sdri_same_mixtures'], 2)} | {_f(row['gap_to_text'], 2)} |")
     if s.get("picture_query_aug"):
-        lines += ["", "Picture Query-Aug on the queries of the SDRi rows (one per mixture; recognised by a head v2 that never "
-                  "saw the style, unknown pictures left as they are):", "",
+        lines += ["", "Picture Query-Aug on the queries of the SDRi rows (one per mixture; recognised by a head v2, or in the "
+                  "rows marked (recogniser) by the picture recogniser, that never saw the style; unknown pictures left as "
+                  "they are):", "",
                   "| style | queries | answered (not unknown) | top-1 when answered | top-1 |", "|---|---:|---:|---:|---:|"]
         for style, row in s["picture_query_aug"].items():
             lines.append(f"| {style} | {row['queries']} | {_f(row['answered'])} | {_f(row['top1_of_answered'])} | {_f(row['top1'])} |")
