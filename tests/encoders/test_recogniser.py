@@ -110,3 +110,16 @@ def test_shipped_recogniser_names_the_example_pictures():
     names = ["dog-barking", "playing-piano", "playing-violin", "owl-hooting", "cat-meowing"]
     matches = ClassMatcher.for_pictures().match(recogniser.embed_image([examples / f"{n}.png" for n in names]))
     assert [m.label for m in matches] == [n.replace("-", " ") for n in names]
+
+
+def test_encoders_convert_writes_lite2_and_a_damaged_copy_is_named(tmp_path):
+    from omnisep.cli import main
+
+    assert main(["encoders", "convert", "-o", str(tmp_path)]) == 0
+    converted = tmp_path / backbones.LITE2_FILE
+    state, _ = backbones.lite2_state_and_classifier()
+    loaded = backbones.load_efficientnet_lite2(tmp_path).state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    converted.write_bytes(b"\x00" * 64)
+    with pytest.raises(OmniSepError, match="efficientnet-lite2.safetensors"):
+        backbones.load_efficientnet_lite2(tmp_path)

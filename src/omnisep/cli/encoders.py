@@ -36,10 +36,11 @@ def convert(imagebind_source: Path | None, output: Path | None) -> None:
         convert_imagebind(imagebind_source, target)
         click.echo(f"wrote {target}")
         return
-    from omnisep.encoders.backbones import convert_backbones
+    from omnisep.encoders.backbones import convert_backbones, load_efficientnet_lite2
 
     folder = convert_backbones(output)
-    click.echo(f"wrote the bundled encoder's backbones to {folder}")
+    load_efficientnet_lite2(folder)  # the picture recogniser's second backbone, converted on first use otherwise
+    click.echo(f"wrote the bundled encoder's backbones (and the picture recogniser's EfficientNet-Lite2) to {folder}")
 
 
 @encoders.command("train-heads")
