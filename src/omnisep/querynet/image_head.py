@@ -90,11 +90,18 @@ def picture_features(encoder, pictures, copies: int, seed: int, log=print, backb
     return torch.cat(rows), owners
 
 
-def lite2_backbone():
-    """EfficientNet-Lite2's features of a list of RGB arrays (the picture recogniser's second backbone)."""
+def lite2_backbone(variant: str = "lite2"):
+    """EfficientNet-Lite2's features of a list of RGB arrays (the picture recogniser's second backbone); another
+    ``variant`` (``lite1``, for probes) is read from its wheel each time."""
     from omnisep.encoders import backbones
 
-    model, size = backbones.load_efficientnet_lite2(), backbones.LITE_VARIANTS["lite2"][2]
+    if variant == "lite2":
+        model = backbones.load_efficientnet_lite2()
+    else:
+        model = backbones.build_efficientnet_lite(variant)
+        model.load_state_dict(backbones.lite_state_and_classifier(variant)[0], strict=True)
+        model.eval()
+    size = backbones.LITE_VARIANTS[variant][2]
 
     def features(images):
         with torch.no_grad():
@@ -122,7 +129,7 @@ def load_or_compute_features(work: Path, encoder, pictures, copies: int, seed: i
         else:
             log(f"  {backbone} features of {source} ({len(chosen)} pictures x {1 + copies})")
             if backbone != "lite0" and compute is None:
-                compute = lite2_backbone()
+                compute = lite2_backbone(backbone)
             rows, _ = picture_features(encoder, [pictures[i] for i in chosen], copies, seed, log, compute)
             save_safetensors_atomic({"features": rows}, path)
             fileio.write_text(meta, key, fsync=False)
