@@ -20,3 +20,4 @@ def test_the_shipped_recogniser_snaps_an_example_picture_to_its_label_row():
     assert label == "playing violin"
     torch.testing.assert_close(query, torch.as_tensor(bank.embeddings[bank.labels.index(label)]))
     assert snap.match(VIOLIN) is snap.match(VIOLIN)  # cached
+    assert snap.heads == "recogniser"  # the shipped calibration was fitted on the picture recogniser, so it recognises

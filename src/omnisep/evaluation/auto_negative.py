@@ -84,7 +84,8 @@ class PictureSnap:
         else:
             self.encoder = picture_recogniser(BundledEncoder(), calibration, heads)
         self.matcher = ClassMatcher.for_pictures(calibration=calibration or DEFAULT_PICTURES)
-        self.heads, self.calibration = str(heads or "v2"), str(calibration or DEFAULT_PICTURES)
+        default = "recogniser" if isinstance(self.encoder, PictureRecogniser) else "v2"
+        self.heads, self.calibration = str(heads or default), str(calibration or DEFAULT_PICTURES)
         self._answers: dict[str, object] = {}
 
     def match(self, picture):
