@@ -90,9 +90,9 @@ def picture_features(encoder, pictures, copies: int, seed: int, log=print, backb
     return torch.cat(rows), owners
 
 
-def lite2_backbone(variant: str = "lite2"):
-    """EfficientNet-Lite2's features of a list of RGB arrays (the picture recogniser's second backbone); another
-    ``variant`` (``lite1``, for probes) is read from its wheel each time."""
+def lite_backbone(variant: str = "lite2"):
+    """An EfficientNet-Lite's features of a list of RGB arrays: Lite2 (the picture recogniser's second backbone,
+    converted once into the cache) or another ``variant`` (``lite1``, for probes; read from its wheel)."""
     from omnisep.encoders import backbones
 
     if variant == "lite2":
@@ -111,7 +111,7 @@ def lite2_backbone(variant: str = "lite2"):
 
 def load_or_compute_features(work: Path, encoder, pictures, copies: int, seed: int, log=print, backbone: str = "lite0"):
     """Features of every picture copy, cached per source in ``work/features-SOURCE.safetensors``
-    (``features-lite2-SOURCE`` for EfficientNet-Lite2; keyed by that source's picture list), so an
+    (``features-lite2-SOURCE`` for EfficientNet-Lite2, and so on; keyed by that source's picture list), so an
     interrupted run resumes where it stopped."""
     from safetensors.torch import load_file
 
@@ -129,7 +129,7 @@ def load_or_compute_features(work: Path, encoder, pictures, copies: int, seed: i
         else:
             log(f"  {backbone} features of {source} ({len(chosen)} pictures x {1 + copies})")
             if backbone != "lite0" and compute is None:
-                compute = lite2_backbone(backbone)
+                compute = lite_backbone(backbone)
             rows, _ = picture_features(encoder, [pictures[i] for i in chosen], copies, seed, log, compute)
             save_safetensors_atomic({"features": rows}, path)
             fileio.write_text(meta, key, fsync=False)

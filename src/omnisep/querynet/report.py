@@ -320,7 +320,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     from omnisep.data.mixtures import load_test_set
     from omnisep.images import load_image
     from omnisep.encoders.recogniser import PictureRecogniser
-    from omnisep.querynet.image_head import V1_HEADS, V2_HEADS, lite2_backbone
+    from omnisep.querynet.image_head import V1_HEADS, V2_HEADS, lite_backbone
     from omnisep.querynet.pictures import collect_pictures, flatten
     from omnisep.querynet.words import ClassMatcher, read_queries, CONFIGS
 
@@ -359,7 +359,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     # The picture recognisers (Lite2 + Lite0, heads averaged) without each style, where image_head --recogniser made them.
     recognisers = {name: PictureRecogniser.load(work / f"recogniser-without-{name}.safetensors")
                    for name in ("twemoji", hold_out) if (work / f"recogniser-without-{name}.safetensors").is_file()}
-    lite2 = lite2_backbone() if recognisers else None
+    lite2 = lite_backbone() if recognisers else None
 
     def picture_features(array):
         lite0 = encoder.image_backbone_features([array])[0]
