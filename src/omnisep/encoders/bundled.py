@@ -165,12 +165,8 @@ class BundledEncoder(QueryEncoder):
 
     def image_backbone_features(self, images: list[np.ndarray]) -> torch.Tensor:
         """``[N, 1280]`` EfficientNet-Lite0 features of RGB uint8 arrays (no head, not normalised)."""
-        def compute(batch):
-            pixels = torch.stack([backbones.image_to_pixels(image) for image in batch]).to(self.device)
-            with torch.no_grad():
-                return backbones.image_features(self.image_model, pixels)
-
-        return self._memoized("image", images, compute)
+        return self._memoized("image", images,
+                              lambda batch: backbones.pictures_to_features(self.image_model, batch, device=self.device))
 
     def audio_backbone_features(self, clips: list[np.ndarray]) -> torch.Tensor:
         """``[N, 512]`` aisfx features of mono 44.1 kHz clips (no head, not normalised)."""

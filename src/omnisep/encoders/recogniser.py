@@ -83,9 +83,7 @@ class PictureRecogniser(nn.Module):
 
         if self._lite2 is None:
             self._lite2 = backbones.load_efficientnet_lite2()
-        size = backbones.LITE_VARIANTS["lite2"][2]
-        with torch.no_grad():
-            lite2 = backbones.image_features(self._lite2, torch.stack([backbones.image_to_pixels(i, size) for i in images]))
+        lite2 = backbones.pictures_to_features(self._lite2, images, backbones.LITE_VARIANTS["lite2"][2])
         return torch.cat([lite2, self.encoder.image_backbone_features(list(images)).float()], dim=1)
 
     def embed(self, modality: str, items: Sequence, sample_rate: int | None = None) -> torch.Tensor:

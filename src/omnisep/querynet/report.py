@@ -319,8 +319,8 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     from omnisep.encoders.bundled import BundledEncoder
     from omnisep.data.mixtures import load_test_set
     from omnisep.images import load_image
-    from omnisep.encoders.recogniser import PictureRecogniser
-    from omnisep.querynet.image_head import V1_HEADS, V2_HEADS, lite_backbone
+    from omnisep.encoders.recogniser import LITE2_DIM, PictureRecogniser
+    from omnisep.querynet.image_head import V1_HEADS, V2_HEADS
     from omnisep.querynet.pictures import collect_pictures, flatten
     from omnisep.querynet.words import ClassMatcher, read_queries, CONFIGS
 
@@ -357,13 +357,15 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     heads_v2_held, _ = _head(work / f"heads-v2-without-{hold_out}.safetensors")
     heads_v2_all, _ = _head(work / "heads-v2-all.safetensors") if (work / "heads-v2-all.safetensors").is_file() else _head(V2_HEADS)
     # The picture recognisers (Lite2 + Lite0, heads averaged) without each style, where image_head --recogniser made them.
-    recognisers = {name: PictureRecogniser.load(work / f"recogniser-without-{name}.safetensors")
+    recognisers = {name: PictureRecogniser.load(work / f"recogniser-without-{name}.safetensors", encoder=encoder)
                    for name in ("twemoji", hold_out) if (work / f"recogniser-without-{name}.safetensors").is_file()}
-    lite2 = lite_backbone() if recognisers else None
 
     def picture_features(array):
-        lite0 = encoder.image_backbone_features([array])[0]
-        return lite0 if lite2 is None else (lite0, torch.cat([lite2([array])[0], lite0]))
+        """Lite0's features, or ``(Lite0's, [Lite2's, Lite0's])`` where recognisers are scored."""
+        if not recognisers:
+            return encoder.image_backbone_features([array])[0]
+        both = next(iter(recognisers.values())).features([array])[0]
+        return both[LITE2_DIM:], both
 
     corpus_pictures = {}
     for m in mixtures:
