@@ -1,4 +1,5 @@
-"""Query-Aug v2 through the public API with the bundled default model: known queries snap, unknown ones say so."""
+"""Query-Aug v2 through the public API with the bundled default model: a description becomes its first two
+classes' rows weighed by their probabilities, an unknown one says so; pictures snap."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from omnisep.api import Query, Separator
 
@@ -20,21 +22,36 @@ def separator():
     torch.set_num_threads(threads)
 
 
-def test_a_name_snaps_to_its_class_with_a_calibrated_score(separator):
+def _row(separator, label):
+    return separator.bank.embeddings[separator.bank.labels.index(label)]
+
+
+def _blend_of(separator, match):
+    (first, w1), (second, w2) = match["blend"]
+    return w1 * F.normalize(_row(separator, first), dim=-1) + w2 * F.normalize(_row(separator, second), dim=-1)
+
+
+def test_a_name_becomes_its_class_blended_with_the_runner_up_by_probability(separator):
     item = separator.prepare([Query(text="violin", query_aug=True)])[0]
-    assert item.label == "playing violin"
-    assert item.query_aug_match["known"] and item.query_aug_match["runner_up"] != "playing violin"
+    match = item.query_aug_match
+    assert match["known"] and match["label"] == "playing violin" and match["runner_up"] != "playing violin"
+    assert [label for label, _ in match["blend"]] == ["playing violin", match["runner_up"]]
+    (_, w1), (_, w2) = match["blend"]
+    assert w1 / w2 == pytest.approx(match["probability"] / match["runner_up_probability"], rel=1e-4)
     assert 0.5 < item.query_aug_score <= 1.0
-    assert torch.equal(item.vector, separator.bank.embeddings[separator.bank.labels.index("playing violin")])
+    assert item.label.startswith("playing violin (Query-Aug: ") and f"{w1:.2f} playing violin" in item.label
+    torch.testing.assert_close(item.vector, _blend_of(separator, match))
 
 
-def test_a_query_that_matches_nothing_is_left_as_it_is(separator):
+def test_a_query_that_matches_nothing_says_so_and_gets_its_two_closest_classes(separator):
     text = "quarterly tax return spreadsheet"
     item = separator.prepare([Query(text=text, query_aug=True)])[0]
     plain = separator.prepare([Query(text=text)])[0]
     assert not item.query_aug_match["known"]
     assert item.label.startswith(text) and "unknown (closest: " in item.label and "runner-up" in item.label
-    assert torch.allclose(item.vector, plain.vector)
+    assert "separated as " in item.label
+    torch.testing.assert_close(item.vector, _blend_of(separator, item.query_aug_match))
+    assert not torch.allclose(item.vector, plain.vector, atol=1e-3)
 
 
 def test_a_picture_query_snaps_by_default_and_not_when_told(separator):

@@ -115,3 +115,21 @@ def test_the_picture_matcher_keeps_only_label_entries_and_reads_its_calibration(
     (tmp_path / "pictures.json").write_text(json.dumps({**calibration, "format": "something else"}))
     with pytest.raises(OmniSepError, match="pictures.json.*missing or damaged"):
         ClassMatcher.for_pictures(tmp_path / "bank.safetensors", tmp_path / "pictures.json")
+
+
+def test_a_blending_bank_weighs_its_first_two_classes_by_probability(tmp_path):
+    matcher = _matcher()
+    matcher.blend_classes = 2
+    query = _unit(1, 0.6, 0.5)[None]
+    match = matcher.match(query)[0]
+    p = matcher.probabilities(query)[0]
+    (first, w1), (second, w2) = match.blend
+    assert (first, second) == ("dog", "rain") and w1 + w2 == pytest.approx(1.0)
+    assert w1 / w2 == pytest.approx(float(p[0] / p[1]), rel=1e-4)  # the probabilities, renormalised over the two
+    assert f"separated as {w1:.2f} dog + {w2:.2f} rain" in match.describe()
+    matcher.save(tmp_path / "bank.safetensors")
+    loaded = ClassMatcher.load(tmp_path / "bank.safetensors").match(query)[0]  # the bank is stored in half precision
+    assert [label for label, _ in loaded.blend] == ["dog", "rain"] and loaded.blend[0][1] == pytest.approx(w1, abs=1e-3)
+    assert _matcher().match(query)[0].blend == ()  # a bank without the key snaps as before
+    pictures = ClassMatcher.load(tmp_path / "bank.safetensors").labels_only()
+    assert pictures.match(query)[0].blend == ()  # pictures snap: the blend was measured for words only

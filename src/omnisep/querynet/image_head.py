@@ -338,8 +338,8 @@ def run(work: Path, hold_out: str, copies: int, seed: int, heads_path, output, l
 def train_recogniser(work, encoder, pictures, lite0, owners, label_list, anchors, name_anchors, sources, hold_out, copies, seed,
                      seeds, output, log=print) -> tuple[dict, dict]:
     """The picture recogniser (:mod:`omnisep.encoders.recogniser`): its leave-one-source-out table, the bridge chosen on
-    the sources other than ``hold_out``, recognisers without ``hold_out`` and without Twemoji (in ``work``, for honest
-    SDRi rows) and on every source (``output``); returns (record, picture calibration fitted on its outputs)."""
+    the sources other than ``hold_out``, a recogniser without each source (in ``work``, for honest SDRi rows and
+    validation probes) and one on every source (``output``); returns (record, picture calibration fitted on its outputs)."""
     from omnisep.encoders.backbones import lite_state_and_classifier
     from omnisep.encoders.recogniser import from_head_states
 
@@ -357,7 +357,7 @@ def train_recogniser(work, encoder, pictures, lite0, owners, label_list, anchors
                                            "mlp": results[s][(0.0, 1.0)]} for s in sources}}
     calibration = picture_calibration(features, owners, pictures, states, [s for s in sources if s != hold_out], chosen,
                                       classifier, name_anchors, label_list, anchors, recogniser=True)
-    for left_out in dict.fromkeys([hold_out, "twemoji"]):
+    for left_out in sources:  # one per held-out style: honest SDRi rows and validation probes (scripts/val_soft_snap.py)
         from_head_states(states[left_out], classifier, name_anchors, *chosen).save(
             work / f"recogniser-without-{left_out}.safetensors", {"trained_on": f"without-{left_out}", **record})
     labels = [pictures[i].label for i in owners]

@@ -431,6 +431,8 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
             if mode == "v1":  # eq. 5 with the checkpoint's bank: the nearest label embedding
                 return anchors[int((q @ anchors.T).argmax())]
             match = matcher.match(q[None])[0]
+            if mode == "v2-blend":  # what the API gives since 2026-12-07: the first two classes' rows, weighed
+                return sum(w * anchor[label] for label, w in match.blend) if match.blend else anchor[match.label]
             if mode == "v2-always" or match.known:
                 return anchor[match.label]
             return q
@@ -458,6 +460,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
         "free text + Query-Aug v1 (nearest label)": described("v1"),
         "free text + Query-Aug v2 (rich bank, unknown left as is)": described("v2"),
         "free text + Query-Aug v2 (rich bank, always snapped)": described("v2-always"),
+        "free text + Query-Aug v2 (rich bank, first two classes blended by probability)": described("v2-blend"),
     }
     for condition, variant in audio:
         forms[f"audio example {condition}, {variant}"] = audio_form(condition, variant)

@@ -142,6 +142,11 @@ def read_queries(path: str | os.PathLike) -> tuple[list[str], list[str | None]]:
     return texts, labels
 
 
+# What the Separate-Net gets for a description: the first two classes' rows weighed by their probabilities
+# (chosen on both validation splits with the casual descriptions, scripts/val_soft_snap.py; docs/encoders.md).
+BLEND_CLASSES = 2
+
+
 def build_bank(output=DEFAULT_BANK, wordnet_dir=WORDNET_DIR, encoder=None, log=print) -> dict:
     """Embed every entry with the anchor text model, fit the calibration on the validation file, save."""
     from omnisep.data.corpus import CLASSES
@@ -153,7 +158,8 @@ def build_bank(output=DEFAULT_BANK, wordnet_dir=WORDNET_DIR, encoder=None, log=p
     entries = bank_entries(labels, wordnet_dir, read_descriptions(CONFIGS / "descriptions.json"))
     flat = [(label, kind, text) for label in labels for kind, text in entries[label]]
     embeddings = encoder.embed_text([text for _, _, text in flat])
-    matcher = ClassMatcher(labels, [r[0] for r in flat], embeddings, [r[2] for r in flat], [r[1] for r in flat])
+    matcher = ClassMatcher(labels, [r[0] for r in flat], embeddings, [r[2] for r in flat], [r[1] for r in flat],
+                           blend_classes=BLEND_CLASSES)
     texts, truth = read_queries(CONFIGS / "querynet" / "descriptions-val.json")
     record = fit_calibration(matcher, encoder.embed_text(texts), truth)
     record["entries"] = len(flat)
