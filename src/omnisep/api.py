@@ -314,9 +314,8 @@ class Separator:
 
     def _query_aug(self, vector: torch.Tensor, description: str, parts=(), weights=(), mixture_rate=None):
         """Eq. 5. With Query-Aug v2 every entry of a class counts, the score is a calibrated probability, and a
-        query that matches nothing known says so in its label. Where the bank blends (``blend_classes``), the query
-        becomes its first classes' rows weighed by their probabilities; otherwise a known answer is snapped to its
-        row and an unknown one is left as it is.
+        query that matches nothing known says so in its label. The query becomes what the matcher gives
+        (:data:`omnisep.query_aug.GIVE`): one label's row, the first two blended by probability, or itself.
 
         A query of pictures only is matched by the picture matcher on the picture recogniser's view of the pictures."""
         matcher = self._query_aug_matcher()
@@ -331,16 +330,19 @@ class Separator:
         match = matcher.match(probe[None])[0]
         found = {**match.to_dict(), "matcher": kind}
         rows = {label: row for label, row in zip(self.bank.labels, self.bank.embeddings)}
-        if len(match.blend) > 1 and all(label in rows for label, _ in match.blend):
-            # The first classes' rows weighed by their probabilities (Query-Mixup), sure or not: the label says which.
-            blended = query_math.compose([torch.as_tensor(rows[label]) for label, _ in match.blend], [w for _, w in match.blend])
-            head = match.label if match.known else f"{description} (Query-Aug: {match.describe()})"
-            if match.known:
-                head += " (Query-Aug: " + " + ".join(f"{w:.2f} {label}" for label, w in match.blend) + ")"
-            return blended.to(vector.dtype), head, match.probability, found
-        if match.known and match.label in rows:
-            return self.bank.embeddings[self.bank.labels.index(match.label)].clone(), match.label, match.probability, found
-        return vector, f"{description} (Query-Aug: {match.describe()})", match.probability, found
+        if not match.given or any(label not in rows for label, _ in match.given):
+            return vector, f"{description} (Query-Aug: {match.describe()})", match.probability, found
+        if len(match.given) == 1:
+            given = rows[match.given[0][0]].clone()
+        else:  # a blend of the first classes' rows (Query-Mixup)
+            given = query_math.compose([torch.as_tensor(rows[label]) for label, _ in match.given], [w for _, w in match.given])
+        if not match.known:
+            label = f"{description} (Query-Aug: {match.describe()})"
+        elif len(match.given) > 1:
+            label = f"{match.label} (Query-Aug: " + " + ".join(f"{w:.2f} {name}" for name, w in match.given) + ")"
+        else:
+            label = match.label
+        return given.to(vector.dtype), label, match.probability, found
 
     def _embed(self, query: Query, mixture_rate: int | None) -> EmbeddedQuery:
         parts = query.parts()

@@ -7,15 +7,17 @@ class's entries, ``s_c = tau_e * logsumexp(cos(q, e) / tau_e)``; the class
 probabilities are ``softmax(s / T)``. Under the fitted probability or cosine
 floor the answer is *unknown*, and the answer says so.
 
-What the Separate-Net gets (``blend_classes`` in the bank's ``.json``): paper
-eq. 5 snaps the query to the one nearest row; a bank with ``blend_classes: 2``
-hands it the first two classes' rows weighed by their probabilities
-(renormalised), known answer or not. The Separate-Net was trained with
-Query-Mixup, so a blend separates each candidate in proportion to the belief in
-it: a description the matcher is unsure of loses less when its first guess is
-wrong (validation: +0.17 dB over always snapping, +0.49 dB over leaving
-unknown answers as they are; ``scripts/val_soft_snap.py``, docs/encoders.md).
-A bank without the key snaps (known) or keeps the query (unknown), as before.
+What the Separate-Net is given (``give`` in the bank's ``.json`` and in the
+picture calibration; :data:`GIVE`): ``"snap-known"``, paper eq. 5's snap for a
+known answer and the query as it is for an unknown one (what a file without
+the key gets); ``"snap"``, the first class's row either way; ``"blend-2"``,
+the first two classes' rows weighed by their probabilities (renormalised),
+either way. The Separate-Net was trained with Query-Mixup, so a blend
+separates each candidate in proportion to the belief in it. Chosen on
+validation (``scripts/val_soft_snap.py``, docs/encoders.md): words blend
+(+0.49 dB over ``snap-known``, +0.17 over ``snap``), pictures snap (the
+blend of a picture's first two classes gained less than snapping on three of
+five held-out styles). The answer's label says what was given.
 
 Pictures have a matcher of their own (:meth:`ClassMatcher.for_pictures`): the
 label entries only, since the image heads are trained onto the labels, with a
@@ -40,6 +42,7 @@ from omnisep.errors import OmniSepError, describe
 DEFAULT_BANK = Path(__file__).resolve().parent / "pretrained" / "query-aug" / "bank.safetensors"
 DEFAULT_PICTURES = DEFAULT_BANK.with_name("pictures.json")
 PICTURES_FORMAT = "omnisep-query-aug-pictures"
+GIVE = ("snap-known", "snap", "blend-2")  # what the Separate-Net is given for an answer (module docstring)
 
 
 @dataclass
@@ -52,13 +55,15 @@ class Match:
     runner_up: str
     runner_up_probability: float
     known: bool
-    blend: tuple = ()  # ((label, weight), ...): the rows handed to the Separate-Net; empty: snap or keep
+    given: tuple = ()  # ((label, weight), ...): the rows the Separate-Net is given; empty: the query as it is
 
     def describe(self) -> str:
         head = self.label if self.known else f"unknown (closest: {self.label})"
         text = f"{head} p={self.probability:.2f}, runner-up {self.runner_up} p={self.runner_up_probability:.2f}"
-        if len(self.blend) > 1:
-            text += "; separated as " + " + ".join(f"{weight:.2f} {label}" for label, weight in self.blend)
+        if len(self.given) > 1:
+            text += "; separated as " + " + ".join(f"{weight:.2f} {label}" for label, weight in self.given)
+        elif not self.known:
+            text += f"; separated as {self.label}" if self.given else "; left as it is"
         return text
 
     def to_dict(self) -> dict:
@@ -69,7 +74,7 @@ class ClassMatcher:
     """Scores a query against every class over all its entries; calibrated, with an unknown answer."""
 
     def __init__(self, labels, entry_labels, embeddings, texts=None, kinds=None, entry_temperature=0.05,
-                 temperature=1.0, min_probability=0.0, min_cosine=-1.0, blend_classes=0):
+                 temperature=1.0, min_probability=0.0, min_cosine=-1.0, give="snap-known"):
         self.labels = list(labels)
         index = {label: i for i, label in enumerate(self.labels)}
         self.entry_class = torch.tensor([index[label] for label in entry_labels])
@@ -79,7 +84,9 @@ class ClassMatcher:
         self.temperature = float(temperature)
         self.min_probability = float(min_probability)
         self.min_cosine = float(min_cosine)
-        self.blend_classes = int(blend_classes)  # 0: no blend (snap when known, keep when unknown)
+        if give not in GIVE:
+            raise ValueError(f"Query-Aug gives one of {', '.join(GIVE)}, not {give!r}.")
+        self.give = give
 
     def class_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(soft-max score per class ``[N, C]``, best cosine per class ``[N, C]``).
@@ -103,34 +110,36 @@ class ClassMatcher:
     def match(self, queries: torch.Tensor) -> list[Match]:
         scores, best = self.class_scores(queries)
         probabilities = torch.softmax(scores / self.temperature, dim=-1)
-        top = probabilities.topk(min(max(2, self.blend_classes), len(self.labels)), dim=-1)
+        top = probabilities.topk(min(2, len(self.labels)), dim=-1)
         found = []
         for row in range(len(probabilities)):
             order = top.indices[row].tolist()
-            first, second = order[0], order[1 if len(order) > 1 else 0]
+            first, second = order[0], order[-1]
             p = float(probabilities[row, first])
             cosine = float(best[row, first])
-            blend = ()
-            if self.blend_classes > 1:
-                weights = top.values[row, : self.blend_classes]
-                weights = weights / weights.sum()
-                blend = tuple((self.labels[i], float(w)) for i, w in zip(top.indices[row, : self.blend_classes].tolist(), weights))
-            found.append(Match(self.labels[first], p, cosine, self.labels[second], float(probabilities[row, second]),
-                               p >= self.min_probability and cosine >= self.min_cosine, blend))
+            known = p >= self.min_probability and cosine >= self.min_cosine
+            if self.give == "blend-2":
+                weights = top.values[row] / top.values[row].sum()
+                given = tuple((self.labels[i], float(w)) for i, w in zip(order, weights))
+            else:
+                given = ((self.labels[first], 1.0),) if known or self.give == "snap" else ()
+            found.append(Match(self.labels[first], p, cosine, self.labels[second], float(probabilities[row, second]), known, given))
         return found
 
     def labels_only(self) -> "ClassMatcher":
-        """The same classes with only their ``label`` entries (all entries where kinds are unknown); no blend
-        (pictures snap: the blend was measured for descriptions only)."""
+        """The same classes with only their ``label`` entries (all entries where kinds are unknown)."""
         keep = [i for i, kind in enumerate(self.kinds or []) if kind == "label"] or list(range(len(self.embeddings)))
         return ClassMatcher(self.labels, [self.labels[self.entry_class[i]] for i in keep], self.embeddings[keep],
                             [self.texts[i] for i in keep] if self.texts else None, ["label"] * len(keep),
-                            self.entry_temperature, self.temperature, self.min_probability, self.min_cosine)
+                            self.entry_temperature, self.temperature, self.min_probability, self.min_cosine, self.give)
 
     def calibrated(self, record: dict) -> "ClassMatcher":
         self.temperature = float(record["temperature"])
         self.min_probability = float(record["min_probability"])
         self.min_cosine = float(record["min_cosine"])
+        self.give = record.get("give", "snap-known")
+        if self.give not in GIVE:
+            raise ValueError(f"give {self.give!r}")
         return self
 
     @classmethod
@@ -158,7 +167,7 @@ class ClassMatcher:
                         for c, k, t in zip(self.entry_class.tolist(), self.kinds or [], self.texts or [])],
             "entry_temperature": self.entry_temperature, "temperature": self.temperature,
             "min_probability": self.min_probability, "min_cosine": self.min_cosine,
-            **({"blend_classes": self.blend_classes} if self.blend_classes else {}), "record": record or {},
+            "give": self.give, "record": record or {},
         })
         return path
 
@@ -173,7 +182,7 @@ class ClassMatcher:
             entries = meta["entries"]
             return cls(meta["labels"], [e["label"] for e in entries], embeddings, [e["text"] for e in entries],
                        [e["kind"] for e in entries], meta["entry_temperature"], meta["temperature"],
-                       meta["min_probability"], meta["min_cosine"], meta.get("blend_classes", 0))
+                       meta["min_probability"], meta["min_cosine"], meta.get("give", "snap-known"))
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OmniSepError(f"Query-Aug bank {describe(path)} is missing or damaged ({type(error).__name__}).") from None
 

@@ -157,7 +157,8 @@ def test_presence_run_then_report(tiny_checkpoint, mixtures, tmp_path, capsys):
 
 class _KnownPictures:
     """A stand-in for auto_negative.PictureSnap: recognises each picture by the label in its file name,
-    except the ones listed as unknown (left as the picture's own embedding, as the API does)."""
+    except the ones listed as unknown (left as the picture's own embedding, as the API does where the picture
+    calibration gives ``snap-known``)."""
 
     def __init__(self, unknown=()):
         self.unknown, self.heads, self.calibration = set(unknown), "stub", "stub"
@@ -200,6 +201,6 @@ def test_snapped_picture_queries_are_the_label_rows_unless_unknown(tiny_checkpoi
     auto_negative.save_run(data, tmp_path / "snap.json")
     text = auto_negative.write_report([tmp_path / "snap.json"], [tmp_path / "snap.json"], tmp_path / "report")
     assert "| image-snapped |" in text
-    assert "snapped to their own label 1 of 2 times, to another label 0, said unknown 1 (recogniser: `stub`)." in text
+    assert "snapped to their own label 1 of 2 times, to another label 0, left unsnapped 1 (recogniser: `stub`)." in text
     with pytest.raises(Exception, match=r"Unknown query mode\(s\) \['picture'\]"):
         auto_negative.run(tiny_checkpoint, mixtures, modes=("picture",), **common)

@@ -27,7 +27,7 @@ def _row(separator, label):
 
 
 def _blend_of(separator, match):
-    (first, w1), (second, w2) = match["blend"]
+    (first, w1), (second, w2) = match["given"]
     return w1 * F.normalize(_row(separator, first), dim=-1) + w2 * F.normalize(_row(separator, second), dim=-1)
 
 
@@ -35,8 +35,8 @@ def test_a_name_becomes_its_class_blended_with_the_runner_up_by_probability(sepa
     item = separator.prepare([Query(text="violin", query_aug=True)])[0]
     match = item.query_aug_match
     assert match["known"] and match["label"] == "playing violin" and match["runner_up"] != "playing violin"
-    assert [label for label, _ in match["blend"]] == ["playing violin", match["runner_up"]]
-    (_, w1), (_, w2) = match["blend"]
+    assert [label for label, _ in match["given"]] == ["playing violin", match["runner_up"]]
+    (_, w1), (_, w2) = match["given"]
     assert w1 / w2 == pytest.approx(match["probability"] / match["runner_up_probability"], rel=1e-4)
     assert 0.5 < item.query_aug_score <= 1.0
     assert item.label.startswith("playing violin (Query-Aug: ") and f"{w1:.2f} playing violin" in item.label
@@ -64,6 +64,25 @@ def test_a_picture_query_snaps_by_default_and_not_when_told(separator):
     assert plain.query_aug_match is None and plain.label == "playing-violin.png"
     assert torch.allclose(plain.vector, separator.encoder.embed_image([picture])[0])  # the model's own heads (v1)
     assert not torch.allclose(plain.vector, item.vector, atol=1e-3)
+
+
+def test_a_picture_said_unknown_says_so_and_still_gets_its_closest_label(separator):
+    """The picture calibration gives ``snap`` (chosen on validation, docs/encoders.md): unknown or not, the
+    Separate-Net gets the closest label's row; the label says it was unknown."""
+    import copy
+
+    recogniser, matcher = separator._picture_query_aug()
+    assert matcher.give == "snap"
+    strict = copy.copy(matcher)
+    strict.min_probability = 1.01  # nothing is known
+    separator._pictures = (recogniser, strict)
+    try:
+        item = separator.prepare([Query(image=EXAMPLES / "playing-violin.png")])[0]
+    finally:
+        separator._pictures = (recogniser, matcher)
+    assert not item.query_aug_match["known"]
+    assert "unknown (closest: playing violin)" in item.label and "separated as playing violin" in item.label
+    assert torch.equal(item.vector, _row(separator, "playing violin"))
 
 
 def test_a_text_part_keeps_the_default_off_and_the_text_matcher(separator):

@@ -117,19 +117,27 @@ def test_the_picture_matcher_keeps_only_label_entries_and_reads_its_calibration(
         ClassMatcher.for_pictures(tmp_path / "bank.safetensors", tmp_path / "pictures.json")
 
 
-def test_a_blending_bank_weighs_its_first_two_classes_by_probability(tmp_path):
-    matcher = _matcher()
-    matcher.blend_classes = 2
+def test_what_the_separate_net_is_given_follows_the_bank(tmp_path):
     query = _unit(1, 0.6, 0.5)[None]
+    far = _unit(-1, -1, -1)[None]
+    matcher = _matcher()
+    assert matcher.match(query)[0].given == (("dog", 1.0),)  # a bank without the key: snap the known answer...
+    assert matcher.match(far)[0].given == () and "left as it is" in matcher.match(far)[0].describe()  # ...keep the unknown
+    matcher.give = "snap"
+    assert matcher.match(far)[0].given == ((matcher.match(far)[0].label, 1.0),)
+    matcher.give = "blend-2"
     match = matcher.match(query)[0]
     p = matcher.probabilities(query)[0]
-    (first, w1), (second, w2) = match.blend
+    (first, w1), (second, w2) = match.given
     assert (first, second) == ("dog", "rain") and w1 + w2 == pytest.approx(1.0)
     assert w1 / w2 == pytest.approx(float(p[0] / p[1]), rel=1e-4)  # the probabilities, renormalised over the two
     assert f"separated as {w1:.2f} dog + {w2:.2f} rain" in match.describe()
     matcher.save(tmp_path / "bank.safetensors")
     loaded = ClassMatcher.load(tmp_path / "bank.safetensors").match(query)[0]  # the bank is stored in half precision
-    assert [label for label, _ in loaded.blend] == ["dog", "rain"] and loaded.blend[0][1] == pytest.approx(w1, abs=1e-3)
-    assert _matcher().match(query)[0].blend == ()  # a bank without the key snaps as before
-    pictures = ClassMatcher.load(tmp_path / "bank.safetensors").labels_only()
-    assert pictures.match(query)[0].blend == ()  # pictures snap: the blend was measured for words only
+    assert [label for label, _ in loaded.given] == ["dog", "rain"] and loaded.given[0][1] == pytest.approx(w1, abs=1e-3)
+    calibration = {"format": "omnisep-query-aug-pictures", "temperature": 0.2, "min_probability": 0.3, "min_cosine": 0.4}
+    (tmp_path / "pictures.json").write_text(json.dumps({**calibration, "give": "snap"}))
+    assert ClassMatcher.for_pictures(tmp_path / "bank.safetensors", tmp_path / "pictures.json").give == "snap"
+    (tmp_path / "pictures.json").write_text(json.dumps({**calibration, "give": "everything"}))
+    with pytest.raises(OmniSepError, match="pictures.json.*missing or damaged"):
+        ClassMatcher.for_pictures(tmp_path / "bank.safetensors", tmp_path / "pictures.json")

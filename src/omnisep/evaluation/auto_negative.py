@@ -64,7 +64,7 @@ RESIDUAL_EMBEDDING_SOURCES = ("residual-label", "residual-audio", "mixture+resid
 RESIDUAL_TAGGER_SOURCES = ("residual-tagger", "mixture*residual-tagger")
 MODES = ("text", "image", "audio", "composed")
 # The picture as the API gives it by default: recognised by an image head and snapped to its label's row
-# (picture Query-Aug, omnisep.query_aug.ClassMatcher.for_pictures); the picture's own embedding when unknown.
+# (picture Query-Aug, omnisep.query_aug.ClassMatcher.for_pictures), or whatever the picture calibration gives.
 SNAPPED_IMAGE = "image-snapped"
 
 
@@ -102,11 +102,15 @@ class PictureSnap:
         return self._answers[key]
 
     def snap(self, query: torch.Tensor, picture, bank) -> tuple[torch.Tensor, str | None]:
-        """``(query, label)``: the bank row of the recognised label, or the query itself (label None)."""
+        """``(query, label)``: what the picture matcher gives, as the API gives it (the recognised label's bank row;
+        omnisep.query_aug.GIVE), or the query itself (label None)."""
+        from omnisep.queries import compose
+
         match = self.match(picture)
-        if match.known and match.label in bank.labels:
-            return torch.as_tensor(bank.embeddings[bank.labels.index(match.label)], dtype=query.dtype), match.label
-        return query, None
+        if not match.given or any(label not in bank.labels for label, _ in match.given):
+            return query, None
+        rows = [torch.as_tensor(bank.embeddings[bank.labels.index(label)], dtype=query.dtype) for label, _ in match.given]
+        return (rows[0] if len(rows) == 1 else compose(rows, [w for _, w in match.given])), match.label
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray, length: int = SCORED_LENGTH) -> float | None:
@@ -589,7 +593,7 @@ def write_report(validation, test, out, controls=None, alpha: float | None = Non
         stats = (run_.get("choices") or {}).get(SNAPPED_IMAGE, {}).get("picture Query-Aug")
         if stats:
             text += [f"Picture Query-Aug on the {name} pictures (mode {SNAPPED_IMAGE}): snapped to their own label "
-                     f"{stats['hit']} of {stats['n']} times, to another label {stats['own']}, said unknown {stats['none']}"
+                     f"{stats['hit']} of {stats['n']} times, to another label {stats['own']}, left unsnapped {stats['none']}"
                      + (f" (recogniser: `{run_['pictures']['heads']}`)." if run_.get("pictures") else "."), ""]
     control_run = merge([controls]) if controls else tst
     table = controls_table(control_run["summary"], chosen)

@@ -48,6 +48,9 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 LOSO_SOURCES = ("twemoji", "openmoji", "fluent-line", "game-icons", "gcompris-drawing", "gcompris-photo")
 # Share of known pictures (styles their head never saw) that picture Query-Aug may call unknown.
 PICTURE_COSINE_QUANTILE = 0.1
+# What the Separate-Net is given for a picture (omnisep.query_aug.GIVE): its first class's row, known or not (chosen on
+# validation mixtures with each of five styles held out of its recogniser, scripts/val_soft_snap.py --pictures).
+PICTURES_GIVE = "snap"
 BRIDGE_GRID = [(w, t) for w in (0.0, 0.25, 0.4, 0.55, 0.7, 1.0) for t in (0.5, 1.0, 2.0)]
 RECOGNISER_SEEDS = 3  # heads averaged in the picture recogniser (each 3 MB in float16)
 
@@ -235,7 +238,8 @@ def picture_calibration(features, owners, pictures, states, sources, chosen, cla
     # The image head maps any picture near some label, so a floor that only 1 % of known pictures fall under (the
     # text rule) lets every unknown picture through; 10 % catches a few (docs/encoders.md, "Query-Aug for pictures").
     record = calibrate(matcher, *matcher.class_scores(torch.cat(vectors)), labels, cosine_quantile=PICTURE_COSINE_QUANTILE)
-    return {"format": PICTURES_FORMAT, "heads_version": 2, "recogniser": recogniser, "temperature": record["temperature"],
+    return {"format": PICTURES_FORMAT, "heads_version": 2, "recogniser": recogniser, "give": PICTURES_GIVE,
+            "temperature": record["temperature"],
             "min_probability": record["min_probability"], "min_cosine": record["min_cosine"],
             "record": {**record, "sources": list(sources), "cosine_quantile": PICTURE_COSINE_QUANTILE}}
 

@@ -95,7 +95,8 @@ def picture_tables(work: Path, encoder, label_list, anchors, v1_heads, log=print
 def unknown_picture_answers(work: Path, encoder) -> dict:
     """Picture Query-Aug on Twemoji pictures of things outside the classes, recognised by what never saw Twemoji
     (the picture recogniser without it where image_head --recogniser made one, else the head v2 without it) with
-    the calibration fitted for it: how many are said unknown (and so left unsnapped)."""
+    the calibration fitted for it: how many are said unknown (the label says so; the Separate-Net is given what the
+    calibration's ``give`` says)."""
     from omnisep.encoders.recogniser import PictureRecogniser
     from omnisep.query_aug import ClassMatcher
     from omnisep.querynet.pictures import flatten, unknown_pictures
@@ -111,8 +112,9 @@ def unknown_picture_answers(work: Path, encoder) -> dict:
             vectors, by = head(encoder.image_backbone_features(arrays)), "heads v2"
     if by == "heads v2" and (work / "picture-calibration-heads-v2.json").is_file():
         calibration = work / "picture-calibration-heads-v2.json"
-    matches = ClassMatcher.for_pictures(calibration=calibration).match(vectors)
-    return {"pictures": len(pictures), "said_unknown": sum(not m.known for m in matches), "recognised_by": by,
+    matcher = ClassMatcher.for_pictures(calibration=calibration)
+    matches = matcher.match(vectors)
+    return {"pictures": len(pictures), "said_unknown": sum(not m.known for m in matches), "recognised_by": by, "give": matcher.give,
             "examples": {p.name: m.describe() for p, m in zip(pictures, matches)}}
 
 
@@ -404,7 +406,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
         else:
             match = pictures_matcher.match(with_head(recogniser, lite0)[None])[0]
             picture_answers.append((style, match, truth))
-        return anchor[match.label] if match.known else with_head(head, lite0)
+        return sum(w * anchor[label] for label, w in match.given) if match.given else with_head(head, lite0)
 
     def held_picture(head, recogniser=None):
         def form(m):
@@ -431,8 +433,8 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
             if mode == "v1":  # eq. 5 with the checkpoint's bank: the nearest label embedding
                 return anchors[int((q @ anchors.T).argmax())]
             match = matcher.match(q[None])[0]
-            if mode == "v2-blend":  # what the API gives since 2026-12-07: the first two classes' rows, weighed
-                return sum(w * anchor[label] for label, w in match.blend) if match.blend else anchor[match.label]
+            if mode == "v2-given":  # what the API gives (the bank's give; since 2026-12-07 the first two, weighed)
+                return sum(w * anchor[label] for label, w in match.given) if match.given else q
             if mode == "v2-always" or match.known:
                 return anchor[match.label]
             return q
@@ -460,7 +462,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
         "free text + Query-Aug v1 (nearest label)": described("v1"),
         "free text + Query-Aug v2 (rich bank, unknown left as is)": described("v2"),
         "free text + Query-Aug v2 (rich bank, always snapped)": described("v2-always"),
-        "free text + Query-Aug v2 (rich bank, first two classes blended by probability)": described("v2-blend"),
+        "free text + Query-Aug v2 (rich bank, first two classes blended by probability)": described("v2-given"),
     }
     for condition, variant in audio:
         forms[f"audio example {condition}, {variant}"] = audio_form(condition, variant)
@@ -468,6 +470,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     scores = sdri_rows(checkpoint, test_set, forms, mixtures, log)
     summary["sdri"] = {form: paired(scores, form) for form in forms}
     summary["picture_query_aug"] = picture_answer_table(picture_answers)
+    summary["picture_give"] = f"heads v2 `{pictures_matcher.give}`" + (f", recogniser `{recogniser_matcher.give}`" if recogniser_matcher else "")
     gap = summary["sdri"]["free text (held-out description)"]
     summary["query_aug_gap_closed"] = {
         form: (summary["sdri"][form]["sdri"] - gap["sdri"]) / max(1e-9, gap["text_sdri_same_mixtures"] - gap["sdri"])
@@ -508,8 +511,9 @@ def markdown(s: dict) -> str:
     if p.get("unknown"):
         u = p["unknown"]
         lines += ["", f"Picture Query-Aug on {u['pictures']} Twemoji pictures of things outside the classes (pizza, "
-                  f"bicycle, ...), recognised by the {u.get('recognised_by', 'heads v2')} without Twemoji: {u['said_unknown']} said unknown (left "
-                  "unsnapped), the rest snapped to the nearest class."]
+                  f"bicycle, ...), recognised by the {u.get('recognised_by', 'heads v2')} without Twemoji: {u['said_unknown']} said unknown "
+                  + ("(left unsnapped), the rest snapped to the nearest class." if u.get("give", "snap-known") == "snap-known" else
+                     f"(their label says so); the Separate-Net is given `{u['give']}` (omnisep.query_aug.GIVE) for every one.")]
     lines += ["", "## Words: description -> label", "",
               "| file | queries | v1 nearest label top-1 | v2 top-1 | v2 answered (not unknown) | v2 top-1 when answered | out-of-vocabulary said unknown |",
               "|---|---:|---:|---:|---:|---:|---:|"]
@@ -532,8 +536,8 @@ def markdown(s: dict) -> str:
             lines.append(f"| {form} | {row['mixtures']} | {_f(row['sdri'], 2)} | {_f(row['text_sdri_same_mixtures'], 2)} | {_f(row['gap_to_text'], 2)} |")
     if s.get("picture_query_aug"):
         lines += ["", "Picture Query-Aug on the queries of the SDRi rows (one per mixture; recognised by a head v2, or in the "
-                  "rows marked (recogniser) by the picture recogniser, that never saw the style; unknown pictures left as "
-                  "they are):", "",
+                  "rows marked (recogniser) by the picture recogniser, that never saw the style; the Separate-Net is given what "
+                  f"each calibration gives, omnisep.query_aug.GIVE: {s.get('picture_give', 'snap-known, unknown pictures left as they are')}):", "",
                   "| style | queries | answered (not unknown) | top-1 when answered | top-1 |", "|---|---:|---:|---:|---:|"]
         for style, row in s["picture_query_aug"].items():
             lines.append(f"| {style} | {row['queries']} | {_f(row['answered'])} | {_f(row['top1_of_answered'])} | {_f(row['top1'])} |")

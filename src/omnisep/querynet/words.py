@@ -142,9 +142,9 @@ def read_queries(path: str | os.PathLike) -> tuple[list[str], list[str | None]]:
     return texts, labels
 
 
-# What the Separate-Net gets for a description: the first two classes' rows weighed by their probabilities
-# (chosen on both validation splits with the casual descriptions, scripts/val_soft_snap.py; docs/encoders.md).
-BLEND_CLASSES = 2
+# What the Separate-Net is given for a description (omnisep.query_aug.GIVE): the first two classes' rows weighed by
+# their probabilities (chosen on both validation splits with the casual descriptions, scripts/val_soft_snap.py).
+TEXT_GIVE = "blend-2"
 
 
 def build_bank(output=DEFAULT_BANK, wordnet_dir=WORDNET_DIR, encoder=None, log=print) -> dict:
@@ -159,7 +159,7 @@ def build_bank(output=DEFAULT_BANK, wordnet_dir=WORDNET_DIR, encoder=None, log=p
     flat = [(label, kind, text) for label in labels for kind, text in entries[label]]
     embeddings = encoder.embed_text([text for _, _, text in flat])
     matcher = ClassMatcher(labels, [r[0] for r in flat], embeddings, [r[2] for r in flat], [r[1] for r in flat],
-                           blend_classes=BLEND_CLASSES)
+                           give=TEXT_GIVE)
     texts, truth = read_queries(CONFIGS / "querynet" / "descriptions-val.json")
     record = fit_calibration(matcher, encoder.embed_text(texts), truth)
     record["entries"] = len(flat)
