@@ -22,6 +22,12 @@ turn):
 * ``blend+hedge kK tT``: the blend when known, half the blend and half the
   description as it is when unknown.
 
+* ``scan bB`` / ``scan-blend bB``: the mixture as evidence. The description's
+  class probabilities times ``(0.05 + presence) ** B``, the presence the
+  model's scan gives each class in this mixture (as ``omnisep scan`` and
+  ``--negative auto`` get it), then the best class snapped / the first two
+  blended by the product.
+
 ``--forms`` picks the forms to score (``label``, ``raw`` and ``v2`` always).
 
 ``--pictures RECOGNISER`` asks the same of picture queries: each mixture's
@@ -51,6 +57,29 @@ def blend(probabilities: torch.Tensor, rows: torch.Tensor, k: int, temperature: 
     weights = top.values ** (1.0 / temperature)
     weights = weights / weights.sum()
     return (weights[:, None] * rows[top.indices]).sum(0)
+
+
+def scan_presence(model_path: Path, test_set, mixtures, labels) -> dict:
+    """Per mixture, the presence ``[C]`` (in ``labels``' order) the model's verified scan gives each class."""
+    from omnisep.data.mixing import MixtureDataset
+    from omnisep.evaluation.auto_negative import _OnePass
+    from omnisep.querynet.report import _Zeros
+    from omnisep.scan import verification_for
+    from omnisep.states import load_checkpoint
+
+    loaded = load_checkpoint(model_path)
+    verification = verification_for(loaded, model_path)
+    model = loaded.model.eval()
+    dataset = MixtureDataset(test_set.items, _Zeros(model.config.emb_dim), training=False, num_sources=2, mixtures=test_set.mixtures)
+    order = [list(loaded.bank.labels).index(label) for label in labels]
+    found = {}
+    for done, m in enumerate(mixtures):
+        mixture = dataset[m]["mixture"]
+        result = _OnePass(model, mixture).scan(loaded.bank, mixture.numpy(), verification=verification)
+        found[m] = torch.as_tensor(np.asarray(result.presence, dtype=np.float32))[order]
+        if (done + 1) % 50 == 0:
+            print(f"  scanned {done + 1}/{len(mixtures)} mixtures", flush=True)
+    return found
 
 
 def labels_of(test_set) -> list[str]:
@@ -121,6 +150,10 @@ def main() -> None:
     matches = {k: matcher.match(probes[k][None])[0] for k in keys}
     probabilities = {k: matcher.probabilities(probes[k][None])[0] for k in keys}
 
+    presence = {}
+    if any(name.strip().startswith("scan") for name in args.forms.split(",")):
+        presence = scan_presence(Path(args.model), test_set, mixtures, labels)
+
     def form(kind, k=1, t=1.0):
         def make(m):
             text = chosen[m]
@@ -135,6 +168,9 @@ def main() -> None:
                 return row[match.label]
             if kind == "blend":
                 return blend(p, rows, k, t)
+            if kind in ("scan", "scan-blend"):
+                fused = p * (0.05 + presence[m]) ** k
+                return blend(fused, rows, 1 if kind == "scan" else 2, 1.0)
             if kind in ("unsure", "hedge", "blend+hedge"):
                 mixed = blend(p, rows, k, t)
                 if match.known:
@@ -146,7 +182,7 @@ def main() -> None:
     forms = {"label": form("label"), "raw": form("raw"), "v2": form("v2")}
     for name in args.forms.split(","):
         kind, *rest = name.strip().split()
-        k, t = (int(rest[0][1:]), float(rest[1][1:])) if rest else (1, 1.0)
+        k, t = (float(rest[0][1:]) if kind.startswith("scan") else int(rest[0][1:]), float(rest[1][1:]) if len(rest) > 1 else 1.0) if rest else (1, 1.0)
         forms[name.strip()] = form(kind, k, t)
     known = sum(matches[chosen[m]].known for m in mixtures)
     right = sum(matches[chosen[m]].label == target_label(m) for m in mixtures)
