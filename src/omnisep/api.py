@@ -338,8 +338,8 @@ class Separator:
             given = query_math.compose([torch.as_tensor(rows[label]) for label, _ in match.given], [w for _, w in match.given])
         if not match.known:
             label = f"{description} (Query-Aug: {match.describe()})"
-        elif len(match.given) > 1:
-            label = f"{match.label} (Query-Aug: " + " + ".join(f"{w:.2f} {name}" for name, w in match.given) + ")"
+        elif match.given_text() != match.label:
+            label = f"{match.label} (Query-Aug: {match.given_text()})"
         else:
             label = match.label
         return given.to(vector.dtype), label, match.probability, found

@@ -60,11 +60,16 @@ class Match:
     def describe(self) -> str:
         head = self.label if self.known else f"unknown (closest: {self.label})"
         text = f"{head} p={self.probability:.2f}, runner-up {self.runner_up} p={self.runner_up_probability:.2f}"
-        if len(self.given) > 1:
-            text += "; separated as " + " + ".join(f"{weight:.2f} {label}" for label, weight in self.given)
-        elif not self.known:
-            text += f"; separated as {self.label}" if self.given else "; left as it is"
-        return text
+        if self.given:
+            return text + "; separated as " + self.given_text() if len(self.given) > 1 or not self.known else text
+        return text + ("; left as it is" if not self.known else "")
+
+    def given_text(self) -> str:
+        """``0.70 cello + 0.30 violin``, or ``cello`` where the others weigh under half a percent."""
+        shown = [(label, weight) for label, weight in self.given if weight >= 0.005] or list(self.given[:1])
+        if len(shown) == 1:
+            return shown[0][0]
+        return " + ".join(f"{weight:.2f} {label}" for label, weight in shown)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -39,7 +39,13 @@ def test_a_name_becomes_its_class_blended_with_the_runner_up_by_probability(sepa
     (_, w1), (_, w2) = match["given"]
     assert w1 / w2 == pytest.approx(match["probability"] / match["runner_up_probability"], rel=1e-4)
     assert 0.5 < item.query_aug_score <= 1.0
-    assert item.label.startswith("playing violin (Query-Aug: ") and f"{w1:.2f} playing violin" in item.label
+    assert w2 < 0.005 and item.label == "playing violin"  # a runner-up under half a percent is not named
+    torch.testing.assert_close(item.vector, _blend_of(separator, match))
+    item = separator.prepare([Query(text="a night bird calling", query_aug=True)])[0]
+    match = item.query_aug_match
+    (first, w1), (second, w2) = match["given"]
+    assert match["known"] and w2 >= 0.005
+    assert item.label == f"{first} (Query-Aug: {w1:.2f} {first} + {w2:.2f} {second})"
     torch.testing.assert_close(item.vector, _blend_of(separator, match))
 
 

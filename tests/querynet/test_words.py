@@ -131,7 +131,8 @@ def test_what_the_separate_net_is_given_follows_the_bank(tmp_path):
     (first, w1), (second, w2) = match.given
     assert (first, second) == ("dog", "rain") and w1 + w2 == pytest.approx(1.0)
     assert w1 / w2 == pytest.approx(float(p[0] / p[1]), rel=1e-4)  # the probabilities, renormalised over the two
-    assert f"separated as {w1:.2f} dog + {w2:.2f} rain" in match.describe()
+    assert match.given_text() == f"{w1:.2f} dog + {w2:.2f} rain" and w2 >= 0.005
+    assert "; separated as " + match.given_text() in match.describe()
     matcher.save(tmp_path / "bank.safetensors")
     loaded = ClassMatcher.load(tmp_path / "bank.safetensors").match(query)[0]  # the bank is stored in half precision
     assert [label for label, _ in loaded.given] == ["dog", "rain"] and loaded.given[0][1] == pytest.approx(w1, abs=1e-3)
