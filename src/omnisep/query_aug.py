@@ -60,9 +60,11 @@ class Match:
     def describe(self) -> str:
         head = self.label if self.known else f"unknown (closest: {self.label})"
         text = f"{head} p={self.probability:.2f}, runner-up {self.runner_up} p={self.runner_up_probability:.2f}"
-        if self.given:
-            return text + "; separated as " + self.given_text() if len(self.given) > 1 or not self.known else text
-        return text + ("; left as it is" if not self.known else "")
+        if not self.given:
+            return text + ("" if self.known else "; left as it is")
+        if self.known and self.given_text() == self.label:
+            return text
+        return f"{text}; separated as {self.given_text()}"
 
     def given_text(self) -> str:
         """``0.70 cello + 0.30 violin``, or ``cello`` where the others weigh under half a percent."""
