@@ -309,7 +309,7 @@ def build_app(separator, model_name: str = "", max_seconds: float = DEFAULT_MAX_
                                           elem_id="alpha")
                     auto_negative = gr.Checkbox(label="Automatic negative query: find the strongest other sound and remove it",
                                                 elem_id="auto-negative")
-                    query_aug = gr.Checkbox(label="Query-Aug: snap the query to the nearest label the model was trained on", elem_id="query-aug")
+                    query_aug = gr.Checkbox(label="Query-Aug: match the query to the labels the model was trained on (the answer is shown)", elem_id="query-aug")
                     run = gr.Button("Separate", variant="primary", elem_id="separate-button")
                     rows = example_rows(examples_dir) if examples_dir is not None else []
                     if rows:
