@@ -329,13 +329,9 @@ class Separator:
             probe, kind = query_math.compose([self._part_vector(k, item, mixture_rate, encoder) for k, item in parts], weights), "pictures"
         match = matcher.match(probe[None])[0]
         found = {**match.to_dict(), "matcher": kind}
-        rows = {label: row for label, row in zip(self.bank.labels, self.bank.embeddings)}
-        if not match.given or any(label not in rows for label, _ in match.given):
+        given = match.given_vector(self.bank.labels, self.bank.embeddings)
+        if given is None:
             return vector, f"{description} (Query-Aug: {match.describe()})", match.probability, found
-        if len(match.given) == 1:
-            given = rows[match.given[0][0]].clone()
-        else:  # a blend of the first classes' rows (Query-Mixup)
-            given = query_math.compose([torch.as_tensor(rows[label]) for label, _ in match.given], [w for _, w in match.given])
         if not match.known:
             label = f"{description} (Query-Aug: {match.describe()})"
         elif match.given_text() != match.label:

@@ -45,6 +45,12 @@ PICTURES_FORMAT = "omnisep-query-aug-pictures"
 GIVE = ("snap-known", "snap", "blend-2")  # what the Separate-Net is given for an answer (module docstring)
 
 
+def _checked_give(give: str) -> str:
+    if give not in GIVE:  # callers that read a file name it (ClassMatcher.load, ClassMatcher.for_pictures)
+        raise ValueError(f"Query-Aug gives one of {', '.join(GIVE)}, not {give!r}.")
+    return give
+
+
 @dataclass
 class Match:
     """What Query-Aug understood: the class, its calibrated probability, and the runner-up."""
@@ -73,6 +79,18 @@ class Match:
             return shown[0][0]
         return " + ".join(f"{weight:.2f} {label}" for label, weight in shown)
 
+    def given_vector(self, labels, rows) -> torch.Tensor | None:
+        """The query the Separate-Net is given, from ``rows`` (one per label in ``labels``: a model's bank or the
+        label anchors): the one label's row as it is, or the labels' rows blended by weight (eq. 1, Query-Mixup).
+        None where nothing is given or a given label has no row (the query stays as it is)."""
+        from omnisep.queries import compose
+
+        index = {label: i for i, label in enumerate(labels)}
+        if not self.given or any(label not in index for label, _ in self.given):
+            return None
+        chosen = [torch.as_tensor(rows[index[label]]) for label, _ in self.given]
+        return chosen[0].clone() if len(chosen) == 1 else compose(chosen, [weight for _, weight in self.given])
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -91,9 +109,7 @@ class ClassMatcher:
         self.temperature = float(temperature)
         self.min_probability = float(min_probability)
         self.min_cosine = float(min_cosine)
-        if give not in GIVE:
-            raise ValueError(f"Query-Aug gives one of {', '.join(GIVE)}, not {give!r}.")
-        self.give = give
+        self.give = _checked_give(give)
 
     def class_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(soft-max score per class ``[N, C]``, best cosine per class ``[N, C]``).
@@ -144,9 +160,7 @@ class ClassMatcher:
         self.temperature = float(record["temperature"])
         self.min_probability = float(record["min_probability"])
         self.min_cosine = float(record["min_cosine"])
-        self.give = record.get("give", "snap-known")
-        if self.give not in GIVE:
-            raise ValueError(f"give {self.give!r}")
+        self.give = _checked_give(record.get("give", "snap-known"))
         return self
 
     @classmethod

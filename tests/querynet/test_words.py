@@ -142,3 +142,13 @@ def test_what_the_separate_net_is_given_follows_the_bank(tmp_path):
     (tmp_path / "pictures.json").write_text(json.dumps({**calibration, "give": "everything"}))
     with pytest.raises(OmniSepError, match="pictures.json.*missing or damaged"):
         ClassMatcher.for_pictures(tmp_path / "bank.safetensors", tmp_path / "pictures.json")
+
+
+def test_the_given_vector_is_the_row_or_the_blend_and_none_without_a_row():
+    rows = torch.stack([_unit(2, 0, 0), _unit(0, 0, 3)]) * torch.tensor([[2.0], [3.0]])  # not unit length
+    snap = Match("dog", 0.9, 0.8, "rain", 0.1, True, (("dog", 1.0),))
+    assert torch.equal(snap.given_vector(["dog", "rain"], rows), rows[0])  # the row as it is
+    blend = Match("dog", 0.6, 0.8, "rain", 0.4, True, (("dog", 0.6), ("rain", 0.4)))
+    torch.testing.assert_close(blend.given_vector(["dog", "rain"], rows), torch.tensor([0.6, 0.0, 0.4]))  # eq. 1
+    assert blend.given_vector(["dog"], rows[:1]) is None  # a given label the rows lack: the query stays
+    assert Match("dog", 0.1, 0.2, "rain", 0.05, False).given_vector(["dog", "rain"], rows) is None

@@ -104,13 +104,9 @@ class PictureSnap:
     def snap(self, query: torch.Tensor, picture, bank) -> tuple[torch.Tensor, str | None]:
         """``(query, label)``: what the picture matcher gives, as the API gives it (the recognised label's bank row;
         omnisep.query_aug.GIVE), or the query itself (label None)."""
-        from omnisep.queries import compose
-
         match = self.match(picture)
-        if not match.given or any(label not in bank.labels for label, _ in match.given):
-            return query, None
-        rows = [torch.as_tensor(bank.embeddings[bank.labels.index(label)], dtype=query.dtype) for label, _ in match.given]
-        return (rows[0] if len(rows) == 1 else compose(rows, [w for _, w in match.given])), match.label
+        given = match.given_vector(bank.labels, bank.embeddings)
+        return (query, None) if given is None else (given.to(query.dtype), match.label)
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray, length: int = SCORED_LENGTH) -> float | None:

@@ -406,7 +406,8 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
         else:
             match = pictures_matcher.match(with_head(recogniser, lite0)[None])[0]
             picture_answers.append((style, match, truth))
-        return sum(w * anchor[label] for label, w in match.given) if match.given else with_head(head, lite0)
+        given = match.given_vector(label_list, anchors)
+        return with_head(head, lite0) if given is None else given
 
     def held_picture(head, recogniser=None):
         def form(m):
@@ -434,7 +435,8 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
                 return anchors[int((q @ anchors.T).argmax())]
             match = matcher.match(q[None])[0]
             if mode == "v2-given":  # what the API gives (the bank's give; since 2026-12-07 the first two, weighed)
-                return sum(w * anchor[label] for label, w in match.given) if match.given else q
+                given = match.given_vector(label_list, anchors)
+                return q if given is None else given
             if mode == "v2-always" or match.known:
                 return anchor[match.label]
             return q
