@@ -147,8 +147,9 @@ def main() -> None:
     labels = list(matcher.labels)
     rows = F.normalize(encoder.embed_text(labels), dim=-1)
     row = dict(zip(labels, rows))
-    matches = {k: matcher.match(probes[k][None])[0] for k in keys}
-    probabilities = {k: matcher.probabilities(probes[k][None])[0] for k in keys}
+    words = (lambda k: None) if args.pictures else (lambda k: [k])  # a description's words count (omnisep.lexical)
+    matches = {k: matcher.match(probes[k][None], words(k))[0] for k in keys}
+    probabilities = {k: matcher.probabilities(probes[k][None], words(k))[0] for k in keys}
 
     presence = {}
     if any(name.strip().startswith("scan") for name in args.forms.split(",")):

@@ -99,7 +99,7 @@ class ClassMatcher:
     """Scores a query against every class over all its entries; calibrated, with an unknown answer."""
 
     def __init__(self, labels, entry_labels, embeddings, texts=None, kinds=None, entry_temperature=0.05,
-                 temperature=1.0, min_probability=0.0, min_cosine=-1.0, give="snap-known"):
+                 temperature=1.0, min_probability=0.0, min_cosine=-1.0, give="snap-known", lexical=None):
         self.labels = list(labels)
         index = {label: i for i, label in enumerate(self.labels)}
         self.entry_class = torch.tensor([index[label] for label in entry_labels])
@@ -110,9 +110,25 @@ class ClassMatcher:
         self.min_probability = float(min_probability)
         self.min_cosine = float(min_cosine)
         self.give = _checked_give(give)
+        # {"weight", "temperature", "min_probability", "min_cosine"}: words count too, with a calibration of their own
+        # (the one above stays for queries that come without words: audio, pictures, compositions)
+        self.lexical = dict(lexical) if lexical else None
+        self._index = None
 
-    def class_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(soft-max score per class ``[N, C]``, best cosine per class ``[N, C]``).
+    def _lexical_index(self):
+        if self._index is None:
+            from omnisep.lexical import LexicalIndex
+
+            if not self.texts:
+                raise ValueError("a matcher that scores words needs its entries' texts")
+            self._index = LexicalIndex(self.texts, self.entry_class.tolist(), len(self.labels))
+        return self._index
+
+    def class_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None,
+                     texts=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(score per class ``[N, C]``, best cosine per class ``[N, C]``). The score is a soft maximum of the cosines over
+        the class's entries, plus, when the query's ``texts`` are given and the matcher scores words, the lexical
+        weight times the words' BM25 score against the class's entries (:mod:`omnisep.lexical`).
 
         ``exclude`` (``[N, entries]`` bool) leaves entries out per query (leave-one-out calibration).
         """
@@ -125,14 +141,30 @@ class ClassMatcher:
             rows = cos[:, self.entry_class == c]
             scores[:, c] = self.entry_temperature * torch.logsumexp(rows / self.entry_temperature, dim=1)
             best[:, c] = rows.max(dim=1).values
+        if self._reads(texts):
+            if len(texts) != len(scores):
+                raise ValueError(f"{len(texts)} texts for {len(scores)} queries")
+            leave_out = None if exclude is None else [row.nonzero().flatten().tolist() for row in exclude]
+            scores = scores + self.lexical["weight"] * self._lexical_index().scores(list(texts), leave_out)
         return scores, best
 
-    def probabilities(self, queries: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.class_scores(queries)[0] / self.temperature, dim=-1)
+    def _reads(self, texts) -> bool:
+        return texts is not None and bool(self.lexical) and self.lexical["weight"] > 0
 
-    def match(self, queries: torch.Tensor) -> list[Match]:
-        scores, best = self.class_scores(queries)
-        probabilities = torch.softmax(scores / self.temperature, dim=-1)
+    def _calibration(self, texts) -> tuple[float, float, float]:
+        """(temperature, min_probability, min_cosine) for queries with or without words."""
+        if self._reads(texts):
+            return self.lexical["temperature"], self.lexical["min_probability"], self.lexical["min_cosine"]
+        return self.temperature, self.min_probability, self.min_cosine
+
+    def probabilities(self, queries: torch.Tensor, texts=None) -> torch.Tensor:
+        return torch.softmax(self.class_scores(queries, texts=texts)[0] / self._calibration(texts)[0], dim=-1)
+
+    def match(self, queries: torch.Tensor, texts=None) -> list[Match]:
+        """The answer for each query ``[N, D]``; ``texts`` (``N`` strings, the queries' words) let the words count."""
+        scores, best = self.class_scores(queries, texts=texts)
+        temperature, min_probability, min_cosine = self._calibration(texts)
+        probabilities = torch.softmax(scores / temperature, dim=-1)
         top = probabilities.topk(min(2, len(self.labels)), dim=-1)
         found = []
         for row in range(len(probabilities)):
@@ -140,7 +172,7 @@ class ClassMatcher:
             first, second = order[0], order[-1]
             p = float(probabilities[row, first])
             cosine = float(best[row, first])
-            known = p >= self.min_probability and cosine >= self.min_cosine
+            known = p >= min_probability and cosine >= min_cosine
             if self.give == "blend-2":
                 weights = top.values[row] / top.values[row].sum()
                 given = tuple((self.labels[i], float(w)) for i, w in zip(order, weights))
@@ -188,7 +220,7 @@ class ClassMatcher:
                         for c, k, t in zip(self.entry_class.tolist(), self.kinds or [], self.texts or [])],
             "entry_temperature": self.entry_temperature, "temperature": self.temperature,
             "min_probability": self.min_probability, "min_cosine": self.min_cosine,
-            "give": self.give, "record": record or {},
+            "give": self.give, **({"lexical": self.lexical} if self.lexical else {}), "record": record or {},
         })
         return path
 
@@ -203,29 +235,38 @@ class ClassMatcher:
             entries = meta["entries"]
             return cls(meta["labels"], [e["label"] for e in entries], embeddings, [e["text"] for e in entries],
                        [e["kind"] for e in entries], meta["entry_temperature"], meta["temperature"],
-                       meta["min_probability"], meta["min_cosine"], meta.get("give", "snap-known"))
+                       meta["min_probability"], meta["min_cosine"], meta.get("give", "snap-known"), meta.get("lexical"))
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OmniSepError(f"Query-Aug bank {describe(path)} is missing or damaged ({type(error).__name__}).") from None
 
 
-def calibrate(matcher: ClassMatcher, scores: torch.Tensor, best: torch.Tensor, labels, cosine_quantile: float = 0.01) -> dict:
+def calibrate(matcher: ClassMatcher, scores: torch.Tensor, best: torch.Tensor, labels, cosine_quantile: float = 0.01,
+              lexical_weight: float | None = None) -> dict:
     """Fit ``matcher``'s temperature (least log-loss on a grid) and its unknown thresholds from the scores of
     calibration queries (``labels``: the true class, or None for an out-of-vocabulary query): a probability that
-    95 % of the in-vocabulary queries reach, and a cosine floor that ``1 - cosine_quantile`` of them reach."""
+    95 % of the in-vocabulary queries reach, and a cosine floor that ``1 - cosine_quantile`` of them reach.
+
+    With ``lexical_weight`` the scores are those of queries with words, and the fit becomes the matcher's
+    lexical calibration (the one for queries without words is kept)."""
     labels = list(labels)
     known = [i for i, label in enumerate(labels) if label is not None]
     truth = torch.tensor([matcher.labels.index(labels[i]) for i in known])
     grid = [0.002 * 1.25**k for k in range(30)]
     nll = [float(F.cross_entropy(scores[known] / t, truth)) for t in grid]
-    matcher.temperature = grid[int(torch.tensor(nll).argmin())]
-    probabilities = torch.softmax(scores / matcher.temperature, dim=-1)
+    temperature = grid[int(torch.tensor(nll).argmin())]
+    probabilities = torch.softmax(scores / temperature, dim=-1)
     top_p = probabilities.max(dim=1).values
-    matcher.min_probability = float(torch.quantile(top_p[known], 0.05))
+    min_probability = float(torch.quantile(top_p[known], 0.05))
     # The cosine floor only catches queries far from every entry (text: 1 % of in-vocabulary queries may fall under it).
-    matcher.min_cosine = float(torch.quantile(best.max(dim=1).values[known], cosine_quantile))
+    min_cosine = float(torch.quantile(best.max(dim=1).values[known], cosine_quantile))
+    if lexical_weight is None:
+        matcher.temperature, matcher.min_probability, matcher.min_cosine = temperature, min_probability, min_cosine
+    else:
+        matcher.lexical = {"weight": float(lexical_weight), "temperature": temperature, "min_probability": min_probability,
+                           "min_cosine": min_cosine}
     unknown = [i for i, label in enumerate(labels) if label is None]
-    rejected = [bool(top_p[i] < matcher.min_probability or best[i].max() < matcher.min_cosine) for i in unknown]
-    return {"temperature": matcher.temperature, "min_probability": matcher.min_probability, "min_cosine": matcher.min_cosine,
+    rejected = [bool(top_p[i] < min_probability or best[i].max() < min_cosine) for i in unknown]
+    return {"temperature": temperature, "min_probability": min_probability, "min_cosine": min_cosine,
             "calibration_known": len(known), "calibration_unknown": len(unknown), "calibration_unknown_rejected": sum(rejected),
             "calibration_top1": float((probabilities[known].argmax(1) == truth).float().mean())}
 

@@ -123,3 +123,11 @@ def test_a_video_query_is_recognised_from_its_frames(separator, tmp_path):
             container.mux(packet)
     item = separator.prepare([Query(image=path)])[0]
     assert item.label == "dog barking" and item.query_aug_match["matcher"] == "pictures"
+
+
+def test_a_descriptions_words_count(separator):
+    # Casual validation sentence the sentence model alone sends to the rooster (its morning); "bugle" is a trumpet entry's word.
+    match = separator.prepare([Query(text="a bugle call in the morning", query_aug=True)])[0].query_aug_match
+    assert match["label"] == "playing trumpet" and match["known"]
+    vector_only = separator._query_aug_matcher().match(separator.encoder.embed_text(["a bugle call in the morning"]))[0]
+    assert vector_only.label == "rooster crowing"  # what the words change

@@ -152,3 +152,50 @@ def test_the_given_vector_is_the_row_or_the_blend_and_none_without_a_row():
     torch.testing.assert_close(blend.given_vector(["dog", "rain"], rows), torch.tensor([0.6, 0.0, 0.4]))  # eq. 1
     assert blend.given_vector(["dog"], rows[:1]) is None  # a given label the rows lack: the query stays
     assert Match("dog", 0.1, 0.2, "rain", 0.05, False).given_vector(["dog", "rain"], rows) is None
+
+
+def _matcher_with_words(weight=0.5):
+    matcher = _matcher()
+    matcher.lexical = {"weight": weight, "temperature": 0.1, "min_probability": 0.6, "min_cosine": 0.5}
+    return matcher
+
+
+def test_a_descriptions_words_count_when_given():
+    matcher = _matcher_with_words()
+    between = _unit(1, 0.5, 1)  # as near the dog's entries as the rain's
+    assert matcher.match(between[None], ["a drizzle outside"])[0].label == "rain"
+    assert matcher.match(between[None], ["woof woof"])[0].label == "dog"
+    without = _matcher()
+    assert matcher.match(between[None])[0] == without.match(between[None])[0]  # no words: the vector alone, as before
+
+
+def test_words_are_scored_without_the_left_out_entry():
+    matcher = _matcher_with_words()
+    query = _unit(0, 1, 1)[None]
+    exclude = torch.zeros(1, 4, dtype=torch.bool)
+    exclude[0, 3] = True  # the "drizzle" entry
+    kept, _ = matcher.class_scores(query, texts=["drizzle"])
+    left, _ = matcher.class_scores(query, exclude, texts=["drizzle"])
+    dense, _ = matcher.class_scores(query, exclude)
+    assert kept[0, 1] > left[0, 1] and left[0, 1] == pytest.approx(dense[0, 1])  # the word lived only in that entry
+
+
+def test_a_lexical_calibration_is_fitted_beside_the_vector_one(tmp_path):
+    matcher = _matcher()
+    queries = torch.stack([_unit(1, 0.3, 0), _unit(0, 0.3, 1), _unit(-1, -1, -1)])
+    plain = fit_calibration(_matcher(), queries, ["dog", "rain", None])
+    record = fit_calibration(matcher, queries, ["dog", "rain", None], ["woof", "drizzle", "tax forms"], lexical_weight=0.5)
+    assert record["temperature"] == plain["temperature"] and matcher.temperature == plain["temperature"]
+    assert matcher.lexical["weight"] == 0.5 and matcher.lexical["temperature"] == record["lexical"]["temperature"]
+    matcher.save(tmp_path / "bank.safetensors")
+    loaded = ClassMatcher.load(tmp_path / "bank.safetensors")
+    assert loaded.lexical == matcher.lexical
+    assert loaded.match(queries, ["woof", "drizzle", "tax forms"]) == matcher.match(queries, ["woof", "drizzle", "tax forms"])
+    with pytest.raises(ValueError):
+        fit_calibration(_matcher(), queries, ["dog", "rain", None], lexical_weight=0.5)  # words to count, but none given
+
+
+def test_the_shipped_bank_counts_words():
+    matcher = ClassMatcher.load()
+    assert matcher.lexical and matcher.lexical["weight"] > 0
+    assert matcher.labels_only().lexical is None  # pictures have no words

@@ -160,7 +160,7 @@ def word_tables(encoder, label_list, log=print) -> dict:
     for name in ("descriptions-val.json", "descriptions-val-casual.json", "descriptions-heldout-test.json"):
         texts, labels = read_queries(CONFIGS / "querynet" / name)
         vectors = encoder.embed_text(texts)
-        matches = matcher.match(vectors)
+        matches = matcher.match(vectors, texts)
         known = [i for i, label in enumerate(labels) if label is not None]
         unknown = [i for i, label in enumerate(labels) if label is None]
         nearest = (vectors @ anchors.T).argmax(1)
@@ -433,7 +433,7 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
                 return q
             if mode == "v1":  # eq. 5 with the checkpoint's bank: the nearest label embedding
                 return anchors[int((q @ anchors.T).argmax())]
-            match = matcher.match(q[None])[0]
+            match = matcher.match(q[None], [chosen_text[m]])[0]
             if mode == "v2-given":  # what the API gives (the bank's give; since 2026-12-07 the first two, weighed)
                 given = match.given_vector(label_list, anchors)
                 return q if given is None else given

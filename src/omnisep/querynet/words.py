@@ -108,13 +108,16 @@ def bank_entries(labels: Sequence[str], wordnet_dir: str | os.PathLike | None = 
     return entries
 
 
-def fit_calibration(matcher: ClassMatcher, queries: torch.Tensor, labels: Sequence[str | None]) -> dict:
+def fit_calibration(matcher: ClassMatcher, queries: torch.Tensor, labels: Sequence[str | None],
+                    texts: Sequence[str] | None = None, lexical_weight: float = 0.0) -> dict:
     """Temperature by least negative log-likelihood (grid), then the thresholds: a probability that
     95 % of the in-vocabulary queries reach, and a cosine floor that 99 % reach.
 
     The queries are the validation file plus every description and definition
     of the bank scored against the bank without itself (leave one entry out):
     the validation sentences alone are too easy to fit a temperature on.
+    With a ``lexical_weight`` and the queries' ``texts``, a second calibration is fitted for queries
+    that come with their words (the same queries, words counted, each left-out entry's words left out too).
     """
     kinds = matcher.kinds or []
     loo = [i for i, kind in enumerate(kinds) if kind in ("description", "wordnet-gloss")]
@@ -123,7 +126,16 @@ def fit_calibration(matcher: ClassMatcher, queries: torch.Tensor, labels: Sequen
     exclude = torch.zeros(len(labels), len(matcher.embeddings), dtype=torch.bool)
     for row, entry in enumerate(loo):
         exclude[len(labels) - len(loo) + row, entry] = True
-    return calibrate(matcher, *matcher.class_scores(queries, exclude), labels)
+    matcher.lexical = None
+    record = calibrate(matcher, *matcher.class_scores(queries, exclude), labels)
+    if lexical_weight > 0:
+        if texts is None:
+            raise ValueError("a lexical calibration needs the queries' texts")
+        matcher.lexical = {"weight": float(lexical_weight)}
+        all_texts = list(texts) + [matcher.texts[i] for i in loo]
+        record["lexical"] = calibrate(matcher, *matcher.class_scores(queries, exclude, texts=all_texts), labels,
+                                      lexical_weight=lexical_weight)
+    return record
 
 
 def read_queries(path: str | os.PathLike) -> tuple[list[str], list[str | None]]:
@@ -145,6 +157,9 @@ def read_queries(path: str | os.PathLike) -> tuple[list[str], list[str | None]]:
 # What the Separate-Net is given for a description (omnisep.query_aug.GIVE): the first two classes' rows weighed by
 # their probabilities (chosen on both validation splits with the casual descriptions, scripts/val_soft_snap.py).
 TEXT_GIVE = "blend-2"
+# How much a description's words count against a class's entries (BM25, omnisep.lexical) next to the embedding's
+# soft-max cosine; chosen on descriptions-val-casual.json (scripts/probe_lexical.py). 0 turns words off.
+LEXICAL_WEIGHT = 0.025
 
 
 def build_bank(output=DEFAULT_BANK, wordnet_dir=WORDNET_DIR, encoder=None, log=print) -> dict:
@@ -161,7 +176,7 @@ def build_bank(output=DEFAULT_BANK, wordnet_dir=WORDNET_DIR, encoder=None, log=p
     matcher = ClassMatcher(labels, [r[0] for r in flat], embeddings, [r[2] for r in flat], [r[1] for r in flat],
                            give=TEXT_GIVE)
     texts, truth = read_queries(CONFIGS / "querynet" / "descriptions-val.json")
-    record = fit_calibration(matcher, encoder.embed_text(texts), truth)
+    record = fit_calibration(matcher, encoder.embed_text(texts), truth, texts, LEXICAL_WEIGHT)
     record["entries"] = len(flat)
     log(f"bank: {len(flat)} entries for {len(labels)} classes; calibration {record}")
     matcher.save(output, record)
