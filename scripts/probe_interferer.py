@@ -52,8 +52,8 @@ def collect(args) -> None:
     dataset = MixtureDataset(test_set.items, table, training=False, num_sources=2, mixtures=test_set.mixtures)
     rows = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
     labels = list(bank.labels)
-    out = {k: [] for k in ("own", "other", "presence", "tags", "match", "claim", "overlap", "exclusive", "similarity")}
-    for index in tqdm(range(0, len(test_set.mixtures), args.every)):
+    out = {k: [] for k in ("index", "own", "other", "presence", "tags", "match", "claim", "overlap", "exclusive", "similarity")}
+    for index in tqdm(range(args.offset, len(test_set.mixtures), args.every)):
         example = dataset[index]
         mixture = example["mixture"]
         target_item, interferer_item = test_set.mixtures[index][:2]
@@ -75,7 +75,7 @@ def collect(args) -> None:
         overlap = torch.minimum(est_m, target_m[None]).pow(2).sum((1, 2)) / power.sum((1, 2)).clamp_min(1e-12)
         rest_rules = (rest_m > target_m).float()
         exclusive = (power * rest_rules).sum((1, 2)) / (mix_m.pow(2) * rest_rules).sum().clamp_min(1e-12)
-        for key, value in (("own", own), ("other", other), ("presence", scanned.presence), ("tags", tags),
+        for key, value in (("index", index), ("own", own), ("other", other), ("presence", scanned.presence), ("tags", tags),
                            ("match", match.numpy()), ("claim", claim.numpy()), ("overlap", overlap.numpy()),
                            ("exclusive", exclusive.numpy()), ("similarity", negatives.similarities(query, bank).numpy())):
             out[key].append(np.asarray(value))
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("--manifest")
     parser.add_argument("--checkpoint", default="src/omnisep/pretrained/v3")
     parser.add_argument("--every", type=int, default=2)
+    parser.add_argument("--offset", type=int, default=0, help="start at this mixture (--every 2 --offset 1: the other half)")
     parser.add_argument("--out")
     parser.add_argument("--analyse", nargs="+")
     args = parser.parse_args()

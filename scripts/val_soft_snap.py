@@ -82,6 +82,17 @@ def scan_presence(model_path: Path, test_set, mixtures, labels) -> dict:
     return found
 
 
+def stored_presence(path: Path, mixtures, labels) -> dict:
+    """:func:`scan_presence`, read from ``scripts/probe_interferer.py``'s output (the same scan, the same model)."""
+    data = np.load(path)
+    order = [list(data["labels"]).index(label) for label in labels]
+    rows = {int(index): row for index, row in zip(data["index"], data["presence"])}
+    missing = [m for m in mixtures if m not in rows]
+    if missing:
+        raise SystemExit(f"{path} has no scan of mixtures {missing[:5]}: run the probe with the same --every")
+    return {m: torch.as_tensor(rows[m][order], dtype=torch.float32) for m in mixtures}
+
+
 def labels_of(test_set) -> list[str]:
     return sorted({item.label for item in test_set.items})
 
@@ -106,6 +117,8 @@ def main() -> None:
                         help="take the pictures from this style (e.g. openmoji; the recogniser must be one without it)")
     parser.add_argument("--pictures-calibration", default="runs/querynet/picture-calibration.json")
     parser.add_argument("--out", default=None, help="write the per-mixture SDRi here (JSON)")
+    parser.add_argument("--presence", default=None,
+                        help="the scans' presence from scripts/probe_interferer.py (its .npz) instead of scanning again")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -153,7 +166,8 @@ def main() -> None:
 
     presence = {}
     if any(name.strip().startswith("scan") for name in args.forms.split(",")):
-        presence = scan_presence(Path(args.model), test_set, mixtures, labels)
+        presence = (stored_presence(Path(args.presence), mixtures, labels) if args.presence
+                    else scan_presence(Path(args.model), test_set, mixtures, labels))
 
     def form(kind, k=1, t=1.0):
         def make(m):

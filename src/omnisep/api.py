@@ -133,6 +133,20 @@ class EmbeddedQuery:
         return query_rows([self])
 
 
+class _ScanOnce:
+    """The mixture's scan for the separating methods: ``scan(labels)`` runs ``scan_some(labels)``, all labels
+    (``None``) at most once, and all of them at once when an automatic negative will want them anyway."""
+
+    def __init__(self, embedded, scan_some: Callable):
+        self.scan_some, self.everything = scan_some, None
+        self.whole = any(item.query.auto_negative is not None for item in embedded)
+
+    def __call__(self, labels=None):
+        if self.everything is None and (labels is None or self.whole):
+            self.everything = self.scan_some(None)
+        return self.everything if self.everything is not None else self.scan_some(labels)
+
+
 def _pictures_only(parts) -> bool:
     return bool(parts) and all(kind == "image" for kind, _ in parts)
 
@@ -252,20 +266,43 @@ class Separator:
             raise OmniSepError("a negative query in the logit mode is not one vector; use Separator.prepare.")
         return embedded.vector
 
-    def prepare(self, queries: Sequence[Query | EmbeddedQuery], mixture_rate: int | None = None) -> list[EmbeddedQuery]:
+    def prepare(self, queries: Sequence[Query | EmbeddedQuery], mixture_rate: int | None = None,
+                scanned=None) -> list[EmbeddedQuery]:
         """Embed queries once, to reuse them over many files (already embedded ones pass through).
 
-        ``mixture_rate`` is the rate of bare audio-array query parts.
+        ``mixture_rate`` is the rate of bare audio-array query parts. ``scanned`` (the
+        :func:`omnisep.scan.scan` of the mixture to separate) lets picture Query-Aug weigh a picture's
+        classes by what the mixture holds; without it a picture is matched alone (the separating methods
+        scan what they need themselves, :meth:`weigh_pictures`).
         """
         if not queries:
             raise OmniSepError("at least one query is needed.")
+        presence = None if scanned is None else dict(zip(scanned.labels, (float(p) for p in scanned.presence)))
         prepared = []
         for query in queries:
             if isinstance(query, EmbeddedQuery):
                 prepared.append(query)
             else:
-                prepared.append(self._embed(query, mixture_rate))
+                prepared.append(self._embed(query, mixture_rate, presence))
         return prepared
+
+    def weigh_pictures(self, embedded: Sequence[EmbeddedQuery], mixture_rate: int | None, scan_mixture: Callable) -> list[EmbeddedQuery]:
+        """Picture queries matched again with what the mixture holds (picture Query-Aug's ``mixture_evidence``).
+
+        ``scan_mixture(labels)`` scans the mixture for those labels (:func:`omnisep.scan.scan`); only the labels
+        whose presence could change a picture's answer are asked for (``Match.contenders``), so a confident
+        picture costs nothing and an unsure one a few U-Net passes, not one per label of the bank."""
+        wanted: list[str] = []
+        for item in embedded:
+            for label in (item.query_aug_match or {}).get("contenders", ()):
+                if label not in wanted:
+                    wanted.append(label)
+        if not wanted:
+            return list(embedded)
+        scanned = scan_mixture(wanted)
+        presence = dict(zip(scanned.labels, (float(p) for p in scanned.presence)))
+        return [self._embed(item.query, mixture_rate, presence) if (item.query_aug_match or {}).get("contenders") else item
+                for item in embedded]
 
     def _query_aug_matcher(self):
         """Query-Aug v2 (omnisep.query_aug) for the bundled encoder when its bank covers the model's labels."""
@@ -312,12 +349,13 @@ class Separator:
                     self._pictures = (picture_recogniser(self.encoder), ClassMatcher.for_pictures())
         return self._pictures
 
-    def _query_aug(self, vector: torch.Tensor, description: str, parts=(), weights=(), mixture_rate=None):
+    def _query_aug(self, vector: torch.Tensor, description: str, parts=(), weights=(), mixture_rate=None, presence=None):
         """Eq. 5. With Query-Aug v2 every entry of a class counts, the score is a calibrated probability, and a
         query that matches nothing known says so in its label. The query becomes what the matcher gives
         (:data:`omnisep.query_aug.GIVE`): one label's row, the first two blended by probability, or itself.
 
-        A query of pictures only is matched by the picture matcher on the picture recogniser's view of the pictures."""
+        A query of pictures only is matched by the picture matcher on the picture recogniser's view of the pictures,
+        its classes weighed by ``presence`` (``{label: presence}`` from the mixture's scan) when given."""
         matcher = self._query_aug_matcher()
         if matcher is None:
             vector, label, scores = self.bank.retrieve(vector)
@@ -329,7 +367,7 @@ class Separator:
             probe, kind = query_math.compose([self._part_vector(k, item, mixture_rate, encoder) for k, item in parts], weights), "pictures"
         # A query of one text is matched on its words too (omnisep.lexical); other queries on their vector only.
         words = [parts[0][1]] if kind == "text" and len(parts) == 1 and parts[0][0] == "text" else None
-        match = matcher.match(probe[None], words)[0]
+        match = matcher.match(probe[None], words, presence if kind == "pictures" else None)[0]
         found = {**match.to_dict(), "matcher": kind}
         given = match.given_vector(self.bank.labels, self.bank.embeddings)
         if given is None:
@@ -342,7 +380,7 @@ class Separator:
             label = match.label
         return given.to(vector.dtype), label, match.probability, found
 
-    def _embed(self, query: Query, mixture_rate: int | None) -> EmbeddedQuery:
+    def _embed(self, query: Query, mixture_rate: int | None, presence: dict | None = None) -> EmbeddedQuery:
         parts = query.parts()
         if not parts:
             raise OmniSepError(f"a query needs at least one {', '.join(modalities.MODALITIES[:-1])} or {modalities.MODALITIES[-1]} part.")
@@ -357,7 +395,7 @@ class Separator:
         if query_aug:
             if self.bank is None:
                 raise OmniSepError(f"model {describe(self.path)} has no query bank, so Query-Aug is not available.")
-            vector, label, score, match = self._query_aug(vector, label, parts, weights, mixture_rate)
+            vector, label, score, match = self._query_aug(vector, label, parts, weights, mixture_rate, presence)
         negatives = query.negative_parts()
         mode, alpha = self.negative_setting(query)
         if not negatives and query.auto_negative is None and (query.alpha is not None or query.negative_mode is not None):
@@ -458,17 +496,18 @@ class Separator:
         mixture, layout = _check_mixture(audio, sample_rate)
         if downmix:
             mixture = downmix_channels(mixture)
-        embedded = self.prepare(queries, sample_rate)
-        if any(item.query.auto_negative is not None for item in embedded):
-            from omnisep import negatives
-            from omnisep.scan import scan
+        from omnisep.scan import scan
 
+        embedded = self.prepare(queries, sample_rate)
+        scan_mixture = _ScanOnce(embedded, lambda labels: scan(self, mixture, sample_rate, labels=labels))
+        embedded = self.weigh_pictures(embedded, sample_rate, scan_mixture)
+        if any(item.query.auto_negative is not None for item in embedded):
             def hear_residuals(items, sink):
                 plain = apply.separate_array(self.model, mixture, sample_rate, query_rows(items, self.second_look), chunk_seconds,
                                              overlap, batch_size)
                 return [sink(sample_rate).hear(mixture, target) for target in plain]
 
-            embedded = self.choose_negatives(embedded, lambda: scan(self, mixture, sample_rate), hear_residuals)
+            embedded = self.choose_negatives(embedded, scan_mixture, hear_residuals)
         targets = apply.separate_array(self.model, mixture, sample_rate, query_rows(embedded, self.second_look), chunk_seconds,
                                        overlap, batch_size)
         results = []
@@ -614,10 +653,14 @@ class Separator:
         writers: list[AudioWriter] = []
         try:
             channels = 1 if downmix else reader.channels
+            from omnisep.scan import scan_file
+
+            # A first streamed pass over the file (flat memory, like the separation), when a picture or an
+            # automatic negative needs to know what the recording holds.
             embedded = self.prepare(queries, reader.sample_rate)
+            scan_mixture = _ScanOnce(embedded, lambda labels: scan_file(self, path, labels=labels))
+            embedded = self.weigh_pictures(embedded, reader.sample_rate, scan_mixture)
             if any(item.query.auto_negative is not None for item in embedded):
-                from omnisep import negatives
-                from omnisep.scan import scan_file
 
                 def hear_residuals(items, sink):
                     # A first streamed pass over the file, as the separation (flat memory): the residuals go
@@ -633,8 +676,7 @@ class Separator:
                         first.close()
                     return [ear.result() for ear in sinks]
 
-                # A first streamed pass over the file: flat memory, like the separation.
-                embedded = self.choose_negatives(embedded, lambda: scan_file(self, path), hear_residuals)
+                embedded = self.choose_negatives(embedded, scan_mixture, hear_residuals)
             vectors = query_rows(embedded, self.second_look)
             # Opening the writers refuses existing outputs before any work is done.
             for output in list(targets) + list(residuals or []):

@@ -43,6 +43,7 @@ DEFAULT_BANK = Path(__file__).resolve().parent / "pretrained" / "query-aug" / "b
 DEFAULT_PICTURES = DEFAULT_BANK.with_name("pictures.json")
 PICTURES_FORMAT = "omnisep-query-aug-pictures"
 GIVE = ("snap-known", "snap", "blend-2")  # what the Separate-Net is given for an answer (module docstring)
+EVIDENCE_FLOOR = 0.05  # a class the scan does not hear keeps this much of its probability's weight (ClassMatcher.match)
 
 
 def _checked_give(give: str) -> str:
@@ -62,10 +63,16 @@ class Match:
     runner_up_probability: float
     known: bool
     given: tuple = ()  # ((label, weight), ...): the rows the Separate-Net is given; empty: the query as it is
+    evidence: float | None = None  # the power the mixture's scan weighed the classes with (None: not weighed)
+    # Matched without the mixture by a matcher that weighs by it: the labels whose presence could still make them
+    # first (empty: none could, or nothing to weigh); scan these, then match again with their presence.
+    contenders: tuple = ()
 
     def describe(self) -> str:
         head = self.label if self.known else f"unknown (closest: {self.label})"
         text = f"{head} p={self.probability:.2f}, runner-up {self.runner_up} p={self.runner_up_probability:.2f}"
+        if self.evidence is not None:
+            text += ", weighed by what the mixture holds"
         if not self.given:
             return text + ("" if self.known else "; left as it is")
         if self.known and self.given_text() == self.label:
@@ -114,6 +121,8 @@ class ClassMatcher:
         # (the one above stays for queries that come without words: audio, pictures, compositions)
         self.lexical = dict(lexical) if lexical else None
         self._index = None
+        # Pictures: the power B of the mixture's evidence, p_c * (EVIDENCE_FLOOR + presence_c) ** B (None: not used)
+        self.evidence_power: float | None = None
 
     def _lexical_index(self):
         if self._index is None:
@@ -160,11 +169,20 @@ class ClassMatcher:
     def probabilities(self, queries: torch.Tensor, texts=None) -> torch.Tensor:
         return torch.softmax(self.class_scores(queries, texts=texts)[0] / self._calibration(texts)[0], dim=-1)
 
-    def match(self, queries: torch.Tensor, texts=None) -> list[Match]:
-        """The answer for each query ``[N, D]``; ``texts`` (``N`` strings, the queries' words) let the words count."""
+    def match(self, queries: torch.Tensor, texts=None, presence: dict | None = None) -> list[Match]:
+        """The answer for each query ``[N, D]``; ``texts`` (``N`` strings, the queries' words) let the words count.
+
+        ``presence`` (``{label: presence}``, what the scan of the mixture to separate found) weighs each class's
+        probability by ``(EVIDENCE_FLOOR + presence) ** evidence_power`` where the matcher records a power: a
+        picture that looks like a violin or a cello, in a recording that holds a cello, is the cello."""
         scores, best = self.class_scores(queries, texts=texts)
         temperature, min_probability, min_cosine = self._calibration(texts)
         probabilities = torch.softmax(scores / temperature, dim=-1)
+        weighed = presence is not None and self.evidence_power is not None
+        if weighed:
+            held = torch.tensor([float(presence.get(label, 0.0)) for label in self.labels])
+            probabilities = probabilities * (EVIDENCE_FLOOR + held.clamp(0, 1)) ** self.evidence_power
+            probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True)
         top = probabilities.topk(min(2, len(self.labels)), dim=-1)
         found = []
         for row in range(len(probabilities)):
@@ -178,7 +196,14 @@ class ClassMatcher:
                 given = tuple((self.labels[i], float(w)) for i, w in zip(order, weights))
             else:
                 given = ((self.labels[first], 1.0),) if known or self.give == "snap" else ()
-            found.append(Match(self.labels[first], p, cosine, self.labels[second], float(probabilities[row, second]), known, given))
+            contenders = ()
+            if self.evidence_power is not None and not weighed:
+                # p_c (floor + 1)^B can beat the first's p_1 floor^B only if p_c >= p_1 (floor / (1 + floor))^B
+                reach = float(probabilities[row].max()) * (EVIDENCE_FLOOR / (1 + EVIDENCE_FLOOR)) ** self.evidence_power
+                contenders = tuple(self.labels[i] for i in (probabilities[row] >= reach).nonzero().flatten().tolist())
+                contenders = contenders if len(contenders) > 1 else ()
+            found.append(Match(self.labels[first], p, cosine, self.labels[second], float(probabilities[row, second]), known, given,
+                               self.evidence_power if weighed else None, contenders))
         return found
 
     def labels_only(self) -> "ClassMatcher":
@@ -193,6 +218,8 @@ class ClassMatcher:
         self.min_probability = float(record["min_probability"])
         self.min_cosine = float(record["min_cosine"])
         self.give = _checked_give(record.get("give", "snap-known"))
+        power = record.get("mixture_evidence")
+        self.evidence_power = None if power is None else float(power)
         return self
 
     @classmethod

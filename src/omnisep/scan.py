@@ -291,6 +291,17 @@ class _Meter:
         return _result(labels, targets, mixture, self.frame, n_samples, weights, self.window_frames)
 
 
+def _scanned_labels(bank, labels) -> list[str]:
+    """The bank's labels to scan for, in the bank's order: all of them, or those named (each label's numbers do
+    not depend on which others are scanned, so a scan of a few costs a few U-Net passes, not one per label)."""
+    if labels is None:
+        return list(bank.labels)
+    unknown = sorted(set(labels) - set(bank.labels))
+    if unknown:
+        raise OmniSepError(f"the model's bank has no label {unknown[0]!r} to scan for")
+    return [label for label in bank.labels if label in set(labels)]
+
+
 def _frame_samples(frame_seconds: float) -> int:
     """The scan's frame length in 16 kHz samples (at least one); a frame that is not positive is refused."""
     if not frame_seconds > 0:
@@ -306,20 +317,23 @@ class ScanStream:
     per-frame arrays grow by ``labels x 8`` bytes per frame).
     """
 
-    def __init__(self, separator_or_model, frame_seconds: float = DEFAULT_FRAME_SECONDS, verify: bool | Verification = True):
+    def __init__(self, separator_or_model, frame_seconds: float = DEFAULT_FRAME_SECONDS, verify: bool | Verification = True,
+                 labels=None):
         from omnisep.apply import ChunkedSeparator
         from omnisep.queries import normalize
 
         self.frame = _frame_samples(frame_seconds)
         self.model, self.bank = _model_and_bank(separator_or_model)
-        queries = normalize(torch.as_tensor(self.bank.embeddings, dtype=torch.float32))
-        verification = verification_for(separator_or_model) if verify is True else (verify or None)
+        self.labels = _scanned_labels(self.bank, labels)
+        chosen = torch.as_tensor([list(self.bank.labels).index(label) for label in self.labels])
+        queries = normalize(torch.as_tensor(self.bank.embeddings, dtype=torch.float32))[chosen]
+        verification = verification_for(separator_or_model, labels=self.labels) if verify is True else (verify or None)
         # ChunkedSeparator is separate_tensor's engine: one U-Net pass per chunk for
         # the whole bank; fed block by block, it never holds [Q, T] for the file.
         self._was_training = self.model.training
         self.model.eval()  # BatchNorm must use its running statistics
         self.engine = ChunkedSeparator(self.model, queries, signals=1)
-        self.meter = _Meter(len(self.bank.labels), self.frame, verification)
+        self.meter = _Meter(len(self.labels), self.frame, verification)
         self.pending = np.zeros(0, dtype=np.float32)  # mixture samples whose separation has not come out yet
         self.samples = 0
 
@@ -343,7 +357,7 @@ class ScanStream:
             self._add(self.engine.finish()[:, 0])
         finally:
             self.model.train(self._was_training)
-        return self.meter.close(self.bank.labels, self.samples)
+        return self.meter.close(self.labels, self.samples)
 
 
 def _result(labels, target_energy, mixture_energy, frame, n_samples, weights=None, window_frames=()) -> ScanResult:
@@ -387,11 +401,11 @@ def scan_estimates(
     return meter.close(labels, np.asarray(mixture).size)
 
 
-def verification_for(source, path=None) -> Verification | None:
+def verification_for(source, path=None, labels=None) -> Verification | None:
     """The model's recorded verification (``inference.scan.verify``) with its encoder, or None when it records none.
 
-    A Separator lends its encoder; a bare checkpoint gets the one it was trained with.
-    """
+    A Separator lends its encoder; a bare checkpoint gets the one it was trained with. ``labels``: verify only
+    these of the bank's labels (a scan of a few, :class:`ScanStream`)."""
     config = getattr(source, "config", None)
     if not config:
         return None
@@ -402,10 +416,11 @@ def verification_for(source, path=None) -> Verification | None:
         return None
     setting = {key: value for key, value in setting.items() if key != "threshold"}
     _, bank = _model_and_bank(source)
+    scanned = _scanned_labels(bank, labels)
     if "tagger_power" in setting:
         from omnisep.tagger import load_tagger
 
-        setting.update(tagger=load_tagger(), labels=list(bank.labels))
+        setting.update(tagger=load_tagger(), labels=scanned)
     encoder = getattr(source, "encoder", None)
     if encoder is None and setting.get("listen", True):
         from omnisep.encoders import recorded_encoder
@@ -416,6 +431,7 @@ def verification_for(source, path=None) -> Verification | None:
     from omnisep.queries import normalize
 
     rows = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
+    rows = rows[torch.as_tensor([list(bank.labels).index(label) for label in scanned])]
     return Verification(encoder, rows, **setting)
 
 
@@ -425,13 +441,14 @@ def scan(
     sample_rate: int,
     frame_seconds: float = DEFAULT_FRAME_SECONDS,
     verify: bool | Verification = True,
+    labels=None,
 ) -> ScanResult:
-    """Separate every bank label from ``audio`` and score its presence per frame.
+    """Separate every bank label (or the ``labels`` named) from ``audio`` and score its presence per frame.
 
     ``verify``: True applies the model's recorded :class:`Verification` (if it
     records one), False skips it (faster, ranks less well), or pass one.
     """
-    stream = ScanStream(separator_or_model, frame_seconds, verify)
+    stream = ScanStream(separator_or_model, frame_seconds, verify, labels)
     stream.push(_mono_16k(audio, sample_rate))
     return stream.finish()
 
@@ -442,6 +459,7 @@ def scan_file(
     frame_seconds: float = DEFAULT_FRAME_SECONDS,
     on_input=None,
     verify: bool | Verification = True,
+    labels=None,
 ) -> ScanResult:
     """:func:`scan` of a file of any length, decoded and resampled block by block (flat memory).
 
@@ -452,7 +470,7 @@ def scan_file(
 
     from omnisep.audio import AudioReader
 
-    stream = ScanStream(separator_or_model, frame_seconds, verify)
+    stream = ScanStream(separator_or_model, frame_seconds, verify, labels)
     reader = AudioReader(path)
     try:
         down = None

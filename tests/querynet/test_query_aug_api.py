@@ -131,3 +131,53 @@ def test_a_descriptions_words_count(separator):
     assert match["label"] == "playing trumpet" and match["known"]
     vector_only = separator._query_aug_matcher().match(separator.encoder.embed_text(["a bugle call in the morning"]))[0]
     assert vector_only.label == "rooster crowing"  # what the words change
+
+
+def test_an_unsure_picture_is_weighed_by_a_scan_of_its_contenders_only(separator, monkeypatch):
+    import copy
+
+    import soundfile as sf
+
+    import omnisep.scan
+
+    recogniser, matcher = separator._picture_query_aug()
+    assert matcher.evidence_power is not None  # the shipped picture calibration records it
+    audio, rate = sf.read(EXAMPLES.parent / "dog_and_violin.wav", dtype="float32", always_2d=True)
+    audio = audio[: rate * 4].T
+    calls = []
+    real = omnisep.scan.scan
+    monkeypatch.setattr(omnisep.scan, "scan", lambda *a, labels=None, **k: calls.append(labels) or real(*a, labels=labels, **k))
+    unsure = copy.copy(matcher)
+    unsure.temperature = matcher.temperature * 20  # flat probabilities: many labels could still win
+    separator._pictures = (recogniser, unsure)
+    try:
+        alone = separator.prepare([Query(image=EXAMPLES / "playing-violin.png")])[0].query_aug_match
+        assert len(alone["contenders"]) > 1 and alone["evidence"] is None
+        result = separator.separate(audio, rate, image=EXAMPLES / "playing-violin.png")
+        assert calls == [[label for label in separator.bank.labels if label in alone["contenders"]]]  # only those
+        assert "weighed by what the mixture holds; separated as playing violin" in result.query_label
+        calls.clear()
+        result = separator.separate(audio, rate, image=EXAMPLES / "playing-violin.png", negative="auto")
+        assert calls == [None]  # the automatic negative scans every label anyway: one scan serves both
+        assert all(choice.label != "playing violin" for choice in result.negatives)
+    finally:
+        separator._pictures = (recogniser, matcher)
+    calls.clear()
+    confident = separator.prepare([Query(image=EXAMPLES / "playing-violin.png")])[0].query_aug_match
+    assert confident["contenders"] == () and confident["label"] == "playing violin"
+    separator.separate(audio, rate, image=EXAMPLES / "playing-violin.png")
+    assert calls == []  # nothing the mixture could change: no scan
+
+
+def test_a_scan_of_some_labels_gives_their_numbers_from_the_whole_scan(separator):
+    import soundfile as sf
+
+    from omnisep.scan import scan
+
+    audio, rate = sf.read(EXAMPLES.parent / "dog_and_violin.wav", dtype="float32", always_2d=True)
+    audio = audio[: rate * 4].T
+    whole = scan(separator, audio, rate)
+    some = scan(separator, audio, rate, labels=["playing violin", "dog barking", "rain"])
+    assert some.labels == [label for label in whole.labels if label in some.labels]
+    for label, presence in zip(some.labels, some.presence):
+        assert presence == pytest.approx(whole.presence[whole.labels.index(label)], abs=1e-5)

@@ -199,3 +199,30 @@ def test_the_shipped_bank_counts_words():
     matcher = ClassMatcher.load()
     assert matcher.lexical and matcher.lexical["weight"] > 0
     assert matcher.labels_only().lexical is None  # pictures have no words
+
+
+def test_the_mixture_evidence_weighs_the_classes_when_the_matcher_records_a_power():
+    matcher = _matcher()
+    between = _unit(1, 0.6, 0.9)  # a little nearer the dog's entries than the rain's
+    assert matcher.match(between[None])[0].label == "dog"
+    assert matcher.match(between[None], presence={"rain": 1.0})[0].evidence is None  # no power recorded: not weighed
+    matcher.calibrated({"temperature": 0.1, "min_probability": 0.6, "min_cosine": 0.5, "give": "snap", "mixture_evidence": 1.0})
+    heard = matcher.match(between[None], presence={"rain": 0.9, "dog": 0.0})[0]
+    assert heard.label == "rain" and heard.evidence == 1.0 and "what the mixture holds" in heard.describe()
+    assert heard.probability + heard.runner_up_probability == pytest.approx(1.0)
+    assert heard.to_dict()["evidence"] == 1.0
+    assert matcher.match(between[None], presence={"dog": 0.9, "rain": 0.9})[0].label == "dog"  # both heard: the picture decides
+    alone = matcher.match(between[None])[0]
+    assert alone.label == "dog" and alone.evidence is None  # no scan given: the picture alone...
+    assert alone.contenders == ("dog", "rain")  # ...and the labels a scan could still decide between
+    matcher.evidence_power = 0.01  # so weak that the runner-up can never overtake the first
+    assert matcher.match(between[None])[0].contenders == ()
+
+
+def test_the_shipped_picture_calibration_is_what_image_head_writes():
+    from omnisep.query_aug import DEFAULT_PICTURES
+    from omnisep.querynet.image_head import PICTURES_EVIDENCE, PICTURES_GIVE
+
+    shipped = json.loads(DEFAULT_PICTURES.read_text())
+    assert shipped["give"] == PICTURES_GIVE and shipped["mixture_evidence"] == PICTURES_EVIDENCE
+    assert ClassMatcher.for_pictures().evidence_power == PICTURES_EVIDENCE

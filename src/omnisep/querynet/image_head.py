@@ -51,6 +51,10 @@ PICTURE_COSINE_QUANTILE = 0.1
 # What the Separate-Net is given for a picture (omnisep.query_aug.GIVE): its first class's row, known or not (chosen on
 # validation mixtures with each of five styles held out of its recogniser, scripts/val_soft_snap.py --pictures).
 PICTURES_GIVE = "snap"
+# How much the scan of the mixture to separate weighs a picture's classes (omnisep.query_aug.ClassMatcher.match:
+# p_c * (0.05 + presence_c) ** power, then snapped): the plain product, best with the square on the mean over the same
+# five held-out styles and steadier across them (scripts/val_soft_snap.py --pictures ... --forms "scan b1").
+PICTURES_EVIDENCE = 1.0
 BRIDGE_GRID = [(w, t) for w in (0.0, 0.25, 0.4, 0.55, 0.7, 1.0) for t in (0.5, 1.0, 2.0)]
 RECOGNISER_SEEDS = 3  # heads averaged in the picture recogniser (each 3 MB in float16)
 
@@ -239,7 +243,7 @@ def picture_calibration(features, owners, pictures, states, sources, chosen, cla
     # text rule) lets every unknown picture through; 10 % catches a few (docs/encoders.md, "Query-Aug for pictures").
     record = calibrate(matcher, *matcher.class_scores(torch.cat(vectors)), labels, cosine_quantile=PICTURE_COSINE_QUANTILE)
     return {"format": PICTURES_FORMAT, "heads_version": 2, "recogniser": recogniser, "give": PICTURES_GIVE,
-            "temperature": record["temperature"],
+            "mixture_evidence": PICTURES_EVIDENCE, "temperature": record["temperature"],
             "min_probability": record["min_probability"], "min_cosine": record["min_cosine"],
             "record": {**record, "sources": list(sources), "cosine_quantile": PICTURE_COSINE_QUANTILE}}
 
