@@ -300,8 +300,7 @@ class Separator:
         if not wanted:
             return list(embedded)
         scanned = scan_mixture(wanted)
-        presence = dict(zip(scanned.labels, (float(p) for p in scanned.presence)))
-        return [self._embed(item.query, mixture_rate, presence) if (item.query_aug_match or {}).get("contenders") else item
+        return [self.prepare([item.query], mixture_rate, scanned)[0] if (item.query_aug_match or {}).get("contenders") else item
                 for item in embedded]
 
     def _query_aug_matcher(self):

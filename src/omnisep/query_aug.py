@@ -3,9 +3,14 @@
 The bank is built by :mod:`omnisep.querynet.words` (build time, WordNet and
 descriptions) and shipped as ``pretrained/query-aug/bank.safetensors`` +
 ``.json``. A query is scored against a class by a soft maximum over that
-class's entries, ``s_c = tau_e * logsumexp(cos(q, e) / tau_e)``; the class
+class's entries, ``s_c = tau_e * logsumexp(cos(q, e) / tau_e)``, plus, for a
+query of words, a weight times their BM25 score against those entries
+(:mod:`omnisep.lexical`, with a calibration of its own); the class
 probabilities are ``softmax(s / T)``. Under the fitted probability or cosine
-floor the answer is *unknown*, and the answer says so.
+floor the answer is *unknown*, and the answer says so. A picture matcher that
+records ``mixture_evidence`` weighs the classes by what a scan of the mixture
+hears, when the caller has one (``Match.contenders`` names the labels worth
+scanning).
 
 What the Separate-Net is given (``give`` in the bank's ``.json`` and in the
 picture calibration; :data:`GIVE`): ``"snap-known"``, paper eq. 5's snap for a
