@@ -300,3 +300,22 @@ def test_a_tagger_must_know_every_label_of_the_bank():
         Verification(None, rows, listen=False, tagger=LoudnessTagger(), labels=["pass", "owl", "half"])
     with pytest.raises(ValueError, match="needs a tagger"):
         Verification(None, rows, listen=False)
+
+
+def test_a_scan_of_some_labels_gives_those_labels_numbers_in_the_banks_order(gated, tmp_path):
+    import soundfile as sf
+
+    from omnisep.scan import scan_file
+
+    wave = noise_with_gap()
+    whole = scan(gated, wave, SR)
+    some = scan(gated, wave, SR, labels=["half", "pass"])
+    assert some.labels == ["pass", "half"]  # the bank's order, whatever the order asked
+    np.testing.assert_allclose(some.presence, whole.presence[[0, 2]], atol=1e-6)
+    np.testing.assert_allclose(some.energy_ratio, whole.energy_ratio[[0, 2]], atol=1e-6)
+    path = tmp_path / "noise.wav"
+    sf.write(path, wave, SR, subtype="FLOAT")
+    streamed = scan_file(gated, path, labels=["half"])
+    assert streamed.labels == ["half"] and streamed.presence[0] == pytest.approx(0.25, abs=5e-3)
+    with pytest.raises(OmniSepError, match="'rain'"):
+        scan(gated, wave, SR, labels=["pass", "rain"])
