@@ -82,11 +82,12 @@ def scan_presence(model_path: Path, test_set, mixtures, labels) -> dict:
     return found
 
 
-def stored_presence(path: Path, mixtures, labels) -> dict:
-    """:func:`scan_presence`, read from ``scripts/probe_interferer.py``'s output (the same scan, the same model)."""
+def stored_presence(path: Path, mixtures, labels, key: str = "presence") -> dict:
+    """:func:`scan_presence`, read from ``scripts/probe_interferer.py``'s output (the same scan, the same model);
+    ``key="tags"``: the sound tagger's probabilities on the mixture instead (no separation needed)."""
     data = np.load(path)
     order = [list(data["labels"]).index(label) for label in labels]
-    rows = {int(index): row for index, row in zip(data["index"], data["presence"])}
+    rows = {int(index): row for index, row in zip(data["index"], data[key])}
     missing = [m for m in mixtures if m not in rows]
     if missing:
         raise SystemExit(f"{path} has no scan of mixtures {missing[:5]}: run the probe with the same --every")
@@ -119,6 +120,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="write the per-mixture SDRi here (JSON)")
     parser.add_argument("--presence", default=None,
                         help="the scans' presence from scripts/probe_interferer.py (its .npz) instead of scanning again")
+    parser.add_argument("--presence-key", default="presence", choices=("presence", "tags"),
+                        help="with --presence: the scan's presence, or the tagger's probabilities on the mixture")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -166,7 +169,7 @@ def main() -> None:
 
     presence = {}
     if any(name.strip().startswith("scan") for name in args.forms.split(",")):
-        presence = (stored_presence(Path(args.presence), mixtures, labels) if args.presence
+        presence = (stored_presence(Path(args.presence), mixtures, labels, args.presence_key) if args.presence
                     else scan_presence(Path(args.model), test_set, mixtures, labels))
 
     def form(kind, k=1, t=1.0):
