@@ -292,14 +292,16 @@ class _Meter:
 
 
 def _scanned_labels(bank, labels) -> list[str]:
-    """The bank's labels to scan for, in the bank's order: all of them, or those named (each label's numbers do
-    not depend on which others are scanned, so a scan of a few costs a few U-Net passes, not one per label)."""
+    """The bank's labels to scan for, in the bank's order: all of them, or those named. A label's numbers do not
+    depend on which others are scanned (unless the verification listens: it hears the top few of those scanned),
+    so a scan of a few costs a few U-Net passes, not one per label of the bank."""
     if labels is None:
         return list(bank.labels)
-    unknown = sorted(set(labels) - set(bank.labels))
+    wanted = set(labels)
+    unknown = sorted(wanted - set(bank.labels))
     if unknown:
         raise OmniSepError(f"the model's bank has no label {unknown[0]!r} to scan for")
-    return [label for label in bank.labels if label in set(labels)]
+    return [label for label in bank.labels if label in wanted]
 
 
 def _frame_samples(frame_seconds: float) -> int:
