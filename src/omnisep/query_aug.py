@@ -204,7 +204,7 @@ class ClassMatcher:
             contenders = ()
             if self.evidence_power is not None and not weighed:
                 # p_c (floor + 1)^B can beat the first's p_1 floor^B only if p_c >= p_1 (floor / (1 + floor))^B
-                reach = float(probabilities[row].max()) * (EVIDENCE_FLOOR / (1 + EVIDENCE_FLOOR)) ** self.evidence_power
+                reach = p * (EVIDENCE_FLOOR / (1 + EVIDENCE_FLOOR)) ** self.evidence_power
                 contenders = tuple(self.labels[i] for i in (probabilities[row] >= reach).nonzero().flatten().tolist())
                 contenders = contenders if len(contenders) > 1 else ()
             found.append(Match(self.labels[first], p, cosine, self.labels[second], float(probabilities[row, second]), known, given,

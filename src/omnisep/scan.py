@@ -291,17 +291,21 @@ class _Meter:
         return _result(labels, targets, mixture, self.frame, n_samples, weights, self.window_frames)
 
 
-def _scanned_labels(bank, labels) -> list[str]:
-    """The bank's labels to scan for, in the bank's order: all of them, or those named. A label's numbers do not
-    depend on which others are scanned (unless the verification listens: it hears the top few of those scanned),
-    so a scan of a few costs a few U-Net passes, not one per label of the bank."""
+def _scanned_rows(bank, labels) -> tuple[list[str], torch.Tensor]:
+    """The bank's labels to scan for, in the bank's order, and their normalised rows: all of them, or those named.
+    A label's numbers do not depend on which others are scanned (unless the verification listens: it hears the top
+    few of those scanned), so a scan of a few costs a few U-Net passes, not one per label of the bank."""
+    from omnisep.queries import normalize
+
+    rows = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
     if labels is None:
-        return list(bank.labels)
+        return list(bank.labels), rows
     wanted = set(labels)
     unknown = sorted(wanted - set(bank.labels))
     if unknown:
         raise OmniSepError(f"the model's bank has no label {unknown[0]!r} to scan for")
-    return [label for label in bank.labels if label in wanted]
+    chosen = [i for i, label in enumerate(bank.labels) if label in wanted]
+    return [bank.labels[i] for i in chosen], rows[torch.as_tensor(chosen)]
 
 
 def _frame_samples(frame_seconds: float) -> int:
@@ -322,13 +326,10 @@ class ScanStream:
     def __init__(self, separator_or_model, frame_seconds: float = DEFAULT_FRAME_SECONDS, verify: bool | Verification = True,
                  labels=None):
         from omnisep.apply import ChunkedSeparator
-        from omnisep.queries import normalize
 
         self.frame = _frame_samples(frame_seconds)
         self.model, self.bank = _model_and_bank(separator_or_model)
-        self.labels = _scanned_labels(self.bank, labels)
-        chosen = torch.as_tensor([list(self.bank.labels).index(label) for label in self.labels])
-        queries = normalize(torch.as_tensor(self.bank.embeddings, dtype=torch.float32))[chosen]
+        self.labels, queries = _scanned_rows(self.bank, labels)
         verification = verification_for(separator_or_model, labels=self.labels) if verify is True else (verify or None)
         # ChunkedSeparator is separate_tensor's engine: one U-Net pass per chunk for
         # the whole bank; fed block by block, it never holds [Q, T] for the file.
@@ -418,7 +419,7 @@ def verification_for(source, path=None, labels=None) -> Verification | None:
         return None
     setting = {key: value for key, value in setting.items() if key != "threshold"}
     _, bank = _model_and_bank(source)
-    scanned = _scanned_labels(bank, labels)
+    scanned, rows = _scanned_rows(bank, labels)
     if "tagger_power" in setting:
         from omnisep.tagger import load_tagger
 
@@ -430,10 +431,6 @@ def verification_for(source, path=None, labels=None) -> Verification | None:
 
         encoder = recorded_encoder(config["encoder"])
         check_encoder(config, encoder.identity())
-    from omnisep.queries import normalize
-
-    rows = normalize(torch.as_tensor(bank.embeddings, dtype=torch.float32))
-    rows = rows[torch.as_tensor([list(bank.labels).index(label) for label in scanned])]
     return Verification(encoder, rows, **setting)
 
 
