@@ -302,6 +302,58 @@ def test_a_tagger_must_know_every_label_of_the_bank():
         Verification(None, rows, listen=False)
 
 
+class WindowTagger:
+    """A stand-in tagger whose logits say what its window holds: "loud" from the window's RMS, "long" from
+    its length (features made by the patched block_features below)."""
+
+    labels = ["long", "loud"]
+
+    def window_logits(self, blocks):
+        rms, seconds = blocks[0, 0]
+        return torch.stack([4.0 * (seconds - 1.1), 20.0 * (rms - 0.1)])[None]
+
+
+def _window_features(backbone, wave, rate=SR, pooling="embedding"):
+    wave = np.asarray(wave, dtype=np.float64)
+    return torch.tensor([[np.sqrt(np.mean(wave**2)), wave.size / SR]], dtype=torch.float32)
+
+
+def test_mixture_tags_are_the_largest_over_windows_cut_as_the_scans_whatever_the_blocks(monkeypatch, tmp_path):
+    import soundfile as sf
+
+    from omnisep.queries import normalize
+    from omnisep.scan import MixtureTags, Verification, mixture_tags, mixture_tags_file
+
+    monkeypatch.setattr("omnisep.tagger.block_features", _window_features)
+    rows = normalize(torch.randn(2, EMB_DIM))
+    verification = Verification(None, rows, window_seconds=1.0, listen=False, tagger=WindowTagger(), labels=["loud", "long"])
+    rng = np.random.default_rng(3)
+    wave = (0.01 * rng.standard_normal(int(3.2 * SR))).astype(np.float32)
+    wave[int(1.2 * SR) : int(1.8 * SR)] *= 30.0  # loud only inside the second window
+    sigmoid = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    tags = mixture_tags(verification, wave, SR)
+    assert list(tags) == ["loud", "long"]  # the verification's (the bank's) labels, in its order
+    loudest = np.sqrt(np.mean(np.square(wave[SR : 2 * SR], dtype=np.float64)))
+    assert tags["loud"] == pytest.approx(sigmoid(20 * (loudest - 0.1)), abs=1e-5) and tags["loud"] > 0.9
+    # 3.2 s in 1 s windows: the last takes the 0.2 s remainder (less than a quarter window) -> 1.2 s long.
+    assert tags["long"] == pytest.approx(sigmoid(4 * 0.1), abs=1e-5)
+    longer = np.concatenate([wave, wave[: int(0.1 * SR)]])  # 3.3 s: the 0.3 s remainder is a window of its own
+    assert mixture_tags(verification, longer, SR)["long"] == pytest.approx(sigmoid(4 * -0.1), abs=1e-5)
+    # Pushed in odd blocks, the same numbers; stereo at another rate, streamed from a file, nearly so.
+    stream = MixtureTags(verification)
+    for start in range(0, wave.size, 3001):
+        stream.push(wave[start : start + 3001])
+    assert stream.finish() == pytest.approx(tags, abs=1e-6)
+    from omnisep.audio import resample
+
+    stereo = np.stack([resample(wave, SR, 44100)] * 2, axis=1)
+    sf.write(tmp_path / "mix.wav", stereo, 44100, subtype="FLOAT")
+    assert mixture_tags_file(verification, tmp_path / "mix.wav") == pytest.approx(tags, abs=0.02)
+    assert mixture_tags(verification, np.zeros(0, np.float32), SR) == {"loud": 0.0, "long": 0.0}
+    with pytest.raises(ValueError, match="needs a Verification with a tagger"):
+        MixtureTags(Verification(object(), rows))
+
+
 def test_a_scan_of_some_labels_gives_those_labels_numbers_in_the_banks_order(gated, tmp_path):
     import soundfile as sf
 

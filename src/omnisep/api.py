@@ -133,18 +133,16 @@ class EmbeddedQuery:
         return query_rows([self])
 
 
-class _ScanOnce:
-    """The mixture's scan for the separating methods: ``scan(labels)`` runs ``scan_some(labels)``, all labels
-    (``None``) at most once, and all of them at once when an automatic negative will want them anyway."""
+def _once(make: Callable) -> Callable:
+    """``make()`` run at most once, on the first call (a mixture's scan or tags, wanted by several steps or none)."""
+    kept = []
 
-    def __init__(self, embedded, scan_some: Callable):
-        self.scan_some, self.everything = scan_some, None
-        self.whole = any(item.query.auto_negative is not None for item in embedded)
+    def get():
+        if not kept:
+            kept.append(make())
+        return kept[0]
 
-    def __call__(self, labels=None):
-        if self.everything is None and (labels is None or self.whole):
-            self.everything = self.scan_some(None)
-        return self.everything if self.everything is not None else self.scan_some(labels)
+    return get
 
 
 def _pictures_only(parts) -> bool:
@@ -267,17 +265,19 @@ class Separator:
         return embedded.vector
 
     def prepare(self, queries: Sequence[Query | EmbeddedQuery], mixture_rate: int | None = None,
-                scanned=None) -> list[EmbeddedQuery]:
+                presence=None) -> list[EmbeddedQuery]:
         """Embed queries once, to reuse them over many files (already embedded ones pass through).
 
-        ``mixture_rate`` is the rate of bare audio-array query parts. ``scanned`` (the
-        :func:`omnisep.scan.scan` of the mixture to separate) lets picture Query-Aug weigh a picture's
-        classes by what the mixture holds; without it a picture is matched alone (the separating methods
-        scan what they need themselves, :meth:`weigh_pictures`).
+        ``mixture_rate`` is the rate of bare audio-array query parts. ``presence`` (``{label: presence}``
+        of the mixture to separate, as :func:`omnisep.scan.mixture_tags` gives; a
+        :class:`~omnisep.scan.ScanResult` is read as its labels' presence) lets picture Query-Aug weigh a
+        picture's classes by what the mixture holds; without it a picture is matched alone (the separating
+        methods hear the mixture themselves, :meth:`weigh_pictures`).
         """
         if not queries:
             raise OmniSepError("at least one query is needed.")
-        presence = None if scanned is None else dict(zip(scanned.labels, (float(p) for p in scanned.presence)))
+        if presence is not None and hasattr(presence, "presence"):
+            presence = dict(zip(presence.labels, (float(p) for p in presence.presence)))
         prepared = []
         for query in queries:
             if isinstance(query, EmbeddedQuery):
@@ -286,22 +286,24 @@ class Separator:
                 prepared.append(self._embed(query, mixture_rate, presence))
         return prepared
 
-    def weigh_pictures(self, embedded: Sequence[EmbeddedQuery], mixture_rate: int | None, scan_mixture: Callable) -> list[EmbeddedQuery]:
+    def weigh_pictures(self, embedded: Sequence[EmbeddedQuery], mixture_rate: int | None,
+                       tag_mixture: Callable[[], dict]) -> list[EmbeddedQuery]:
         """Picture queries matched again with what the mixture holds (picture Query-Aug's ``mixture_evidence``).
 
-        ``scan_mixture(labels)`` scans the mixture for those labels (:func:`omnisep.scan.scan`); only the labels
-        whose presence could change a picture's answer are asked for (``Match.contenders``), so a confident
-        picture costs nothing and an unsure one a few U-Net passes, not one per label of the bank."""
-        wanted: list[str] = []
-        for item in embedded:
-            for label in (item.query_aug_match or {}).get("contenders", ()):
-                if label not in wanted:
-                    wanted.append(label)
-        if not wanted:
+        ``tag_mixture()`` gives the sound tagger's ``{label: probability}`` anywhere in the mixture
+        (:func:`omnisep.scan.mixture_tags`, one tagger pass); it is asked only when a picture is unsure
+        (``Match.contenders``: labels whose presence could still change its answer), so a confident picture
+        costs nothing."""
+        if not any((item.query_aug_match or {}).get("contenders") for item in embedded):
             return list(embedded)
-        scanned = scan_mixture(wanted)
-        return [self.prepare([item.query], mixture_rate, scanned)[0] if (item.query_aug_match or {}).get("contenders") else item
+        presence = tag_mixture()
+        return [self.prepare([item.query], mixture_rate, presence)[0] if (item.query_aug_match or {}).get("contenders") else item
                 for item in embedded]
+
+    def mixture_tagger(self):
+        """The :class:`omnisep.scan.Verification` whose tagger hears a whole mixture for picture Query-Aug (the
+        one that hears what a query leaves)."""
+        return self._residual_tagger()
 
     def _query_aug_matcher(self):
         """Query-Aug v2 (omnisep.query_aug) for the bundled encoder when its bank covers the model's labels."""
@@ -495,11 +497,12 @@ class Separator:
         mixture, layout = _check_mixture(audio, sample_rate)
         if downmix:
             mixture = downmix_channels(mixture)
-        from omnisep.scan import scan
+        from omnisep.scan import mixture_tags, scan
 
         embedded = self.prepare(queries, sample_rate)
-        scan_mixture = _ScanOnce(embedded, lambda labels: scan(self, mixture, sample_rate, labels=labels))
-        embedded = self.weigh_pictures(embedded, sample_rate, scan_mixture)
+        embedded = self.weigh_pictures(embedded, sample_rate,
+                                       _once(lambda: mixture_tags(self.mixture_tagger(), mixture, sample_rate)))
+        scan_mixture = _once(lambda: scan(self, mixture, sample_rate))
         if any(item.query.auto_negative is not None for item in embedded):
             def hear_residuals(items, sink):
                 plain = apply.separate_array(self.model, mixture, sample_rate, query_rows(items, self.second_look), chunk_seconds,
@@ -652,13 +655,14 @@ class Separator:
         writers: list[AudioWriter] = []
         try:
             channels = 1 if downmix else reader.channels
-            from omnisep.scan import scan_file
+            from omnisep.scan import mixture_tags_file, scan_file
 
-            # A first streamed pass over the file (flat memory, like the separation), when a picture or an
-            # automatic negative needs to know what the recording holds.
+            # A first streamed pass over the file (flat memory, like the separation), when an unsure picture
+            # or an automatic negative needs to know what the recording holds.
             embedded = self.prepare(queries, reader.sample_rate)
-            scan_mixture = _ScanOnce(embedded, lambda labels: scan_file(self, path, labels=labels))
-            embedded = self.weigh_pictures(embedded, reader.sample_rate, scan_mixture)
+            embedded = self.weigh_pictures(embedded, reader.sample_rate,
+                                           _once(lambda: mixture_tags_file(self.mixture_tagger(), path)))
+            scan_mixture = _once(lambda: scan_file(self, path))
             if any(item.query.auto_negative is not None for item in embedded):
 
                 def hear_residuals(items, sink):

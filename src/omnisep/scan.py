@@ -452,6 +452,80 @@ def scan(
     return stream.finish()
 
 
+class MixtureTags:
+    """The sound tagger's probability of each label anywhere in a recording: the largest over its windows.
+
+    Why: picture Query-Aug asks "could this recording hold a cello?" of the labels a picture could be. One
+    tagger pass over the mixture answers for every label at once, where a scan separates each label asked
+    about; and as evidence for pictures it did better on the validation styles (docs/encoders.md). Windows
+    start at multiples of the window length (the verification's, unless ``window_seconds`` is given) and the
+    last takes a remainder shorter than a quarter window, as the scan's, so the answer does not depend on the
+    block sizes pushed.
+    """
+
+    def __init__(self, verification: Verification, window_seconds: float | None = None):
+        if verification.tagger is None:
+            raise ValueError("MixtureTags needs a Verification with a tagger")
+        self.verification = verification
+        self.window = max(1, round((window_seconds or verification.window_seconds) * SAMPLE_RATE))
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.best: np.ndarray | None = None
+
+    def push(self, wave: np.ndarray) -> None:
+        """More mono 16 kHz audio."""
+        self.buffer = np.concatenate([self.buffer, np.asarray(wave, dtype=np.float32).reshape(-1)])
+        while self.buffer.size >= self.window + self.window // 4:
+            self._close(self.window)
+
+    def _close(self, length: int) -> None:
+        tags = self.verification.tag(self.buffer[:length])
+        self.best = tags if self.best is None else np.maximum(self.best, tags)
+        self.buffer = self.buffer[length:].copy()
+
+    def finish(self) -> dict[str, float]:
+        """``{label: probability}`` for the verification's labels (all 0 for an empty recording)."""
+        if self.buffer.size:
+            self._close(self.buffer.size)
+        best = self.best if self.best is not None else np.zeros(len(self.verification.labels), dtype=np.float32)
+        return {label: float(value) for label, value in zip(self.verification.labels, best)}
+
+
+def mixture_tags(verification: Verification, audio: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """:class:`MixtureTags` of ``audio`` (``[C, T]`` or ``[T]`` at ``sample_rate``)."""
+    tags = MixtureTags(verification)
+    tags.push(_mono_16k(audio, sample_rate))
+    return tags.finish()
+
+
+def mixture_tags_file(verification: Verification, path: str | os.PathLike) -> dict[str, float]:
+    """:func:`mixture_tags` of a file of any length, decoded and resampled block by block (flat memory)."""
+    tags = MixtureTags(verification)
+    _stream_mono_16k(path, tags.push)
+    return tags.finish()
+
+
+def _stream_mono_16k(path, push, on_input=None) -> None:
+    """Decode ``path`` block by block and hand ``push`` its mono 16 kHz audio."""
+    import soxr
+
+    from omnisep.audio import AudioReader
+
+    reader = AudioReader(path)
+    try:
+        down = None
+        if reader.sample_rate != SAMPLE_RATE:
+            down = soxr.ResampleStream(reader.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="VHQ")
+        for block in reader:
+            mono = np.asarray(block, dtype=np.float32).mean(axis=0)
+            push(mono if down is None else down.resample_chunk(mono, last=False))
+            if on_input is not None:
+                on_input(block.shape[1])
+        if down is not None:
+            push(down.resample_chunk(np.zeros(0, np.float32), last=True))
+    finally:
+        reader.close()
+
+
 def scan_file(
     separator_or_model,
     path: str | os.PathLike,
@@ -465,23 +539,6 @@ def scan_file(
     ``on_input`` is called with each decoded block's length in input samples
     (a progress bar). The result equals :func:`scan` on the loaded file.
     """
-    import soxr
-
-    from omnisep.audio import AudioReader
-
     stream = ScanStream(separator_or_model, frame_seconds, verify, labels)
-    reader = AudioReader(path)
-    try:
-        down = None
-        if reader.sample_rate != SAMPLE_RATE:
-            down = soxr.ResampleStream(reader.sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="VHQ")
-        for block in reader:
-            mono = np.asarray(block, dtype=np.float32).mean(axis=0)
-            stream.push(mono if down is None else down.resample_chunk(mono, last=False))
-            if on_input is not None:
-                on_input(block.shape[1])
-        if down is not None:
-            stream.push(down.resample_chunk(np.zeros(0, np.float32), last=True))
-    finally:
-        reader.close()
+    _stream_mono_16k(path, stream.push, on_input)
     return stream.finish()

@@ -51,9 +51,11 @@ PICTURE_COSINE_QUANTILE = 0.1
 # What the Separate-Net is given for a picture (omnisep.query_aug.GIVE): its first class's row, known or not (chosen on
 # validation mixtures with each of five styles held out of its recogniser, scripts/val_soft_snap.py --pictures).
 PICTURES_GIVE = "snap"
-# How much the scan of the mixture to separate weighs a picture's classes (omnisep.query_aug.ClassMatcher.match:
+# How much what the mixture to separate holds weighs a picture's classes (omnisep.query_aug.ClassMatcher.match:
 # p_c * (0.05 + presence_c) ** power, then snapped): the plain product, tied with the square for the best mean over the
-# same five held-out styles and steadier across them (scripts/val_soft_snap.py --pictures ... --forms "scan b1").
+# same five held-out styles and steadier across them (scripts/val_soft_snap.py --pictures ... --forms "scan b1"). The
+# presence is the sound tagger's over the mixture (omnisep.scan.mixture_tags; --presence-key tags), which did as well
+# as the scan's on those styles at a third of the cost (docs/encoders.md).
 PICTURES_EVIDENCE = 1.0
 BRIDGE_GRID = [(w, t) for w in (0.0, 0.25, 0.4, 0.55, 0.7, 1.0) for t in (0.5, 1.0, 2.0)]
 RECOGNISER_SEEDS = 3  # heads averaged in the picture recogniser (each 3 MB in float16)
