@@ -8,9 +8,10 @@ query of words, a weight times their BM25 score against those entries
 (:mod:`omnisep.lexical`, with a calibration of its own); the class
 probabilities are ``softmax(s / T)``. Under the fitted probability or cosine
 floor the answer is *unknown*, and the answer says so. A picture matcher that
-records ``mixture_evidence`` weighs the classes by what a scan of the mixture
-hears, when the caller has one (``Match.contenders`` names the labels worth
-scanning).
+records ``mixture_evidence`` weighs the classes by what the mixture holds
+(the sound tagger's probabilities over it, :func:`omnisep.scan.mixture_tags`),
+when the caller has them (``Match.contenders`` says whether they could change
+the answer).
 
 What the Separate-Net is given (``give`` in the bank's ``.json`` and in the
 picture calibration; :data:`GIVE`): ``"snap-known"``, paper eq. 5's snap for a
@@ -68,9 +69,9 @@ class Match:
     runner_up_probability: float
     known: bool
     given: tuple = ()  # ((label, weight), ...): the rows the Separate-Net is given; empty: the query as it is
-    evidence: float | None = None  # the power the mixture's scan weighed the classes with (None: not weighed)
+    evidence: float | None = None  # the power the mixture's evidence weighed the classes with (None: not weighed)
     # Matched without the mixture by a matcher that weighs by it: the labels whose presence could still make them
-    # first (empty: none could, or nothing to weigh); scan these, then match again with their presence.
+    # first (empty: none could, or nothing to weigh); hear the mixture, then match again with their presence.
     contenders: tuple = ()
 
     def describe(self) -> str:
@@ -111,7 +112,7 @@ class ClassMatcher:
     """Scores a query against every class over all its entries; calibrated, with an unknown answer."""
 
     def __init__(self, labels, entry_labels, embeddings, texts=None, kinds=None, entry_temperature=0.05,
-                 temperature=1.0, min_probability=0.0, min_cosine=-1.0, give="snap-known", lexical=None):
+                 temperature=1.0, min_probability=0.0, min_cosine=-1.0, give="snap-known", lexical=None, words=None):
         self.labels = list(labels)
         index = {label: i for i, label in enumerate(self.labels)}
         self.entry_class = torch.tensor([index[label] for label in entry_labels])
@@ -125,6 +126,12 @@ class ClassMatcher:
         # {"weight", "temperature", "min_probability", "min_cosine"}: words count too, with a calibration of their own
         # (the one above stays for queries that come without words: audio, pictures, compositions)
         self.lexical = dict(lexical) if lexical else None
+        # {label: [word, ...]}: words that count for a class only as words (BM25), never embedded: WordNet's kinds and
+        # derived words of the class ("mare", "bantam", "cellist"; querynet.words.bank_words)
+        self.words = {label: list(found) for label, found in (words or {}).items()}
+        unknown = sorted(set(self.words) - set(self.labels))
+        if unknown:
+            raise ValueError(f"words for labels the matcher lacks: {', '.join(unknown[:3])}")
         self._index = None
         # Pictures: the power B of the mixture's evidence, p_c * (EVIDENCE_FLOOR + presence_c) ** B (None: not used)
         self.evidence_power: float | None = None
@@ -135,7 +142,12 @@ class ClassMatcher:
 
             if not self.texts:
                 raise ValueError("a matcher that scores words needs its entries' texts")
-            self._index = LexicalIndex(self.texts, self.entry_class.tolist(), len(self.labels))
+            # The words-only entries come after the embedded ones, so leave-one-out entry numbers stay the bank's.
+            texts, classes = list(self.texts), self.entry_class.tolist()
+            for label, found in self.words.items():
+                texts += found
+                classes += [self.labels.index(label)] * len(found)
+            self._index = LexicalIndex(texts, classes, len(self.labels))
         return self._index
 
     def class_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None,
@@ -177,7 +189,7 @@ class ClassMatcher:
     def match(self, queries: torch.Tensor, texts=None, presence: dict | None = None) -> list[Match]:
         """The answer for each query ``[N, D]``; ``texts`` (``N`` strings, the queries' words) let the words count.
 
-        ``presence`` (``{label: presence}``, what the scan of the mixture to separate found) weighs each class's
+        ``presence`` (``{label: presence}``, how likely each label is in the mixture to separate) weighs each class's
         probability by ``(EVIDENCE_FLOOR + presence) ** evidence_power`` where the matcher records a power: a
         picture that looks like a violin or a cello, in a recording that holds a cello, is the cello."""
         scores, best = self.class_scores(queries, texts=texts)
@@ -252,7 +264,8 @@ class ClassMatcher:
                         for c, k, t in zip(self.entry_class.tolist(), self.kinds or [], self.texts or [])],
             "entry_temperature": self.entry_temperature, "temperature": self.temperature,
             "min_probability": self.min_probability, "min_cosine": self.min_cosine,
-            "give": self.give, **({"lexical": self.lexical} if self.lexical else {}), "record": record or {},
+            "give": self.give, **({"lexical": self.lexical} if self.lexical else {}),
+            **({"words": self.words} if self.words else {}), "record": record or {},
         })
         return path
 
@@ -267,7 +280,8 @@ class ClassMatcher:
             entries = meta["entries"]
             return cls(meta["labels"], [e["label"] for e in entries], embeddings, [e["text"] for e in entries],
                        [e["kind"] for e in entries], meta["entry_temperature"], meta["temperature"],
-                       meta["min_probability"], meta["min_cosine"], meta.get("give", "snap-known"), meta.get("lexical"))
+                       meta["min_probability"], meta["min_cosine"], meta.get("give", "snap-known"), meta.get("lexical"),
+                       meta.get("words"))
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OmniSepError(f"Query-Aug bank {describe(path)} is missing or damaged ({type(error).__name__}).") from None
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from omnisep.errors import OmniSepError
-from omnisep.querynet.words import ClassMatcher, Match, bank_entries, calibrate, fit_calibration, read_queries
+from omnisep.querynet.words import ClassMatcher, Match, bank_entries, bank_words, calibrate, fit_calibration, read_queries
 from omnisep.querynet.wordnet import WordNet
 
 
@@ -88,6 +88,72 @@ def test_wordnet_reader_and_bank_entries(tmp_path):
     assert kinds["dog barking"] == "label" and kinds["domestic dog"] == "wordnet-word"
     assert kinds["dog: a member of the genus Canis"] == "wordnet-gloss" and kinds["a hound woofing"] == "description"
     assert len(entries["dog barking"]) == len({t.lower() for t in kinds})  # no duplicates
+
+
+def _wordnet_with_kinds(folder):
+    """A WordNet in its own layout whose pointers are known: dog -> kinds puppy (-> whelp) and an instance Lassie,
+    dog -> the derived verb "bark"; cat -> kind puppy too (a word two classes share)."""
+
+    def line(offset, words, pointers, gloss):
+        names = " ".join(f"{w} 0" for w in words)
+        marks = "".join(f" {symbol} {target:08d} {pos} {pair}" for symbol, target, pos, pair in pointers)
+        return f"{offset:08d} 05 n {len(words):02x} {names} {len(pointers):03d}{marks} | {gloss}\n"
+
+    # Each line's length does not depend on the offsets written in it (8 digits each), so two passes place them.
+    plan = [("dog", ["dog"], [("~", "puppy", "n", "0000"), ("~i", "lassie", "n", "0000"), ("+", "bark", "v", "0101")]),
+            ("puppy", ["puppy", "pup"], [("~", "whelp", "n", "0000")]), ("lassie", ["Lassie"], []),
+            ("whelp", ["whelp"], []), ("cat", ["cat"], [("~", "puppy", "n", "0000")])]
+    offsets = {key: 0 for key, _, _ in plan}
+    for _ in range(2):
+        text, at = "", 0
+        for key, words, pointers in plan:
+            offsets[key] = at
+            entry = line(at, words, [(s, offsets.get(t, 0), pos, pair) for s, t, pos, pair in pointers], key)
+            text += entry
+            at += len(entry.encode())
+    (folder / "data.noun").write_text(text)
+    (folder / "data.verb").write_text("00000000 30 v 01 bark 0 000 | make barking sounds\n")
+    (folder / "index.noun").write_text("".join(f"{key} n 1 0 1 0 {offsets[key]:08d}\n" for key, _, _ in plan))
+    (folder / "index.verb").write_text("bark v 1 0 1 0 00000000\n")
+    return WordNet(folder)
+
+
+def test_wordnet_kinds_and_derived_words_follow_the_pointers(tmp_path):
+    wordnet = _wordnet_with_kinds(tmp_path)
+    assert wordnet.synset("dog") == (["dog"], "dog")
+    assert wordnet.kinds("dog") == ["puppy", "pup"]  # the instance (a proper name) is not a kind
+    assert wordnet.kinds("dog", depth=2) == ["puppy", "pup", "whelp"]
+    assert wordnet.derived("dog") == ["bark"]
+    import omnisep.querynet.words as words
+
+    original = words.WORDNET_SENSES
+    words.WORDNET_SENSES = {"dog barking": (("dog", "n", 1),), "cat meowing": (("cat", "n", 1),),
+                            "bird chirping": (("dog", "n", 1),)}
+    try:
+        found = bank_words(["dog barking", "cat meowing"], tmp_path)
+        assert found == {"dog barking": ["bark"]}  # puppy, pup and whelp are the cat's kinds too: nobody's
+        assert bank_words(["bird chirping"], tmp_path) == {"bird chirping": ["bark"]}  # the bird has no kinds
+        assert bank_words(["dog barking"], tmp_path, depth=1, derived=False) == {"dog barking": ["pup", "puppy"]}
+    finally:
+        words.WORDNET_SENSES = original
+
+
+def test_words_only_entries_count_as_words_and_survive_a_round_trip(tmp_path):
+    base = _matcher_with_words()
+    matcher = _matcher_with_words()
+    matcher.words, matcher._index = {"rain": ["downpour", "cloudburst"]}, None
+    between = _unit(1, 0.5, 1)
+    assert base.match(between[None], ["a cloudburst"])[0] == base.match(between[None])[0]  # a word it does not know
+    assert matcher.match(between[None], ["a cloudburst"])[0].label == "rain"
+    assert matcher.match(between[None])[0] == base.match(between[None])[0]  # no words given: the vector alone
+    assert len(matcher.embeddings) == len(base.embeddings)  # never embedded
+    matcher.save(tmp_path / "bank.safetensors")
+    loaded = ClassMatcher.load(tmp_path / "bank.safetensors")
+    assert loaded.words == matcher.words
+    (after,), (before,) = loaded.match(between[None], ["a cloudburst"]), matcher.match(between[None], ["a cloudburst"])
+    assert after.label == before.label and after.probability == pytest.approx(before.probability, abs=1e-3)  # float16 rows
+    with pytest.raises(ValueError, match="owl"):
+        ClassMatcher(["dog"], ["dog"], _unit(1, 0, 0)[None], ["dog"], ["label"], words={"owl": ["hoot"]})
 
 
 def test_match_is_plain_data():
@@ -198,7 +264,16 @@ def test_a_lexical_calibration_is_fitted_beside_the_vector_one(tmp_path):
 def test_the_shipped_bank_counts_words():
     matcher = ClassMatcher.load()
     assert matcher.lexical and matcher.lexical["weight"] > 0
-    assert matcher.labels_only().lexical is None  # pictures have no words
+    assert matcher.labels_only().lexical is None and not matcher.labels_only().words  # pictures have no words
+    assert "mare" in matcher.words["horse neighing"] and "cellist" in matcher.words["playing cello"]
+    assert "amazon" not in matcher.words.get("water flowing", [])  # instances (proper names) are not kinds
+    from omnisep.encoders import get_encoder
+
+    text = "the cellist rehearsing in the next room"  # a casual validation description (validation, not test)
+    vector = get_encoder("bundled").embed_text([text])
+    assert matcher.match(vector, [text])[0].label == "playing cello"
+    matcher.words, matcher._index = {}, None
+    assert matcher.match(vector, [text])[0].label != "playing cello"  # what the words-only entries change
 
 
 def test_the_mixture_evidence_weighs_the_classes_when_the_matcher_records_a_power():

@@ -4,7 +4,11 @@ Each class has many entries: its label, names and synonyms (hand-written and
 from WordNet 3.0, Debian ``wordnet-base``), WordNet definitions, and several
 descriptions (``configs/descriptions.json``). A query is scored against a
 class by a soft maximum over that class's entries,
-``s_c = tau_e * logsumexp(cos(q, e) / tau_e)``; the class probabilities are
+``s_c = tau_e * logsumexp(cos(q, e) / tau_e)``, plus its words' BM25 against
+the entries and the class's *words*: WordNet's kinds of the class two levels
+down and the words derived from it (mare, bantam, bullfrog, cellist), which
+count only as words (embedded, they pulled the matcher off the held-out
+voice); the class probabilities are
 ``softmax(s / T)`` with the temperature ``T`` fitted on validation
 descriptions (``configs/querynet/descriptions-val.json``). The answer is the
 best class with its probability and the runner-up; when the probability is
@@ -108,6 +112,36 @@ def bank_entries(labels: Sequence[str], wordnet_dir: str | os.PathLike | None = 
     return entries
 
 
+# WordNet's kinds of a class, this many levels of hyponyms down, count as its words (bank_words); the bird's kinds are
+# other classes (owls, ducks, hens), so it has none. Chosen on both casual validation files (scripts/probe_wordnet_words.py).
+KINDS_DEPTH = 2
+NO_KINDS = ("bird chirping",)
+
+
+def bank_words(labels: Sequence[str], wordnet_dir: str | os.PathLike | None = WORDNET_DIR, depth: int = KINDS_DEPTH,
+               derived: bool = True) -> dict[str, list[str]]:
+    """``{label: [word, ...]}``: the kinds (hyponyms, ``depth`` levels) and derived words of each class's WordNet
+    senses, lower-cased; a word two classes would share belongs to neither."""
+    from collections import defaultdict
+
+    from omnisep.querynet.wordnet import WordNet
+
+    wordnet = WordNet(wordnet_dir if wordnet_dir is not None else wordnet_folder())
+    found: dict[str, set[str]] = {label: set() for label in labels}
+    for label in labels:
+        for lemma, pos, sense in WORDNET_SENSES.get(label, ()):
+            if depth and label not in NO_KINDS:
+                found[label].update(w.lower() for w in wordnet.kinds(lemma, pos, sense, depth))
+            if derived:
+                found[label].update(w.lower() for w in wordnet.derived(lemma, pos, sense))
+    owners: dict[str, set[str]] = defaultdict(set)
+    for label, words in found.items():
+        for word in words:
+            owners[word].add(label)
+    kept = {label: sorted(w for w in words if len(owners[w]) == 1) for label, words in found.items()}
+    return {label: words for label, words in kept.items() if words}
+
+
 def fit_calibration(matcher: ClassMatcher, queries: torch.Tensor, labels: Sequence[str | None],
                     texts: Sequence[str] | None = None, lexical_weight: float = 0.0) -> dict:
     """Temperature by least negative log-likelihood (grid), then the thresholds: a probability that
@@ -174,11 +208,12 @@ def build_bank(output=DEFAULT_BANK, wordnet_dir=WORDNET_DIR, encoder=None, log=p
     flat = [(label, kind, text) for label in labels for kind, text in entries[label]]
     embeddings = encoder.embed_text([text for _, _, text in flat])
     matcher = ClassMatcher(labels, [r[0] for r in flat], embeddings, [r[2] for r in flat], [r[1] for r in flat],
-                           give=TEXT_GIVE)
+                           give=TEXT_GIVE, words=bank_words(labels, wordnet_dir))
     texts, truth = read_queries(CONFIGS / "querynet" / "descriptions-val.json")
     record = fit_calibration(matcher, encoder.embed_text(texts), truth, texts, LEXICAL_WEIGHT)
     record["entries"] = len(flat)
-    log(f"bank: {len(flat)} entries for {len(labels)} classes; calibration {record}")
+    record["words"] = sum(len(words) for words in matcher.words.values())
+    log(f"bank: {len(flat)} entries and {record['words']} words for {len(labels)} classes; calibration {record}")
     matcher.save(output, record)
     return record
 
