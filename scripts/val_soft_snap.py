@@ -22,6 +22,7 @@ turn):
 * ``blend+hedge kK tT``: the blend when known, half the blend and half the
   description as it is when unknown.
 
+* ``scan-topN bB``: as ``scan bB``, the evidence weighing only the query's first N classes.
 * ``scan bB`` / ``scan-blend bB``: the mixture as evidence. The description's
   class probabilities times ``(0.05 + presence) ** B``, the presence the
   model's scan gives each class in this mixture (as ``omnisep scan`` and
@@ -189,6 +190,10 @@ def main() -> None:
             if kind in ("scan", "scan-blend"):
                 fused = p * (0.05 + presence[m]) ** k
                 return blend(fused, rows, 1 if kind == "scan" else 2, 1.0)
+            if kind.startswith("scan-top"):  # the evidence weighs only the first N classes of the query
+                fused = p * (0.05 + presence[m]) ** k
+                fused = fused.masked_fill(p < p.topk(int(kind[len("scan-top"):])).values[-1], 0.0)
+                return blend(fused, rows, 1, 1.0)
             if kind in ("unsure", "hedge", "blend+hedge"):
                 mixed = blend(p, rows, k, t)
                 if match.known:

@@ -9,9 +9,10 @@ query of words, a weight times their BM25 score against those entries
 probabilities are ``softmax(s / T)``. Under the fitted probability or cosine
 floor the answer is *unknown*, and the answer says so. A picture matcher that
 records ``mixture_evidence`` weighs the classes by what the mixture holds
-(the sound tagger's probabilities over it, :func:`omnisep.scan.mixture_tags`),
-when the caller has them (``Match.contenders`` says whether they could change
-the answer).
+(the sound tagger's probabilities over it, :func:`omnisep.scan.mixture_tags`;
+among its first ``mixture_evidence_top`` classes when it records that), when
+the caller has them (``Match.contenders`` says whether they could change the
+answer).
 
 What the Separate-Net is given (``give`` in the bank's ``.json`` and in the
 picture calibration; :data:`GIVE`): ``"snap-known"``, paper eq. 5's snap for a
@@ -133,8 +134,11 @@ class ClassMatcher:
         if unknown:
             raise ValueError(f"words for labels the matcher lacks: {', '.join(unknown[:3])}")
         self._index = None
-        # Pictures: the power B of the mixture's evidence, p_c * (EVIDENCE_FLOOR + presence_c) ** B (None: not used)
+        # Pictures: the power B of the mixture's evidence, p_c * (EVIDENCE_FLOOR + presence_c) ** B (None: not used),
+        # and how many of the query's first classes it may choose among (None: all). Without a limit a strong power
+        # moves a picture of an absent sound onto whatever the mixture holds (scripts/probe_absent_pictures.py).
         self.evidence_power: float | None = None
+        self.evidence_top: int | None = None
 
     def _lexical_index(self):
         if self._index is None:
@@ -190,15 +194,19 @@ class ClassMatcher:
         """The answer for each query ``[N, D]``; ``texts`` (``N`` strings, the queries' words) let the words count.
 
         ``presence`` (``{label: presence}``, how likely each label is in the mixture to separate) weighs each class's
-        probability by ``(EVIDENCE_FLOOR + presence) ** evidence_power`` where the matcher records a power: a
-        picture that looks like a violin or a cello, in a recording that holds a cello, is the cello."""
+        probability by ``(EVIDENCE_FLOOR + presence) ** evidence_power`` where the matcher records a power, among the
+        query's first ``evidence_top`` classes where it records a limit (the others drop out): a picture that looks
+        like a violin or a cello, in a recording that holds a cello, is the cello."""
         scores, best = self.class_scores(queries, texts=texts)
         temperature, min_probability, min_cosine = self._calibration(texts)
         probabilities = torch.softmax(scores / temperature, dim=-1)
         weighed = presence is not None and self.evidence_power is not None
         if weighed:
             held = torch.tensor([float(presence.get(label, 0.0)) for label in self.labels])
-            probabilities = probabilities * (EVIDENCE_FLOOR + held.clamp(0, 1)) ** self.evidence_power
+            factor = (EVIDENCE_FLOOR + held.clamp(0, 1)) ** self.evidence_power
+            if self.evidence_top:
+                factor = factor * self._within_top(probabilities)
+            probabilities = probabilities * factor
             probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True)
         top = probabilities.topk(min(2, len(self.labels)), dim=-1)
         found = []
@@ -217,11 +225,19 @@ class ClassMatcher:
             if self.evidence_power is not None and not weighed:
                 # p_c (floor + 1)^B can beat the first's p_1 floor^B only if p_c >= p_1 (floor / (1 + floor))^B
                 reach = p * (EVIDENCE_FLOOR / (1 + EVIDENCE_FLOOR)) ** self.evidence_power
-                contenders = tuple(self.labels[i] for i in (probabilities[row] >= reach).nonzero().flatten().tolist())
+                could = probabilities[row] >= reach
+                if self.evidence_top:
+                    could = could & self._within_top(probabilities[row : row + 1])[0].bool()
+                contenders = tuple(self.labels[i] for i in could.nonzero().flatten().tolist())
                 contenders = contenders if len(contenders) > 1 else ()
             found.append(Match(self.labels[first], p, cosine, self.labels[second], float(probabilities[row, second]), known, given,
                                self.evidence_power if weighed else None, contenders))
         return found
+
+    def _within_top(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """``1.0`` for each row's first ``evidence_top`` classes, ``0.0`` for the others."""
+        bar = probabilities.topk(min(self.evidence_top, probabilities.shape[-1]), dim=-1).values[..., -1:]
+        return (probabilities >= bar).float()
 
     def labels_only(self) -> "ClassMatcher":
         """The same classes with only their ``label`` entries (all entries where kinds are unknown)."""
@@ -235,8 +251,9 @@ class ClassMatcher:
         self.min_probability = float(record["min_probability"])
         self.min_cosine = float(record["min_cosine"])
         self.give = _checked_give(record.get("give", "snap-known"))
-        power = record.get("mixture_evidence")
+        power, top = record.get("mixture_evidence"), record.get("mixture_evidence_top")
         self.evidence_power = None if power is None else float(power)
+        self.evidence_top = None if top is None else int(top)
         return self
 
     @classmethod

@@ -294,10 +294,31 @@ def test_the_mixture_evidence_weighs_the_classes_when_the_matcher_records_a_powe
     assert matcher.match(between[None])[0].contenders == ()
 
 
+def test_the_mixture_evidence_chooses_only_among_the_first_classes_when_the_matcher_records_a_limit():
+    embeddings = torch.stack([_unit(1, 0, 0), _unit(0, 1, 0), _unit(0, 0, 1)])
+    matcher = ClassMatcher(["violin", "cello", "dog"], ["violin", "cello", "dog"], embeddings, ["violin", "cello", "dog"],
+                           ["label"] * 3).calibrated({"temperature": 0.2, "min_probability": 0.0, "min_cosine": -1.0,
+                                                      "give": "snap", "mixture_evidence": 2.0})
+    picture = _unit(1, 0.8, 0.5)  # violin, then cello, then (further) dog
+    holds = {"dog": 1.0, "violin": 0.0, "cello": 0.0}  # a recording of a dog: the pictured sound is absent
+    assert matcher.match(picture[None], presence=holds)[0].label == "dog"  # unlimited: moved onto what is there
+    assert set(matcher.match(picture[None])[0].contenders) == {"violin", "cello", "dog"}
+    matcher.calibrated({"temperature": 0.2, "min_probability": 0.0, "min_cosine": -1.0, "give": "snap",
+                        "mixture_evidence": 2.0, "mixture_evidence_top": 2})
+    assert matcher.evidence_top == 2
+    kept = matcher.match(picture[None], presence=holds)[0]
+    assert kept.label == "violin" and kept.evidence == 2.0  # the dog is not among the picture's first two
+    assert kept.probability + kept.runner_up_probability == pytest.approx(1.0)  # the dog dropped out
+    assert matcher.match(picture[None], presence={"cello": 1.0})[0].label == "cello"  # the second may still win
+    assert matcher.match(picture[None])[0].contenders == ("violin", "cello")
+
+
 def test_the_shipped_picture_calibration_is_what_image_head_writes():
     from omnisep.query_aug import DEFAULT_PICTURES
-    from omnisep.querynet.image_head import PICTURES_EVIDENCE, PICTURES_GIVE
+    from omnisep.querynet.image_head import PICTURES_EVIDENCE, PICTURES_EVIDENCE_TOP, PICTURES_GIVE
 
     shipped = json.loads(DEFAULT_PICTURES.read_text())
     assert shipped["give"] == PICTURES_GIVE and shipped["mixture_evidence"] == PICTURES_EVIDENCE
-    assert ClassMatcher.for_pictures().evidence_power == PICTURES_EVIDENCE
+    assert shipped["mixture_evidence_top"] == PICTURES_EVIDENCE_TOP
+    matcher = ClassMatcher.for_pictures()
+    assert matcher.evidence_power == PICTURES_EVIDENCE and matcher.evidence_top == PICTURES_EVIDENCE_TOP
