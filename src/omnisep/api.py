@@ -272,7 +272,7 @@ class Separator:
         of the mixture to separate, as :func:`omnisep.scan.mixture_tags` gives; a
         :class:`~omnisep.scan.ScanResult` is read as its labels' presence) lets picture Query-Aug weigh a
         picture's classes by what the mixture holds; without it a picture is matched alone (the separating
-        methods hear the mixture themselves, :meth:`weigh_pictures`).
+        methods hear the mixture themselves, :meth:`weigh_by_mixture`).
         """
         if not queries:
             raise OmniSepError("at least one query is needed.")
@@ -286,14 +286,14 @@ class Separator:
                 prepared.append(self._embed(query, mixture_rate, presence))
         return prepared
 
-    def weigh_pictures(self, embedded: Sequence[EmbeddedQuery], mixture_rate: int | None,
-                       tag_mixture: Callable[[], dict]) -> list[EmbeddedQuery]:
-        """Picture queries matched again with what the mixture holds (picture Query-Aug's ``mixture_evidence``).
+    def weigh_by_mixture(self, embedded: Sequence[EmbeddedQuery], mixture_rate: int | None,
+                         tag_mixture: Callable[[], dict]) -> list[EmbeddedQuery]:
+        """Unsure Query-Aug answers (pictures, and descriptions with Query-Aug on) matched again with what the mixture
+        holds (the matchers' ``mixture_evidence``).
 
         ``tag_mixture()`` gives the sound tagger's ``{label: probability}`` anywhere in the mixture
-        (:func:`omnisep.scan.mixture_tags`, one tagger pass); it is asked only when a picture is unsure
-        (``Match.contenders``: labels whose presence could still change its answer), so a confident picture
-        costs nothing."""
+        (:func:`omnisep.scan.mixture_tags`, one tagger pass); it is asked only when an answer is unsure
+        (``Match.contenders``: labels whose presence could still change it), so a settled one costs nothing."""
         if not any((item.query_aug_match or {}).get("contenders") for item in embedded):
             return list(embedded)
         presence = tag_mixture()
@@ -301,7 +301,7 @@ class Separator:
                 for item in embedded]
 
     def mixture_tagger(self):
-        """The :class:`omnisep.scan.Verification` whose tagger hears a whole mixture for picture Query-Aug (the
+        """The :class:`omnisep.scan.Verification` whose tagger hears a whole mixture for Query-Aug's evidence (the
         one that hears what a query leaves)."""
         return self._residual_tagger()
 
@@ -355,8 +355,9 @@ class Separator:
         query that matches nothing known says so in its label. The query becomes what the matcher gives
         (:data:`omnisep.query_aug.GIVE`): one label's row, the first two blended by probability, or itself.
 
-        A query of pictures only is matched by the picture matcher on the picture recogniser's view of the pictures,
-        its classes weighed by ``presence`` (``{label: presence}`` from the mixture's scan) when given."""
+        A query of pictures only is matched by the picture matcher on the picture recogniser's view of the pictures.
+        Either matcher weighs the query's first classes by ``presence`` (``{label: presence}``, what the mixture holds)
+        when given and when it records a power."""
         matcher = self._query_aug_matcher()
         if matcher is None:
             vector, label, scores = self.bank.retrieve(vector)
@@ -368,7 +369,7 @@ class Separator:
             probe, kind = query_math.compose([self._part_vector(k, item, mixture_rate, encoder) for k, item in parts], weights), "pictures"
         # A query of one text is matched on its words too (omnisep.lexical); other queries on their vector only.
         words = [parts[0][1]] if kind == "text" and len(parts) == 1 and parts[0][0] == "text" else None
-        match = matcher.match(probe[None], words, presence if kind == "pictures" else None)[0]
+        match = matcher.match(probe[None], words, presence)[0]
         found = {**match.to_dict(), "matcher": kind}
         given = match.given_vector(self.bank.labels, self.bank.embeddings)
         if given is None:
@@ -500,7 +501,7 @@ class Separator:
         from omnisep.scan import mixture_tags, scan
 
         embedded = self.prepare(queries, sample_rate)
-        embedded = self.weigh_pictures(embedded, sample_rate,
+        embedded = self.weigh_by_mixture(embedded, sample_rate,
                                        _once(lambda: mixture_tags(self.mixture_tagger(), mixture, sample_rate)))
         scan_mixture = _once(lambda: scan(self, mixture, sample_rate))
         if any(item.query.auto_negative is not None for item in embedded):
@@ -660,7 +661,7 @@ class Separator:
             # A first streamed pass over the file (flat memory, like the separation), when an unsure picture
             # or an automatic negative needs to know what the recording holds.
             embedded = self.prepare(queries, reader.sample_rate)
-            embedded = self.weigh_pictures(embedded, reader.sample_rate,
+            embedded = self.weigh_by_mixture(embedded, reader.sample_rate,
                                            _once(lambda: mixture_tags_file(self.mixture_tagger(), path)))
             scan_mixture = _once(lambda: scan_file(self, path))
             if any(item.query.auto_negative is not None for item in embedded):

@@ -196,7 +196,8 @@ class ClassMatcher:
         ``presence`` (``{label: presence}``, how likely each label is in the mixture to separate) weighs each class's
         probability by ``(EVIDENCE_FLOOR + presence) ** evidence_power`` where the matcher records a power, among the
         query's first ``evidence_top`` classes where it records a limit (the others drop out): a picture that looks
-        like a violin or a cello, in a recording that holds a cello, is the cello."""
+        like a violin or a cello, in a recording that holds a cello, is the cello. An answer so weighed is given as
+        its class's row, whatever ``give`` says: the mixture decided between the candidates."""
         scores, best = self.class_scores(queries, texts=texts)
         temperature, min_probability, min_cosine = self._calibration(texts)
         probabilities = torch.softmax(scores / temperature, dim=-1)
@@ -216,7 +217,9 @@ class ClassMatcher:
             p = float(probabilities[row, first])
             cosine = float(best[row, first])
             known = p >= min_probability and cosine >= min_cosine
-            if self.give == "blend-2":
+            if weighed:  # the mixture decided between the candidates: the answer is its row (as validated)
+                given = ((self.labels[first], 1.0),)
+            elif self.give == "blend-2":
                 weights = top.values[row] / top.values[row].sum()
                 given = tuple((self.labels[i], float(w)) for i, w in zip(order, weights))
             else:
@@ -282,7 +285,10 @@ class ClassMatcher:
             "entry_temperature": self.entry_temperature, "temperature": self.temperature,
             "min_probability": self.min_probability, "min_cosine": self.min_cosine,
             "give": self.give, **({"lexical": self.lexical} if self.lexical else {}),
-            **({"words": self.words} if self.words else {}), "record": record or {},
+            **({"words": self.words} if self.words else {}),
+            **({"mixture_evidence": self.evidence_power} if self.evidence_power is not None else {}),
+            **({"mixture_evidence_top": self.evidence_top} if self.evidence_top is not None else {}),
+            "record": record or {},
         })
         return path
 
@@ -295,10 +301,14 @@ class ClassMatcher:
             meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
             embeddings = load_file(str(path))["embeddings"].float()
             entries = meta["entries"]
-            return cls(meta["labels"], [e["label"] for e in entries], embeddings, [e["text"] for e in entries],
-                       [e["kind"] for e in entries], meta["entry_temperature"], meta["temperature"],
-                       meta["min_probability"], meta["min_cosine"], meta.get("give", "snap-known"), meta.get("lexical"),
-                       meta.get("words"))
+            matcher = cls(meta["labels"], [e["label"] for e in entries], embeddings, [e["text"] for e in entries],
+                          [e["kind"] for e in entries], meta["entry_temperature"], meta["temperature"],
+                          meta["min_probability"], meta["min_cosine"], meta.get("give", "snap-known"), meta.get("lexical"),
+                          meta.get("words"))
+            power, top = meta.get("mixture_evidence"), meta.get("mixture_evidence_top")
+            matcher.evidence_power = None if power is None else float(power)
+            matcher.evidence_top = None if top is None else int(top)
+            return matcher
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OmniSepError(f"Query-Aug bank {describe(path)} is missing or damaged ({type(error).__name__}).") from None
 

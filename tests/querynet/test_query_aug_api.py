@@ -187,6 +187,32 @@ def test_an_unsure_picture_is_weighed_by_the_tagger_on_the_mixture_and_a_settled
         separator._pictures = (recogniser, matcher)
 
 
+def test_an_unsure_description_with_query_aug_is_weighed_by_what_the_mixture_holds(separator, monkeypatch):
+    import soundfile as sf
+
+    import omnisep.scan
+
+    audio, rate = sf.read(EXAMPLES.parent / "dog_and_violin.wav", dtype="float32", always_2d=True)
+    audio = audio[: rate * 4].T
+    text = "the big violin between the knees"  # a casual validation description, unsure between violin and cello
+    alone = separator.prepare([Query(text=text, query_aug=True)])[0].query_aug_match
+    assert {"playing violin", "playing cello"} <= set(alone["contenders"]) and alone["evidence"] is None
+    assert len(alone["given"]) == 2  # without the mixture: the first two blended, as before
+    tags = separator.mixture_tagger()
+    holds = omnisep.scan.mixture_tags(tags, audio, rate)
+    weighed = separator.prepare([Query(text=text, query_aug=True)], presence=holds)[0].query_aug_match
+    assert weighed["label"] == "playing violin" and weighed["evidence"] == 2.0
+    assert weighed["given"] == [["playing violin", 1.0]] or weighed["given"] == (("playing violin", 1.0),)
+    cello = separator.prepare([Query(text=text, query_aug=True)], presence={**holds, "playing cello": 1.0, "playing violin": 0.0})
+    assert cello[0].query_aug_match["label"] == "playing cello"  # a recording of a cello: the cello
+    calls = []
+    real = omnisep.scan.mixture_tags
+    monkeypatch.setattr(omnisep.scan, "mixture_tags", lambda *a, **k: calls.append("tags") or real(*a, **k))
+    separator.separate(audio, rate, text=text, query_aug=True)
+    separator.separate(audio, rate, text=text)  # Query-Aug off (the default for text): no evidence needed
+    assert calls == ["tags"]
+
+
 def test_a_scan_of_some_labels_gives_their_numbers_from_the_whole_scan(separator):
     import soundfile as sf
 
