@@ -18,6 +18,7 @@ a style or an audio condition may exist only for some classes.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -322,9 +323,13 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     from omnisep.data.mixtures import load_test_set
     from omnisep.images import load_image
     from omnisep.encoders.recogniser import LITE2_DIM, PictureRecogniser
-    from omnisep.querynet.image_head import V1_HEADS, V2_HEADS
+    from omnisep.querynet.image_head import PICTURES_EVIDENCE, PICTURES_EVIDENCE_TOP, V1_HEADS, V2_HEADS
     from omnisep.querynet.pictures import collect_pictures, flatten
     from omnisep.querynet.words import ClassMatcher, read_queries, CONFIGS
+    from omnisep.data.mixing import MixtureDataset
+    from omnisep.scan import Verification, mixture_tags
+    from omnisep.spectral import SAMPLE_RATE
+    from omnisep.tagger import load_tagger
 
     torch.set_num_threads(1)  # on a shared CPU one thread per process runs these small batches fastest
     started = time.perf_counter()
@@ -352,6 +357,8 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     }
 
     # -- query forms for the SDRi table
+    mixture_audio = MixtureDataset(test_set.items, _Zeros(anchors.shape[1]), training=False, num_sources=2,
+                                   mixtures=test_set.mixtures)  # the mixtures sdri_rows separates, for the tagger
     mixtures = list(range(0, len(test_set.mixtures), every))
     mixtures = [m for m in mixtures if test_set.mixtures[m][0] not in example_index.values()]
     target_label = lambda m: test_set.items[test_set.mixtures[m][0]].label  # noqa: E731
@@ -389,41 +396,61 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
     v2_calibration = work / "picture-calibration-heads-v2.json"
     pictures_matcher = ClassMatcher.for_pictures(calibration=v2_calibration if v2_calibration.is_file() else work / "picture-calibration.json")
     recogniser_matcher = ClassMatcher.for_pictures(calibration=work / "picture-calibration.json") if recognisers else None
+    weighing_matcher = None
+    if recognisers:  # the same calibration with the shipped rule for what the mixture holds (image_head writes it)
+        weighing_matcher = copy.copy(recogniser_matcher)
+        weighing_matcher.evidence_power, weighing_matcher.evidence_top = PICTURES_EVIDENCE, PICTURES_EVIDENCE_TOP
     picture_answers = []
 
     def with_head(head, feats):
         with torch.no_grad():
             return F.normalize(head(feats[None])[0], dim=-1)
 
-    def snapped(head, recogniser, feats, style, truth):
+    def snapped(head, recogniser, feats, style, truth, presence=None):
         """What the API gives a picture query by default: the picture embedded by ``head`` (the model's heads),
         recognised by ``recogniser`` (the picture recogniser or the image head v2, here one that never saw the
-        style) and snapped to the label's row when the picture matcher knows it."""
+        style) and snapped to the label's row when the picture matcher knows it; with ``presence`` (what the
+        sound tagger hears in the mixture) weighed by it first, as separating a recording does."""
         lite0, both = feats if isinstance(feats, tuple) else (feats, None)
         if isinstance(recogniser, PictureRecogniser):
-            match = recogniser_matcher.match(with_head(recogniser, both)[None])[0]
-            picture_answers.append((f"{style} (recogniser)", match, truth))
+            match = (recogniser_matcher if presence is None else weighing_matcher).match(with_head(recogniser, both)[None],
+                                                                                         presence=presence)[0]
+            if presence is None:
+                picture_answers.append((f"{style} (recogniser)", match, truth))
         else:
             match = pictures_matcher.match(with_head(recogniser, lite0)[None])[0]
             picture_answers.append((style, match, truth))
         given = match.given_vector(label_list, anchors)
         return with_head(head, lite0) if given is None else given
 
-    def held_picture(head, recogniser=None):
+    tagging = Verification(None, anchors, listen=False, tagger=load_tagger(), labels=label_list)
+    heard: dict[int, dict] = {}
+
+    def holds(m) -> dict:
+        """What the sound tagger hears in test mixture ``m`` (:func:`omnisep.scan.mixture_tags`)."""
+        if m not in heard:
+            heard[m] = mixture_tags(tagging, mixture_audio[m]["mixture"].numpy(), SAMPLE_RATE)
+        return heard[m]
+
+    def held_picture(head, recogniser=None, weighed=False):
         def form(m):
             options = held_features.get(target_label(m))
             if not options:
                 return None
             feats = options[m % len(options)]
-            return with_head(head, _lite0(feats)) if recogniser is None else snapped(head, recogniser, feats, hold_out, target_label(m))
+            if recogniser is None:
+                return with_head(head, _lite0(feats))
+            return snapped(head, recogniser, feats, hold_out, target_label(m), holds(m) if weighed else None)
         return form
 
-    def corpus_picture(head, recogniser=None):
+    def corpus_picture(head, recogniser=None, weighed=False):
         def form(m):
             feats = corpus_pictures.get(target_label(m))
             if feats is None:
                 return None
-            return with_head(head, _lite0(feats)) if recogniser is None else snapped(head, recogniser, feats, "twemoji", target_label(m))
+            if recogniser is None:
+                return with_head(head, _lite0(feats))
+            return snapped(head, recogniser, feats, "twemoji", target_label(m), holds(m) if weighed else None)
         return form
 
     def described(mode):
@@ -433,8 +460,8 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
                 return q
             if mode == "v1":  # eq. 5 with the checkpoint's bank: the nearest label embedding
                 return anchors[int((q @ anchors.T).argmax())]
-            match = matcher.match(q[None], [chosen_text[m]])[0]
-            if mode == "v2-given":  # what the API gives (the bank's give; since 2026-12-07 the first two, weighed)
+            match = matcher.match(q[None], [chosen_text[m]], holds(m) if mode == "v2-mixture" else None)[0]
+            if mode in ("v2-given", "v2-mixture"):  # what the API gives (the bank's give; since 2026-12-07 the first two, weighed)
                 given = match.given_vector(label_list, anchors)
                 return q if given is None else given
             if mode == "v2-always" or match.known:
@@ -460,11 +487,16 @@ def run(corpus: Path, work: Path, out: Path, checkpoint: Path, every: int = 4, l
             corpus_picture(v1_heads["image"], recognisers["twemoji"])} if "twemoji" in recognisers else {}),
         **({f"image held-out style ({hold_out}), heads v1 + picture Query-Aug (recognised by the recogniser without it)":
             held_picture(v1_heads["image"], recognisers[hold_out])} if hold_out in recognisers else {}),
+        **({"image corpus test picture (Twemoji), heads v1 + picture Query-Aug weighed by the mixture (recogniser without "
+            "twemoji)": corpus_picture(v1_heads["image"], recognisers["twemoji"], weighed=True)} if "twemoji" in recognisers else {}),
+        **({f"image held-out style ({hold_out}), heads v1 + picture Query-Aug weighed by the mixture (recogniser without it)":
+            held_picture(v1_heads["image"], recognisers[hold_out], weighed=True)} if hold_out in recognisers else {}),
         "free text (held-out description)": described("raw"),
         "free text + Query-Aug v1 (nearest label)": described("v1"),
         "free text + Query-Aug v2 (rich bank, unknown left as is)": described("v2"),
         "free text + Query-Aug v2 (rich bank, always snapped)": described("v2-always"),
         "free text + Query-Aug v2 (rich bank, first two classes blended by probability)": described("v2-given"),
+        "free text + Query-Aug v2 weighed by the mixture (as separating a recording gives it)": described("v2-mixture"),
     }
     for condition, variant in audio:
         forms[f"audio example {condition}, {variant}"] = audio_form(condition, variant)
