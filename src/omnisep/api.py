@@ -270,9 +270,9 @@ class Separator:
 
         ``mixture_rate`` is the rate of bare audio-array query parts. ``presence`` (``{label: presence}``
         of the mixture to separate, as :func:`omnisep.scan.mixture_tags` gives; a
-        :class:`~omnisep.scan.ScanResult` is read as its labels' presence) lets picture Query-Aug weigh a
-        picture's classes by what the mixture holds; without it a picture is matched alone (the separating
-        methods hear the mixture themselves, :meth:`weigh_by_mixture`).
+        :class:`~omnisep.scan.ScanResult` is read as its labels' presence) lets Query-Aug weigh an unsure
+        picture's or description's classes by what the mixture holds; without it a query is matched alone (the
+        separating methods hear the mixture themselves, :meth:`weigh_by_mixture`).
         """
         if not queries:
             raise OmniSepError("at least one query is needed.")

@@ -7,7 +7,7 @@ class's entries, ``s_c = tau_e * logsumexp(cos(q, e) / tau_e)``, plus, for a
 query of words, a weight times their BM25 score against those entries
 (:mod:`omnisep.lexical`, with a calibration of its own); the class
 probabilities are ``softmax(s / T)``. Under the fitted probability or cosine
-floor the answer is *unknown*, and the answer says so. A picture matcher that
+floor the answer is *unknown*, and the answer says so. A matcher that
 records ``mixture_evidence`` weighs the classes by what the mixture holds
 (the sound tagger's probabilities over it, :func:`omnisep.scan.mixture_tags`;
 among its first ``mixture_evidence_top`` classes when it records that), when
@@ -134,7 +134,7 @@ class ClassMatcher:
         if unknown:
             raise ValueError(f"words for labels the matcher lacks: {', '.join(unknown[:3])}")
         self._index = None
-        # Pictures: the power B of the mixture's evidence, p_c * (EVIDENCE_FLOOR + presence_c) ** B (None: not used),
+        # The power B of the mixture's evidence, p_c * (EVIDENCE_FLOOR + presence_c) ** B (None: not used),
         # and how many of the query's first classes it may choose among (None: all). Without a limit a strong power
         # moves a picture of an absent sound onto whatever the mixture holds (scripts/probe_absent_pictures.py).
         self.evidence_power: float | None = None
@@ -254,6 +254,10 @@ class ClassMatcher:
         self.min_probability = float(record["min_probability"])
         self.min_cosine = float(record["min_cosine"])
         self.give = _checked_give(record.get("give", "snap-known"))
+        return self._read_evidence(record)
+
+    def _read_evidence(self, record: dict) -> "ClassMatcher":
+        """The rule for what the mixture holds, as a calibration or a bank records it (absent: not used)."""
         power, top = record.get("mixture_evidence"), record.get("mixture_evidence_top")
         self.evidence_power = None if power is None else float(power)
         self.evidence_top = None if top is None else int(top)
@@ -305,10 +309,7 @@ class ClassMatcher:
                           [e["kind"] for e in entries], meta["entry_temperature"], meta["temperature"],
                           meta["min_probability"], meta["min_cosine"], meta.get("give", "snap-known"), meta.get("lexical"),
                           meta.get("words"))
-            power, top = meta.get("mixture_evidence"), meta.get("mixture_evidence_top")
-            matcher.evidence_power = None if power is None else float(power)
-            matcher.evidence_top = None if top is None else int(top)
-            return matcher
+            return matcher._read_evidence(meta)
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise OmniSepError(f"Query-Aug bank {describe(path)} is missing or damaged ({type(error).__name__}).") from None
 

@@ -455,9 +455,9 @@ def scan(
 class MixtureTags:
     """The sound tagger's probability of each label anywhere in a recording: the largest over its windows.
 
-    Why: picture Query-Aug asks "could this recording hold a cello?" of the labels a picture could be. One
-    tagger pass over the mixture answers for every label at once, where a scan separates each label asked
-    about; and as evidence for pictures it did better on the validation styles (docs/encoders.md). Windows
+    Why: Query-Aug asks "could this recording hold a cello?" of the labels an unsure picture or description
+    could be. One tagger pass over the mixture answers for every label at once, where a scan separates each
+    label asked about; and as that evidence it did at least as well on validation (docs/encoders.md). Windows
     start at multiples of the window length (the verification's, unless ``window_seconds`` is given) and the
     last takes a remainder shorter than a quarter window, as the scan's, so the answer does not depend on the
     block sizes pushed.
