@@ -49,7 +49,7 @@ def main() -> None:
         if args.show:
             for label, words in added.items():
                 print(f"  {label}: {', '.join(words[:40])}")
-        matcher.words, matcher._index = added, None
+        matcher.words = added
         right, total, cells = 0, 0, []
         for name, (texts_, labels) in queries.items():
             known = [i for i, label in enumerate(labels) if label is not None]

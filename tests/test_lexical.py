@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from omnisep.lexical import B, K1, LexicalIndex, words
+from omnisep.lexical import B, K1, LexicalIndex, MentionIndex, tokens, words
 
 
 def test_words_are_stemmed_and_function_words_dropped():
@@ -36,3 +36,11 @@ def test_leaving_an_entry_out_removes_its_words_from_its_class():
     assert index.scores(["a mallard"], leave_out=[[1]])[0, 0] == 0  # the only entry with the word is left out
     kept = index.scores(["duck"], leave_out=[[1]])[0, 0]
     assert kept > 0 and kept != index.scores(["duck"])[0, 0]  # the shorter class document changes the weight
+
+
+def test_a_mention_is_a_whole_phrase_of_stemmed_words():
+    index = MentionIndex(["mare", "licorice stick", "b-flat clarinet", "grand"], [0, 1, 1, 2], classes=3)
+    assert tokens("The Mares, neighing") == ["the", "mare", "neigh"]  # stop words kept: a phrase may hold one
+    found = index.mentions(["two mares at the stable", "jazz on a licorice stick", "a licorice shop with a stick",
+                            "my b-flat clarinet", "a grandstand", "a mare and a grand piano", ""])
+    assert found.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 1, 0], [0, 0, 0], [1, 0, 1], [0, 0, 0]]

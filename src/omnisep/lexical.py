@@ -12,6 +12,11 @@ words are lower-cased, stop words dropped and stemmed with the Snowball
 English stemmer. Scoring can leave given entries out of their class's document
 (leave-one-out calibration), which is why this is not ``rank_bm25``: that
 library cannot take one entry back out of a document.
+
+A class's words-only entries (WordNet's kinds: "mare", "bullfrog", "licorice
+stick") are names, not context: BM25 weighs "mare" in a long document of
+horse breeds no more than "night" in the owl's, so :class:`MentionIndex`
+also says which classes a text names by one of those phrases, whole.
 """
 
 from __future__ import annotations
@@ -44,6 +49,36 @@ def words(text: str, stemmer=None) -> list[str]:
     """The stems of ``text``'s content words, in order (repeats kept: BM25 counts them)."""
     kept = [w for w in _WORD.findall(text.lower()) if len(w) > 1 and w not in STOP_WORDS]
     return (stemmer or _stemmer()).stemWords(kept)
+
+
+def tokens(text: str, stemmer=None) -> list[str]:
+    """The stems of every word of ``text``, stop words kept: a phrase is matched whole ("b-flat clarinet")."""
+    return (stemmer or _stemmer()).stemWords(_WORD.findall(text.lower()))
+
+
+class MentionIndex:
+    """Which classes a text names: whether it holds one of a class's phrases as consecutive stemmed words
+    ("the mares" names "mare"; "a grandstand" does not name "grand")."""
+
+    def __init__(self, phrases: Sequence[str], phrase_class: Sequence[int], classes: int):
+        self._stemmer = _stemmer()
+        self.classes = classes
+        self._by_first: dict[str, list[tuple[tuple[str, ...], int]]] = {}
+        for phrase, c in zip(phrases, phrase_class):
+            stems = tuple(tokens(phrase, self._stemmer))
+            if stems:
+                self._by_first.setdefault(stems[0], []).append((stems, int(c)))
+
+    def mentions(self, texts: Sequence[str]) -> torch.Tensor:
+        """``[len(texts), classes]``: 1 where the text names the class, else 0."""
+        out = torch.zeros(len(texts), self.classes)
+        for row, text in enumerate(texts):
+            stems = tokens(text, self._stemmer)
+            for at, stem in enumerate(stems):
+                for phrase, c in self._by_first.get(stem, ()):
+                    if tuple(stems[at : at + len(phrase)]) == phrase:
+                        out[row, c] = 1.0
+        return out
 
 
 class LexicalIndex:

@@ -124,21 +124,30 @@ class ClassMatcher:
         self.min_probability = float(min_probability)
         self.min_cosine = float(min_cosine)
         self.give = _checked_give(give)
-        # {"weight", "temperature", "min_probability", "min_cosine"}: words count too, with a calibration of their own
-        # (the one above stays for queries that come without words: audio, pictures, compositions)
+        # {"weight", "temperature", "min_probability", "min_cosine"[, "mention"]}: words count too, with a calibration of
+        # their own (the one above stays for queries that come without words: audio, pictures, compositions); "mention":
+        # what naming one of a class's words-only phrases adds to its score (lexical.MentionIndex)
         self.lexical = dict(lexical) if lexical else None
         # {label: [word, ...]}: words that count for a class only as words (BM25), never embedded: WordNet's kinds and
         # derived words of the class ("mare", "bantam", "cellist"; querynet.words.bank_words)
-        self.words = {label: list(found) for label, found in (words or {}).items()}
-        unknown = sorted(set(self.words) - set(self.labels))
-        if unknown:
-            raise ValueError(f"words for labels the matcher lacks: {', '.join(unknown[:3])}")
-        self._index = None
+        self.words = words or {}
         # The power B of the mixture's evidence, p_c * (EVIDENCE_FLOOR + presence_c) ** B (None: not used),
         # and how many of the query's first classes it may choose among (None: all). Without a limit a strong power
         # moves a picture of an absent sound onto whatever the mixture holds (scripts/probe_absent_pictures.py).
         self.evidence_power: float | None = None
         self.evidence_top: int | None = None
+
+    @property
+    def words(self) -> dict[str, list[str]]:
+        return self._words
+
+    @words.setter
+    def words(self, words: dict) -> None:
+        words = {label: list(found) for label, found in words.items()}
+        unknown = sorted(set(words) - set(self.labels))
+        if unknown:
+            raise ValueError(f"words for labels the matcher lacks: {', '.join(unknown[:3])}")
+        self._words, self._index, self._mentions = words, None, None  # the indexes are built again from the new words
 
     def _lexical_index(self):
         if self._index is None:
@@ -154,11 +163,20 @@ class ClassMatcher:
             self._index = LexicalIndex(texts, classes, len(self.labels))
         return self._index
 
+    def _mention_index(self):
+        if self._mentions is None:
+            from omnisep.lexical import MentionIndex
+
+            phrases = [(word, self.labels.index(label)) for label, found in self.words.items() for word in found]
+            self._mentions = MentionIndex([p for p, _ in phrases], [c for _, c in phrases], len(self.labels))
+        return self._mentions
+
     def class_scores(self, queries: torch.Tensor, exclude: torch.Tensor | None = None,
                      texts=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(score per class ``[N, C]``, best cosine per class ``[N, C]``). The score is a soft maximum of the cosines over
         the class's entries, plus, when the query's ``texts`` are given and the matcher scores words, the lexical
-        weight times the words' BM25 score against the class's entries (:mod:`omnisep.lexical`).
+        weight times the words' BM25 score against the class's entries (:mod:`omnisep.lexical`), and the mention
+        weight where the text names one of the class's words-only phrases.
 
         ``exclude`` (``[N, entries]`` bool) leaves entries out per query (leave-one-out calibration).
         """
@@ -176,6 +194,8 @@ class ClassMatcher:
                 raise ValueError(f"{len(texts)} texts for {len(scores)} queries")
             leave_out = None if exclude is None else [row.nonzero().flatten().tolist() for row in exclude]
             scores = scores + self.lexical["weight"] * self._lexical_index().scores(list(texts), leave_out)
+            if self.lexical.get("mention") and self.words:
+                scores = scores + self.lexical["mention"] * self._mention_index().mentions(list(texts))
         return scores, best
 
     def _reads(self, texts) -> bool:
@@ -336,8 +356,8 @@ def calibrate(matcher: ClassMatcher, scores: torch.Tensor, best: torch.Tensor, l
     if lexical_weight is None:
         matcher.temperature, matcher.min_probability, matcher.min_cosine = temperature, min_probability, min_cosine
     else:
-        matcher.lexical = {"weight": float(lexical_weight), "temperature": temperature, "min_probability": min_probability,
-                           "min_cosine": min_cosine}
+        matcher.lexical = {**(matcher.lexical or {}), "weight": float(lexical_weight), "temperature": temperature,
+                           "min_probability": min_probability, "min_cosine": min_cosine}
     unknown = [i for i, label in enumerate(labels) if label is None]
     rejected = [bool(top_p[i] < min_probability or best[i].max() < min_cosine) for i in unknown]
     return {"temperature": temperature, "min_probability": min_probability, "min_cosine": min_cosine,

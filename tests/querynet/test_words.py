@@ -141,7 +141,7 @@ def test_wordnet_kinds_and_derived_words_follow_the_pointers(tmp_path):
 def test_words_only_entries_count_as_words_and_survive_a_round_trip(tmp_path):
     base = _matcher_with_words()
     matcher = _matcher_with_words()
-    matcher.words, matcher._index = {"rain": ["downpour", "cloudburst"]}, None
+    matcher.words = {"rain": ["downpour", "cloudburst"]}
     between = _unit(1, 0.5, 1)
     assert base.match(between[None], ["a cloudburst"])[0] == base.match(between[None])[0]  # a word it does not know
     assert matcher.match(between[None], ["a cloudburst"])[0].label == "rain"
@@ -154,6 +154,26 @@ def test_words_only_entries_count_as_words_and_survive_a_round_trip(tmp_path):
     assert after.label == before.label and after.probability == pytest.approx(before.probability, abs=1e-3)  # float16 rows
     with pytest.raises(ValueError, match="owl"):
         ClassMatcher(["dog"], ["dog"], _unit(1, 0, 0)[None], ["dog"], ["label"], words={"owl": ["hoot"]})
+
+
+def test_a_class_named_by_one_of_its_words_only_phrases_gains_the_mention_weight(tmp_path):
+    matcher = _matcher_with_words()
+    matcher.words = {"rain": ["downpour"], "dog": ["hound dog"]}
+    query = _unit(1, 0.5, 1)
+    plain, _ = matcher.class_scores(query[None], texts=["a downpour and a hound dog"])
+    matcher.lexical["mention"] = 0.25
+    named, _ = matcher.class_scores(query[None], texts=["a downpour and a hound dog"])
+    assert (named - plain)[0].tolist() == pytest.approx([0.25, 0.25])
+    other, _ = matcher.class_scores(query[None], texts=["a dog hound"])  # not the phrase in its order: BM25 only
+    matcher.lexical["mention"] = 0.0
+    assert other == pytest.approx(matcher.class_scores(query[None], texts=["a dog hound"])[0])
+    matcher.lexical["mention"] = 0.25
+    matcher.save(tmp_path / "bank.safetensors")
+    assert ClassMatcher.load(tmp_path / "bank.safetensors").lexical["mention"] == 0.25
+    queries = torch.stack([_unit(1, 0.3, 0), _unit(0, 0.3, 1), _unit(-1, -1, -1)])
+    fit_calibration(matcher, queries, ["dog", "rain", None], ["woof", "downpour", "tax forms"], lexical_weight=0.5,
+                    mention_weight=0.25)
+    assert matcher.lexical["mention"] == 0.25 and matcher.lexical["weight"] == 0.5  # the calibration keeps the weight
 
 
 def test_match_is_plain_data():
@@ -272,7 +292,7 @@ def test_the_shipped_bank_counts_words():
     text = "the cellist rehearsing in the next room"  # a casual validation description (validation, not test)
     vector = get_encoder("bundled").embed_text([text])
     assert matcher.match(vector, [text])[0].label == "playing cello"
-    matcher.words, matcher._index = {}, None
+    matcher.words = {}
     assert matcher.match(vector, [text])[0].label != "playing cello"  # what the words-only entries change
 
 
