@@ -26,6 +26,7 @@ def separator(band_separator):
     instance.negative_defaults = dict(NEGATIVE_DEFAULTS)  # what a model that records none gets
     instance.contrast, instance.background = 0.0, None
     instance.second_look = None
+    instance._matcher = None  # no Query-Aug bank knows the band model's labels
     return instance
 
 

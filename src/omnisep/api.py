@@ -82,7 +82,8 @@ class Query:
     alpha: float | None = None  # None: the model's own (see Separator.negative_defaults)
     negative_mode: str | None = None  # proportional, naive or logit; None: the model's own
     contrast: float | None = None  # query-contrast strength (omnisep.queries.contrast_terms); None: the model's own
-    # Query-Aug (eq. 5): True / False; None: on for a query of pictures only (when the model ships the picture matcher).
+    # Query-Aug (eq. 5): True / False; None: on for a query of pictures only or of one text, where the model ships the
+    # matcher (the bundled encoder's Query-Aug v2: a class name stays itself, a description becomes its class).
     query_aug: bool | None = None
     # omnisep.negatives.AutoNegative: choose the negative from a scan of each mixture.
     auto_negative: Any = None
@@ -147,6 +148,11 @@ def _once(make: Callable) -> Callable:
 
 def _pictures_only(parts) -> bool:
     return bool(parts) and all(kind == "image" for kind, _ in parts)
+
+
+def _one_text(parts) -> bool:
+    """People query in their own words: one text is matched by default."""
+    return len(parts) == 1 and parts[0][0] == "text"
 
 
 def query_rows(embedded: Sequence[EmbeddedQuery], second_look: float | None = None) -> query_math.QueryRows:
@@ -305,6 +311,10 @@ class Separator:
         one that hears what a query leaves)."""
         return self._residual_tagger()
 
+    def _is_class_name(self, text: str) -> bool:
+        """A class name is already its class's row: Query-Aug would only blend in a runner-up of p < 0.01."""
+        return self.bank is not None and " ".join(str(text).lower().split()) in self.bank.labels
+
     def _query_aug_matcher(self):
         """Query-Aug v2 (omnisep.query_aug) for the bundled encoder when its bank covers the model's labels."""
         if not hasattr(self, "_matcher"):
@@ -392,8 +402,9 @@ class Separator:
             raise OmniSepError("give either an automatic negative query or negative texts, images or audio, not both.")
         label, score, match = query.describe(), None, None  # Query-Aug replaces the positive part of the label
         query_aug = query.query_aug
-        if query_aug is None:  # the default: on for a query of pictures only, where the picture matcher is shipped
-            query_aug = _pictures_only(parts) and self._picture_query_aug() is not None
+        if query_aug is None:  # the default: on for a query of pictures only or of one text, where its matcher is shipped
+            query_aug = ((_pictures_only(parts) and self._picture_query_aug() is not None)
+                         or (_one_text(parts) and not self._is_class_name(parts[0][1]) and self._query_aug_matcher() is not None))
         if query_aug:
             if self.bank is None:
                 raise OmniSepError(f"model {describe(self.path)} has no query bank, so Query-Aug is not available.")

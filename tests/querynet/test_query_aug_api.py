@@ -52,7 +52,8 @@ def test_a_name_becomes_its_class_blended_with_the_runner_up_by_probability(sepa
 def test_a_query_that_matches_nothing_says_so_and_gets_its_two_closest_classes(separator):
     text = "quarterly tax return spreadsheet"
     item = separator.prepare([Query(text=text, query_aug=True)])[0]
-    plain = separator.prepare([Query(text=text)])[0]
+    plain = separator.prepare([Query(text=text, query_aug=False)])[0]
+    assert separator.prepare([Query(text=text)])[0].vector.equal(item.vector)  # one text is matched by default
     assert not item.query_aug_match["known"]
     assert item.label.startswith(text) and "unknown (closest: " in item.label and "runner-up" in item.label
     assert "separated as " in item.label
@@ -89,6 +90,19 @@ def test_a_picture_said_unknown_says_so_and_still_gets_its_closest_label(separat
     assert not item.query_aug_match["known"]
     assert "unknown (closest: playing violin)" in item.label and "separated as playing violin" in item.label
     assert torch.equal(item.vector, _row(separator, "playing violin"))
+
+
+def test_one_text_is_matched_by_default_and_a_class_name_stays_itself(separator):
+    text = "somebody practising scales on a grand piano"  # made up here, in no file
+    said = separator.prepare([Query(text=text)])[0]
+    assert said.query_aug_match["matcher"] == "text" and said.label.startswith("playing piano")
+    raw = separator.prepare([Query(text=text, query_aug=False)])[0]
+    assert raw.query_aug_match is None and raw.label == text
+    for name in separator.bank.labels:  # a class name is left as it is; Query-Aug would give it back (p > 0.99)
+        item, off = separator.prepare([Query(text=name.upper()), Query(text=name.upper(), query_aug=False)])
+        assert item.query_aug_match is None and item.vector.equal(off.vector) and item.label == off.label
+        asked = separator.prepare([Query(text=name, query_aug=True)])[0].query_aug_match
+        assert asked["label"] == name and asked["probability"] > 0.99 and not asked["contenders"]
 
 
 def test_a_text_part_keeps_the_default_off_and_the_text_matcher(separator):
@@ -209,8 +223,9 @@ def test_an_unsure_description_with_query_aug_is_weighed_by_what_the_mixture_hol
     real = omnisep.scan.mixture_tags
     monkeypatch.setattr(omnisep.scan, "mixture_tags", lambda *a, **k: calls.append("tags") or real(*a, **k))
     separator.separate(audio, rate, text=text, query_aug=True)
-    separator.separate(audio, rate, text=text)  # Query-Aug off (the default for text): no evidence needed
-    assert calls == ["tags"]
+    separator.separate(audio, rate, text=text)  # one text gets Query-Aug by default
+    separator.separate(audio, rate, text=text, query_aug=False)  # off: no evidence needed
+    assert calls == ["tags", "tags"]
 
 
 def test_a_scan_of_some_labels_gives_their_numbers_from_the_whole_scan(separator):

@@ -161,7 +161,8 @@ Examples:
                    "(the model's second look, which makes an absent sound quieter; `omnisep models` lists it).")
 @click.option("--query-aug/--no-query-aug", default=None,
               help="Snap the query to the closest label the model was trained on (Query-Aug); a query of pictures "
-                   "only gets it unless --no-query-aug [default: on for pictures, off otherwise].")
+                   "only, or of one text that is not a class name, gets it unless --no-query-aug [default: on for "
+                   "pictures and for one text, off for compositions].")
 @click.option("-o", "--output-dir", default="separated", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Where to write DIR/<input>/<query>/target and residual.")
 @click.option("--model", default="default", show_default=True, help="Model name (see `omnisep models`) or checkpoint folder.")

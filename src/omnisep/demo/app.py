@@ -154,7 +154,7 @@ class DemoSession:
         try:
             result = self.separator.separate(
                 audio, rate, weights=weights, alpha=None if auto_negative or alpha is None else float(alpha),
-                query_aug=True if query_aug else None,  # unticked: the default (pictures get it)
+                query_aug=True if query_aug else None,  # unticked: the default (pictures and one text get it)
                 negative="auto" if auto_negative else None, **parts
             )
         except OmniSepError as exc:
