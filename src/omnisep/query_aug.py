@@ -74,9 +74,12 @@ class Match:
     # Matched without the mixture by a matcher that weighs by it: the labels whose presence could still make them
     # first (empty: none could, or nothing to weigh); hear the mixture, then match again with their presence.
     contenders: tuple = ()
+    # Unknown although probable: the query is further from every entry than the calibration's cosine floor (words
+    # alone made the class probable: "the pooch yapping" shares "pooch" with the dog and little else)
+    far: bool = False
 
     def describe(self) -> str:
-        head = self.label if self.known else f"unknown (closest: {self.label})"
+        head = self.label if self.known else f"unknown (closest: {self.label}{', far from its entries' if self.far else ''})"
         text = f"{head} p={self.probability:.2f}, runner-up {self.runner_up} p={self.runner_up_probability:.2f}"
         if self.evidence is not None:
             text += ", weighed by what the mixture holds"
@@ -254,7 +257,8 @@ class ClassMatcher:
                 contenders = tuple(self.labels[i] for i in could.nonzero().flatten().tolist())
                 contenders = contenders if len(contenders) > 1 else ()
             found.append(Match(self.labels[first], p, cosine, self.labels[second], float(probabilities[row, second]), known, given,
-                               self.evidence_power if weighed else None, contenders))
+                               self.evidence_power if weighed else None, contenders,
+                               far=p >= min_probability and cosine < min_cosine))
         return found
 
     def _within_top(self, probabilities: torch.Tensor) -> torch.Tensor:

@@ -176,6 +176,17 @@ def test_a_class_named_by_one_of_its_words_only_phrases_gains_the_mention_weight
     assert matcher.lexical["mention"] == 0.25 and matcher.lexical["weight"] == 0.5  # the calibration keeps the weight
 
 
+def test_an_answer_unknown_only_for_its_distance_says_so():
+    matcher = _matcher()
+    matcher.min_probability, matcher.min_cosine = 0.0, 0.99  # every query is probable enough, few are close enough
+    far, near = matcher.match(torch.stack([_unit(1, 0.2, 0.1), _unit(1, 0, 0)]))
+    assert not far.known and far.far and "unknown (closest: dog, far from its entries)" in far.describe()
+    assert near.known and not near.far
+    matcher.min_probability = 1.01  # now improbable as well: an ordinary unknown answer
+    (plain,) = matcher.match(_unit(1, 0.2, 0.1)[None])
+    assert not plain.known and not plain.far and "unknown (closest: dog) p=" in plain.describe()
+
+
 def test_match_is_plain_data():
     match = Match("dog", 0.9, 0.8, "rain", 0.1, True)
     assert match.to_dict()["runner_up"] == "rain" and "p=0.90" in match.describe()
