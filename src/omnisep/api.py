@@ -378,7 +378,7 @@ class Separator:
             encoder, matcher = pictures
             probe, kind = query_math.compose([self._part_vector(k, item, mixture_rate, encoder) for k, item in parts], weights), "pictures"
         # A query of one text is matched on its words too (omnisep.lexical); other queries on their vector only.
-        words = [parts[0][1]] if kind == "text" and len(parts) == 1 and parts[0][0] == "text" else None
+        words = [parts[0][1]] if kind == "text" and _one_text(parts) else None
         match = matcher.match(probe[None], words, presence)[0]
         found = {**match.to_dict(), "matcher": kind}
         given = match.given_vector(self.bank.labels, self.bank.embeddings)
