@@ -1,8 +1,8 @@
 """Probe: how often does a sound tagger name the *other* sound of a two-source mixture (what the automatic negative
 and the mixture evidence ask of it)?
 
-For every N-th mixture of a list, each tagger hears the mixture in 4 s windows (the largest probability per label,
-as ``scan.mixture_tags`` does); the queried class is left out, and so are labels as close to it as the automatic
+For every N-th mixture of a list, each tagger hears the mixture as Query-Aug's evidence does (``scan.mixture_tags``: the
+largest probability per label over its windows); the queried class is left out, and so are labels as close to it as the automatic
 negative's guard (cosine 0.55), as ``negatives.AutoNegative`` does (an interferer that close counts as missed). Printed per tagger: the share of mixtures whose
 interferer is ranked first, within the first two and three, and the mean probability the interferer gets.
 
@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 GUARD = 0.55
-WINDOW = 4 * 16000
 
 
 def main() -> None:
@@ -30,7 +29,8 @@ def main() -> None:
     from omnisep.data.mixtures import load_test_set
     from omnisep.evaluation.auto_negative import _BankTable
     from omnisep.queries import normalize
-    from omnisep.scan import Verification
+    from omnisep.scan import Verification, mixture_tags
+    from omnisep.spectral import SAMPLE_RATE
     from omnisep.states import load_checkpoint
     from omnisep.tagger import load_tagger
 
@@ -57,7 +57,8 @@ def main() -> None:
         own, other = labels.index(test_set.items[target_item].label), labels.index(test_set.items[interferer_item].label)
         close = negatives.similarities(rows[own], bank).numpy() >= GUARD
         for k, ear in enumerate(ears):
-            tags = np.max([ear.tag(wave[s : s + WINDOW]) for s in range(0, max(1, wave.size - WINDOW // 4), WINDOW)], axis=0)
+            heard_by = mixture_tags(ear, wave, SAMPLE_RATE)
+            tags = np.array([heard_by[label] for label in labels])
             heard[k].append(float(tags[other]))
             tags = tags.copy()
             tags[own] = -1.0
